@@ -1,0 +1,176 @@
+"""Frozen, validated configs that are also pytrees.
+
+A config is a keyword-only frozen dataclass. Each field is one of two kinds:
+
+* ``hyper(...)``: a numeric hyperparameter that does not change array shapes (learning rate, discount, clip,
+  entropy coefficient, ...). It is a *traced pytree leaf*, so a grid of settings is one batched config and
+  ``jax.vmap`` over it compiles once.
+* ``static(...)``: a field that changes shapes or control flow (widths, number of envs, batch size). It is pytree
+  metadata: part of the compiled program's identity.
+
+Values are validated when a config is constructed (or ``dataclasses.replace``-d), and the error names the field
+and its allowed range. Rebuilding a config from leaves (``jax.tree.map``, ``vmap``) skips validation, because
+leaves may then be tracers, axis specs or placeholders.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import numbers
+from typing import Any, Iterable
+
+import jax
+import numpy as np
+
+__all__ = [
+    "ConfigError",
+    "hyper",
+    "static",
+    "config",
+    "hyper_fields",
+    "static_fields",
+    "replace",
+    "close_matches",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """An invalid configuration value, raised before anything compiles."""
+
+
+def hyper(default: float, *, low: float | None = None, high: float | None = None,
+          low_open: bool = False, high_open: bool = False, help: str = "") -> Any:
+    """A traced numeric hyperparameter in ``[low, high]`` (``(low`` / ``high)`` when open)."""
+    return dataclasses.field(default=default, metadata=dict(
+        static=False, low=low, high=high, low_open=low_open, high_open=high_open, choices=None, help=help))
+
+
+def static(default: Any, *, low: float | None = None, high: float | None = None,
+           choices: Iterable[Any] | None = None, help: str = "") -> Any:
+    """A static (shape- or control-flow-changing) field; optional range or choices."""
+    kw = dict(default_factory=lambda: tuple(default)) if isinstance(default, (list, tuple)) else dict(default=default)
+    return dataclasses.field(**kw, metadata=dict(
+        static=True, low=low, high=high, low_open=False, high_open=False,
+        choices=tuple(choices) if choices is not None else None, help=help))
+
+
+def _is_static(f: dataclasses.Field) -> bool:
+    return f.metadata.get("static", True)
+
+
+def hyper_fields(cfg_or_cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cfg_or_cls) if not _is_static(f))
+
+
+def static_fields(cfg_or_cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cfg_or_cls) if _is_static(f))
+
+
+def close_matches(name: str, options: Iterable[str], n: int = 5) -> list[str]:
+    """Close spellings of ``name`` among ``options`` (case-insensitive), best first."""
+    options = list(options)
+    lowered = {o.lower(): o for o in options}
+    hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.5)
+    prefix = [o for o in options if o.lower().startswith(name.lower()[:3]) and o.lower() not in hits]
+    return [lowered[h] for h in hits] + prefix[: max(0, n - len(hits))]
+
+
+def _range_text(md) -> str:
+    lo, hi = md["low"], md["high"]
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if md['low_open'] else '>='} {lo}")
+    if hi is not None:
+        parts.append(f"{'<' if md['high_open'] else '<='} {hi}")
+    return " and ".join(parts)
+
+
+def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
+    md = f.metadata
+    where = f"{cls_name}.{f.name}"
+    if isinstance(value, jax.core.Tracer):
+        return
+    if md.get("choices") is not None:
+        if value not in md["choices"]:
+            raise ConfigError(f"{where}={value!r} is not allowed: choose one of {list(md['choices'])}")
+        return
+    if not _is_static(f):
+        # Traced hyperparameters: real numbers, or arrays of them (a batched config).
+        if isinstance(value, bool) or not (isinstance(value, numbers.Real) or hasattr(value, "dtype")):
+            raise ConfigError(f"{where}={value!r} must be a real number, got {type(value).__name__}")
+        arr = np.asarray(value)
+        if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+            raise ConfigError(f"{where} must be a real number, got dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise ConfigError(f"{where}={value!r} must be finite")
+    else:
+        if f.default is not dataclasses.MISSING and type(f.default) is int and not isinstance(value, bool):
+            if not isinstance(value, numbers.Integral):
+                raise ConfigError(f"{where}={value!r} must be an integer")
+        if md.get("low") is None and md.get("high") is None:
+            return
+        arr = np.asarray(value)
+    lo, hi = md.get("low"), md.get("high")
+    bad = np.zeros(arr.shape, bool)
+    if lo is not None:
+        bad |= (arr <= lo) if md["low_open"] else (arr < lo)
+    if hi is not None:
+        bad |= (arr >= hi) if md["high_open"] else (arr > hi)
+    if np.any(bad):
+        raise ConfigError(f"{where}={value!r} is out of range: must be {_range_text(md)}")
+
+
+def config(cls):
+    """Decorator: frozen keyword-only dataclass, validated on construction, registered as a pytree."""
+    user_post_init = getattr(cls, "__post_init__", None)
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _check_value(type(self).__qualname__, f, getattr(self, f.name))
+        if user_post_init is not None:
+            user_post_init(self)  # cross-field checks
+
+    cls.__post_init__ = __post_init__
+    cls = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+    data_names = hyper_fields(cls)
+    meta_names = static_fields(cls)
+
+    def flatten(c):
+        return [getattr(c, n) for n in data_names], tuple(getattr(c, n) for n in meta_names)
+
+    def unflatten(meta, leaves):
+        obj = object.__new__(cls)  # no validation: leaves may be tracers or axis specs
+        for n, v in zip(data_names, leaves):
+            object.__setattr__(obj, n, v)
+        for n, v in zip(meta_names, meta):
+            object.__setattr__(obj, n, v)
+        return obj
+
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    return cls
+
+
+def replace(cfg, **changes):
+    """``dataclasses.replace`` that names close matches for an unknown field."""
+    names = [f.name for f in dataclasses.fields(cfg)]
+    for k in changes:
+        if k not in names:
+            hint = close_matches(k, names)
+            raise ConfigError(f"{type(cfg).__qualname__} has no field {k!r}"
+                              + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f"; fields: {names}"))
+    return dataclasses.replace(cfg, **changes)
+
+
+def to_dict(cfg) -> dict[str, Any]:
+    """JSON-friendly dict of a (possibly batched) config."""
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if hasattr(v, "tolist"):
+            v = v.tolist()
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[f.name] = v
+    return out
