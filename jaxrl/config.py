@@ -33,6 +33,7 @@ __all__ = [
     "replace",
     "close_matches",
     "to_dict",
+    "from_dict",
 ]
 
 
@@ -174,3 +175,13 @@ def to_dict(cfg) -> dict[str, Any]:
             v = list(v)
         out[f.name] = v
     return out
+
+
+def from_dict(cls, values: dict[str, Any]):
+    """Build a config from :func:`to_dict` output (JSON lists back to tuples for static fields)."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            v = values[f.name]
+            kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+    return cls(**kwargs)

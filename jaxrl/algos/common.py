@@ -1,0 +1,68 @@
+"""Pieces every algorithm shares: the algorithm record, env stacks, evaluation."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from gymnax.environments import spaces
+
+from jaxrl.data import rollout as rollout_lib
+from jaxrl.envs.wrappers import EpisodeStats, NormalizeObservation, NormalizeState, RescaleAction, VmapEnv
+
+
+class Algorithm(NamedTuple):
+    """What ``make(config, env, env_params)`` returns: pure functions and what they close over.
+
+    * ``init(key) -> state``
+    * ``step(state) -> (state, metrics)``: one training iteration, jittable and scannable
+    * ``act(state, obs, key, deterministic=False) -> action``: the deployed policy (with the state's learned
+      observation preprocessing)
+    * ``evaluate(state, key, num_episodes) -> mean return`` of the deterministic policy
+    """
+
+    init: Callable
+    step: Callable
+    act: Callable
+    evaluate: Callable
+    config: Any
+    env_steps_per_iteration: int
+
+
+def _base_stack(env, env_params):
+    space = env.action_space(env_params)
+    if isinstance(space, spaces.Box):
+        env = RescaleAction(env, space.low, space.high)
+    return env
+
+
+def make_train_env(env, env_params, num_envs: int, normalize_observations: bool = False):
+    """base -> action rescaling to [-1, 1] -> episode statistics -> ``num_envs`` copies -> obs normalisation."""
+    env = VmapEnv(EpisodeStats(_base_stack(env, env_params)), num_envs)
+    return NormalizeObservation(env) if normalize_observations else env
+
+
+def obs_normalizer(env_state) -> Callable[[jax.Array], jax.Array]:
+    """The frozen observation preprocessing a train env state implies (identity without normalisation)."""
+    if isinstance(env_state, NormalizeState):
+        return env_state.stats.normalize
+    return lambda obs: obs
+
+
+def max_episode_steps(env_params, default: int = 1000) -> int:
+    return int(getattr(env_params, "max_steps_in_episode", default))
+
+
+def make_evaluate(env, env_params, act: Callable) -> Callable:
+    """``evaluate(state, key, num_episodes)``: mean return of ``act(state, obs, key, deterministic=True)``."""
+    eval_env_base = _base_stack(env, env_params)
+    horizon = max_episode_steps(env_params)
+
+    def evaluate(state, key, num_episodes: int) -> jax.Array:
+        policy = lambda obs, k: act(state, obs, k, deterministic=True)
+        returns = rollout_lib.evaluate(VmapEnv(eval_env_base, num_episodes), env_params, policy, key,
+                                       num_episodes, horizon)
+        return jnp.mean(returns)
+
+    return evaluate

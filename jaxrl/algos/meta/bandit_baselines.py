@@ -1,0 +1,137 @@
+"""Classic Bernoulli-bandit strategies, the reference rows of RL^2's bandit table (Duan et al. 2016, table 1).
+
+Each strategy is a pure ``*_trial(key, arm_means, num_pulls, ...) -> total_reward`` (``num_pulls`` static):
+one trial of ``num_pulls`` pulls on one task, vmappable over tasks and keys. Statistics kept per arm are
+successes ``s_i`` and failures ``f_i``; the Bayesian strategies use a Beta(1, 1) prior. Ties are broken
+uniformly at random.
+
+- random: a uniformly random arm each pull.
+- greedy: the arm with the largest posterior mean ``(s_i + 1) / (s_i + f_i + 2)``.
+- epsilon-greedy: greedy, but a uniformly random arm with probability ``epsilon``.
+- UCB1 (Auer et al. 2002): every arm once, then ``argmax_i mean_i + c sqrt(2 ln t / n_i)`` on empirical
+  means, ``t`` the number of pulls so far.
+- Thompson sampling: ``argmax_i theta_i`` with ``theta_i ~ Beta(s_i + 1, f_i + 1)`` (exact integer-count
+  sampler from uniform order statistics).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+TrialFn = Callable[..., jax.Array]
+
+
+def _argmax_random_ties(key: jax.Array, scores: jax.Array) -> jax.Array:
+    """Index of a maximum of ``scores`` chosen uniformly among ties (exact ties, ``inf`` included)."""
+    is_max = scores >= jnp.max(scores)
+    noise = jax.random.uniform(key, scores.shape)
+    return jnp.argmax(jnp.where(is_max, noise, -1.0))
+
+
+def _run_trial(select: Callable, key: jax.Array, arm_means: jax.Array, num_pulls: int) -> jax.Array:
+    """Scan ``num_pulls`` pulls; ``select(key, successes, failures, t) -> arm``; returns the total reward."""
+    arm_means = jnp.asarray(arm_means, jnp.float32)
+    num_arms = arm_means.shape[-1]
+
+    def body(carry, key_t):
+        successes, failures, t = carry
+        key_a, key_r = jax.random.split(key_t)
+        arm = select(key_a, successes, failures, t)
+        reward = jax.random.bernoulli(key_r, arm_means[arm]).astype(jnp.float32)
+        onehot = jax.nn.one_hot(arm, num_arms, dtype=jnp.float32)
+        return (successes + onehot * reward, failures + onehot * (1.0 - reward), t + 1.0), reward
+
+    zeros = jnp.zeros((num_arms,), jnp.float32)
+    init = (zeros, zeros, jnp.float32(0.0))
+    _, rewards = jax.lax.scan(body, init, jax.random.split(key, num_pulls))
+    return jnp.sum(rewards)
+
+
+def _posterior_mean(successes, failures):
+    return (successes + 1.0) / (successes + failures + 2.0)
+
+
+@partial(jax.jit, static_argnames=("num_pulls",))
+def random_trial(key: jax.Array, arm_means: jax.Array, num_pulls: int) -> jax.Array:
+    def select(k, s, f, t):
+        return jax.random.randint(k, (), 0, s.shape[-1])
+
+    return _run_trial(select, key, arm_means, num_pulls)
+
+
+@partial(jax.jit, static_argnames=("num_pulls",))
+def greedy_trial(key: jax.Array, arm_means: jax.Array, num_pulls: int) -> jax.Array:
+    def select(k, s, f, t):
+        return _argmax_random_ties(k, _posterior_mean(s, f))
+
+    return _run_trial(select, key, arm_means, num_pulls)
+
+
+@partial(jax.jit, static_argnames=("num_pulls",))
+def epsilon_greedy_trial(key: jax.Array, arm_means: jax.Array, num_pulls: int, epsilon=0.1) -> jax.Array:
+    def select(k, s, f, t):
+        k_explore, k_rand, k_greedy = jax.random.split(k, 3)
+        greedy = _argmax_random_ties(k_greedy, _posterior_mean(s, f))
+        rand = jax.random.randint(k_rand, (), 0, s.shape[-1])
+        return jnp.where(jax.random.uniform(k_explore) < epsilon, rand, greedy)
+
+    return _run_trial(select, key, arm_means, num_pulls)
+
+
+@partial(jax.jit, static_argnames=("num_pulls",))
+def ucb1_trial(key: jax.Array, arm_means: jax.Array, num_pulls: int, c=1.0) -> jax.Array:
+    def select(k, s, f, t):
+        n = s + f
+        bonus = c * jnp.sqrt(2.0 * jnp.log(jnp.maximum(t, 1.0)) / jnp.maximum(n, 1.0))
+        scores = jnp.where(n > 0, s / jnp.maximum(n, 1.0) + bonus, jnp.inf)
+        return _argmax_random_ties(k, scores)
+
+    return _run_trial(select, key, arm_means, num_pulls)
+
+
+def _beta_integer(key: jax.Array, successes: jax.Array, failures: jax.Array, max_count: int) -> jax.Array:
+    """Exact ``Beta(s + 1, f + 1)`` samples for integer counts ``s + f <= max_count`` (per arm), as the
+    ``(s + 1)``-th smallest of ``s + f + 1`` i.i.d. uniforms (order statistics). Faster than
+    ``jax.random.beta`` under ``vmap`` (no rejection loop)."""
+    n = successes + failures  # [K]
+    u = jax.random.uniform(key, successes.shape + (max_count + 1,))
+    used = jnp.arange(max_count + 1) < (n[..., None] + 1.0)
+    u = jnp.sort(jnp.where(used, u, 2.0), axis=-1)
+    idx = successes.astype(jnp.int32)[..., None]
+    return jnp.take_along_axis(u, idx, axis=-1)[..., 0]
+
+
+@partial(jax.jit, static_argnames=("num_pulls",))
+def thompson_trial(key: jax.Array, arm_means: jax.Array, num_pulls: int) -> jax.Array:
+    def select(k, s, f, t):
+        k_beta, k_tie = jax.random.split(k)
+        samples = _beta_integer(k_beta, s, f, num_pulls)
+        return _argmax_random_ties(k_tie, samples)
+
+    return _run_trial(select, key, arm_means, num_pulls)
+
+
+BASELINES: dict[str, TrialFn] = {
+    "random": random_trial,
+    "greedy": greedy_trial,
+    "epsilon-greedy": epsilon_greedy_trial,
+    "UCB1": ucb1_trial,
+    "Thompson": thompson_trial,
+}
+
+
+@partial(jax.jit, static_argnames=("trial_fn", "num_arms", "num_pulls", "num_tasks"))
+def mean_total_reward(
+    trial_fn: TrialFn, key: jax.Array, *, num_arms: int, num_pulls: int, num_tasks: int
+) -> tuple[jax.Array, jax.Array]:
+    """Mean (and standard error) of the total reward of ``trial_fn`` over ``num_tasks`` tasks with arm means
+    i.i.d. U[0, 1] (the RL^2 bandit distribution), one trial per task."""
+    key_tasks, key_trials = jax.random.split(key)
+    arm_means = jax.random.uniform(key_tasks, (num_tasks, num_arms), jnp.float32)
+    keys = jax.random.split(key_trials, num_tasks)
+    totals = jax.vmap(lambda k, m: trial_fn(k, m, num_pulls))(keys, arm_means)
+    return jnp.mean(totals), jnp.std(totals) / jnp.sqrt(jnp.float32(num_tasks))

@@ -1,0 +1,58 @@
+"""``jaxrl.envs.make(name)``: one name space for gymnax, brax and MuJoCo Playground environments."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from jaxrl.config import close_matches
+
+_BRAX_NAMES = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
+               "inverted_double_pendulum", "pusher", "reacher", "walker2d")
+
+# Extra JAX-native envs and task families register here (name -> factory returning (env, params)).
+_EXTRA: dict[str, Callable[..., tuple[Any, Any]]] = {}
+
+
+def register(name: str, factory: Callable[..., tuple[Any, Any]]) -> None:
+    _EXTRA[name] = factory
+
+
+def gymnax_names() -> list[str]:
+    import gymnax
+
+    return list(gymnax.registered_envs)
+
+
+def list_envs() -> list[str]:
+    return gymnax_names() + [f"brax:{n}" for n in _BRAX_NAMES] + sorted(_EXTRA) + ["playground:<EnvName>"]
+
+
+def make(name: str, **kwargs) -> tuple[Any, Any]:
+    """Return ``(env, env_params)`` following the gymnax >= 1.0 functional protocol.
+
+    Names: any gymnax id (``CartPole-v1``), ``brax:<name>`` (``brax:ant``), ``playground:<EnvName>``,
+    or a registered jaxrl env. An unknown name raises ``ValueError`` listing close matches.
+    """
+    if name in _EXTRA:
+        return _EXTRA[name](**kwargs)
+    if name in gymnax_names():
+        import gymnax
+
+        env, params = gymnax.make(name, **kwargs)
+        return env, params
+    prefix, _, rest = name.partition(":")
+    if prefix == "brax" and rest in _BRAX_NAMES:
+        from jaxrl.envs.brax_adapter import make_brax
+
+        env = make_brax(rest, **kwargs)
+        return env, env.default_params
+    if prefix == "playground" and rest:
+        from jaxrl.envs.brax_adapter import make_playground
+
+        env = make_playground(rest, **kwargs)
+        return env, env.default_params
+    options = gymnax_names() + [f"brax:{n}" for n in _BRAX_NAMES] + sorted(_EXTRA)
+    hint = close_matches(name, options) or close_matches(name.split(":")[-1], options)
+    msg = f"unknown environment {name!r}"
+    msg += f"; did you mean {', '.join(map(repr, hint))}?" if hint else "; `jaxrl list` shows them all"
+    raise ValueError(msg)

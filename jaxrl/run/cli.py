@@ -1,0 +1,135 @@
+"""The ``jaxrl`` command line: ``train``, ``list``, ``plot``. Options are generated from the config dataclasses.
+
+    jaxrl train ALGO [--env ENV] [--seeds N] [--total-env-steps N] [--out DIR] [--grid F=v1,v2 ...]
+                     [--resume DIR] [any config field, e.g. --learning-rate 3e-4]
+    jaxrl train --resume DIR
+    jaxrl list
+    jaxrl plot RUN_DIR... [--out PNG] [--metric NAME]
+"""
+
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+USAGE = __doc__
+
+
+def _train_args_class(module, default_env: str):
+    import tyro
+
+    cfg_cls = module.Config
+
+    @dataclasses.dataclass
+    class TrainArgs:
+        config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)
+        env: str = default_env
+        """environment name (`jaxrl list`)"""
+        seeds: int = 1
+        """number of seeds, all in one compiled program"""
+        out: Optional[str] = None
+        """run directory (default runs/ALGO-ENV-TIMESTAMP)"""
+        grid: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+        """FIELD=v1,v2,... over a hyperparameter (repeatable); seeds x grid points run as one program"""
+        num_chunks: int = 10
+        """host round-trips (log, evaluate, checkpoint) over the run"""
+        eval_episodes: int = 10
+        """deterministic-policy episodes per evaluation"""
+        resume: Optional[str] = None
+        """continue the run in this directory from its newest checkpoint"""
+
+    return TrainArgs
+
+
+def _train(argv: list[str]) -> int:
+    from jaxrl import algos
+    from jaxrl.run import grid as grid_lib
+    from jaxrl.run.train import resume, train
+
+    if argv and argv[0].startswith("--resume"):
+        run_dir = argv[0].split("=", 1)[1] if "=" in argv[0] else argv[1]
+        result = resume(run_dir)
+        return _report(result)
+    if not argv or argv[0].startswith("-"):
+        print(f"usage: jaxrl train ALGO [options]  (ALGO one of {algos.names()}; "
+              f"`jaxrl train ALGO --help` lists its options)", file=sys.stderr)
+        return 2
+    import tyro
+
+    name = argv[0]
+    module = algos.get(name)
+    args = tyro.cli(_train_args_class(module, algos.default_env(name)), args=argv[1:], prog=f"jaxrl train {name}",
+                    description=(module.__doc__ or "").strip().splitlines()[0])
+    if args.resume:
+        return _report(resume(args.resume))
+    out = args.out or f"runs/{name}-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(name, args.env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
+                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes)
+    return _report(result)
+
+
+def _report(result) -> int:
+    s = result.summary
+    returns = ", ".join(f"{r:.1f}" for r in s["eval_return"])
+    state = "interrupted" if result.interrupted else "done"
+    print(f"{state}: {s['algo']} on {s['env']}, {s['env_steps']} env steps per run x {len(s['runs'])} runs\n"
+          f"  eval_return per run: [{returns}]  mean {s['eval_return_mean']:.1f}\n"
+          f"  {s['env_steps_per_second']:.3g} env-steps/s (all runs), compile {s['compile_seconds']:.1f} s, "
+          f"run {s['run_seconds']:.1f} s\n  run directory: {result.run_dir}"
+          + ("" if result.interrupted else f" (learning curves: {result.run_dir / 'curves.png'})"))
+    return 0
+
+
+def _list() -> int:
+    from jaxrl import algos, envs
+
+    print("algorithms:")
+    for name in algos.names():
+        module = algos.get(name)
+        print(f"  {name:10s} {(module.__doc__ or '').strip().splitlines()[0]}  (default env {algos.default_env(name)})")
+    print("environments:")
+    for name in envs.list_envs():
+        print(f"  {name}")
+    return 0
+
+
+def _plot(argv: list[str]) -> int:
+    import argparse
+
+    from jaxrl.run.plot import plot_runs
+
+    parser = argparse.ArgumentParser(prog="jaxrl plot", description="learning curves of run directories")
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--out", default=None, help="PNG path (default RUN_DIR/curves.png for one run)")
+    parser.add_argument("--metric", default="eval_return")
+    args = parser.parse_args(argv)
+    out = args.out or (Path(args.run_dirs[0]) / "curves.png" if len(args.run_dirs) == 1 else "curves.png")
+    print(plot_runs(args.run_dirs, out, args.metric))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    try:
+        if command == "train":
+            return _train(rest)
+        if command == "list":
+            return _list()
+        if command == "plot":
+            return _plot(rest)
+    except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError: clear message, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"unknown command {command!r}\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Learning curves from run directories: mean and a 95% band over seeds, one line per grid point."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jaxrl.run.logging import read_metrics
+
+
+def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and 95% normal-approximation half-width over axis 0 (seeds)."""
+    mean = values.mean(axis=0)
+    if values.shape[0] < 2:
+        return mean, np.zeros_like(mean)
+    return mean, 1.96 * values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
+
+
+def curves(run_dir: str | Path, metric: str = "eval_return") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{label: (env_steps [C], values [seeds, C])}`` per grid point of one run directory."""
+    run_dir = Path(run_dir)
+    spec = json.loads((run_dir / "config.json").read_text())
+    records = read_metrics(run_dir)
+    steps = np.asarray([r["env_steps"] for r in records])
+    values = np.asarray([r[metric] for r in records]).T  # [runs, C]
+    groups: dict[str, list[int]] = {}
+    for i, run in enumerate(spec["runs"]):
+        label = ", ".join(f"{k}={v:g}" for k, v in run["point"].items()) or spec["algo"]
+        groups.setdefault(label, []).append(i)
+    return {label: (steps, values[idx]) for label, idx in groups.items()}
+
+
+def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "eval_return") -> Path:
+    """Draw ``metric`` against environment steps for each run directory (and grid point) into ``out`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for run_dir in run_dirs:
+        spec = json.loads((Path(run_dir) / "config.json").read_text())
+        for label, (steps, values) in curves(run_dir, metric).items():
+            if len(run_dirs) > 1:
+                label = f"{Path(run_dir).name}: {label}"
+            mean, half = _band(values)
+            line, = ax.plot(steps, mean, label=f"{label} (n={values.shape[0]})")
+            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        ax.set_title(f"{spec['env']}")
+    ax.set_xlabel("environment steps (per run)")
+    ax.set_ylabel(metric.replace("_", " "))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out

@@ -1,0 +1,331 @@
+"""The run loop: seeds x grid points as one vmapped, sharded run axis, scanned in compiled chunks.
+
+Between chunks (and only there) the host logs, evaluates, checkpoints, checks for NaNs, and honours
+SIGINT/SIGTERM. Everything inside a chunk is one XLA program, compiled once for the whole sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+import jaxrl
+from jaxrl import algos as algo_registry
+from jaxrl import envs as env_registry
+from jaxrl.config import from_dict, to_dict
+from jaxrl.run import checkpoint as ckpt
+from jaxrl.run import grid as grid_lib
+from jaxrl.run.logging import MetricsLog
+
+_EVAL_STREAM = 0x5EED  # fold-in tag separating evaluation randomness from training randomness
+
+
+class NonFiniteError(FloatingPointError):
+    """A loss or metric became NaN or infinite; the message names the metric, iteration and run."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    state: Any  # batched training state, leading run axis [R]
+    metrics: dict[str, np.ndarray]  # name -> [seeds, *grid sizes, chunks]
+    axes: tuple[str, ...]  # names of those axes: ("seed", *grid fields, "chunk")
+    env_steps: np.ndarray  # [chunks] environment steps per run at each logged chunk
+    runs: list[dict]  # per run: {"seed", "point"}
+    summary: dict
+    run_dir: Path | None
+    interrupted: bool = False
+
+    def run_state(self, index: int) -> Any:
+        """One run's state (params included) out of the batched state."""
+        return take_run(self.state, index)
+
+
+def take_run(state: Any, index: int) -> Any:
+    """Slice run ``index`` out of a batched state (for evaluation or export)."""
+    return jax.tree.map(lambda x: x[index], state)
+
+
+def enable_compilation_cache(setting: str | bool | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache (default: ``~/.cache/jaxrl/xla``).
+
+    ``setting`` (or the ``JAXRL_COMPILATION_CACHE`` environment variable) may be a directory, or ``0``/``False``
+    to turn it off. Returns the directory in use, or None.
+    """
+    if setting is None:
+        setting = os.environ.get("JAXRL_COMPILATION_CACHE", True)
+    if setting in (False, "0", "false", "off", ""):
+        return None
+    directory = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxrl" / "xla"
+                 if setting in (True, "1", "true", "on") else Path(setting))
+    directory.mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return str(directory)
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag checked between chunks (installed only on the main thread)."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _versions(env_name: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"jaxrl": jaxrl.__version__, "python": sys.version.split()[0]}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "gymnax", "brax", "distrax", "orbax-checkpoint"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _resolve(algo, env, config):
+    module = algo_registry.get(algo) if isinstance(algo, str) else algo
+    algo_name = algo if isinstance(algo, str) else algo_registry.name_of(module)
+    if env is None:
+        env = algo_registry.default_env(algo_name)
+    if isinstance(env, str):
+        env_name = env
+        env_obj, env_params = env_registry.make(env)
+    else:
+        env_obj, env_params = env
+        env_name = getattr(env_obj, "name", type(env_obj).__name__)
+    config = module.Config() if config is None else config
+    if not isinstance(config, module.Config):
+        raise TypeError(f"config must be a {module.__name__}.Config, got {type(config).__name__}")
+    return module, algo_name, env_name, env_obj, env_params, config
+
+
+def _check_finite(metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: list[dict]) -> None:
+    for name, values in metrics.items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            it = int(iterations[c]) if values.ndim > 1 else int(iterations[-1])
+            raise NonFiniteError(f"metric {name!r} became {values[r, c] if values.ndim > 1 else values[r]} at "
+                                 f"iteration {it} in run {r} (seed {runs[r]['seed']}"
+                                 + (f", {runs[r]['point']}" if runs[r]["point"] else "") + "); stopping the run")
+
+
+def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = None, config: Any = None, *,
+          seeds: int | Sequence[int] = 1, grid: Mapping[str, Sequence[float]] | None = None,
+          out_dir: str | os.PathLike | None = None, num_chunks: int = 10, eval_episodes: int = 10,
+          keep_checkpoints: int = 3, checkpoint: bool = True, tensorboard: bool = True,
+          progress: bool = True, compilation_cache: str | bool | None = None,
+          stop_after_chunks: int | None = None, _resume_from: Path | None = None,
+          _chunk_len: int | None = None) -> TrainResult:
+    """Train every seed x grid point of ``algo`` on ``env`` in one compiled program.
+
+    Args:
+      algo: a registered name (``"ppo"``) or an algorithm module with ``Config`` and ``make``.
+      env: an env name for :func:`jaxrl.envs.make` or an ``(env, env_params)`` pair; default per algorithm.
+      config: the algorithm's ``Config`` (defaults if None). ``config.total_env_steps`` sets the length.
+      seeds: a count (seeds 0..N-1) or explicit seeds.
+      grid: ``{hyperparameter: [values]}``; only traced (non-shape) fields. Each value is validated.
+      out_dir: run directory (config.json, metrics.jsonl, summary.json, TensorBoard, checkpoints/, curves.png);
+        None keeps everything in memory.
+      num_chunks: host round-trips (logging, evaluation, checkpoints) over the run.
+      stop_after_chunks: stop (with a checkpoint) after this many chunks, as if interrupted.
+
+    Returns a :class:`TrainResult` whose metrics have named axes ``("seed", *grid fields, "chunk")``.
+    """
+    module, algo_name, env_name, env_obj, env_params, config = _resolve(algo, env, config)
+    seeds = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if num_chunks < 1 or eval_episodes < 1:
+        raise ValueError(f"num_chunks ({num_chunks}) and eval_episodes ({eval_episodes}) must be >= 1")
+    grid = {k: list(v) for k, v in (grid or {}).items()}
+    batched_config, runs = grid_lib.expand(config, seeds, grid)
+    module.make(config, env_obj, env_params)  # Python-level checks (env/algorithm compatibility) before compiling
+    cache_dir = enable_compilation_cache(compilation_cache)
+
+    num_runs = len(runs)
+    total_iters = config.num_iterations
+    chunk_len = _chunk_len or math.ceil(total_iters / min(num_chunks, total_iters))
+    num_chunks = math.ceil(total_iters / chunk_len)
+    steps_per_iter = config.env_steps_per_iteration
+
+    # The run axis, padded to a multiple of the local device count and laid over a 1-D mesh.
+    devices = jax.local_devices()
+    padded = math.ceil(num_runs / len(devices)) * len(devices)
+    pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - num_runs, axis=0)]) if padded > num_runs else x
+    mesh = Mesh(np.asarray(devices), ("runs",))
+    run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
+    replicated = NamedSharding(mesh, PartitionSpec())
+    cfgs = jax.device_put(jax.tree.map(pad, batched_config), run_sharding)
+    keys = jax.device_put(pad(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in [r["seed"] for r in runs]])),
+                          run_sharding)
+
+    def init_one(cfg, key):
+        return module.make(cfg, env_obj, env_params).init(key)
+
+    def chunk_one(cfg, state, active):
+        algo_fns = module.make(cfg, env_obj, env_params)
+        metric_shapes = jax.eval_shape(algo_fns.step, state)[1]
+        idle = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes))
+        # `active` is not batched, so this stays a real conditional: the padded tail of the last chunk is free.
+        return jax.lax.scan(lambda s, a: jax.lax.cond(a, algo_fns.step, idle, s), state, active)
+
+    def eval_one(cfg, state, key, chunk):
+        eval_key = jax.random.fold_in(jax.random.fold_in(key, _EVAL_STREAM), chunk)
+        return module.make(cfg, env_obj, env_params).evaluate(state, eval_key, eval_episodes)
+
+    init_fn = jax.jit(jax.vmap(init_one), out_shardings=run_sharding)
+    chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None)), out_shardings=run_sharding, donate_argnums=1)
+    eval_fn = jax.jit(jax.vmap(eval_one, in_axes=(0, 0, 0, None)), out_shardings=run_sharding)
+
+    run_dir = Path(out_dir) if out_dir is not None else None
+    start_chunk = 0
+    t_compile = time.perf_counter()
+    abstract_state = jax.eval_shape(init_fn, cfgs, keys)
+    if _resume_from is not None:
+        host_state, meta = ckpt.restore(_resume_from, abstract_state)
+        state = jax.device_put(host_state, run_sharding)
+        start_chunk = meta["chunk"] + 1
+    else:
+        state = init_fn(cfgs, keys)
+    active0 = jax.device_put(np.ones(chunk_len, bool), replicated)
+    chunk_compiled = chunk_fn.lower(cfgs, state, active0).compile()
+    eval_compiled = eval_fn.lower(cfgs, state, keys, 0).compile()
+    jax.block_until_ready(state)
+    compile_seconds = time.perf_counter() - t_compile
+
+    shape = grid_lib.grid_shape(seeds, grid)
+    axes = ("seed", *grid.keys(), "chunk")
+    log = None
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if _resume_from is None:
+            (run_dir / "config.json").write_text(json.dumps({
+                "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
+                "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
+                "keep_checkpoints": keep_checkpoints, "runs": runs, "versions": _versions(env_name)}, indent=2))
+        log = MetricsLog(run_dir, tensorboard=tensorboard)
+        if _resume_from is not None:
+            log.truncate_after(min(start_chunk * chunk_len, total_iters))
+
+    history: dict[str, list[np.ndarray]] = {}
+    env_steps_log: list[int] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total_iters * steps_per_iter, initial=min(start_chunk * chunk_len, total_iters)
+                   * steps_per_iter, unit="step", unit_scale=True, desc=f"{algo_name} {env_name} x{num_runs}",
+                   file=sys.stderr)
+    run_seconds = 0.0
+    interrupted = False
+    chunk = start_chunk - 1
+    with _StopRequest() as stop:
+        for chunk in range(start_chunk, num_chunks):
+            first = chunk * chunk_len
+            active_np = np.arange(first, first + chunk_len) < total_iters
+            t0 = time.perf_counter()
+            state, metrics = chunk_compiled(cfgs, state, jax.device_put(active_np, replicated))
+            eval_return = eval_compiled(cfgs, state, keys, chunk)
+            metrics, eval_return = jax.device_get((metrics, eval_return))
+            elapsed = time.perf_counter() - t0
+            run_seconds += elapsed
+
+            iterations = np.arange(first, first + chunk_len)[active_np] + 1
+            metrics = {k: np.asarray(v)[:num_runs][:, active_np] for k, v in metrics.items()}
+            eval_return = np.asarray(eval_return)[:num_runs]
+            _check_finite({**metrics, "eval_return": eval_return}, iterations, runs)
+            done_iters = int(iterations[-1])
+            env_steps = done_iters * steps_per_iter
+            record = {"chunk": chunk, "iteration": done_iters, "env_steps": env_steps,
+                      "eval_return": eval_return.tolist()}
+            record.update({k: v.mean(axis=1).tolist() for k, v in metrics.items()})
+            for k, v in record.items():
+                if isinstance(v, list):
+                    history.setdefault(k, []).append(np.asarray(v))
+            env_steps_log.append(env_steps)
+            if log is not None:
+                log.write(record)
+            if bar is not None:
+                bar.update(int(active_np.sum()) * steps_per_iter)
+                bar.set_postfix(eval_return=f"{eval_return.mean():.1f}",
+                                sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}")
+            stop_now = stop.signal_name is not None or (
+                stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks)
+            if run_dir is not None and checkpoint:
+                ckpt.save(run_dir / "checkpoints", chunk, state, {"iteration": done_iters, "env_steps": env_steps},
+                          keep=keep_checkpoints)
+            if stop_now and chunk < num_chunks - 1:
+                interrupted = True
+                if stop.signal_name is not None:
+                    print(f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
+                          f"`jaxrl train --resume {run_dir}`", file=sys.stderr)
+                break
+    if bar is not None:
+        bar.close()
+
+    final_iter = min((chunk + 1) * chunk_len, total_iters)
+    metrics_out = {k: np.stack(v, axis=-1).reshape(*shape, -1) for k, v in history.items()}
+    steps_done = (final_iter - min(start_chunk * chunk_len, total_iters)) * steps_per_iter * num_runs
+    summary = {
+        "algo": algo_name, "env": env_name,
+        "eval_return": history["eval_return"][-1].tolist() if history else [],
+        "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
+        "runs": runs, "iterations": final_iter, "env_steps": final_iter * steps_per_iter,
+        "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
+        "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+        "devices": [str(d) for d in devices], "compilation_cache": cache_dir, "interrupted": interrupted,
+    }
+    if log is not None:
+        log.close()
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        if history and not interrupted:
+            from jaxrl.run.plot import plot_runs
+
+            plot_runs([run_dir], run_dir / "curves.png")
+    state = jax.tree.map(lambda x: x[:num_runs], state)
+    return TrainResult(state, metrics_out, axes, np.asarray(env_steps_log), runs, summary, run_dir, interrupted)
+
+
+def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
+    """Continue the run in ``run_dir`` from its newest complete checkpoint, exactly where it stopped."""
+    run_dir = Path(run_dir)
+    spec = json.loads((run_dir / "config.json").read_text())
+    module = algo_registry.get(spec["algo"])
+    path = ckpt.latest(run_dir / "checkpoints")
+    if path is None:
+        raise FileNotFoundError(f"{run_dir} has no complete checkpoint to resume from")
+    kwargs = dict(seeds=spec["seeds"], grid=spec["grid"], out_dir=run_dir, num_chunks=spec["num_chunks"],
+                  _chunk_len=spec["chunk_iterations"],
+                  eval_episodes=spec["eval_episodes"], keep_checkpoints=spec["keep_checkpoints"])
+    kwargs.update(overrides)
+    return train(spec["algo"], spec["env"], from_dict(module.Config, spec["config"]), _resume_from=path, **kwargs)
