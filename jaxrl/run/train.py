@@ -30,6 +30,7 @@ from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
 from jaxrl.run.logging import MetricsLog
 
+_MIN_RUNS_PER_DEVICE = 2
 _EVAL_STREAM = 0x5EED  # fold-in tag separating evaluation randomness from training randomness
 
 
@@ -178,9 +179,12 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     num_chunks = math.ceil(total_iters / chunk_len)
     steps_per_iter = config.env_steps_per_iteration
 
-    # The run axis, padded to a multiple of the local device count and laid over a 1-D mesh.
+    # The run axis, padded and laid over a 1-D mesh of the local devices. Each device gets at least
+    # _MIN_RUNS_PER_DEVICE runs: XLA lowers a size-1 batch axis to different kernels (other summation orders), so
+    # this keeps every run's arithmetic bit-identical however many runs share the program or the devices.
     devices = jax.local_devices()
-    padded = math.ceil(num_runs / len(devices)) * len(devices)
+    per_device = max(math.ceil(num_runs / len(devices)), _MIN_RUNS_PER_DEVICE)
+    padded = per_device * len(devices)
     pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - num_runs, axis=0)]) if padded > num_runs else x
     mesh = Mesh(np.asarray(devices), ("runs",))
     run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
