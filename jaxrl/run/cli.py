@@ -38,6 +38,8 @@ def _train_args_class(module, default_env: str):
         """host round-trips (log, evaluate, checkpoint) over the run"""
         eval_episodes: int = 10
         """deterministic-policy episodes per evaluation"""
+        run_block: Optional[int] = None
+        """vmap runs in fixed blocks of this size: each run then matches itself run alone, bit for bit"""
         resume: Optional[str] = None
         """continue the run in this directory from its newest checkpoint"""
 
@@ -67,7 +69,7 @@ def _train(argv: list[str]) -> int:
         return _report(resume(args.resume))
     out = args.out or f"runs/{name}-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = train(name, args.env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
-                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes)
+                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block)
     return _report(result)
 
 

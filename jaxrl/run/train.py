@@ -30,7 +30,6 @@ from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
 from jaxrl.run.logging import MetricsLog
 
-_MIN_RUNS_PER_DEVICE = 2
 _EVAL_STREAM = 0x5EED  # fold-in tag separating evaluation randomness from training randomness
 
 
@@ -145,7 +144,7 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
           out_dir: str | os.PathLike | None = None, num_chunks: int = 10, eval_episodes: int = 10,
           keep_checkpoints: int = 3, checkpoint: bool = True, tensorboard: bool = True,
           progress: bool = True, compilation_cache: str | bool | None = None,
-          stop_after_chunks: int | None = None, _resume_from: Path | None = None,
+          stop_after_chunks: int | None = None, run_block: int | None = None, _resume_from: Path | None = None,
           _chunk_len: int | None = None) -> TrainResult:
     """Train every seed x grid point of ``algo`` on ``env`` in one compiled program.
 
@@ -159,6 +158,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         None keeps everything in memory.
       num_chunks: host round-trips (logging, evaluation, checkpoints) over the run.
       stop_after_chunks: stop (with a checkpoint) after this many chunks, as if interrupted.
+      run_block: vmap runs in fixed blocks of this size (scanned). Then every run is bit-identical whether it
+        runs alone or in a sweep, on one device or many; a lone run is padded to one block. None (default)
+        vmaps all of a device's runs at once: fastest, equal up to float rounding.
 
     Returns a :class:`TrainResult` whose metrics have named axes ``("seed", *grid fields, "chunk")``.
     """
@@ -179,11 +181,14 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     num_chunks = math.ceil(total_iters / chunk_len)
     steps_per_iter = config.env_steps_per_iteration
 
-    # The run axis, padded and laid over a 1-D mesh of the local devices. Each device gets at least
-    # _MIN_RUNS_PER_DEVICE runs: XLA lowers a size-1 batch axis to different kernels (other summation orders), so
-    # this keeps every run's arithmetic bit-identical however many runs share the program or the devices.
+    # The run axis is padded and laid over a 1-D mesh of the local devices; each device runs its share with
+    # shard_map. Within a device, runs are vmapped together; with `run_block`, in fixed blocks of that many
+    # runs under a scan. XLA's kernels (summation orders) depend on the vmapped batch size, so only a fixed block
+    # makes a run bit-identical however many runs share the program or the devices.
     devices = jax.local_devices()
-    per_device = max(math.ceil(num_runs / len(devices)), _MIN_RUNS_PER_DEVICE)
+    per_device = math.ceil(num_runs / len(devices))
+    if run_block is not None:
+        per_device = math.ceil(per_device / run_block) * run_block
     padded = per_device * len(devices)
     pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - num_runs, axis=0)]) if padded > num_runs else x
     mesh = Mesh(np.asarray(devices), ("runs",))
@@ -192,6 +197,24 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     cfgs = jax.device_put(jax.tree.map(pad, batched_config), run_sharding)
     keys = jax.device_put(pad(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in [r["seed"] for r in runs]])),
                           run_sharding)
+
+    def over_runs(fn, num_batched: int):
+        """``fn`` over the leading run axis of its first ``num_batched`` arguments (the rest are shared)."""
+
+        def local(*args):
+            batched, shared = args[:num_batched], args[num_batched:]
+            per_run = lambda xs: fn(*xs, *shared)
+            if run_block is None:
+                return jax.vmap(per_run)(batched)
+            return jax.lax.map(per_run, batched, batch_size=run_block)
+
+        def batched(*args):
+            in_specs = (PartitionSpec("runs"),) * num_batched + (PartitionSpec(),) * (len(args) - num_batched)
+            return jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec("runs"),
+                                 check_vma=False)(*args)
+
+        batched.__name__ = fn.__name__  # names the compiled program (logs, compile counts)
+        return batched
 
     def init_one(cfg, key):
         return module.make(cfg, env_obj, env_params).init(key)
@@ -207,9 +230,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         eval_key = jax.random.fold_in(jax.random.fold_in(key, _EVAL_STREAM), chunk)
         return module.make(cfg, env_obj, env_params).evaluate(state, eval_key, eval_episodes)
 
-    init_fn = jax.jit(jax.vmap(init_one), out_shardings=run_sharding)
-    chunk_fn = jax.jit(jax.vmap(chunk_one, in_axes=(0, 0, None)), out_shardings=run_sharding, donate_argnums=1)
-    eval_fn = jax.jit(jax.vmap(eval_one, in_axes=(0, 0, 0, None)), out_shardings=run_sharding)
+    init_fn = jax.jit(over_runs(init_one, 2), out_shardings=run_sharding)
+    chunk_fn = jax.jit(over_runs(chunk_one, 2), out_shardings=run_sharding, donate_argnums=1)
+    eval_fn = jax.jit(over_runs(eval_one, 3), out_shardings=run_sharding)
 
     run_dir = Path(out_dir) if out_dir is not None else None
     start_chunk = 0
@@ -223,7 +246,7 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         state = init_fn(cfgs, keys)
     active0 = jax.device_put(np.ones(chunk_len, bool), replicated)
     chunk_compiled = chunk_fn.lower(cfgs, state, active0).compile()
-    eval_compiled = eval_fn.lower(cfgs, state, keys, 0).compile()
+    eval_compiled = eval_fn.lower(cfgs, state, keys, np.int32(0)).compile()
     jax.block_until_ready(state)
     compile_seconds = time.perf_counter() - t_compile
 
@@ -236,7 +259,7 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
             (run_dir / "config.json").write_text(json.dumps({
                 "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
                 "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
-                "keep_checkpoints": keep_checkpoints, "runs": runs, "versions": _versions(env_name)}, indent=2))
+                "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs, "versions": _versions(env_name)}, indent=2))
         log = MetricsLog(run_dir, tensorboard=tensorboard)
         if _resume_from is not None:
             log.truncate_after(min(start_chunk * chunk_len, total_iters))
@@ -259,7 +282,7 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
             active_np = np.arange(first, first + chunk_len) < total_iters
             t0 = time.perf_counter()
             state, metrics = chunk_compiled(cfgs, state, jax.device_put(active_np, replicated))
-            eval_return = eval_compiled(cfgs, state, keys, chunk)
+            eval_return = eval_compiled(cfgs, state, keys, np.int32(chunk))
             metrics, eval_return = jax.device_get((metrics, eval_return))
             elapsed = time.perf_counter() - t0
             run_seconds += elapsed
@@ -329,7 +352,7 @@ def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no complete checkpoint to resume from")
     kwargs = dict(seeds=spec["seeds"], grid=spec["grid"], out_dir=run_dir, num_chunks=spec["num_chunks"],
-                  _chunk_len=spec["chunk_iterations"],
+                  _chunk_len=spec["chunk_iterations"], run_block=spec.get("run_block"),
                   eval_episodes=spec["eval_episodes"], keep_checkpoints=spec["keep_checkpoints"])
     kwargs.update(overrides)
     return train(spec["algo"], spec["env"], from_dict(module.Config, spec["config"]), _resume_from=path, **kwargs)
