@@ -1,0 +1,33 @@
+"""Learning tests: each algorithm reaches its threshold on a small environment (own command:
+``pytest -m learning``). Thresholds are the issue's; the runs are the library's own run loop."""
+
+import numpy as np
+import pytest
+
+from jaxrl.algos.single import ppo, sac
+from jaxrl.run import train
+
+pytestmark = pytest.mark.learning
+
+
+def _final_eval(result):
+    returns = np.asarray(result.summary["eval_return"])
+    print(f"\n{result.summary['algo']} {result.summary['env']}: final eval returns {returns.round(1).tolist()}, "
+          f"mean {returns.mean():.1f}, {result.summary['env_steps']} env steps per run, "
+          f"{result.summary['run_seconds']:.0f} s")
+    return returns
+
+
+def test_ppo_cartpole_reaches_475_within_500k_steps():
+    result = train("ppo", "CartPole-v1", ppo.Config(total_env_steps=500_000), seeds=4, num_chunks=5,
+                   eval_episodes=20, progress=False)
+    assert result.summary["env_steps"] <= 500_000
+    assert _final_eval(result).mean() >= 475
+
+
+def test_sac_pendulum_reaches_minus_250_within_20k_steps():
+    # 64-unit layers (rejax's default width) keep this CPU test short; the default is 256.
+    cfg = sac.Config(total_env_steps=20_000, hidden=(64, 64))
+    result = train("sac", "Pendulum-v1", cfg, seeds=4, num_chunks=4, eval_episodes=10, progress=False)
+    assert result.summary["env_steps"] <= 20_000
+    assert _final_eval(result).mean() >= -250
