@@ -19,7 +19,10 @@ class Algorithm(NamedTuple):
     * ``step(state) -> (state, metrics)``: one training iteration, jittable and scannable
     * ``act(state, obs, key, deterministic=False) -> action``: the deployed policy (with the state's learned
       observation preprocessing)
-    * ``evaluate(state, key, num_episodes) -> mean return`` of the deterministic policy
+    * ``evaluate(state, key, num_episodes)``: the mean return of the deterministic policy, or a dict of
+      evaluation outputs that includes ``"eval_return"`` (per-task arrays such as ``eval_success [K]`` are
+      fine). The run loop logs every key each chunk, and ``summary.json`` gets each key's last value and
+      ``<key>_best`` (the best over chunks).
     """
 
     init: Callable

@@ -14,7 +14,19 @@ _EXTRA: dict[str, Callable[..., tuple[Any, Any]]] = {}
 
 
 def register(name: str, factory: Callable[..., tuple[Any, Any]]) -> None:
+    """Register an env or task-suite name; ``factory(**kwargs) -> (env, env_params)``."""
     _EXTRA[name] = factory
+
+
+def _load_builtin_tasks() -> None:
+    """Import every module of ``jaxrl.tasks`` once: modules register their names at import."""
+    import importlib
+    import pkgutil
+
+    import jaxrl.tasks
+
+    for info in pkgutil.iter_modules(jaxrl.tasks.__path__):
+        importlib.import_module(f"jaxrl.tasks.{info.name}")
 
 
 def gymnax_names() -> list[str]:
@@ -24,6 +36,7 @@ def gymnax_names() -> list[str]:
 
 
 def list_envs() -> list[str]:
+    _load_builtin_tasks()
     return gymnax_names() + [f"brax:{n}" for n in _BRAX_NAMES] + sorted(_EXTRA) + ["playground:<EnvName>"]
 
 
@@ -31,8 +44,9 @@ def make(name: str, **kwargs) -> tuple[Any, Any]:
     """Return ``(env, env_params)`` following the gymnax >= 1.0 functional protocol.
 
     Names: any gymnax id (``CartPole-v1``), ``brax:<name>`` (``brax:ant``), ``playground:<EnvName>``,
-    or a registered jaxrl env. An unknown name raises ``ValueError`` listing close matches.
+    or a registered jaxrl env or task suite. An unknown name raises ``ValueError`` listing close matches.
     """
+    _load_builtin_tasks()
     if name in _EXTRA:
         return _EXTRA[name](**kwargs)
     if name in gymnax_names():

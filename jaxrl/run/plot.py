@@ -25,7 +25,8 @@ def curves(run_dir: str | Path, metric: str = "eval_return") -> dict[str, tuple[
     spec = json.loads((run_dir / "config.json").read_text())
     records = read_metrics(run_dir)
     steps = np.asarray([r["env_steps"] for r in records])
-    values = np.asarray([r[metric] for r in records]).T  # [runs, C]
+    values = np.asarray([r[metric] for r in records], dtype=float)  # [C, runs, ...]: per-task values averaged
+    values = values.reshape(values.shape[0], values.shape[1], -1).mean(-1).T  # [runs, C]
     groups: dict[str, list[int]] = {}
     for i, run in enumerate(spec["runs"]):
         label = ", ".join(f"{k}={v:g}" for k, v in run["point"].items()) or spec["algo"]

@@ -128,15 +128,25 @@ def _resolve(algo, env, config):
     return module, algo_name, env_name, env_obj, env_params, config
 
 
-def _check_finite(metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: list[dict]) -> None:
+def _check_finite(metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: list[dict],
+                  per_iteration: bool) -> None:
+    """Raise on the first NaN/inf. ``per_iteration``: arrays are ``[runs, iterations, ...]``, else ``[runs, ...]``."""
     for name, values in metrics.items():
         bad = ~np.isfinite(values)
         if bad.any():
-            r, c = np.argwhere(bad)[0]
-            it = int(iterations[c]) if values.ndim > 1 else int(iterations[-1])
-            raise NonFiniteError(f"metric {name!r} became {values[r, c] if values.ndim > 1 else values[r]} at "
-                                 f"iteration {it} in run {r} (seed {runs[r]['seed']}"
-                                 + (f", {runs[r]['point']}" if runs[r]["point"] else "") + "); stopping the run")
+            where = tuple(np.argwhere(bad)[0])
+            r = where[0]
+            it = int(iterations[where[1]]) if per_iteration else int(iterations[-1])
+            raise NonFiniteError(f"metric {name!r} became {values[where]} at iteration {it} in run {r} (seed "
+                                 f"{runs[r]['seed']}" + (f", {runs[r]['point']}" if runs[r]["point"] else "")
+                                 + "); stopping the run")
+
+
+def _env_metadata(env_obj) -> dict:
+    """What an env or task suite says about itself for config.json (versions, reward function, dataset hash)."""
+    meta = getattr(env_obj, "metadata", None)
+    meta = meta() if callable(meta) else meta
+    return dict(meta) if isinstance(meta, dict) else {}
 
 
 def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = None, config: Any = None, *,
@@ -228,7 +238,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
 
     def eval_one(cfg, state, key, chunk):
         eval_key = jax.random.fold_in(jax.random.fold_in(key, _EVAL_STREAM), chunk)
-        return module.make(cfg, env_obj, env_params).evaluate(state, eval_key, eval_episodes)
+        out = module.make(cfg, env_obj, env_params).evaluate(state, eval_key, eval_episodes)
+        return out if isinstance(out, dict) else {"eval_return": out}
 
     init_fn = jax.jit(over_runs(init_one, 2), out_shardings=run_sharding)
     chunk_fn = jax.jit(over_runs(chunk_one, 2), out_shardings=run_sharding, donate_argnums=1)
@@ -259,7 +270,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
             (run_dir / "config.json").write_text(json.dumps({
                 "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
                 "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
-                "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs, "versions": _versions(env_name)}, indent=2))
+                "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs,
+                "env_metadata": _env_metadata(env_obj), "versions": _versions(env_name)}, indent=2))
         log = MetricsLog(run_dir, tensorboard=tensorboard)
         if _resume_from is not None:
             log.truncate_after(min(start_chunk * chunk_len, total_iters))
@@ -282,19 +294,20 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
             active_np = np.arange(first, first + chunk_len) < total_iters
             t0 = time.perf_counter()
             state, metrics = chunk_compiled(cfgs, state, jax.device_put(active_np, replicated))
-            eval_return = eval_compiled(cfgs, state, keys, np.int32(chunk))
-            metrics, eval_return = jax.device_get((metrics, eval_return))
+            evals = eval_compiled(cfgs, state, keys, np.int32(chunk))
+            metrics, evals = jax.device_get((metrics, evals))
             elapsed = time.perf_counter() - t0
             run_seconds += elapsed
 
             iterations = np.arange(first, first + chunk_len)[active_np] + 1
             metrics = {k: np.asarray(v)[:num_runs][:, active_np] for k, v in metrics.items()}
-            eval_return = np.asarray(eval_return)[:num_runs]
-            _check_finite({**metrics, "eval_return": eval_return}, iterations, runs)
+            evals = {k: np.asarray(v)[:num_runs] for k, v in evals.items()}
+            _check_finite(metrics, iterations, runs, per_iteration=True)
+            _check_finite(evals, iterations, runs, per_iteration=False)
             done_iters = int(iterations[-1])
             env_steps = done_iters * steps_per_iter
-            record = {"chunk": chunk, "iteration": done_iters, "env_steps": env_steps,
-                      "eval_return": eval_return.tolist()}
+            record = {"chunk": chunk, "iteration": done_iters, "env_steps": env_steps}
+            record.update({k: v.tolist() for k, v in evals.items()})
             record.update({k: v.mean(axis=1).tolist() for k, v in metrics.items()})
             for k, v in record.items():
                 if isinstance(v, list):
@@ -304,7 +317,7 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
                 log.write(record)
             if bar is not None:
                 bar.update(int(active_np.sum()) * steps_per_iter)
-                bar.set_postfix(eval_return=f"{eval_return.mean():.1f}",
+                bar.set_postfix(eval_return=f"{evals['eval_return'].mean():.1f}",
                                 sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}")
             stop_now = stop.signal_name is not None or (
                 stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks)
@@ -321,17 +334,20 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         bar.close()
 
     final_iter = min((chunk + 1) * chunk_len, total_iters)
-    metrics_out = {k: np.stack(v, axis=-1).reshape(*shape, -1) for k, v in history.items()}
+    # [runs, chunks, ...] -> [seeds, *grid sizes, chunks, ...]
+    metrics_out = {k: np.stack(v, axis=1).reshape(*shape, len(v), *v[0].shape[1:]) for k, v in history.items()}
     steps_done = (final_iter - min(start_chunk * chunk_len, total_iters)) * steps_per_iter * num_runs
-    summary = {
-        "algo": algo_name, "env": env_name,
-        "eval_return": history["eval_return"][-1].tolist() if history else [],
+    summary = {"algo": algo_name, "env": env_name}
+    for key in (evals if history else {}):  # each evaluation output: its last value and its best over chunks
+        summary[key] = history[key][-1].tolist()
+        summary[f"{key}_best"] = np.max(np.stack(history[key]), axis=0).tolist()
+    summary.update({
         "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
-        "runs": runs, "iterations": final_iter, "env_steps": final_iter * steps_per_iter,
+        "runs": runs, "env_metadata": _env_metadata(env_obj), "iterations": final_iter, "env_steps": final_iter * steps_per_iter,
         "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
         "compile_seconds": compile_seconds, "run_seconds": run_seconds,
         "devices": [str(d) for d in devices], "compilation_cache": cache_dir, "interrupted": interrupted,
-    }
+    })
     if log is not None:
         log.close()
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
