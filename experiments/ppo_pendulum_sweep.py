@@ -24,13 +24,14 @@ FINAL = dict(
     num_steps=128,
     num_epochs=10,
     num_minibatches=8,
-    learning_rate=1e-3,
+    learning_rate=3e-3,
     gamma=0.9,
+    gae_lambda=0.9,
     ent_coef=0.0,
     clip_value=False,
     max_grad_norm=0.5,
     normalize_observations=True,
-    total_env_steps=200_000,
+    total_env_steps=60_000,
 )
 
 
