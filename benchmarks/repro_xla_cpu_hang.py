@@ -1,6 +1,8 @@
-"""Reproducer (kept for an upstream report): on jax/jaxlib 0.10.2, 2-core CPU, this program stalls in
+"""Reproducer (kept for an upstream report): on jax/jaxlib 0.10.2, 2-core CPU, this program stalled in
 block_until_ready with every XLA thread idle, about 20 s of CPU in, with or without async dispatch and
-multi-threaded Eigen. The chunked run loop (jaxrl.run.train) has not stalled on the same workload."""
+multi-threaded Eigen. XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false cures it, so importing
+jaxrl sets that flag; run with JAXRL_KEEP_XLA_FLAGS=1 to see the stall (this SAC version carried the replay buffer
+through a lax.cond, which sac.py no longer does)."""
 import time, jax, jax.numpy as jnp
 from jaxrl import envs
 from jaxrl.algos.single import sac

@@ -103,8 +103,8 @@ def make(config: Config, env, env_params) -> Algorithm:
         dist = actor_net.apply(state.params.actor, obs_normalizer(state.env_state)(obs))
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    def update(carry, key):
-        params, opt_state, buffer = carry
+    def update(buffer, carry, key):
+        params, opt_state = carry
         batch_key, critic_key, actor_key = jax.random.split(key, 3)
         batch = replay.sample(buffer, batch_key, config.batch_size)
         alpha = jnp.exp(params.log_alpha)
@@ -129,7 +129,7 @@ def make(config: Config, env, env_params) -> Algorithm:
 
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         new_params = SACParams(actor, critic, target, log_alpha)
-        return (new_params, SACOptState(a_opt, c_opt, t_opt), buffer), {**c_metrics, **a_metrics, **t_metrics}
+        return (new_params, SACOptState(a_opt, c_opt, t_opt)), {**c_metrics, **a_metrics, **t_metrics}
 
     metric_names = ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "entropy", "temperature_loss",
                     "alpha")
@@ -145,16 +145,18 @@ def make(config: Config, env, env_params) -> Algorithm:
         buffer = replay.add(state.buffer, Transition(state.obs, action, reward, info["final_observation"],
                                                      terminated, truncated))
 
+        # The buffer is read, not carried: keeping it out of the cond's operands and results spares a copy of
+        # it in both branches (and avoided a stall of XLA:CPU's scheduler on large vmapped programs).
         def do_updates(carry):
-            return jax.lax.scan(update, carry, jax.random.split(update_key, config.updates_per_step))
+            return jax.lax.scan(lambda c, k: update(buffer, c, k), carry,
+                                jax.random.split(update_key, config.updates_per_step))
 
         def skip_updates(carry):
             zeros = {k: jnp.zeros((config.updates_per_step,), jnp.float32) for k in metric_names}
             return carry, zeros
 
         ready = buffer.size >= max(config.learning_starts, 1)
-        (params, opt_state, buffer), metrics = jax.lax.cond(ready, do_updates, skip_updates,
-                                                            (state.params, state.opt_state, buffer))
+        (params, opt_state), metrics = jax.lax.cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics.update(rollout_lib.episode_metrics(info))
         return State(params, opt_state, buffer, env_state, obs, key, state.iteration + 1), metrics
