@@ -15,7 +15,7 @@ def rollout(env: Any, env_params: Any, policy: Callable, env_state: Any, obs: ja
     """Run ``policy(obs, key) -> (action, extras)`` for ``num_steps`` steps of a (vectorised) env.
 
     Returns ``(env_state, obs, transitions [T, ...], infos [T, ...])``; ``transitions.next_obs`` holds the true
-    successor observation (pre-reset at episode ends).
+    successor observation (pre-reset at episode ends), so ``infos`` leaves out ``final_observation``.
     """
 
     def one_step(carry, step_key):
@@ -24,6 +24,8 @@ def rollout(env: Any, env_params: Any, policy: Callable, env_state: Any, obs: ja
         action, extras = policy(obs, act_key)
         next_obs, env_state, reward, terminated, truncated, info = env.step(env_key, env_state, action, env_params)
         tr = Transition(obs, action, reward, info["final_observation"], terminated, truncated, extras)
+        # The final observation already lives in the transition: not stacking it twice saves memory traffic.
+        info = {k: v for k, v in info.items() if k != "final_observation"}
         return (env_state, next_obs), (tr, info)
 
     (env_state, obs), (transitions, infos) = jax.lax.scan(one_step, (env_state, obs),
