@@ -55,8 +55,8 @@ SETTINGS = {
 MODES = {
     "full": {"ppo": {"sweep_total": 4 * 2**20, "return_steps": 500_000 // 4096 * 4096, "seeds": 8},
              "sac": {"sweep_total": 32_768, "return_steps": 20_000, "seeds": 8}},
-    "quick": {"ppo": {"sweep_total": 2**19, "return_steps": 500_000 // 4096 * 4096, "seeds": 4},
-              "sac": {"sweep_total": 8_192, "return_steps": 20_000, "seeds": 4}},
+    "quick": {"ppo": {"sweep_total": 2**18, "return_steps": 500_000 // 4096 * 4096, "seeds": 4},
+              "sac": {"sweep_total": 4_096, "return_steps": 20_000, "seeds": 4}},
 }
 
 
@@ -163,10 +163,19 @@ def hardware() -> dict:
             "python": platform.python_version()}
 
 
-def run_job(python: str, argv: list[str], job: dict, timeout: float) -> dict:
+# jaxlib 0.10.2's CPU runtime can hang (all threads idle, never returning) in jaxrl's vmapped SAC program when
+# XLA's concurrency-optimized scheduler is on (seen with 8 runs x 1200 steps, learning_starts=1000); turning
+# that scheduler off avoids it. Both libraries' workers get the same flags.
+DEFAULT_XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def run_job(python: str, argv: list[str], job: dict, timeout: float, xla_flags: str = DEFAULT_XLA_FLAGS) -> dict:
     t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
     proc = subprocess.run([python, *argv, json.dumps(job)], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                          env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -199,7 +208,8 @@ def markdown(report: dict) -> str:
              f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
              f"{hw['memory_gb']} GiB; JAX devices {', '.join(hw['devices'])}. jax {report['versions'].get('jax')}.",
              f"Timed calls: median of {report['repeats']} after {report['warmup']} warm-up "
-             f"(final-return rows: 1 timed call). Sums over the runs in one program.", ""]
+             f"(final-return rows: 1 timed call). Sums over the runs in one program. "
+             f"XLA_FLAGS for both: `{report['xla_flags']}`.", ""]
     lines += ["| algo | library | runs | env steps/run | env-steps/s | updates/s | compile s | run s (median) "
               "| peak RSS MB | device peak MB | final return | jaxrl deterministic return |",
               "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -222,6 +232,31 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
+def write_report(args, mode: str, hw: dict, results: list, t_start: float) -> str:
+    """Write the JSON and markdown reports for the results so far (called after every measurement)."""
+    ratios = []
+    for r in results:
+        if r["library"] != "jaxrl" or "error" in r:
+            continue
+        for q in results:
+            if (q["library"] == "rejax" and "error" not in q and (q["algo"], q["runs"], q["kind"]) ==
+                    (r["algo"], r["runs"], r["kind"])):
+                ratios.append({"algo": r["algo"], "runs": r["runs"], "kind": r["kind"],
+                               "ratio": r["env_steps_per_s"] / q["env_steps_per_s"]})
+    versions = next((r["versions"] for r in results if r["library"] == "jaxrl" and "versions" in r), {})
+    peer_versions = next((r["versions"] for r in results if r["library"] == "rejax" and "versions" in r), {})
+    report = {"mode": mode, "hardware": hw, "xla_flags": args.xla_flags, "versions": versions, "peer_versions": peer_versions,
+              "repeats": args.repeats, "warmup": args.warmup, "settings": SETTINGS, "modes": MODES[mode],
+              "results": results, "ratios": ratios, "total_seconds": time.perf_counter() - t_start,
+              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    md_text = markdown(report)
+    out.with_suffix(".md").write_text(md_text)
+    return md_text
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller totals and 4 seeds for returns (< ~15 min on 2 cores)")
@@ -235,6 +270,7 @@ def main(argv=None):
     p.add_argument("--peer-python", default=os.environ.get("REJAX_PYTHON", str(DEFAULT_PEER_PYTHON)))
     p.add_argument("--out", default=str(HERE / "results" / "throughput"), help="output path without extension")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per worker process")
+    p.add_argument("--xla-flags", default=DEFAULT_XLA_FLAGS, help="XLA_FLAGS added for both libraries' workers")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -274,7 +310,7 @@ def main(argv=None):
                    "warmup": warmup, "repeats": repeats, "evaluate": evaluate, "eval_episodes": 128, "seed": 0}
             row = {"kind": kind, "algo": algo, "library": lib, "runs": runs}
             try:
-                row.update(summarize(run_job(python, argv0, job, args.timeout), runs))
+                row.update(summarize(run_job(python, argv0, job, args.timeout, args.xla_flags), runs))
                 print(f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib:5s} runs={runs:3d} {kind:7s} "
                       f"steps/run={row['env_steps_per_run']:>7d} env-steps/s={row['env_steps_per_s']:>10,.0f} "
                       f"updates/s={row['updates_per_s']:>9,.1f} compile={row['compile_s']:5.1f}s "
@@ -286,29 +322,11 @@ def main(argv=None):
                 row["error"] = str(e)
                 print(f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib} runs={runs} {kind}: FAILED {e}",
                       flush=True)
+            row["loadavg_1m"] = os.getloadavg()[0]  # other work on the machine skews the timings
             results.append(row)
+            write_report(args, mode, hw, results, t_start)  # partial results survive an interrupted run
 
-    ratios = []
-    for r in results:
-        if r["library"] != "jaxrl" or "error" in r:
-            continue
-        for q in results:
-            if (q["library"] == "rejax" and "error" not in q and (q["algo"], q["runs"], q["kind"]) ==
-                    (r["algo"], r["runs"], r["kind"])):
-                ratios.append({"algo": r["algo"], "runs": r["runs"], "kind": r["kind"],
-                               "ratio": r["env_steps_per_s"] / q["env_steps_per_s"]})
-    versions = next((r["versions"] for r in results if r["library"] == "jaxrl" and "versions" in r), {})
-    peer_versions = next((r["versions"] for r in results if r["library"] == "rejax" and "versions" in r), {})
-    report = {"mode": mode, "hardware": hw, "versions": versions, "peer_versions": peer_versions,
-              "repeats": args.repeats, "warmup": args.warmup, "settings": SETTINGS, "modes": MODES[mode],
-              "results": results, "ratios": ratios, "total_seconds": time.perf_counter() - t_start,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    md_text = markdown(report)
-    out.with_suffix(".md").write_text(md_text)
-    print(md_text)
+    print(write_report(args, mode, hw, results, t_start))
 
 
 if __name__ == "__main__":

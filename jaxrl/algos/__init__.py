@@ -11,6 +11,22 @@ from jaxrl.config import close_matches
 ALGORITHMS: dict[str, tuple[str, str]] = {
     "ppo": ("jaxrl.algos.single.ppo", "CartPole-v1"),
     "sac": ("jaxrl.algos.single.sac", "Pendulum-v1"),
+    # offline (train on a dataset: `--dataset FILE`; the env is the dataset's env, used for evaluation)
+    "bc": ("jaxrl.algos.offline.bc", "Pendulum-v1"),
+    "sac_offline": ("jaxrl.algos.offline.sac_offline", "Pendulum-v1"),
+    "iql": ("jaxrl.algos.offline.iql", "Pendulum-v1"),
+    "cql": ("jaxrl.algos.offline.cql", "Pendulum-v1"),
+    "td3_bc": ("jaxrl.algos.offline.td3_bc", "Pendulum-v1"),
+    "awac": ("jaxrl.algos.offline.awac", "Pendulum-v1"),
+    "mt_sac": ("jaxrl.algos.multitask.mt_sac", "point-goal-4"),
+    "mh_sac": ("jaxrl.algos.multitask.mh_sac", "point-goal-4"),
+    "distral": ("jaxrl.algos.multitask.distral", "point-goal-4"),
+    "mt_ppo": ("jaxrl.algos.multitask.mt_ppo", "cartpole-params-4"),
+    "mt_trpo": ("jaxrl.algos.multitask.mt_trpo", "cartpole-params-4"),
+    "te_ppo": ("jaxrl.algos.multitask.te_ppo", "cartpole-params-4"),
+    # meta-RL (env = a task family; its env_params are the held-out meta-test tasks)
+    "rl2": ("jaxrl.algos.meta.rl2", "bandit"),
+    "maml": ("jaxrl.algos.meta.maml", "nav2d"),
 }
 
 

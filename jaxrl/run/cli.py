@@ -5,6 +5,7 @@
     jaxrl train --resume DIR
     jaxrl list
     jaxrl plot RUN_DIR... [--out PNG] [--metric NAME]
+    jaxrl dataset make ENV --kind KIND --out FILE | jaxrl dataset info FILE
 """
 
 
@@ -42,6 +43,8 @@ def _train_args_class(module, default_env: str):
         """vmap runs in fixed blocks of this size: each run then matches itself run alone, bit for bit"""
         resume: Optional[str] = None
         """continue the run in this directory from its newest checkpoint"""
+        dataset: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
+        """offline algorithms: dataset file (repeatable: datasets stacked, chosen by --grid dataset_index=0,1,..)"""
 
     return TrainArgs
 
@@ -67,8 +70,16 @@ def _train(argv: list[str]) -> int:
                     description=(module.__doc__ or "").strip().splitlines()[0])
     if args.resume:
         return _report(resume(args.resume))
-    out = args.out or f"runs/{name}-{args.env.replace(':', '_')}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train(name, args.env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
+    env, env_label = args.env, args.env.replace(':', '_')
+    if getattr(module, "OFFLINE", False) and not args.dataset:
+        raise ValueError(f"{name} is an offline algorithm: pass --dataset FILE (make one with `jaxrl dataset make "
+                         f"Pendulum-v1 --kind medium --out medium.hdf5`)")
+    if args.dataset:
+        from jaxrl.algos.offline.common import load_offline_env
+
+        env, env_label = load_offline_env(list(args.dataset)), Path(args.dataset[0]).stem
+    out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    result = train(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
                    num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block)
     return _report(result)
 
@@ -126,6 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if command == "plot":
             return _plot(rest)
+        if command == "dataset":
+            from jaxrl.run.dataset_cli import main as dataset_main
+
+            return dataset_main(rest)
     except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError: clear message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -60,4 +60,40 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ev
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
     plt.close(fig)
+    if any("adaptation" in _summary(d) for d in run_dirs):  # meta-RL runs: also the adaptation curve
+        plot_adaptation(run_dirs, out.with_name(out.stem + "_adaptation" + out.suffix))
+    return out
+
+
+def _summary(run_dir) -> dict:
+    path = Path(run_dir) / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def plot_adaptation(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
+    """Meta-test return after k = 0, 1, ... adaptation episodes / gradient steps (``summary.json``'s final
+    ``adaptation [runs, k]``): mean and 95% band over runs, one line per run directory."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for run_dir in run_dirs:
+        values = _summary(run_dir).get("adaptation")
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=float).reshape(-1, np.shape(values)[-1])  # [runs, k]
+        mean, half = _band(values)
+        k = np.arange(values.shape[-1])
+        line, = ax.plot(k, mean, marker="o", label=f"{Path(run_dir).name} (n={values.shape[0]})")
+        ax.fill_between(k, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+    ax.set_xlabel("adaptation episodes / gradient steps k")
+    ax.set_ylabel("meta-test return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
     return out

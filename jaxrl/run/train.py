@@ -116,7 +116,12 @@ def _resolve(algo, env, config):
     algo_name = algo if isinstance(algo, str) else algo_registry.name_of(module)
     if env is None:
         env = algo_registry.default_env(algo_name)
-    if isinstance(env, str):
+    if isinstance(env, str) and env.startswith("dataset:"):  # offline: dataset files (a resumed offline run)
+        from jaxrl.algos.offline.common import load_offline_env
+
+        env_name = env
+        env_obj, env_params = load_offline_env(env)
+    elif isinstance(env, str):
         env_name = env
         env_obj, env_params = env_registry.make(env)
     else:
@@ -341,6 +346,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     for key in (evals if history else {}):  # each evaluation output: its last value and its best over chunks
         summary[key] = history[key][-1].tolist()
         summary[f"{key}_best"] = np.max(np.stack(history[key]), axis=0).tolist()
+    if "normalized_score" in summary:  # offline runs: the last and best normalised scores side by side
+        summary["normalized_score_last"] = summary["normalized_score"]
     summary.update({
         "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
         "runs": runs, "env_metadata": _env_metadata(env_obj), "iterations": final_iter, "env_steps": final_iter * steps_per_iter,

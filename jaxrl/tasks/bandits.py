@@ -216,3 +216,35 @@ class RandomTabularMDPs:
 def slice_task(params: Any, i) -> Any:
     """Task ``i`` out of a batch of params with a leading task axis."""
     return jax.tree.map(lambda x: x[i], params)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Registered names (meta-RL): ``jaxrl.envs.make(name) -> (family, held-out test tasks [K_test])``
+# ---------------------------------------------------------------------------------------------------------
+
+HELD_OUT_SEED = 2**20 + 7  # held-out meta-test tasks come from their own key stream
+
+
+def _bandit_factory(default_arms: int):
+    def make(num_arms: int = default_arms, num_test_tasks: int = 100, seed: int = HELD_OUT_SEED):
+        family = BernoulliBandits(num_arms)
+        return family, family.sample(jax.random.PRNGKey(seed), int(num_test_tasks))
+
+    return make
+
+
+def _mdp_factory(num_states: int = 10, num_actions: int = 5, episode_length: int = 10, num_test_tasks: int = 100,
+                 seed: int = HELD_OUT_SEED):
+    family = RandomTabularMDPs(num_states, num_actions, episode_length)
+    return family, family.sample(jax.random.PRNGKey(seed), int(num_test_tasks))
+
+
+def _register() -> None:
+    from jaxrl.envs.registry import register
+
+    register("bandit", _bandit_factory(5))
+    register("bandit-10", _bandit_factory(10))
+    register("tabular-mdp", _mdp_factory)
+
+
+_register()

@@ -142,3 +142,28 @@ class PointRobotGoals:
             goal_radius=_full(n, self.goal_radius),
             max_steps_in_episode=_full(n, self.horizon, jnp.int32),
         )
+
+
+# Registered names (meta-RL): ``jaxrl.envs.make(name) -> (family, held-out test tasks [K_test])``.
+HELD_OUT_SEED = 2**20 + 11
+
+
+def _nav2d(num_test_tasks: int = 40, seed: int = HELD_OUT_SEED, **kwargs):
+    family = Navigation2D(**kwargs)
+    return family, family.sample(jax.random.PRNGKey(seed), int(num_test_tasks))
+
+
+def _point_robot(num_test_tasks: int = 30, seed: int = HELD_OUT_SEED, **kwargs):
+    family = PointRobotGoals(**kwargs)
+    return family, family.sample(jax.random.PRNGKey(seed), int(num_test_tasks))
+
+
+def _register() -> None:
+    from jaxrl.envs.registry import register
+
+    register("nav2d", _nav2d)
+    register("point-robot", _point_robot)
+    register("point-robot-sparse", lambda **kw: _point_robot(sparse=True, **kw))
+
+
+_register()

@@ -76,23 +76,57 @@ class State:
     iteration: jax.Array
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    discrete = is_discrete(env, env_params)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
-    if discrete:
-        policy_net = nets.make_categorical_policy(n_act, config.hidden, config.activation)
-    else:
-        policy_net = nets.make_gaussian_policy(n_act, config.hidden, config.activation)
-    value_net = nets.make_value_network(config.hidden, config.activation)
-    train_env = make_train_env(env, env_params, config.num_envs, config.normalize_observations)
+def make_optimizer(config) -> optax.GradientTransformation:
+    """Global-norm clipping + Adam, the step size decayed linearly to 0 over the run when ``anneal_lr``.
 
+    Reads ``learning_rate``, ``max_grad_norm``, ``anneal_lr``, ``num_epochs``, ``num_minibatches`` and
+    ``num_iterations`` from ``config`` (any PPO-shaped config)."""
     updates_per_iteration = config.num_epochs * config.num_minibatches
     if config.anneal_lr:
         total_updates = max(config.num_iterations, 1) * updates_per_iteration
         lr = lambda count: config.learning_rate * (1.0 - jnp.minimum(count, total_updates) / total_updates)
     else:
         lr = config.learning_rate
-    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+
+
+def minibatch_epochs(grad_fn, tx, params, opt_state, data, key, num_epochs: int, num_minibatches: int):
+    """``num_epochs`` passes over flat ``data`` (leaves ``[B, ...]``), each shuffled and split into
+    ``num_minibatches`` minibatches; one ``tx`` update per minibatch with ``grad_fn(params, batch) -> (grads,
+    metrics)``. Returns ``(params, opt_state, metrics averaged over all updates)``."""
+    size = jax.tree.leaves(data)[0].shape[0]
+
+    def minibatch_update(carry, batch):
+        params, opt_state = carry
+        grads, metrics = grad_fn(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), metrics
+
+    def epoch(carry, k):
+        perm = jax.random.permutation(k, size)
+        shuffled = jax.tree.map(lambda x: x[perm].reshape(num_minibatches, -1, *x.shape[1:]), data)
+        return jax.lax.scan(minibatch_update, carry, shuffled)
+
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), jax.random.split(key, num_epochs))
+    return params, opt_state, jax.tree.map(jnp.mean, metrics)
+
+
+def make(config: Config, env, env_params, *, train_env=None, make_evaluate_fn=None) -> Algorithm:
+    """PPO on ``env``. ``train_env`` (optional): a ready vectorised training env of ``num_envs`` copies with
+    episode statistics (e.g. a multi-task ``MultiTaskEnv``) used instead of the default stack; spaces are then
+    read from it. ``make_evaluate_fn(act) -> evaluate`` (optional) replaces the default evaluation."""
+    spaces_env = env if train_env is None else train_env
+    discrete = is_discrete(spaces_env, env_params)
+    n_act, n_obs = action_dim(spaces_env, env_params), obs_dim(spaces_env, env_params)
+    if discrete:
+        policy_net = nets.make_categorical_policy(n_act, config.hidden, config.activation)
+    else:
+        policy_net = nets.make_gaussian_policy(n_act, config.hidden, config.activation)
+    value_net = nets.make_value_network(config.hidden, config.activation)
+    if train_env is None:
+        train_env = make_train_env(env, env_params, config.num_envs, config.normalize_observations)
+
+    tx = make_optimizer(config)
 
     policy_apply = lambda p, obs: policy_net.apply(p.policy, obs)
     value_apply = lambda p, obs: value_net.apply(p.value, obs)
@@ -132,23 +166,12 @@ def make(config: Config, env, env_params) -> Algorithm:
             vf_coef=config.vf_coef, ent_coef=config.ent_coef, clip_value=config.clip_value,
             normalize_advantages=config.normalize_advantages), has_aux=True)
 
-        def minibatch_update(carry, batch):
-            params, opt_state = carry
-            grads, metrics = grad_fn(params, batch)
-            updates, opt_state = tx.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), metrics
-
-        def epoch(carry, k):
-            perm = jax.random.permutation(k, config.env_steps_per_iteration)
-            shuffled = jax.tree.map(lambda x: x[perm].reshape(config.num_minibatches, -1, *x.shape[1:]), data)
-            return jax.lax.scan(minibatch_update, carry, shuffled)
-
-        (params, opt_state), metrics = jax.lax.scan(epoch, (state.params, state.opt_state),
-                                                    jax.random.split(perm_key, config.num_epochs))
-        metrics = jax.tree.map(jnp.mean, metrics)
+        params, opt_state, metrics = minibatch_epochs(grad_fn, tx, state.params, state.opt_state, data, perm_key,
+                                                      config.num_epochs, config.num_minibatches)
         metrics.update(rollout_lib.episode_metrics(infos))
         new_state = State(params, opt_state, env_state, obs, key, state.iteration + 1)
         return new_state, metrics
 
-    return Algorithm(init=init, step=step, act=act, evaluate=make_evaluate(env, env_params, act),
+    evaluate = make_evaluate(env, env_params, act) if make_evaluate_fn is None else make_evaluate_fn(act)
+    return Algorithm(init=init, step=step, act=act, evaluate=evaluate,
                      config=config, env_steps_per_iteration=config.env_steps_per_iteration)

@@ -1,0 +1,158 @@
+"""Pieces the multi-task algorithms share: task-conditioned networks, aggregator choice, per-task metrics.
+
+Networks here take the observation with its context ``(s, omega)`` and a task index ``task_id`` (int, ``[B]``
+or scalar). With ``num_heads == 1`` the index is ignored (one shared output layer: MT-SAC); with
+``num_heads == K`` a shared trunk feeds one output head per task (multi-head MT-SAC) and sample ``b`` uses
+head ``task_id[b]``. Heads are one ``[K, H, out]`` kernel, so a batch with mixed tasks is one gather.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import distrax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import grads as grads_lib
+from jaxrl import nets
+from jaxrl.config import ConfigError
+from jaxrl.nets.core import MLP, Network
+
+AGGREGATORS = ("sum", "mean", "pcgrad", "gradvac", "mgda", "cagrad", "upgrad", "imtl_g")
+
+
+def make_aggregator(name: str, num_tasks: int) -> grads_lib.Aggregator:
+    """The ``jaxrl.grads`` aggregator called ``name`` (one of :data:`AGGREGATORS`)."""
+    factories = {"sum": grads_lib.sum, "mean": grads_lib.mean, "pcgrad": grads_lib.pcgrad,
+                 "gradvac": lambda: grads_lib.gradvac(num_tasks), "mgda": grads_lib.mgda,
+                 "cagrad": grads_lib.cagrad, "upgrad": grads_lib.upgrad, "imtl_g": grads_lib.imtl_g}
+    if name not in factories:
+        raise ConfigError(f"aggregator={name!r} is not allowed: choose one of {list(AGGREGATORS)}")
+    return factories[name]()
+
+
+class _Heads(nn.Module):
+    """``num_heads`` dense output layers; sample ``b`` uses head ``task_id[b]``."""
+
+    num_heads: int
+    features: int
+    scale: float
+
+    @nn.compact
+    def __call__(self, h, task_id):
+        init = nn.initializers.orthogonal(self.scale)
+        kernel = self.param("kernel", lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
+                            (self.num_heads, h.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.num_heads, self.features))
+        task_id = jnp.broadcast_to(jnp.asarray(task_id, jnp.int32), h.shape[:-1])
+        return jnp.einsum("...h,...hf->...f", h, kernel[task_id]) + bias[task_id]
+
+
+def _head(num_heads: int, features: int, scale: float):
+    if num_heads == 1:
+        dense = nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
+        return lambda h, task_id: dense(h)
+    return lambda h, task_id: _Heads(num_heads, features, scale)(h, task_id)
+
+
+class _TanhGaussianHeads(nn.Module):
+    hidden: Sequence[int]
+    activation: str
+    action_dim: int
+    num_heads: int
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, obs, task_id):
+        h = MLP(tuple(self.hidden), self.activation)(obs)
+        out = _head(self.num_heads, 2 * self.action_dim, 0.01)(h, task_id)
+        mean, log_std = out[..., : self.action_dim], out[..., self.action_dim:]
+        return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
+
+
+class _QHeads(nn.Module):
+    hidden: Sequence[int]
+    activation: str
+    num_heads: int
+
+    @nn.compact
+    def __call__(self, obs, action, task_id):
+        h = MLP(tuple(self.hidden), self.activation)(jnp.concatenate([obs, action], axis=-1))
+        return _head(self.num_heads, 1, 1.0)(h, task_id)[..., 0]
+
+
+class _CategoricalHeads(nn.Module):
+    hidden: Sequence[int]
+    activation: str
+    num_actions: int
+    num_heads: int
+
+    @nn.compact
+    def __call__(self, obs, task_id):
+        h = MLP(tuple(self.hidden), self.activation)(obs)
+        return _head(self.num_heads, self.num_actions, 0.01)(h, task_id)
+
+
+def _network(module) -> Network:
+    return Network(lambda key, *inputs: module.init(key, *inputs)["params"],
+                   lambda params, *inputs: module.apply({"params": params}, *inputs))
+
+
+def tanh_gaussian(mean, log_std) -> distrax.Transformed:
+    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)),
+                               distrax.Block(distrax.Tanh(), ndims=1))
+
+
+def make_task_tanh_gaussian_policy(action_dim: int, hidden=(256, 256), activation="relu",
+                                   num_heads: int = 1) -> Network:
+    """``apply(params, obs, task_id) -> tanh-Gaussian`` on ``(-1, 1)^d`` (one head, or one per task)."""
+    net = _network(_TanhGaussianHeads(tuple(hidden), activation, action_dim, num_heads))
+    return Network(net.init, lambda params, obs, task_id: tanh_gaussian(*net.apply(params, obs, task_id)))
+
+
+def make_task_q_ensemble(hidden=(256, 256), activation="relu", num_heads: int = 1, num_members: int = 2) -> Network:
+    """``apply(params, obs, action, task_id) -> Q [E, ...]`` (twin Q by default)."""
+    return nets.make_ensemble(_network(_QHeads(tuple(hidden), activation, num_heads)), num_members)
+
+
+def make_task_categorical_policy(num_actions: int, hidden=(64, 64), activation="tanh", num_heads: int = 1) -> Network:
+    """``apply(params, obs, task_id) -> distrax.Categorical``."""
+    net = _network(_CategoricalHeads(tuple(hidden), activation, num_actions, num_heads))
+    return Network(net.init, lambda params, obs, task_id: distrax.Categorical(logits=net.apply(params, obs, task_id)))
+
+
+def task_index(num_tasks: int) -> jax.Array:
+    return jnp.arange(num_tasks, dtype=jnp.int32)
+
+
+def update_last_episode(last: jax.Array, values_kn: jax.Array, done_kn: jax.Array) -> jax.Array:
+    """Per task ``[K]``: the mean of ``values`` over that task's envs whose episode just ended, else ``last``."""
+    done = done_kn.astype(jnp.float32)
+    n = done.sum(axis=1)
+    mean = (values_kn * done).sum(axis=1) / jnp.maximum(n, 1.0)
+    return jnp.where(n > 0, mean, last)
+
+
+def task_metrics(last_return: jax.Array, last_success: jax.Array) -> dict:
+    """Per-task training return and success ``[K]``, their means, and the best-minus-worst task spread."""
+    return {"train_return_per_task": last_return, "train_success_per_task": last_success,
+            "train_return": jnp.mean(last_return), "train_success": jnp.mean(last_success),
+            "return_spread": jnp.max(last_return) - jnp.min(last_return),
+            "success_spread": jnp.max(last_success) - jnp.min(last_success)}
+
+
+def split_tasks(tree, num_tasks: int):
+    """``[N, ...] -> [K, N // K, ...]`` on every leaf (blocked task assignment)."""
+    return jax.tree.map(lambda x: x.reshape(num_tasks, x.shape[0] // num_tasks, *x.shape[1:]), tree)
+
+
+def check_num_tasks(env, what: str) -> int:
+    k = getattr(env, "num_tasks", None)
+    if k is None or getattr(env, "contexts", None) is None:
+        raise ConfigError(f"{what} needs a multi-task suite (a TaskSuite with contexts), e.g. "
+                          f"jaxrl.envs.make('point-goal-4'); got {type(env).__name__}")
+    return int(np.asarray(k))

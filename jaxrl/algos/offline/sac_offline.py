@@ -1,0 +1,161 @@
+"""Naive offline SAC: soft actor-critic trained only on dataset batches (no env interaction).
+
+The baseline that shows why offline RL needs conservatism: the actor maximises ``Q(s, pi(s))`` at actions the
+data never tried, where nothing corrects the critic, so Q over-estimates (the metrics ``q_policy`` (Q at the
+policy's actions), ``q_data`` (Q at the dataset's actions) and ``mc_return`` (the discounted Monte-Carlo return
+of the sampled rows) show the gap grow). The critic, actor and temperature losses are
+:mod:`jaxrl.losses.sac`'s. One ``step`` = ``updates_per_iteration`` gradient updates; ``total_env_steps`` counts
+gradient updates. :mod:`jaxrl.algos.offline.cql` is this plus the conservative penalty.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import nets
+from jaxrl.algos.common import Algorithm
+from jaxrl.algos.offline import common as oc
+from jaxrl.config import ConfigError, config, hyper, static
+from jaxrl.envs.wrappers import action_dim, obs_dim
+from jaxrl.losses.offline import cql_critic_loss, ensemble_q
+from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
+
+OFFLINE = True
+
+
+@config
+class Config:
+    learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor, critic, temperature)")
+    gamma: float = hyper(0.99, low=0, high=1, help="discount")
+    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
+    init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial temperature")
+    target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
+    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
+    batch_size: int = static(256, low=1, help="minibatch size")
+    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
+    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
+    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
+    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
+
+    def __post_init__(self):
+        check_length(self, "sac_offline")
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.updates_per_iteration
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_env_steps // self.updates_per_iteration
+
+
+def check_length(cfg, name: str) -> None:
+    if cfg.total_env_steps < cfg.updates_per_iteration:
+        raise ConfigError(f"{name}.Config.total_env_steps={cfg.total_env_steps} is out of range: must be >= "
+                          f"updates_per_iteration = {cfg.updates_per_iteration}")
+
+
+class Params(NamedTuple):
+    actor: Any
+    critic: Any  # leading [2] ensemble axis
+    target_critic: Any
+    log_alpha: jax.Array
+
+
+class OptState(NamedTuple):
+    actor: Any
+    critic: Any
+    alpha: Any
+
+
+@struct.dataclass
+class State:
+    params: Params
+    opt_state: OptState
+    sampler: oc.Sampler
+    key: jax.Array
+    iteration: jax.Array
+
+
+def make_sac_like(config, env, env_params, name: str, conservative: bool) -> Algorithm:
+    """SAC on dataset batches; ``conservative`` swaps the critic loss for CQL's (``config.cql_alpha`` etc.)."""
+    env = oc.check_offline_env(env, name)
+    oc.check_batch_size(env, config.batch_size, name)
+    oc.check_dataset_index(env, config.dataset_index, name)
+    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
+    q_single = nets.make_value_network(config.hidden, config.activation)
+    critic_net = nets.make_ensemble(q_single, 2)
+    tx = optax.adam(config.learning_rate)
+    target_entropy = -config.target_entropy_scale * n_act
+
+    def init(key):
+        key, ak, ck = jax.random.split(key, 3)
+        o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
+        critic = critic_net.init(ck, o, a)
+        params = Params(actor_net.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)))
+        opt_state = OptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha))
+        sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
+        return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32))
+
+    def critic_loss(critic, batch, params, alpha, key):
+        if conservative:
+            return cql_critic_loss(critic, batch, key, q_apply=q_single.apply, target_q_params=params.target_critic,
+                                   policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
+                                   cql_alpha=config.cql_alpha, num_samples=config.num_samples,
+                                   temperature=config.cql_temperature, entropy_coef=alpha)
+        return sac_critic_loss(critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
+                               actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha,
+                               gamma=config.gamma, key=key)
+
+    def step(state: State):
+        def update(carry, key):
+            params, opt_state = carry
+            batch_key, critic_key, actor_key = jax.random.split(key, 3)
+            batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
+            alpha = jnp.exp(params.log_alpha)
+            c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
+            c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
+            critic = optax.apply_updates(params.critic, c_updates)
+
+            a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
+                params.actor, batch, actor_apply=actor_net.apply, critic_apply=critic_net.apply,
+                critic_params=critic, alpha=alpha, key=actor_key)
+            a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
+            actor = optax.apply_updates(params.actor, a_updates)
+
+            t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
+                params.log_alpha, -a_metrics["entropy"], target_entropy)
+            t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
+            log_alpha = optax.apply_updates(params.log_alpha, t_updates)
+
+            target = optax.incremental_update(critic, params.target_critic, config.tau)
+            pi = nets.mode(actor_net.apply(actor, batch.observations))
+            q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
+            q_data = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, batch.actions), axis=0))
+            metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy,
+                       "q_data": q_data, "mc_return": jnp.mean(batch.mc_returns)}
+            if conservative:
+                metrics["cql_gap"] = c_metrics["cql_gap"]
+            return (Params(actor, critic, target, log_alpha), OptState(a_opt, c_opt, t_opt)), metrics
+
+        key, k = jax.random.split(state.key)
+        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
+                                                       config.updates_per_iteration)
+        return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
+
+    def act(state, obs, key, deterministic: bool = False):
+        dist = actor_net.apply(state.params.actor, obs)
+        return nets.mode(dist) if deterministic else dist.sample(seed=key)
+
+    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
+                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    return make_sac_like(config, env, env_params, "sac_offline", conservative=False)

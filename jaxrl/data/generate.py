@@ -1,0 +1,239 @@
+"""Offline dataset generation from any jaxrl env with the library's own agents (D4RL-style kinds).
+
+One behaviour run of SAC (``jaxrl.algos.single.sac``) gives every kind:
+
+* ``random``: a uniformly random policy;
+* ``medium``: the policy of the chunk whose evaluation return is closest to one third of the way from the
+  random to the expert return (normalised score ~33), among the chunks after SAC's random warm-up (an untrained
+  policy is not "medium"), rolled out with its stochastic policy;
+* ``expert``: the final policy, rolled out with its stochastic policy;
+* ``medium-replay``: the replay buffer of the behaviour run up to the medium chunk (everything the agent saw
+  on its way to "medium");
+* ``medium-expert``: the medium and expert datasets concatenated (D4RL's mix).
+
+Every dataset's :class:`~jaxrl.data.dataset.DatasetInfo` carries the env name, the kind and the reference returns
+(``random_return``: mean return of the random policy; ``expert_return``: mean deterministic return of the final
+policy), so :func:`jaxrl.data.dataset.normalized_score` works on any file written from it. Actions are stored in
+the env's own action range (like D4RL); episodes are contiguous; a cut episode ends with ``timeouts = 1``.
+
+This module sits in ``data/`` but trains an agent, so it imports ``jaxrl.algos`` lazily inside functions (the
+only place in ``data/`` that does).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from jaxrl.data.dataset import Dataset, DatasetError, DatasetInfo, make_dataset
+
+__all__ = ["KINDS", "BehaviourRun", "train_behaviour", "rollout_dataset", "make_datasets", "make_dataset_kind",
+           "check_kind"]
+
+KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+
+
+def check_kind(kind: str) -> None:
+    """Raise a :class:`DatasetError` naming the known kinds when ``kind`` is not one of them."""
+    if kind not in KINDS:
+        raise DatasetError(f"unknown dataset kind {kind!r}: choose one of {list(KINDS)}")
+
+
+@dataclasses.dataclass
+class BehaviourRun:
+    """What one SAC behaviour run leaves for dataset generation (host arrays)."""
+
+    env_name: str
+    env: Any
+    env_params: Any
+    act: Callable  # act(state, obs, key, deterministic) of the SAC agent
+    states: list  # SAC state (params only matter) after each chunk
+    eval_returns: np.ndarray  # [chunks] deterministic evaluation return after each chunk
+    buffer_sizes: np.ndarray  # [chunks] replay rows filled after each chunk
+    buffer: Any  # final replay buffer data (Transition of [capacity, ...] host arrays)
+    random_return: float
+    expert_return: float
+    medium_chunk: int
+
+
+def _box(env, env_params):
+    from jaxrl.envs.wrappers import is_discrete
+
+    space = env.action_space(env_params)
+    if is_discrete(env, env_params):
+        raise DatasetError("actions: dataset generation needs a continuous (Box) action space")
+    low = np.broadcast_to(np.asarray(space.low, np.float32), space.shape)
+    high = np.broadcast_to(np.asarray(space.high, np.float32), space.shape)
+    return low, high
+
+
+def _random_return(env, env_params, key, episodes: int) -> float:
+    from jaxrl.algos.common import _base_stack, max_episode_steps
+    from jaxrl.data import rollout as rollout_lib
+    from jaxrl.envs.wrappers import VmapEnv, action_dim
+
+    n_act = action_dim(env, env_params)
+    policy = lambda obs, k: jax.random.uniform(k, (obs.shape[0], n_act), minval=-1.0, maxval=1.0)
+    rets = jax.jit(lambda k: rollout_lib.evaluate(VmapEnv(_base_stack(env, env_params), episodes), env_params,
+                                                  policy, k, episodes, max_episode_steps(env_params)))(key)
+    return float(np.mean(np.asarray(rets)))
+
+
+def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_000, hidden=(64, 64),
+                    num_chunks: int = 20, seed: int = 0, eval_episodes: int = 10, sac_config: Any = None,
+                    env: tuple[Any, Any] | None = None) -> BehaviourRun:
+    """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program)."""
+    from jaxrl import envs
+    from jaxrl.algos.single import sac
+
+    env_obj, env_params = env if env is not None else envs.make(env_name)
+    _box(env_obj, env_params)
+    cfg = sac_config or sac.Config(hidden=tuple(hidden), total_env_steps=total_env_steps,
+                                   buffer_size=total_env_steps, learning_starts=min(1000, total_env_steps // 4))
+    algo = sac.make(cfg, env_obj, env_params)
+    chunk_len = max(1, cfg.num_iterations // num_chunks)
+    key = jax.random.PRNGKey(seed)
+    key, init_key = jax.random.split(key)
+    state = jax.jit(algo.init)(init_key)
+    run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.step(c)[0], None), s, None, length=chunk_len)[0])
+    evaluate = jax.jit(algo.evaluate, static_argnums=2)
+    states, evals, sizes = [], [], []
+    for c in range(cfg.num_iterations // chunk_len):
+        state = run_chunk(state)
+        key, ek = jax.random.split(key)
+        evals.append(float(evaluate(state, ek, eval_episodes)))
+        sizes.append(int(state.buffer.size))
+        states.append(jax.tree.map(np.asarray, state.params))
+    key, rk, xk = jax.random.split(key, 3)
+    random_return = _random_return(env_obj, env_params, rk, max(eval_episodes, 20))
+    expert_return = float(evaluate(state, xk, max(eval_episodes, 20)))
+    target = random_return + (expert_return - random_return) / 3.0
+    # Only chunks where learning has begun count (a warm-up policy is untrained, not "medium").
+    learned = np.asarray(sizes) > cfg.learning_starts
+    error = np.where(learned, np.abs(np.asarray(evals) - target), np.inf)
+    medium_chunk = int(np.argmin(error)) if learned.any() else len(evals) - 1
+    return BehaviourRun(env_name, env_obj, env_params, algo.act, states, np.asarray(evals), np.asarray(sizes),
+                        jax.tree.map(np.asarray, state.buffer.data), random_return, expert_return, medium_chunk)
+
+
+def _to_native(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """[-1, 1] agent actions -> the env's own range (what RescaleAction does)."""
+    return (low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
+
+
+def rollout_dataset(env, env_params, policy: Callable | None, key: jax.Array, size: int, *,
+                    num_envs: int = 10, info: DatasetInfo | None = None) -> Dataset:
+    """``size`` transitions of ``policy(obs [n, O], key) -> action [n, A] in [-1, 1]`` (None: uniform random)
+    in ``num_envs`` parallel envs; each env's stream is stored contiguously, and its last row is a timeout
+    unless that step ended an episode."""
+    from jaxrl.algos.common import _base_stack
+    from jaxrl.data import rollout as rollout_lib
+    from jaxrl.envs.wrappers import VmapEnv, action_dim
+
+    n_act = action_dim(env, env_params)
+    low, high = _box(env, env_params)
+    if policy is None:
+        policy = lambda obs, k: jax.random.uniform(k, (obs.shape[0], n_act), minval=-1.0, maxval=1.0)
+    steps = -(-size // num_envs)
+    venv = VmapEnv(_base_stack(env, env_params), num_envs)
+
+    @jax.jit
+    def collect(key):
+        rk, sk = jax.random.split(key)
+        obs, env_state = venv.reset(rk, env_params)
+        _, _, tr, _ = rollout_lib.rollout(venv, env_params, lambda o, k: (policy(o, k), ()), env_state, obs, sk,
+                                          steps)
+        return tr
+
+    tr = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), collect(key))  # [num_envs, T, ...]
+    terminals = tr.terminated.astype(np.float32)
+    timeouts = tr.truncated.astype(np.float32)
+    timeouts[:, -1] = np.where(terminals[:, -1] > 0, timeouts[:, -1], 1.0)
+    flat = lambda x: x.reshape(num_envs * steps, *x.shape[2:])[:size]
+    timeouts = flat(timeouts)
+    terminals = flat(terminals)
+    if terminals[-1] == 0:
+        timeouts[-1] = 1.0
+    return make_dataset(flat(tr.obs), _to_native(flat(tr.action), low, high), flat(tr.reward), flat(tr.next_obs),
+                        terminals, timeouts, info=info)
+
+
+def _policy(run: BehaviourRun, chunk: int, deterministic: bool = False):
+    params = run.states[chunk]
+
+    def policy(obs, key):
+        from types import SimpleNamespace
+
+        state = SimpleNamespace(params=params, env_state=None)
+        return run.act(state, obs, key, deterministic)
+
+    return policy
+
+
+def _replay_dataset(run: BehaviourRun, rows: int, info: DatasetInfo) -> Dataset:
+    low, high = _box(run.env, run.env_params)
+    b = jax.tree.map(lambda x: np.asarray(x)[:rows], run.buffer)
+    terminals = b.terminated.astype(np.float32)
+    timeouts = b.truncated.astype(np.float32)
+    if terminals[-1] == 0:
+        timeouts[-1] = 1.0
+    return make_dataset(b.obs, _to_native(b.action, low, high), b.reward, b.next_obs, terminals, timeouts, info=info)
+
+
+def _concat(a: Dataset, b: Dataset, info: DatasetInfo) -> Dataset:
+    cat = lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)])
+    return make_dataset(cat(a.observations, b.observations), cat(a.actions, b.actions), cat(a.rewards, b.rewards),
+                        cat(a.next_observations, b.next_observations), cat(a.terminals, b.terminals),
+                        cat(a.timeouts, b.timeouts), info=info)
+
+
+def make_datasets(env_name: str = "Pendulum-v1", kinds: Sequence[str] = KINDS, *, size: int = 10_000,
+                  seed: int = 0, run: BehaviourRun | None = None, **behaviour_kwargs) -> dict[str, Dataset]:
+    """Every requested kind from ONE behaviour run (trained here unless ``run`` is given).
+
+    ``size`` rows for random / medium / expert; medium-expert has ``2 * size``; medium-replay has as many rows
+    as the behaviour run had collected by the medium chunk.
+    """
+    for k in kinds:
+        check_kind(k)
+    if size < 1:
+        raise DatasetError(f"observations: size must be >= 1, got {size}")
+    if run is None:
+        run = train_behaviour(env_name, seed=seed, **behaviour_kwargs)
+    extra = (("behaviour", "sac"), ("medium_chunk", run.medium_chunk),
+             ("medium_return", float(run.eval_returns[run.medium_chunk])), ("seed", seed))
+    info = lambda kind: DatasetInfo(name=f"{env_name}-{kind}", kind=kind, env_name=env_name,
+                                    random_return=run.random_return, expert_return=run.expert_return, extra=extra)
+    key = jax.random.PRNGKey(seed + 1)
+    k_rand, k_med, k_exp = jax.random.split(key, 3)
+    out: dict[str, Dataset] = {}
+    cache: dict[str, Dataset] = {}
+
+    def get(kind):
+        if kind not in cache:
+            if kind == "random":
+                cache[kind] = rollout_dataset(run.env, run.env_params, None, k_rand, size, info=info(kind))
+            elif kind == "medium":
+                cache[kind] = rollout_dataset(run.env, run.env_params, _policy(run, run.medium_chunk), k_med, size,
+                                              info=info(kind))
+            elif kind == "expert":
+                cache[kind] = rollout_dataset(run.env, run.env_params, _policy(run, len(run.states) - 1), k_exp,
+                                              size, info=info(kind))
+            elif kind == "medium-replay":
+                cache[kind] = _replay_dataset(run, int(run.buffer_sizes[run.medium_chunk]), info(kind))
+            elif kind == "medium-expert":
+                cache[kind] = _concat(get("medium"), get("expert"), info(kind))
+        return cache[kind]
+
+    for kind in kinds:
+        out[kind] = get(kind)
+    return out
+
+
+def make_dataset_kind(env_name: str, kind: str, **kwargs) -> Dataset:
+    """One dataset of ``kind`` (see :func:`make_datasets`)."""
+    check_kind(kind)
+    return make_datasets(env_name, (kind,), **kwargs)[kind]

@@ -1,0 +1,77 @@
+"""Offline dataset generation (jaxrl.data.generate) and the `jaxrl dataset` CLI."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxrl.algos.single import sac
+from jaxrl.data import dataset as ds
+from jaxrl.data import formats, generate
+from jaxrl.run.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny_run():
+    cfg = sac.Config(hidden=(16, 16), total_env_steps=800, buffer_size=800, learning_starts=200)
+    return generate.train_behaviour("Pendulum-v1", sac_config=cfg, num_chunks=4, eval_episodes=2)
+
+
+@pytest.fixture(scope="module")
+def all_kinds(tiny_run):
+    return generate.make_datasets("Pendulum-v1", size=300, run=tiny_run)
+
+
+def test_every_kind_is_valid_with_reference_returns(tiny_run, all_kinds):
+    assert set(all_kinds) == set(generate.KINDS)
+    for kind, d in all_kinds.items():
+        ds.validate(d, action_dim=1, obs_dim=3)
+        assert d.info.kind == kind and d.info.env_name == "Pendulum-v1"
+        assert d.info.random_return == tiny_run.random_return
+        assert d.info.expert_return == tiny_run.expert_return
+        # Actions in the env's own range (Pendulum: [-2, 2]), as D4RL stores them.
+        assert np.abs(np.asarray(d.actions)).max() <= 2.0 + 1e-6
+        assert np.asarray(ds.episode_ends(d))[-1] == 1
+    assert all_kinds["random"].size == all_kinds["medium"].size == all_kinds["expert"].size == 300
+    assert all_kinds["medium-expert"].size == 600
+    np.testing.assert_array_equal(np.asarray(all_kinds["medium-expert"].observations[:300]),
+                                  np.asarray(all_kinds["medium"].observations))
+    # medium-replay: everything the behaviour run had collected by the medium chunk.
+    assert all_kinds["medium-replay"].size == tiny_run.buffer_sizes[tiny_run.medium_chunk]
+    target = tiny_run.random_return + (tiny_run.expert_return - tiny_run.random_return) / 3
+    errors = np.abs(tiny_run.eval_returns - target)
+    learned = tiny_run.buffer_sizes > 200  # after the warm-up (learning_starts=200)
+    assert learned[tiny_run.medium_chunk] and errors[tiny_run.medium_chunk] == errors[learned].min()
+
+
+def test_rollout_episodes_are_contiguous_and_cut_with_timeouts(all_kinds):
+    d = all_kinds["random"]  # 10 parallel envs x 30 steps, each stream stored contiguously
+    obs, nxt = np.asarray(d.observations), np.asarray(d.next_observations)
+    ends = np.asarray(ds.episode_ends(d)) > 0
+    np.testing.assert_allclose(obs[1:][~ends[:-1]], nxt[:-1][~ends[:-1]], atol=1e-6)
+    assert np.asarray(d.timeouts)[29::30].all()
+
+
+def test_unknown_kind_is_a_clear_error():
+    with pytest.raises(ds.DatasetError, match="unknown dataset kind 'mediocre'.*medium-replay"):
+        generate.make_dataset_kind("Pendulum-v1", "mediocre")
+
+
+def test_cli_make_and_info(tmp_path, capsys):
+    out = tmp_path / "random.hdf5"
+    assert main(["dataset", "make", "Pendulum-v1", "--kind", "random", "--out", str(out), "--size", "200",
+                 "--behaviour-steps", "400", "--hidden", "8,8"]) == 0
+    d = formats.load(out)
+    assert d.size == 200 and d.info.kind == "random" and d.info.expert_return is not None
+    capsys.readouterr()
+    assert main(["dataset", "info", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["validation"] == "ok" and info["transitions"] == 200 and info["kind"] == "random"
+    assert info["random_return"] == pytest.approx(d.info.random_return)
+    assert "normalized_score_of_data" in info and info["episodes"] >= 10
+
+
+def test_cli_unknown_kind(capsys):
+    assert main(["dataset", "make", "Pendulum-v1", "--kind", "bogus", "--out", "/tmp/x.hdf5"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown dataset kind 'bogus'" in err and "medium-expert" in err
