@@ -331,9 +331,12 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
                           keep=keep_checkpoints)
             if stop_now and chunk < num_chunks - 1:
                 interrupted = True
-                if stop.signal_name is not None:
+                if stop.signal_name is not None and run_dir is not None and checkpoint:
                     print(f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
                           f"`jaxrl train --resume {run_dir}`", file=sys.stderr)
+                elif stop.signal_name is not None:
+                    print(f"\n{stop.signal_name}: stopped after iteration {done_iters} (no run directory, so no "
+                          f"checkpoint)", file=sys.stderr)
                 break
     if bar is not None:
         bar.close()
