@@ -276,3 +276,24 @@ def test_pcgrad_toy_beats_adam():
     assert np.all(pc < adam - 25), (adam, pc)
     # Adam stalls away from the valley theta_1 = -2; PCGrad reaches it.
     assert np.all(np.abs(pc_traj[:, -1, 0] + 2) < 0.75) and np.all(np.abs(adam_traj[:, -1, 0] + 2) > 1.5)
+
+
+def test_shared_solver_and_gram_helpers_known_answers():
+    """The pieces every aggregator is built from (base.gram / conflict_stats, solvers.project_simplex /
+    min_norm_weights), and that surgery.py and imtl.py serve the public names."""
+    from jaxrl.grads import base, imtl, solvers, surgery
+
+    g = {"w": jnp.asarray([[1.0, 0.0], [-1.0, 1.0]]), "b": jnp.asarray([[2.0], [0.0]])}
+    M = base.gram(g)  # rows (1, 0, 2) and (-1, 1, 0): dots 5, -1, 2
+    np.testing.assert_allclose(M, [[5.0, -1.0], [-1.0, 2.0]], rtol=1e-6)
+    num_conflicts, _ = base.conflict_stats(M)
+    assert int(num_conflicts) == 1
+    # Euclidean projection: subtract tau with sum(max(v - tau, 0)) = 1; here tau = 1/3 -> (1/6, 1/6, 2/3)
+    np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([0.5, 0.5, 1.0])), [1 / 6, 1 / 6, 2 / 3],
+                               atol=1e-6)
+    np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([2.0, 0.0])), [1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([0.2, 0.3])), [0.45, 0.55], atol=1e-6)
+    # min over the simplex of w^T M w for M = diag(1, 4): w = (4/5, 1/5)
+    np.testing.assert_allclose(solvers.min_norm_weights(jnp.diag(jnp.asarray([1.0, 4.0])), 500), [0.8, 0.2],
+                               atol=1e-3)
+    assert grads.pcgrad.__module__ == surgery.__name__ and grads.imtl_g.__module__ == imtl.__name__
