@@ -67,7 +67,7 @@ def main():
     import jaxrl.envs
     from jaxrl.algos.offline.common import make_offline_env
     from jaxrl.data import dataset as ds
-    from jaxrl.data.generate import rollout_dataset
+    from jaxrl.run.generate import rollout_dataset
 
     env, params = jaxrl.envs.make("Pendulum-v1")
     data = rollout_dataset(env, params, None, jax.random.PRNGKey(0), a.size,

@@ -20,7 +20,8 @@ import numpy as np
 
 
 def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_steps: int, seed: int = 0):
-    from jaxrl.data import formats, generate
+    from jaxrl.data import formats
+    from jaxrl.run import generate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     paths = {k: data_dir / f"{env_name}-{k}.hdf5" for k in kinds}

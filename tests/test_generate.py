@@ -1,4 +1,4 @@
-"""Offline dataset generation (jaxrl.data.generate) and the `jaxrl dataset` CLI."""
+"""Offline dataset generation (jaxrl.run.generate) and the `jaxrl dataset` CLI."""
 
 import json
 
@@ -7,7 +7,8 @@ import pytest
 
 from jaxrl.algos.single import sac
 from jaxrl.data import dataset as ds
-from jaxrl.data import formats, generate
+from jaxrl.data import formats
+from jaxrl.run import generate
 from jaxrl.run.cli import main
 
 

@@ -11,7 +11,8 @@ from jaxrl import algos
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
-from jaxrl.data import formats, generate
+from jaxrl.data import formats
+from jaxrl.run import generate
 from jaxrl.run import train
 from jaxrl.run.cli import main
 

@@ -15,7 +15,8 @@ import numpy as np
 
 
 def _make(argv: list[str]) -> int:
-    from jaxrl.data import formats, generate
+    from jaxrl.data import formats
+    from jaxrl.run import generate
 
     parser = argparse.ArgumentParser(prog="jaxrl dataset make", description="generate an offline dataset with a "
                                      "SAC behaviour run (D4RL-style kinds)")

@@ -16,8 +16,7 @@ Every dataset's :class:`~jaxrl.data.dataset.DatasetInfo` carries the env name, t
 policy), so :func:`jaxrl.data.dataset.normalized_score` works on any file written from it. Actions are stored in
 the env's own action range (like D4RL); episodes are contiguous; a cut episode ends with ``timeouts = 1``.
 
-This module sits in ``data/`` but trains an agent, so it imports ``jaxrl.algos`` lazily inside functions (the
-only place in ``data/`` that does).
+It trains behaviour agents with the run loop, so it lives in ``run/`` (arrows point ``run -> algos -> data``).
 """
 
 from __future__ import annotations
