@@ -18,7 +18,7 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
-from jaxrl.config import ConfigError, config, hyper, static
+from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import bc_mse_loss, filtered_bc_mask
 
@@ -26,7 +26,7 @@ OFFLINE = True
 
 
 @config
-class Config:
+class Config(oc.CountsUpdates):
     learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size")
     top_fraction: float = hyper(1.0, low=0, high=1, low_open=True,
                                 help="clone only the top fraction of episodes by return (1 = plain BC)")
@@ -36,19 +36,6 @@ class Config:
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths")
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
-
-    def __post_init__(self):
-        if self.total_env_steps < self.updates_per_iteration:
-            raise ConfigError(f"bc.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"updates_per_iteration = {self.updates_per_iteration}")
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.updates_per_iteration
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.updates_per_iteration
 
 
 @struct.dataclass

@@ -28,6 +28,25 @@ from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.data.dataset import Dataset, DatasetError
 
+class CountsUpdates:
+    """Mixin for offline configs: ``total_env_steps`` counts gradient updates (there are no env steps), one
+    ``step`` makes ``updates_per_iteration`` of them, and the length must cover at least one step."""
+
+    def __post_init__(self):
+        if self.total_env_steps < self.updates_per_iteration:
+            name = type(self).__module__.rsplit(".", 1)[-1]
+            raise ConfigError(f"{name}.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                              f"updates_per_iteration = {self.updates_per_iteration}")
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.updates_per_iteration
+
+    @property
+    def num_iterations(self) -> int:
+        return self.total_env_steps // self.updates_per_iteration
+
+
 __all__ = ["OfflineEnv", "Batch", "Sampler", "load_offline_env", "make_offline_env", "dataset_index",
            "init_sampler", "sample_batch", "scan_updates", "member", "make_offline_evaluate", "check_batch_size", "ACTION_EPS"]
 

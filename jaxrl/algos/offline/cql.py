@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
-from jaxrl.algos.offline.sac_offline import State, check_length, make_sac_like  # noqa: F401  (State re-exported)
+from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline.sac_offline import State, make_sac_like  # noqa: F401  (State re-exported)
 from jaxrl.config import config, hyper, static
 
 OFFLINE = True
 
 
 @config
-class Config:
+class Config(oc.CountsUpdates):
     learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor, critic, temperature)")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
@@ -33,17 +34,6 @@ class Config:
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
-
-    def __post_init__(self):
-        check_length(self, "cql")
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.updates_per_iteration
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.updates_per_iteration
 
 
 def make(config: Config, env, env_params) -> Algorithm:

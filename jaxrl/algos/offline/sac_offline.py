@@ -20,7 +20,7 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
-from jaxrl.config import ConfigError, config, hyper, static
+from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import cql_critic_loss, ensemble_q
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
@@ -29,7 +29,7 @@ OFFLINE = True
 
 
 @config
-class Config:
+class Config(oc.CountsUpdates):
     learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor, critic, temperature)")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
@@ -42,22 +42,6 @@ class Config:
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
-    def __post_init__(self):
-        check_length(self, "sac_offline")
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.updates_per_iteration
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.updates_per_iteration
-
-
-def check_length(cfg, name: str) -> None:
-    if cfg.total_env_steps < cfg.updates_per_iteration:
-        raise ConfigError(f"{name}.Config.total_env_steps={cfg.total_env_steps} is out of range: must be >= "
-                          f"updates_per_iteration = {cfg.updates_per_iteration}")
 
 
 class Params(NamedTuple):

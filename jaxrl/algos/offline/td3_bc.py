@@ -20,7 +20,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.bc import make_actor
-from jaxrl.algos.offline.sac_offline import check_length
 from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import ensemble_mse, ensemble_q, td3_bc_actor_loss, td_target
@@ -29,7 +28,7 @@ OFFLINE = True
 
 
 @config
-class Config:
+class Config(oc.CountsUpdates):
     learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor and critic)")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
@@ -43,17 +42,6 @@ class Config:
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
-
-    def __post_init__(self):
-        check_length(self, "td3_bc")
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.updates_per_iteration
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.updates_per_iteration
 
 
 class Params(NamedTuple):
