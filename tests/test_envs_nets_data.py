@@ -152,3 +152,22 @@ def test_replay_buffer_ring_semantics_and_vmap():
     np.testing.assert_array_equal(bufs.data["x"][:, :2], [[0, 1], [2, 3], [4, 5]])
     with pytest.raises(ValueError, match="capacity must be > 0"):
         replay.init({"x": jnp.zeros(())}, 0)
+
+
+def test_fast_permutation_is_a_uniform_permutation():
+    from jaxrl.data.shuffle import num_rounds, permutation
+
+    assert num_rounds(4096) == 2 and num_rounds(3) == 1
+    perms = np.asarray(jax.jit(jax.vmap(lambda k: permutation(k, 4096)))(jax.random.split(jax.random.PRNGKey(0), 64)))
+    assert all(np.array_equal(np.sort(p), np.arange(4096)) for p in perms)
+    assert len({p.tobytes() for p in perms}) == 64
+    # n = 3: all 6 orders, each ~1/6 of 30k draws (chi-square, 5 dof: 20.5 is the 0.999 quantile)
+    small = np.asarray(jax.vmap(lambda k: permutation(k, 3))(jax.random.split(jax.random.PRNGKey(1), 30_000)))
+    _, counts = np.unique(small, axis=0, return_counts=True)
+    assert len(counts) == 6 and np.sum((counts - 5000.0) ** 2 / 5000.0) < 20.5
+    # n = 4096: where element 0 lands is uniform over 8 bins of positions
+    first = np.argmax(perms == 0, axis=1)
+    many = np.asarray(jax.vmap(lambda k: jnp.argmax(permutation(k, 4096) == 0))(
+        jax.random.split(jax.random.PRNGKey(2), 8000)))
+    _, bins = np.unique(many // 512, return_counts=True)
+    assert first.shape == (64,) and len(bins) == 8 and np.sum((bins - 1000.0) ** 2 / 1000.0) < 24.3  # 7 dof, 0.999

@@ -18,6 +18,7 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm, make_evaluate, make_train_env, obs_normalizer
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import rollout as rollout_lib
+from jaxrl.data import shuffle
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses.gae import generalized_advantage_estimation
 from jaxrl.losses.ppo import PPOBatch, ppo_loss
@@ -103,7 +104,7 @@ def minibatch_epochs(grad_fn, tx, params, opt_state, data, key, num_epochs: int,
         return (optax.apply_updates(params, updates), opt_state), metrics
 
     def epoch(carry, k):
-        perm = jax.random.permutation(k, size)
+        perm = shuffle.permutation(k, size)
         shuffled = jax.tree.map(lambda x: x[perm].reshape(num_minibatches, -1, *x.shape[1:]), data)
         return jax.lax.scan(minibatch_update, carry, shuffled)
 
@@ -153,7 +154,9 @@ def make(config: Config, env, env_params, *, train_env=None, make_evaluate_fn=No
         env_state, obs, tr, infos = rollout_lib.rollout(train_env, env_params, behaviour, state.env_state,
                                                         state.obs, rollout_key, config.num_steps)
         log_prob, value = tr.extras
-        v_tp1 = value_apply(state.params, tr.next_obs)
+        # one step at a time: a single batched call over [T, B] held every hidden activation at once (the
+        # largest buffer of the program with many runs), for the same arithmetic
+        v_tp1 = jax.lax.map(lambda o: value_apply(state.params, o), tr.next_obs)
         discount = config.gamma * (1.0 - tr.terminated.astype(jnp.float32))
         adv, target = generalized_advantage_estimation(tr.reward, value, v_tp1, discount,
                                                        jnp.logical_or(tr.terminated, tr.truncated),
