@@ -68,7 +68,7 @@ def test_adapt_is_pure_and_second_order_differs_from_first_order():
 
 
 @pytest.mark.parametrize("extra", [dict(first_order=True, num_inner_steps=2, eval_inner_steps=2),
-                                   dict(outer="reptile"), dict(num_inner_steps=0)])
+                                   dict(outer="reptile"), dict(num_inner_steps=0), dict(outer="trpo")])
 def test_step_and_evaluate_variants(extra):
     family, tasks = _family()
     cfg = maml.Config(**{**TINY, **extra})
@@ -83,6 +83,8 @@ def test_step_and_evaluate_variants(extra):
     assert np.isfinite(float(metrics["post_adaptation_return"]))
     assert out["adaptation"].shape == (cfg.eval_inner_steps + 1,)
     assert np.isfinite(np.asarray(out["adaptation"])).all()
+    if cfg.outer == "trpo":  # the accepted step stays in the trust region (a rejected one reports kl = 0)
+        assert 0.0 <= float(metrics["outer_kl"]) <= cfg.max_kl * (1 + 1e-4)
 
 
 def test_vmapped_seeds_and_run_loop_summary(tmp_path):

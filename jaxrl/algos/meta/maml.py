@@ -1,4 +1,4 @@
-"""MAML for RL (Finn et al. 2017) with a ProMP-style clipped outer objective (Rothfuss et al. 2019), first-order
+"""MAML for RL (Finn et al. 2017) with a ProMP-style clipped (Rothfuss et al. 2019) or TRPO outer step, first-order
 MAML and Reptile (Nichol et al. 2018) on the same pure ``adapt``.
 
 Per iteration, for each of ``num_tasks`` fresh tasks tau_i ~ p(tau) (a vmap axis):
@@ -16,6 +16,10 @@ Per iteration, for each of ``num_tasks`` fresh tasks tau_i ~ p(tau) (a vmap axis
 
    with A the return-to-go minus the linear baseline fitted on D_i^K, differentiated through ``adapt``
    (second order; ``first_order=True`` stops the gradient through the inner gradient: FO-MAML).
+   ``outer='trpo'``: MAML's original outer optimiser: one natural-gradient step (conjugate gradient on
+   Fisher-vector products, KL line search: :func:`jaxrl.losses.trpo.natural_gradient_step`, the piece MT-TRPO
+   uses) maximising the unclipped surrogate subject to ``mean_i KL(pi_{theta_i^K, old} || pi_{adapt(theta, D_i)})
+   <= max_kl`` on D_i^K's states; surrogate and KL both go through ``adapt``.
    ``outer='reptile'``: the Adam update direction is ``theta - mean_i theta_i^K`` (no post-adaptation data needed
    for the update).
    ``num_inner_steps=0`` is plain multi-task policy-gradient pre-training (the "pretrained" baseline of the MAML
@@ -46,6 +50,7 @@ from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.envs.wrappers import RescaleAction, action_dim, is_discrete, obs_dim
 from jaxrl.losses.meta import PGBatch, discounted_reward_to_go, vpg_inner_step
 from jaxrl.losses.ppo import clipped_surrogate_loss
+from jaxrl.losses.trpo import natural_gradient_step
 from jaxrl.nets.recurrent import param_count
 
 
@@ -55,13 +60,17 @@ class Config:
     outer_lr: float = hyper(1e-3, low=0, low_open=True, help="outer Adam step size")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     clip_eps: float = hyper(0.3, low=0, low_open=True, help="ProMP outer ratio clip range")
+    max_kl: float = hyper(0.01, low=0, low_open=True, help="outer='trpo': trust region, mean KL of the adapted "
+                                                            "policies")
+    cg_damping: float = hyper(0.1, low=0, help="outer='trpo': damping of the Fisher-vector product")
     baseline_reg: float = hyper(1e-5, low=0, help="ridge term of the linear-feature baseline fit")
     num_tasks: int = static(20, low=1, help="meta-batch: tasks per iteration")
     num_trajectories: int = static(20, low=1, help="trajectories per task per inner step (and post-adaptation)")
     num_inner_steps: int = static(1, low=0, help="adaptation steps in training (0: multi-task pre-training)")
     num_outer_epochs: int = static(5, low=1, help="ProMP outer steps per batch of data")
     eval_inner_steps: int = static(3, low=1, help="adaptation steps measured at meta-test")
-    outer: str = static("promp", choices=("promp", "reptile"), help="outer optimiser")
+    outer: str = static("promp", choices=("promp", "trpo", "reptile"), help="outer optimiser")
+    cg_iters: int = static(10, low=1, help="outer='trpo': conjugate-gradient iterations")
     first_order: bool = static(False, choices=(True, False), help="first-order MAML (no second derivatives)")
     surrogate: str = static("dice", choices=("dice", "lvc", "naive"), help="inner policy-gradient surrogate")
     policy: str = static("mlp", choices=("mlp", "gru"), help="policy network (MAML needs a feed-forward one)")
@@ -226,18 +235,45 @@ def _build(config: Config, env, env_params):
         post = rollout(params, task, jax.random.split(key, steps + 1)[steps], config.num_trajectories)
         return batches, post, (returns[0] if returns else episode_return(post))
 
+    def outer_ratio_and_advantage(params, batches, post: Trajectories):
+        """The adapted policy's likelihood ratio on the post-adaptation data (through ``adapt``) and that data's
+        standardised advantages (masked), ``[N, T]`` each."""
+        adapted = adapt(params, batches)
+        ratio = jnp.exp(log_prob_fn(adapted, post.obs, post.action) - post.log_prob)
+        discounts = config.gamma ** jnp.arange(horizon, dtype=jnp.float32)
+        adv = discounted_reward_to_go(post.reward, config.gamma) / discounts - pg_batch(post).baseline
+        adv = (adv - jnp.sum(adv * post.mask) / jnp.sum(post.mask)) * post.mask
+        return ratio, adv / (jnp.sqrt(jnp.sum(adv**2) / jnp.sum(post.mask)) + 1e-8)
+
     def outer_loss(params, batches, post: Trajectories):
         """ProMP clipped surrogate for one task, through ``adapt`` (negated: a loss)."""
-        adapted = adapt(params, batches)
-        log_prob = log_prob_fn(adapted, post.obs, post.action)
-        ratio = jnp.exp(log_prob - post.log_prob)
-        b = pg_batch(post)
-        discounts = config.gamma ** jnp.arange(horizon, dtype=jnp.float32)
-        adv = discounted_reward_to_go(post.reward, config.gamma) / discounts - b.baseline
-        adv = (adv - jnp.sum(adv * post.mask) / jnp.sum(post.mask)) * post.mask
-        adv = adv / (jnp.sqrt(jnp.sum(adv**2) / jnp.sum(post.mask)) + 1e-8)
+        ratio, adv = outer_ratio_and_advantage(params, batches, post)
         # clipped_surrogate_loss averages over all [N, T] entries; rescale to an average over valid steps
         return clipped_surrogate_loss(ratio, adv, config.clip_eps) * post.mask.size / jnp.sum(post.mask)
+
+    def trpo_outer_step(params, batches, post: Trajectories):
+        """MAML-TRPO (Finn et al. 2017): one natural-gradient step on the meta-parameters, maximising the adapted
+        policies' surrogate ``E[pi_theta'(a|s) / pi_old'(a|s) A]`` subject to the mean over tasks of
+        ``KL(pi_old' || pi_theta')`` on the post-adaptation states ``<= max_kl``; both go through ``adapt``, so
+        the Fisher-vector products differentiate through the inner step."""
+
+        def surrogate(p):
+            def one(b, tr):
+                ratio, adv = outer_ratio_and_advantage(p, b, tr)
+                return jnp.sum(ratio * adv) / jnp.sum(tr.mask)
+            return jnp.mean(jax.vmap(one)(batches, post))
+
+        old = jax.lax.stop_gradient(jax.vmap(lambda b: adapt(params, b))(batches))
+
+        def mean_kl(p):
+            def one(b, tr, old_i):
+                new_dist = policy_net.apply(adapt(p, b), tr.obs)
+                kl = policy_net.apply(old_i, tr.obs).kl_divergence(new_dist)
+                return jnp.sum(kl * tr.mask) / jnp.sum(tr.mask)
+            return jnp.mean(jax.vmap(one)(batches, post, old))
+
+        return natural_gradient_step(params, surrogate, mean_kl, config.max_kl, cg_iters=config.cg_iters,
+                                     damping=config.cg_damping)
 
     def init(key: jax.Array) -> State:
         key, pk = jax.random.split(key)
@@ -256,6 +292,11 @@ def _build(config: Config, env, env_params):
             updates, opt_state = tx.update(direction, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             metrics = {"outer_loss": jnp.zeros(())}
+        elif config.outer == "trpo":
+            params, trpo_metrics = trpo_outer_step(state.params, batches, post)
+            opt_state = state.opt_state
+            metrics = {"outer_loss": -trpo_metrics["surrogate_before"], "outer_kl": trpo_metrics["kl"],
+                       "outer_step_fraction": trpo_metrics["step_fraction"]}
         else:
             loss = lambda p: jnp.mean(jax.vmap(outer_loss, in_axes=(None, 0, 0))(p, batches, post))
 
