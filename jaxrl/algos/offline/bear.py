@@ -1,0 +1,196 @@
+"""BEAR: Q-learning under an MMD support constraint MMD(pi, pi_beta) <= epsilon, with a Lagrange multiplier.
+
+Kumar, Fu, Tucker & Levine, "Stabilizing Off-Policy Q-Learning via Bootstrapping Error Reduction", NeurIPS 2019.
+
+* **Behaviour model** ``pi_beta``: the paper uses a VAE; here a mixture of ``behaviour_components`` tanh-Gaussians
+  fitted by maximum likelihood and pretrained inside ``init``, then frozen (shared with BRAC:
+  :func:`jaxrl.algos.offline.brac.make_behaviour_model`, :func:`~jaxrl.algos.offline.brac.pretrain_behaviour`).
+  Only its samples are used.
+* **Critic** (:func:`bear_critic_loss`): an ensemble of ``num_critics`` Q-functions regressed on
+  ``y = r + gamma (1 - d) max_m [lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m)]`` over
+  ``num_target_samples`` actions ``a'_m ~ pi(.|s')`` (the paper's convex combination, ``lambda = 0.75``).
+* **Actor** (:func:`jaxrl.losses.offline.bear_actor_loss`): tanh-Gaussian, ``L = mean_s [-min_e Q_e(s, a_1) +
+  lambda_L (MMD(s) - epsilon)]`` with ``MMD(s)`` between ``num_mmd_samples`` reparameterised samples of ``pi`` and
+  of ``pi_beta`` (``kernel``, ``sigma``; :func:`jaxrl.losses.offline.mmd_squared`).
+* **Lagrange multiplier** ``lambda_L = exp(log_lagrange)``: dual ascent on ``log_lagrange``
+  (:func:`jaxrl.losses.offline.lagrange_loss`), raised while ``MMD > epsilon``, clipped to ``[-5, 10]`` in log
+  space (as the reference code does).
+
+Why a support constraint: for a near-deterministic policy at action ``z``, ``MMD^2 = k(z, z) - 2 E_beta k(z, b) +
+E k(b, b')``, so ``MMD <= epsilon`` reads ``E_{b ~ pi_beta} k(z, b) >= c``: the kernel-smoothed behaviour density at
+``z`` must exceed a threshold. Every action the behaviour policy takes often enough passes, whatever its rank,
+and actions it never takes fail. The kernel width ``sigma`` sets the action scale of "support"; the defaults
+(laplacian, ``sigma = 20``, ``epsilon = 0.05``: BEAR's MuJoCo settings in this library's kernel convention) are
+wide, and a small action space such as :mod:`jaxrl.tasks.line_world`'s wants a narrower kernel (``sigma`` about
+the spread of one behaviour mode).
+
+Evaluation acts with the tanh of the actor's mean (the paper picks the best of 10 samples by Q). One ``step`` =
+``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them (the behaviour pretraining is not
+counted).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxrl import nets
+from jaxrl.algos.common import Algorithm
+from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline.brac import deterministic_or_sample, make_behaviour_model, pretrain_behaviour
+from jaxrl.config import config, hyper, static
+from jaxrl.envs.wrappers import action_dim, obs_dim
+from jaxrl.losses.offline import bear_actor_loss, ensemble_mse, ensemble_q, ensemble_q_samples, lagrange_loss, \
+    td_target
+
+OFFLINE = True
+
+__all__ = ["Config", "make", "bear_critic_loss", "State", "Params", "OptState"]
+
+LOG_LAGRANGE_BOUNDS = (-5.0, 10.0)
+
+
+@config
+class Config(oc.CountsUpdates):
+    learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor and critic)")
+    behaviour_learning_rate: float = hyper(1e-3, low=0, low_open=True,
+                                           help="Adam step size of the behaviour model's pretraining")
+    lagrange_learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size of log lambda")
+    gamma: float = hyper(0.99, low=0, high=1, help="discount")
+    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
+    epsilon: float = hyper(0.05, low=0, help="MMD threshold of the support constraint MMD(pi, pi_beta) <= epsilon")
+    sigma: float = hyper(20.0, low=0, low_open=True, help="kernel width of the MMD")
+    init_lagrange: float = hyper(1.0, low=0, low_open=True, help="initial Lagrange multiplier lambda")
+    lambda_mix: float = hyper(0.75, low=0, high=1,
+                              help="target weight of the ensemble min (1 - lambda_mix on the max)")
+    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
+    kernel: str = static("laplacian", choices=("laplacian", "gaussian"), help="MMD kernel")
+    num_mmd_samples: int = static(5, low=1, help="samples of pi and of pi_beta per state in the MMD")
+    num_target_samples: int = static(10, low=1, help="actions of pi(.|s') per state in the critic's target")
+    num_critics: int = static(2, low=1, help="Q ensemble size")
+    behaviour_components: int = static(5, low=1, help="tanh-Gaussian mixture components of the behaviour model")
+    behaviour_pretrain_updates: int = static(10_000, low=0,
+                                             help="maximum-likelihood updates of the behaviour model in init")
+    batch_size: int = static(256, low=1, help="minibatch size")
+    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
+    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor, critic, behaviour model)")
+    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
+    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
+
+
+def bear_critic_loss(q_params: Any, batch: Any, key: jax.Array, *, q_apply: Callable, target_q_params: Any,
+                     policy_apply: Callable, policy_params: Any, discount: Any, lambda_mix: Any,
+                     num_samples: int = 10) -> tuple[jax.Array, dict]:
+    """BEAR critic ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
+
+    ``y = r + discount (1 - d) sg[max_m (lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m))]``,
+    ``a'_m ~ pi(.|s')``, ``m = 1..M`` (Kumar et al. 2019, section 5 and appendix: the "soft clipped double-Q"
+    target, maximised over sampled actions).
+    """
+    obs_tp1 = batch.next_observations
+    a_tp1 = policy_apply(policy_params, obs_tp1).sample(seed=key, sample_shape=(num_samples,))  # [M, B, A]
+    q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, a_tp1)  # [E, M, B]
+    mixed = lambda_mix * jnp.min(q_tp1, axis=0) + (1.0 - lambda_mix) * jnp.max(q_tp1, axis=0)  # [M, B]
+    v_tp1 = jnp.max(mixed, axis=0)
+    y_t = jax.lax.stop_gradient(td_target(batch.rewards, discount, batch.terminals, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    loss = ensemble_mse(q_t, y_t)
+    return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
+
+
+class Params(NamedTuple):
+    actor: Any
+    critic: Any  # leading [num_critics] ensemble axis
+    target_critic: Any
+    behaviour: Any  # frozen after the pretraining in init
+    log_lagrange: jax.Array
+
+
+class OptState(NamedTuple):
+    actor: Any
+    critic: Any
+    lagrange: Any
+
+
+@struct.dataclass
+class State:
+    params: Params
+    opt_state: OptState
+    sampler: oc.Sampler
+    key: jax.Array
+    iteration: jax.Array
+    behaviour_nll: jax.Array  # the behaviour model's final training negative log-likelihood (a diagnostic)
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    env = oc.check_offline_env(env, "bear")
+    oc.check_batch_size(env, config.batch_size, "bear")
+    oc.check_dataset_index(env, config.dataset_index, "bear")
+    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
+    behaviour = make_behaviour_model(n_act, config.hidden, config.activation, config.behaviour_components)
+    q_single = nets.make_value_network(config.hidden, config.activation)
+    critic_net = nets.make_ensemble(q_single, config.num_critics)
+    tx = optax.adam(config.learning_rate)
+    lagrange_tx = optax.adam(config.lagrange_learning_rate)
+
+    def init(key):
+        key, ak, ck, bk, pk = jax.random.split(key, 5)
+        o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
+        sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
+        beh, nll = pretrain_behaviour(behaviour, behaviour.init(bk, o[None]), env, sampler, pk,
+                                      num_updates=config.behaviour_pretrain_updates, batch_size=config.batch_size,
+                                      learning_rate=config.behaviour_learning_rate)
+        critic = critic_net.init(ck, o, a)
+        log_lagrange = jnp.clip(jnp.log(jnp.asarray(config.init_lagrange, jnp.float32)), *LOG_LAGRANGE_BOUNDS)
+        params = Params(actor_net.init(ak, o), critic, critic, beh, log_lagrange)
+        opt_state = OptState(tx.init(params.actor), tx.init(critic), lagrange_tx.init(log_lagrange))
+        return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32), nll)
+
+    def step(state: State):
+        def update(carry, key):
+            params, opt_state = carry
+            batch_key, critic_key, actor_key = jax.random.split(key, 3)
+            batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
+            c_grads, c_metrics = jax.grad(bear_critic_loss, has_aux=True)(
+                params.critic, batch, critic_key, q_apply=q_single.apply, target_q_params=params.target_critic,
+                policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
+                lambda_mix=config.lambda_mix, num_samples=config.num_target_samples)
+            c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
+            critic = optax.apply_updates(params.critic, c_updates)
+
+            a_grads, a_metrics = jax.grad(bear_actor_loss, has_aux=True)(
+                params.actor, batch, actor_key, policy_apply=actor_net.apply, q_apply=q_single.apply,
+                q_params=critic, behaviour_apply=behaviour.apply, behaviour_params=params.behaviour,
+                log_lagrange=params.log_lagrange, epsilon=config.epsilon, num_samples=config.num_mmd_samples,
+                kernel=config.kernel, sigma=config.sigma)
+            a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
+            actor = optax.apply_updates(params.actor, a_updates)
+
+            l_grad = jax.grad(lagrange_loss)(params.log_lagrange, a_metrics["mmd"], config.epsilon)
+            l_updates, l_opt = lagrange_tx.update(l_grad, opt_state.lagrange, params.log_lagrange)
+            log_lagrange = jnp.clip(optax.apply_updates(params.log_lagrange, l_updates), *LOG_LAGRANGE_BOUNDS)
+
+            target = optax.incremental_update(critic, params.target_critic, config.tau)
+            pi = nets.mode(actor_net.apply(actor, batch.observations))
+            q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
+            metrics = {"critic_loss": c_metrics["critic_loss"], "q_data": c_metrics["q"],
+                       "target": c_metrics["target"], "actor_loss": a_metrics["actor_loss"],
+                       "mmd": a_metrics["mmd"], "lagrange": a_metrics["lagrange"], "q_policy": q_policy,
+                       "mc_return": jnp.mean(batch.mc_returns)}
+            return (Params(actor, critic, target, params.behaviour, log_lagrange), OptState(a_opt, c_opt, l_opt)), \
+                metrics
+
+        key, k = jax.random.split(state.key)
+        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
+                                                       config.updates_per_iteration)
+        metrics["behaviour_nll"] = state.behaviour_nll
+        return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
+
+    act = deterministic_or_sample(actor_net)
+    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
+                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
