@@ -24,7 +24,7 @@ gradient, cheapest). ``evaluate`` returns ``{"eval_return": [K], "eval_success":
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,12 +114,27 @@ def check_suite(config, env, env_params, name: str) -> tuple[int, int]:
     return k, config.num_envs // k
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    name = "mh_sac" if config.multi_head else "mt_sac"
-    k, m = check_suite(config, env, env_params, name)
-    train_env = make_multitask_env(env, m)
-    n_act = action_dim(train_env, env_params)
-    n_obs = int(train_env.observation_space(env_params).shape[0])
+class Learner(NamedTuple):
+    """MT-SAC's networks and jitted-update pieces, apart from how data is collected.
+
+    ``init(actor_key, critic_key) -> (params, opt_state, buffer)`` (one replay buffer per task, leaves
+    ``[K, buffer_size, ...]``); ``update((params, opt_state, buffer), key) -> (carry, metrics)`` is one gradient
+    update on a ``[K, batch_size]`` batch; ``policy(actor_params, obs, task_id)`` is the tanh-Gaussian.
+    :func:`make` collects inside the jitted step; :mod:`jaxrl.run.host_train` collects on the host (Meta-World).
+    """
+
+    init: Callable
+    update: Callable
+    policy: Callable
+    num_tasks: int
+    obs_dim: int
+    action_dim: int
+
+
+def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> Learner:
+    """The learner of ``config`` for ``num_tasks`` tasks, observations ``[obs_dim]`` (with the context) and
+    actions in ``[-1, 1]^action_dim``."""
+    k, n_obs, n_act = num_tasks, obs_dim, action_dim
     heads = k if config.multi_head else 1
     actor_net = mt.make_task_tanh_gaussian_policy(n_act, config.hidden, config.activation, heads)
     critic_net = mt.make_task_q_ensemble(config.hidden, config.activation, heads)
@@ -130,8 +145,7 @@ def make(config: Config, env, env_params) -> Algorithm:
     target_entropy = -config.target_entropy_scale * n_act
     tasks = mt.task_index(k)
 
-    def init(key: jax.Array) -> State:
-        key, ak, ck, ek = jax.random.split(key, 4)
+    def init(ak: jax.Array, ck: jax.Array):
         o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
         t = jnp.zeros((), jnp.int32)
         critic = critic_net.init(ck, o, a, t)
@@ -140,19 +154,10 @@ def make(config: Config, env, env_params) -> Algorithm:
         opt_state = MTSACOptState(actor_tx.init(params.actor), critic_tx.init(params.critic), tx.init(log_alpha))
         example = Transition(o, a, jnp.zeros(()), o, jnp.zeros((), bool), jnp.zeros((), bool), t)
         buffer = jax.vmap(lambda _: replay.init(example, config.buffer_size))(tasks)
-        obs, env_state = train_env.reset(ek, env_params)
-        zeros = jnp.zeros((k,), jnp.float32)
-        return State(params, opt_state, buffer, env_state, obs, zeros, zeros, key, jnp.zeros((), jnp.int32))
+        return params, opt_state, buffer
 
     def policy(actor_params, obs, task_id):
         return actor_net.apply(actor_params, obs, task_id)
-
-    def act(state: State, obs, key, deterministic: bool = False, task_id=None):
-        """``obs`` carries the context; the task index (multi-head) is read off it unless given."""
-        if task_id is None:
-            task_id = infer_task_id(obs, train_env.contexts)
-        dist = policy(state.params.actor, obs, task_id)
-        return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
     def critic_loss_k(critic_params, batch, task_id, key, alpha, actor_params, target_params):
         return sac_critic_loss(
@@ -220,6 +225,32 @@ def make(config: Config, env, env_params) -> Algorithm:
         metrics.update({f"critic_{n}": v for n, v in c_diag.items()})
         metrics.update({f"actor_{n}": v for n, v in a_diag.items()})
         return (MTSACParams(actor, critic, target, log_alpha), MTSACOptState(a_opt, c_opt, t_opt), buffer), metrics
+
+    return Learner(init, update, policy, k, n_obs, n_act)
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    name = "mh_sac" if config.multi_head else "mt_sac"
+    k, m = check_suite(config, env, env_params, name)
+    train_env = make_multitask_env(env, m)
+    n_act = action_dim(train_env, env_params)
+    n_obs = int(train_env.observation_space(env_params).shape[0])
+    learner = make_learner(config, k, n_obs, n_act)
+    update, policy = learner.update, learner.policy
+
+    def init(key: jax.Array) -> State:
+        key, ak, ck, ek = jax.random.split(key, 4)
+        params, opt_state, buffer = learner.init(ak, ck)
+        obs, env_state = train_env.reset(ek, env_params)
+        zeros = jnp.zeros((k,), jnp.float32)
+        return State(params, opt_state, buffer, env_state, obs, zeros, zeros, key, jnp.zeros((), jnp.int32))
+
+    def act(state: State, obs, key, deterministic: bool = False, task_id=None):
+        """``obs`` carries the context; the task index (multi-head) is read off it unless given."""
+        if task_id is None:
+            task_id = infer_task_id(obs, train_env.contexts)
+        dist = policy(state.params.actor, obs, task_id)
+        return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
     def step(state: State):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
