@@ -1,4 +1,34 @@
+import fcntl
 import os
+
+import pytest
 
 # Tests compile fresh programs (compile counts are asserted); the persistent cache stays off unless asked for.
 os.environ.setdefault("JAXRL_COMPILATION_CACHE", "0")
+
+# One SAC behaviour run on Pendulum-v1 gives every offline learning test its data (the expert, medium and
+# medium-replay kinds, 5k rows each). It is generated once per test session: the first xdist worker to need it
+# writes HDF5 files into the session's shared temp directory under a file lock, the others read them.
+OFFLINE_KINDS = ("expert", "medium", "medium-replay")
+OFFLINE_RECIPE = dict(size=5_000, seed=0, total_env_steps=20_000, num_chunks=40)
+
+
+@pytest.fixture(scope="session")
+def pendulum_datasets(tmp_path_factory):
+    """``{kind: (OfflineEnv, env_params)}`` for :data:`OFFLINE_KINDS` of Pendulum-v1 (:data:`OFFLINE_RECIPE`)."""
+    from jaxrl.algos.offline import common as oc
+    from jaxrl.data import formats
+    from jaxrl.run import generate
+
+    shared = tmp_path_factory.getbasetemp().parent  # one directory for all xdist workers of this session
+    paths = {k: shared / f"Pendulum-v1-{k}.hdf5" for k in OFFLINE_KINDS}
+    with open(shared / "offline-datasets.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not all(p.exists() for p in paths.values()):
+            made = generate.make_datasets("Pendulum-v1", OFFLINE_KINDS, **OFFLINE_RECIPE)
+            for kind, data in made.items():
+                tmp = paths[kind].with_suffix(".partial")
+                formats.save(data, tmp, format="d4rl")
+                tmp.rename(paths[kind])  # atomic: a reader never sees a half-written file
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return {k: oc.make_offline_env(formats.load(p)) for k, p in paths.items()}

@@ -139,32 +139,24 @@ def test_bad_input_before_compiling(name, tiny_env):
 
 
 # ------------------------------------------------------------------------------------------- learning tests
-# One SAC behaviour run on Pendulum-v1 (hidden (64, 64), 20k env steps) gives the datasets, as in
-# tests/test_offline_algos.py (expert: 5k rows; medium-replay: its replay buffer up to the medium chunk).
+# The Pendulum-v1 datasets of one SAC behaviour run: the session fixture `pendulum_datasets` (tests/conftest.py).
 
 LEARN = dict(hidden=(64, 64), updates_per_iteration=100)
 LEARN_RUN = dict(num_chunks=10, eval_episodes=10, progress=False)
 
 
-@pytest.fixture(scope="module")
-def pendulum_envs():
-    made = generate.make_datasets("Pendulum-v1", ("expert", "medium-replay"), size=5_000, seed=0,
-                                  total_env_steps=20_000, num_chunks=40)
-    return {k: oc.make_offline_env(d) for k, d in made.items()}
-
-
 @pytest.mark.learning
-def test_bcq_on_expert_data_reaches_90(pendulum_envs):
+def test_bcq_on_expert_data_reaches_90(pendulum_datasets):
     # measured (3 seeds, 3k updates): last 100.4 / 99.5 / 100.8, mean over seeds 96 from the second chunk on
     cfg = bcq.Config(**LEARN, vae_hidden=(64, 64), total_env_steps=3_000)
-    result = train("bcq", pendulum_envs["expert"], cfg, seeds=3, **LEARN_RUN)
+    result = train("bcq", pendulum_datasets["expert"], cfg, seeds=3, **LEARN_RUN)
     last = np.asarray(result.summary["normalized_score_last"])
     print("bcq expert normalised score (last) per seed:", last)
     assert last.mean() >= 90
 
 
 @pytest.mark.learning
-def test_algaedice_on_medium_replay_beats_random(pendulum_envs):
+def test_algaedice_on_medium_replay_beats_random(pendulum_datasets):
     """AlgaeDICE has no term that keeps the policy near the data: on expert-only data (narrow actions) it stays
     at the random policy's level (measured: last -12.8 / -16.6 / -7.9 after 3k updates; with 10k updates nu and
     the temperature grow without bound). On medium-replay's broader actions it learns, but unstably: measured
@@ -172,7 +164,7 @@ def test_algaedice_on_medium_replay_beats_random(pendulum_envs):
     10k updates: best 53.5 / 38.5 / 56.8, last -9.3 / -25.7 / 16.1. So the best score is asserted, the last
     is only printed."""
     cfg = algaedice.Config(**LEARN, total_env_steps=5_000)
-    result = train("algaedice", pendulum_envs["medium-replay"], cfg, seeds=3, **LEARN_RUN)
+    result = train("algaedice", pendulum_datasets["medium-replay"], cfg, seeds=3, **LEARN_RUN)
     last = np.asarray(result.summary["normalized_score_last"])
     best = np.asarray(result.summary["normalized_score_best"])
     print("algaedice medium-replay normalised score per seed: last", last, "best", best)
