@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
+
 USAGE = __doc__
 
 
@@ -79,6 +81,13 @@ def _train(argv: list[str]) -> int:
 
         env, env_label = load_offline_env(list(args.dataset)), Path(args.dataset[0]).stem
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if isinstance(env, str) and env.startswith("metaworld:"):
+        # Meta-World steps on the host: collection there, every update jitted (jaxrl.run.host_train)
+        from jaxrl.run.host_train import train_host
+
+        result = train_host(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid),
+                            out_dir=out, num_evals=args.num_chunks, eval_episodes=args.eval_episodes)
+        return _report(result)
     result = train(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
                    num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block)
     return _report(result)
@@ -86,13 +95,15 @@ def _train(argv: list[str]) -> int:
 
 def _report(result) -> int:
     s = result.summary
-    returns = ", ".join(f"{r:.1f}" for r in s["eval_return"])
-    state = "interrupted" if result.interrupted else "done"
+    # multi-task runs report [runs][tasks]: show each run's mean over its tasks
+    returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s["eval_return"])
+    interrupted = getattr(result, "interrupted", False)
+    state = "interrupted" if interrupted else "done"
     print(f"{state}: {s['algo']} on {s['env']}, {s['env_steps']} env steps per run x {len(s['runs'])} runs\n"
           f"  eval_return per run: [{returns}]  mean {s['eval_return_mean']:.1f}\n"
           f"  {s['env_steps_per_second']:.3g} env-steps/s (all runs), compile {s['compile_seconds']:.1f} s, "
           f"run {s['run_seconds']:.1f} s\n  run directory: {result.run_dir}"
-          + ("" if result.interrupted else f" (learning curves: {result.run_dir / 'curves.png'})"))
+          + ("" if interrupted else f" (learning curves: {result.run_dir / 'curves.png'})"))
     return 0
 
 
