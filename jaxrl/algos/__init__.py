@@ -18,6 +18,18 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "cql": ("jaxrl.algos.offline.cql", "Pendulum-v1"),
     "td3_bc": ("jaxrl.algos.offline.td3_bc", "Pendulum-v1"),
     "awac": ("jaxrl.algos.offline.awac", "Pendulum-v1"),
+    "brac_p": ("jaxrl.algos.offline.brac_p", "Pendulum-v1"),
+    "brac_v": ("jaxrl.algos.offline.brac_v", "Pendulum-v1"),
+    "bear": ("jaxrl.algos.offline.bear", "Pendulum-v1"),
+    "mopo": ("jaxrl.algos.offline.mopo", "Pendulum-v1"),
+    "morel": ("jaxrl.algos.offline.morel", "Pendulum-v1"),
+    "awr": ("jaxrl.algos.offline.awr", "Pendulum-v1"),
+    "crr": ("jaxrl.algos.offline.crr", "Pendulum-v1"),
+    "rebrac": ("jaxrl.algos.offline.rebrac", "Pendulum-v1"),
+    "sac_n": ("jaxrl.algos.offline.sac_n", "Pendulum-v1"),
+    "edac": ("jaxrl.algos.offline.edac", "Pendulum-v1"),
+    "bcq": ("jaxrl.algos.offline.bcq", "Pendulum-v1"),
+    "algaedice": ("jaxrl.algos.offline.algaedice", "Pendulum-v1"),
     "mt_sac": ("jaxrl.algos.multitask.mt_sac", "point-goal-4"),
     "mh_sac": ("jaxrl.algos.multitask.mh_sac", "point-goal-4"),
     "distral": ("jaxrl.algos.multitask.distral", "point-goal-4"),
@@ -27,6 +39,7 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     # meta-RL (env = a task family; its env_params are the held-out meta-test tasks)
     "rl2": ("jaxrl.algos.meta.rl2", "bandit"),
     "maml": ("jaxrl.algos.meta.maml", "nav2d"),
+    "pearl": ("jaxrl.algos.meta.pearl", "point-robot"),
 }
 
 

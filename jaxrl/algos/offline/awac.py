@@ -4,6 +4,7 @@ Critic: ``sum_e mean (Q_e(s, a) - y)^2``, ``y = r + gamma (1 - d) min_e Qhat_e(s
 critic loss with zero temperature). Actor: ``-mean min(exp(A / lambda), w_max) log pi(a_data | s)`` with
 ``A = Q(s, a_data) - mean_m Q(s, a_m)``, ``a_m ~ pi`` (:func:`jaxrl.losses.offline.advantage_weighted_actor_loss`).
 Policy: tanh-Gaussian. One ``step`` = ``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them.
+:mod:`jaxrl.algos.offline.crr` is the same machinery (:func:`make_advantage_weighted`) with binary weights.
 """
 
 from __future__ import annotations
@@ -62,10 +63,12 @@ class State:
     iteration: jax.Array
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "awac")
-    oc.check_batch_size(env, config.batch_size, "awac")
-    oc.check_dataset_index(env, config.dataset_index, "awac")
+def make_advantage_weighted(config, env, env_params, name: str, mode: str) -> Algorithm:
+    """AWAC's critic and advantage-weighted actor; ``mode`` picks the weights (``"exp"``: AWAC and CRR-exp,
+    ``"binary"``: CRR-binary; see :func:`jaxrl.losses.offline.crr_weights`). ``config`` has AWAC's fields."""
+    env = oc.check_offline_env(env, name)
+    oc.check_batch_size(env, config.batch_size, name)
+    oc.check_dataset_index(env, config.dataset_index, name)
     n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     q_single = nets.make_value_network(config.hidden, config.activation)
@@ -93,7 +96,7 @@ def make(config: Config, env, env_params) -> Algorithm:
             critic = optax.apply_updates(params.critic, c_updates)
             a_grads, a_metrics = jax.grad(advantage_weighted_actor_loss, has_aux=True)(
                 params.actor, batch, actor_key, policy_apply=actor_net.apply, q_apply=q_single.apply,
-                q_params=critic, temperature=config.temperature, max_weight=config.max_weight, mode="exp",
+                q_params=critic, temperature=config.temperature, max_weight=config.max_weight, mode=mode,
                 num_samples=config.num_samples)
             a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
             actor = optax.apply_updates(params.actor, a_updates)
@@ -112,3 +115,7 @@ def make(config: Config, env, env_params) -> Algorithm:
 
     return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
                      config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    return make_advantage_weighted(config, env, env_params, "awac", mode="exp")

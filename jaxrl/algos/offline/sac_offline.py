@@ -22,7 +22,7 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
-from jaxrl.losses.offline import cql_critic_loss, ensemble_q
+from jaxrl.losses.offline import cql_critic_loss, edac_critic_loss, ensemble_q
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
 
 OFFLINE = True
@@ -66,15 +66,20 @@ class State:
     iteration: jax.Array
 
 
-def make_sac_like(config, env, env_params, name: str, conservative: bool) -> Algorithm:
-    """SAC on dataset batches; ``conservative`` swaps the critic loss for CQL's (``config.cql_alpha`` etc.)."""
+def make_sac_like(config, env, env_params, name: str, conservative: bool = False, num_critics: int = 2,
+                  diversity: bool = False) -> Algorithm:
+    """SAC on dataset batches with a ``num_critics``-member Q ensemble (targets and actor use the minimum over
+    members). ``conservative`` swaps the critic loss for CQL's (``config.cql_alpha`` etc.); ``diversity`` for
+    EDAC's (TD error plus ``config.eta`` times the ensemble-gradient similarity,
+    :func:`jaxrl.losses.offline.edac_critic_loss`). With ``num_critics > 2`` the metrics add ``q_std`` (the
+    ensemble's standard deviation at the data's actions)."""
     env = oc.check_offline_env(env, name)
     oc.check_batch_size(env, config.batch_size, name)
     oc.check_dataset_index(env, config.dataset_index, name)
     n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     q_single = nets.make_value_network(config.hidden, config.activation)
-    critic_net = nets.make_ensemble(q_single, 2)
+    critic_net = nets.make_ensemble(q_single, num_critics)
     tx = optax.adam(config.learning_rate)
     target_entropy = -config.target_entropy_scale * n_act
 
@@ -93,6 +98,10 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool) -> Alg
                                    policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
                                    cql_alpha=config.cql_alpha, num_samples=config.num_samples,
                                    temperature=config.cql_temperature, entropy_coef=alpha)
+        if diversity:
+            return edac_critic_loss(critic, batch, key, q_apply=q_single.apply, target_q_params=params.target_critic,
+                                    policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
+                                    entropy_coef=alpha, eta=config.eta)
         return sac_critic_loss(critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
                                actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha,
                                gamma=config.gamma, key=key)
@@ -121,11 +130,16 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool) -> Alg
             target = optax.incremental_update(critic, params.target_critic, config.tau)
             pi = nets.mode(actor_net.apply(actor, batch.observations))
             q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
-            q_data = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, batch.actions), axis=0))
+            q_ens = ensemble_q(q_single.apply, critic, batch.observations, batch.actions)
+            q_data = jnp.mean(jnp.min(q_ens, axis=0))
             metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy,
                        "q_data": q_data, "mc_return": jnp.mean(batch.mc_returns)}
             if conservative:
                 metrics["cql_gap"] = c_metrics["cql_gap"]
+            if diversity:
+                metrics["diversity"] = c_metrics["diversity"]
+            if num_critics > 2:
+                metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
             return (Params(actor, critic, target, log_alpha), OptState(a_opt, c_opt, t_opt)), metrics
 
         key, k = jax.random.split(state.key)

@@ -4,12 +4,14 @@ TD3 (twin Q, target policy smoothing, delayed actor and target updates) whose ac
 ``L_pi = -lambda mean Q_1(s, pi(s)) + mean (pi(s) - a)^2``, ``lambda = alpha / mean |Q_1|``
 (:func:`jaxrl.losses.offline.td3_bc_actor_loss`). Critic: ``sum_e mean (Q_e(s, a) - y)^2``,
 ``y = r + gamma (1 - d) min_e Qhat_e(s', clip(mu_targ(s') + clip(sigma eps, -c, c), -1, 1))``. One ``step`` =
-``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them.
+``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them. :mod:`jaxrl.algos.offline.rebrac`
+shares the TD3 machinery (:func:`make_td3_like`).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import functools
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -79,15 +81,27 @@ def _td3_critic_loss(q_params, batch, key, *, q_apply, target_q_params, actor_ap
     return loss, {"critic_loss": loss, "q_data": jnp.mean(q), "target": jnp.mean(y)}
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "td3_bc")
-    oc.check_batch_size(env, config.batch_size, "td3_bc")
-    oc.check_dataset_index(env, config.dataset_index, "td3_bc")
+def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, actor_loss: Callable,
+                  q_network: nets.Network | None = None, sample: Callable | None = None) -> Algorithm:
+    """TD3 on dataset batches (twin Q, delayed actor and target updates; TD3+BC, ReBRAC).
+
+    ``critic_loss(q_params, batch, key, *, q_apply, target_q_params, actor_apply, target_actor_params)`` and
+    ``actor_loss(actor_params, batch, *, actor_apply, q_apply, q_params)`` return ``(loss, metrics)``, with the
+    algorithm's hyperparameters already bound. ``q_network``: ONE critic (default: an MLP of ``config.hidden``),
+    made a twin ensemble here. ``sample(sampler, key) -> batch`` (default: :func:`oc.sample_batch`). ``config``
+    needs ``learning_rate``, ``gamma``, ``tau``, ``dataset_index``, ``policy_delay``, ``batch_size``,
+    ``updates_per_iteration``, ``hidden``, ``activation``.
+    """
+    env = oc.check_offline_env(env, name)
+    oc.check_batch_size(env, config.batch_size, name)
+    oc.check_dataset_index(env, config.dataset_index, name)
     n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
     actor = make_actor(n_act, config.hidden, config.activation)
-    q_single = nets.make_value_network(config.hidden, config.activation)
+    q_single = q_network if q_network is not None else nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, 2)
     tx = optax.adam(config.learning_rate)
+    if sample is None:
+        sample = lambda sampler, key: oc.sample_batch(env, sampler, key, config.batch_size)
 
     def init(key):
         key, ak, ck = jax.random.split(key, 3)
@@ -102,17 +116,15 @@ def make(config: Config, env, env_params) -> Algorithm:
         def update(carry, key):
             params, opt_state, count = carry
             batch_key, noise_key = jax.random.split(key)
-            batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
-            c_grads, c_metrics = jax.grad(_td3_critic_loss, has_aux=True)(
+            batch = sample(state.sampler, batch_key)
+            c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(
                 params.critic, batch, noise_key, q_apply=q_single.apply, target_q_params=params.target_critic,
-                actor_apply=actor.apply, target_actor_params=params.target_actor, discount=config.gamma,
-                policy_noise=config.policy_noise, noise_clip=config.noise_clip)
+                actor_apply=actor.apply, target_actor_params=params.target_actor)
             c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
             critic = optax.apply_updates(params.critic, c_updates)
 
-            a_grads, a_metrics = jax.grad(td3_bc_actor_loss, has_aux=True)(
-                params.actor, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic,
-                alpha=config.alpha)
+            a_grads, a_metrics = jax.grad(actor_loss, has_aux=True)(
+                params.actor, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic)
             a_updates, a_opt_new = tx.update(a_grads, opt_state.actor, params.actor)
             actor_new = optax.apply_updates(params.actor, a_updates)
             delayed = (count % config.policy_delay) == 0
@@ -138,3 +150,10 @@ def make(config: Config, env, env_params) -> Algorithm:
 
     return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
                      config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    critic_loss = functools.partial(_td3_critic_loss, discount=config.gamma, policy_noise=config.policy_noise,
+                                    noise_clip=config.noise_clip)
+    actor_loss = functools.partial(td3_bc_actor_loss, alpha=config.alpha)
+    return make_td3_like(config, env, env_params, "td3_bc", critic_loss=critic_loss, actor_loss=actor_loss)

@@ -1,0 +1,125 @@
+"""ReBRAC (Tarasov, Kurenkov, Nikulin & Kolesnikov, "Revisiting the Minimalist Approach to Offline Reinforcement
+Learning", NeurIPS 2023): TD3+BC with the behaviour-cloning penalty in both the actor and the critic, a
+LayerNorm critic and a large batch.
+
+Actor (:func:`jaxrl.losses.offline.rebrac_actor_loss`):
+``L_pi = mean_b [beta_1 ||pi(s) - a||^2 - lambda min_e Q_e(s, pi(s))]``, ``lambda = 1 / sg[mean_b |min_e Q_e|]``.
+Critic (:func:`jaxrl.losses.offline.rebrac_critic_loss`): ``sum_e mean_b (Q_e(s, a) - y)^2``,
+``y = r + gamma (1 - d) [min_e Qhat_e(s', a~') - beta_2 ||a~' - a'||^2]``, ``a~' = clip(mu_targ(s') +
+clip(sigma eps, -c, c), -1, 1)``, ``a'`` the dataset's next action. Twin critics with LayerNorm after every hidden
+layer; delayed actor and target updates (TD3). The machinery is :func:`jaxrl.algos.offline.td3_bc.make_td3_like`.
+
+Defaults follow the paper's (Adam 1e-3, batch 1024, gamma 0.99, tau 5e-3, noise 0.2 clipped at 0.5, policy delay
+2) with ``beta_1 = beta_2 = 1`` (the reference implementation's defaults; the paper tunes them per dataset, 1e-3 to
+1) and a smaller width than its ``(256, 256, 256)``. One ``step`` = ``updates_per_iteration`` gradient updates;
+``total_env_steps`` counts them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxrl import nets
+from jaxrl.algos.common import Algorithm
+from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline.td3_bc import State, make_td3_like  # noqa: F401  (State re-exported)
+from jaxrl.config import config, hyper, static
+from jaxrl.data import dataset as ds
+from jaxrl.losses.offline import rebrac_actor_loss, rebrac_critic_loss
+
+OFFLINE = True
+
+
+@config
+class Config(oc.CountsUpdates):
+    learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size (actor and critic)")
+    gamma: float = hyper(0.99, low=0, high=1, help="discount")
+    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
+    actor_beta: float = hyper(1.0, low=0, help="beta_1: weight of the BC penalty ||pi(s) - a||^2 in the actor")
+    critic_beta: float = hyper(1.0, low=0, help="beta_2: weight of the BC penalty ||a~' - a'||^2 in the TD target")
+    policy_noise: float = hyper(0.2, low=0, help="target policy smoothing noise (action units of [-1, 1])")
+    noise_clip: float = hyper(0.5, low=0, help="clip of the smoothing noise")
+    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
+    policy_delay: int = static(2, low=1, help="critic updates per actor / target update")
+    batch_size: int = static(1024, low=1, help="minibatch size (ReBRAC uses a large one)")
+    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
+    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
+    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
+    critic_layer_norm: bool = static(True, choices=(True, False), help="LayerNorm after each hidden critic layer")
+    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
+
+
+class _LayerNormQ(nn.Module):
+    """``Q(s, a)``: Dense -> LayerNorm -> activation per hidden layer, then a linear unit output."""
+
+    hidden: Sequence[int]
+    activation: str
+
+    @nn.compact
+    def __call__(self, obs, action):
+        x = jnp.concatenate([obs, action], axis=-1)
+        for width in self.hidden:
+            x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+            x = nets.core.ACTIVATIONS[self.activation](nn.LayerNorm()(x))
+        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]
+
+
+def make_layer_norm_q(hidden: Sequence[int], activation: str) -> nets.Network:
+    """ONE critic ``apply(params, obs [B, O], action [B, A]) -> [B]`` with LayerNorm on its hidden layers."""
+    module = _LayerNormQ(tuple(hidden), activation)
+    return nets.Network(lambda key, o, a: module.init(key, o, a)["params"],
+                        lambda params, o, a: module.apply({"params": params}, o, a))
+
+
+class NextActionBatch(NamedTuple):
+    """A :class:`~jaxrl.algos.offline.common.Batch` plus the dataset's next actions ``a'`` of the same rows."""
+
+    observations: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    next_observations: jax.Array
+    terminals: jax.Array
+    mc_returns: jax.Array
+    next_actions: jax.Array
+
+
+class _NextActions(NamedTuple):
+    data: Any  # the stacked datasets with ``actions`` replaced by the next actions
+
+
+def _with_next_actions(env: oc.OfflineEnv) -> _NextActions:
+    """The stacked datasets with each row's action replaced by the data's next action (``a_{t+1}`` inside an
+    episode, ``a_t`` on its last row, where the target's next-state term is cut or the row is a timeout)."""
+    data = env.data.replace(info=ds.DatasetInfo())
+    next_actions = jax.vmap(lambda d: ds.with_next_actions(d).next_actions)(data)
+    return _NextActions(env.data.replace(actions=next_actions))
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    env = oc.check_offline_env(env, "rebrac")
+    shifted = _with_next_actions(env)
+
+    def sample(sampler, key):
+        # The same key and sampler pick the same rows in both stacks; XLA drops the unused gathers.
+        b = oc.sample_batch(env, sampler, key, config.batch_size)
+        next_a = oc.sample_batch(shifted, sampler, key, config.batch_size).actions
+        return NextActionBatch(*b, next_actions=next_a)
+
+    def critic_loss(q_params, batch, key, **nets_kw):
+        loss, m = rebrac_critic_loss(q_params, batch, key, **nets_kw, discount=config.gamma, beta=config.critic_beta,
+                                     policy_noise=config.policy_noise, noise_clip=config.noise_clip)
+        return loss, {"critic_loss": loss, "q_data": m["q"], "target": m["target"],
+                      "critic_bc_penalty": m["bc_penalty_tp1"]}
+
+    def actor_loss(actor_params, batch, **nets_kw):
+        loss, m = rebrac_actor_loss(actor_params, batch, **nets_kw, beta=config.actor_beta)
+        return loss, {"actor_loss": loss, "bc_penalty": m["bc_penalty"], "q_policy": m["q"], "lmbda": m["lmbda"]}
+
+    q_network = make_layer_norm_q(config.hidden, config.activation) if config.critic_layer_norm else None
+    return make_td3_like(config, env, env_params, "rebrac", critic_loss=critic_loss, actor_loss=actor_loss,
+                         q_network=q_network, sample=sample)
