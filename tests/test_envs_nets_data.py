@@ -171,3 +171,13 @@ def test_fast_permutation_is_a_uniform_permutation():
         jax.random.split(jax.random.PRNGKey(2), 8000)))
     _, bins = np.unique(many // 512, return_counts=True)
     assert first.shape == (64,) and len(bins) == 8 and np.sum((bins - 1000.0) ** 2 / 1000.0) < 24.3  # 7 dof, 0.999
+
+
+def test_add_valid_writes_only_valid_rows():
+    buf = replay.init(jnp.zeros(()), 5)
+    buf = replay.add_valid(buf, jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 1.0]))
+    assert int(buf.size) == 2 and int(buf.position) == 2
+    np.testing.assert_array_equal(buf.data, [1, 3, 0, 0, 0])
+    buf = jax.jit(replay.add_valid)(buf, jnp.array([4.0, 5.0, 6.0, 7.0]), jnp.ones(4))
+    assert int(buf.size) == 5 and int(buf.position) == 1
+    np.testing.assert_array_equal(buf.data, [7, 3, 4, 5, 6])

@@ -11,11 +11,11 @@ import optax
 import pytest
 
 from jaxrl import algos
+from jaxrl.algos.common import phase_cond
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline import models, mopo, morel
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
-from jaxrl.data import replay
 from jaxrl.losses.offline import gaussian_ensemble_dynamics_loss
 from jaxrl.run import generate, train
 
@@ -175,16 +175,6 @@ def test_model_rollout_samples_elites_under_vmap():
     np.testing.assert_allclose(pred.next_obs, 1.0 + mean[pred.member, jnp.arange(5), :3], rtol=1e-6)
 
 
-def test_add_valid_writes_only_valid_rows():
-    buf = replay.init(jnp.zeros(()), 5)
-    buf = models.add_valid(buf, jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 0.0, 1.0]))
-    assert int(buf.size) == 2 and int(buf.position) == 2
-    np.testing.assert_array_equal(buf.data, [1, 3, 0, 0, 0])
-    buf = jax.jit(models.add_valid)(buf, jnp.array([4.0, 5.0, 6.0, 7.0]), jnp.ones(4))
-    assert int(buf.size) == 5 and int(buf.position) == 1
-    np.testing.assert_array_equal(buf.data, [7, 3, 4, 5, 6])
-
-
 # ------------------------------------------------------------------------------------------- phase switch
 
 
@@ -197,7 +187,7 @@ def test_phase_cond_exact_and_runs_one_branch_when_runs_agree():
             return x + sign
         return fn
 
-    f = jax.jit(jax.vmap(lambda p, x: mopo.phase_cond(p, branch("t", 1.0), branch("f", -1.0), x)))
+    f = jax.jit(jax.vmap(lambda p, x: phase_cond(p, branch("t", 1.0), branch("f", -1.0), x)))
     np.testing.assert_array_equal(f(jnp.array([True, True]), jnp.zeros(2)), [1, 1])
     jax.effects_barrier()
     assert calls == ["t"]
@@ -209,10 +199,10 @@ def test_phase_cond_exact_and_runs_one_branch_when_runs_agree():
     np.testing.assert_array_equal(f(jnp.array([True, False]), jnp.zeros(2)), [1, -1])  # mixed: both, selected
     jax.effects_barrier()
     assert sorted(calls) == ["f", "t"]
-    g = jax.jit(jax.vmap(jax.vmap(lambda p, x: mopo.phase_cond(p, lambda y: y + 1, lambda y: y - 1, x))))
+    g = jax.jit(jax.vmap(jax.vmap(lambda p, x: phase_cond(p, lambda y: y + 1, lambda y: y - 1, x))))
     np.testing.assert_array_equal(g(jnp.array([[True, False], [False, False]]), jnp.zeros((2, 2))),
                                   [[1, -1], [-1, -1]])
-    np.testing.assert_array_equal(jax.jit(lambda p: mopo.phase_cond(p, lambda: 1, lambda: 2))(False), 2)
+    np.testing.assert_array_equal(jax.jit(lambda p: phase_cond(p, lambda: 1, lambda: 2))(False), 2)
 
 
 # -------------------------------------------------------------------------------------------- penalties

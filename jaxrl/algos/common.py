@@ -7,6 +7,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 from gymnax.environments import spaces
+from jax.custom_batching import custom_vmap
 
 from jaxrl.data import rollout as rollout_lib
 from jaxrl.envs.wrappers import EpisodeStats, NormalizeObservation, NormalizeState, RescaleAction, VmapEnv
@@ -69,3 +70,32 @@ def make_evaluate(env, env_params, act: Callable) -> Callable:
         return jnp.mean(returns)
 
     return evaluate
+
+
+@custom_vmap
+def _any_true_false(pred):
+    return pred, jnp.logical_not(pred)
+
+
+@_any_true_false.def_vmap
+def _any_true_false_rule(axis_size, in_batched, pred):
+    if not in_batched[0]:
+        return _any_true_false(pred), (False, False)
+    # Reduce over the vmapped axis and recurse, so an enclosing vmap reduces its own axis too.
+    return (_any_true_false(jnp.any(pred))[0], _any_true_false(jnp.any(jnp.logical_not(pred)))[0]), (False, False)
+
+
+def phase_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands):
+    """``lax.cond(pred, true_fn, false_fn, *operands)`` that stays a real branch under ``vmap`` when every vmapped
+    run agrees on ``pred`` (plain ``lax.cond`` with a batched predicate computes both branches and selects).
+
+    Under ``vmap`` the predicate is reduced over the run axis by a ``custom_vmap`` rule into "some run takes the
+    true branch" and "some run takes the false branch"; each branch runs only if some run needs it, and the
+    results are selected per run, so the answer is exact in every case and costs one branch when the runs agree
+    (as they do in :func:`jaxrl.run.train`, where every run is at the same iteration)."""
+    any_true, any_false = _any_true_false(pred)
+    shapes = jax.eval_shape(true_fn, *operands)
+    skip = lambda *ops: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    t = jax.lax.cond(any_true, true_fn, skip, *operands)
+    f = jax.lax.cond(any_false, false_fn, skip, *operands)
+    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), t, f)

@@ -45,3 +45,15 @@ def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Any:
     """Uniformly sample ``batch_size`` items (with replacement) from the filled rows."""
     idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(state.size, 1))
     return jax.tree.map(lambda buf: buf[idx], state.data)
+
+
+def add_valid(buffer: ReplayState, items: Any, valid: jax.Array) -> ReplayState:
+    """:func:`add` of only the rows with ``valid > 0`` (``items [n, ...]``; the count may be
+    traced): valid rows are written contiguously from the buffer's position, the others are dropped."""
+    keep = valid > 0
+    rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
+    cap = buffer.capacity
+    idx = jnp.where(keep, (buffer.position + rank) % cap, cap)  # out of range: dropped
+    data = jax.tree.map(lambda buf, x: buf.at[idx].set(x.astype(buf.dtype), mode="drop"), buffer.data, items)
+    n = jnp.sum(keep.astype(jnp.int32))
+    return ReplayState(data, (buffer.position + n) % cap, jnp.minimum(buffer.size + n, cap))

@@ -42,7 +42,7 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm
+from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.meta.common import check_family, episode_horizon, num_tasks
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
@@ -315,7 +315,7 @@ def make(config: Config, env, env_params) -> Algorithm:
             return carry, {k: jnp.zeros((config.updates_per_iteration,), jnp.float32) for k in metric_names}
 
         ready = state.iteration + 1 >= config.warmup_iterations  # every training task has data
-        (params, opt_state), metrics = jax.lax.cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
+        (params, opt_state), metrics = phase_cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
         metrics = {**jax.tree.map(jnp.mean, metrics), **collect_metrics}
         return State(params, opt_state, buffers, context, state.tasks, key, state.iteration + 1), metrics
 

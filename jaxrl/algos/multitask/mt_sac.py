@@ -32,7 +32,7 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm
+from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.multitask import common as mt
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
@@ -274,7 +274,7 @@ def make(config: Config, env, env_params) -> Algorithm:
             return carry, zeros
 
         ready = buffer.size[0] >= max(config.learning_starts, 1)
-        (params, opt_state, buffer), metrics = jax.lax.cond(ready, do_updates, skip_updates,
+        (params, opt_state, buffer), metrics = phase_cond(ready, do_updates, skip_updates,
                                                             (state.params, state.opt_state, buffer))
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
         done = mt.split_tasks(info["episode_done"], k)

@@ -35,13 +35,12 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl.data import replay
 from jaxrl.losses.offline import ensemble_disagreement, gaussian_ensemble_dynamics_loss
 from jaxrl.nets.core import MLP
 
 __all__ = ["Normalizer", "fit_normalizer", "DynamicsEnsemble", "make_dynamics", "ModelState", "init_model",
            "fit_step", "member_mse", "select_elites", "Prediction", "sample_step", "Rollout", "rollout",
-           "add_valid", "max_disagreement"]
+           "max_disagreement"]
 
 INIT_MAX_LOG_VAR = 0.5
 INIT_MIN_LOG_VAR = -10.0
@@ -267,15 +266,4 @@ def rollout(key: jax.Array, policy: Callable, start_obs: jax.Array, horizon: int
     _, out = jax.lax.scan(body, (start_obs, alive), jax.random.split(key, horizon))
     return out
 
-
-def add_valid(buffer: replay.ReplayState, items: Any, valid: jax.Array) -> replay.ReplayState:
-    """:func:`jaxrl.data.replay.add` of only the rows with ``valid > 0`` (``items [n, ...]``; the count may be
-    traced): valid rows are written contiguously from the buffer's position, the others are dropped."""
-    keep = valid > 0
-    rank = jnp.cumsum(keep.astype(jnp.int32)) - 1
-    cap = buffer.capacity
-    idx = jnp.where(keep, (buffer.position + rank) % cap, cap)  # out of range: dropped
-    data = jax.tree.map(lambda buf, x: buf.at[idx].set(x.astype(buf.dtype), mode="drop"), buffer.data, items)
-    n = jnp.sum(keep.astype(jnp.int32))
-    return replay.ReplayState(data, (buffer.position + n) % cap, jnp.minimum(buffer.size + n, cap))
 

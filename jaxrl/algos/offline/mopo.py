@@ -39,10 +39,9 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
-from jax.custom_batching import custom_vmap
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm
+from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline import models
 from jaxrl.config import ConfigError, config, hyper, static
@@ -54,7 +53,7 @@ from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_lo
 
 OFFLINE = True
 
-__all__ = ["Config", "make", "make_model_based", "phase_cond", "State", "ModelBasedConfig"]
+__all__ = ["Config", "make", "make_model_based", "State", "ModelBasedConfig"]
 
 
 @config
@@ -115,38 +114,6 @@ class Config(ModelBasedConfig):
     uncertainty: str = static("std", choices=("std", "variance"),
                               help="u(s, a) = max_i ||sigma_i|| (std, the authors' code) or max_i ||Sigma_i||_F "
                                    "(variance, the paper's equation)")
-
-
-# --------------------------------------------------------------------------------------- phase control
-
-
-@custom_vmap
-def _any_true_false(pred):
-    return pred, jnp.logical_not(pred)
-
-
-@_any_true_false.def_vmap
-def _any_true_false_rule(axis_size, in_batched, pred):
-    if not in_batched[0]:
-        return _any_true_false(pred), (False, False)
-    # Reduce over the vmapped axis and recurse, so an enclosing vmap reduces its own axis too.
-    return (_any_true_false(jnp.any(pred))[0], _any_true_false(jnp.any(jnp.logical_not(pred)))[0]), (False, False)
-
-
-def phase_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands):
-    """``lax.cond(pred, true_fn, false_fn, *operands)`` that stays a real branch under ``vmap`` when every vmapped
-    run agrees on ``pred`` (plain ``lax.cond`` with a batched predicate computes both branches and selects).
-
-    Under ``vmap`` the predicate is reduced over the run axis by a ``custom_vmap`` rule into "some run takes the
-    true branch" and "some run takes the false branch"; each branch runs only if some run needs it, and the
-    results are selected per run, so the answer is exact in every case and costs one branch when the runs agree
-    (as they do in :func:`jaxrl.run.train`, where every run is at the same iteration)."""
-    any_true, any_false = _any_true_false(pred)
-    shapes = jax.eval_shape(true_fn, *operands)
-    skip = lambda *ops: jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-    t = jax.lax.cond(any_true, true_fn, skip, *operands)
-    f = jax.lax.cond(any_false, false_fn, skip, *operands)
-    return jax.tree.map(lambda a, b: jnp.where(pred, a, b), t, f)
 
 
 # ------------------------------------------------------------------------------------------- the maker
@@ -308,7 +275,7 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         items = Transition(flat(roll.obs), flat(roll.action), flat(roll.reward), flat(roll.next_obs),
                            flat(roll.terminated), jnp.zeros_like(flat(roll.terminated)), ())
         valid = flat(roll.valid)
-        buffer = models.add_valid(state.buffer, items, valid)
+        buffer = replay.add_valid(state.buffer, items, valid)
         n_real = jnp.round(jnp.asarray(config.real_ratio, jnp.float32) * B).astype(jnp.int32)
         update = lambda c, k: sac_update(c, k, sampler=state.sampler, buffer=buffer, n_real=n_real)
         (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), upd_key,

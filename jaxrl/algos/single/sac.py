@@ -2,7 +2,8 @@
 
 One ``step`` = one environment step in each of ``num_envs`` envs (uniform random actions until
 ``learning_starts``), stored in the replay buffer, then ``updates_per_step`` gradient updates of critic, actor
-and temperature (skipped, by ``lax.cond``, until the buffer holds ``learning_starts`` transitions).
+and temperature (skipped, by :func:`~jaxrl.algos.common.phase_cond`, until the buffer holds ``learning_starts``
+transitions).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm, make_evaluate, make_train_env, obs_normalizer
+from jaxrl.algos.common import Algorithm, make_evaluate, make_train_env, obs_normalizer, phase_cond
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay, rollout as rollout_lib
 from jaxrl.data.types import Transition
@@ -156,7 +157,7 @@ def make(config: Config, env, env_params) -> Algorithm:
             return carry, zeros
 
         ready = buffer.size >= max(config.learning_starts, 1)
-        (params, opt_state), metrics = jax.lax.cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
+        (params, opt_state), metrics = phase_cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics.update(rollout_lib.episode_metrics(info))
         return State(params, opt_state, buffer, env_state, obs, key, state.iteration + 1), metrics
