@@ -32,3 +32,31 @@ def pendulum_datasets(tmp_path_factory):
                 tmp.rename(paths[kind])  # atomic: a reader never sees a half-written file
         fcntl.flock(lock, fcntl.LOCK_UN)
     return {k: oc.make_offline_env(formats.load(p)) for k, p in paths.items()}
+
+
+# Reference returns of the tiny datasets (so normalised scores are defined).
+TINY_REFS = dict(random_return=-1200.0, expert_return=-150.0)
+
+
+@pytest.fixture(scope="session")
+def tiny_data():
+    """Two small random-policy Pendulum datasets of different sizes (no behaviour training: fast)."""
+    import jax
+
+    import jaxrl.envs
+    from jaxrl.data import dataset as ds
+    from jaxrl.run import generate
+
+    env, params = jaxrl.envs.make("Pendulum-v1")
+    info = lambda name: ds.DatasetInfo(name=name, kind="random", env_name="Pendulum-v1", **TINY_REFS)
+    a = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(0), 400, info=info("a"))
+    b = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(1), 300, info=info("b"))
+    return a, b
+
+
+@pytest.fixture(scope="session")
+def tiny_env(tiny_data):
+    """The two tiny datasets stacked into one offline env (``(OfflineEnv, env_params)``)."""
+    from jaxrl.algos.offline import common as oc
+
+    return oc.make_offline_env(list(tiny_data))

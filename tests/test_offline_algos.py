@@ -12,14 +12,12 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.data import formats
-from jaxrl.run import generate
 from jaxrl.run import train
 from jaxrl.run.cli import main
 
 OFFLINE = ("bc", "sac_offline", "iql", "cql", "td3_bc", "awac")
 TINY = dict(hidden=(16, 16), batch_size=32, updates_per_iteration=5, total_env_steps=10)
 RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
-REFS = dict(random_return=-1200.0, expert_return=-150.0)
 
 _compiles: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
@@ -33,22 +31,7 @@ def _count_compiles(fn):
     return out, _compiles[start:]
 
 
-@pytest.fixture(scope="module")
-def tiny_data():
-    """Two small random-policy Pendulum datasets of different sizes (no behaviour training: fast)."""
-    import jaxrl.envs
-
-    env, params = jaxrl.envs.make("Pendulum-v1")
-    a = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(0), 400,
-                                 info=ds.DatasetInfo(name="a", kind="random", env_name="Pendulum-v1", **REFS))
-    b = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(1), 300,
-                                 info=ds.DatasetInfo(name="b", kind="random", env_name="Pendulum-v1", **REFS))
-    return a, b
-
-
-@pytest.fixture(scope="module")
-def tiny_env(tiny_data):
-    return oc.make_offline_env(list(tiny_data))
+# `tiny_data` / `tiny_env`: session fixtures in tests/conftest.py (two small random-policy Pendulum datasets).
 
 
 def test_offline_env_stacks_and_rescales(tiny_data, tiny_env):
@@ -215,11 +198,7 @@ LEARN = dict(hidden=(64, 64), updates_per_iteration=100)
 LEARN_RUN = dict(num_chunks=10, eval_episodes=10, progress=False)
 
 
-@pytest.fixture(scope="session")
-def pendulum_datasets():
-    made = generate.make_datasets("Pendulum-v1", ("expert", "medium-replay"), size=5_000, seed=0,
-                                  total_env_steps=20_000, num_chunks=40)
-    return {k: oc.make_offline_env(d) for k, d in made.items()}
+# `pendulum_datasets`: the session fixture in tests/conftest.py (one SAC behaviour run on Pendulum-v1).
 
 
 def _scores(name, env, updates, seeds=3, **overrides):

@@ -11,30 +11,19 @@ from jaxrl.algos.offline import algaedice, bcq
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
-from jaxrl.run import generate, train
+from jaxrl.run import train
 
 NAMES = ("bcq", "algaedice")
 TINY = dict(hidden=(16, 16), batch_size=32, updates_per_iteration=5, total_env_steps=10)
 TINY_EXTRA = {"bcq": dict(vae_hidden=(16, 16), num_samples=3, num_act_samples=4), "algaedice": {}}
 RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
-REFS = dict(random_return=-1200.0, expert_return=-150.0)
 
 
 def tiny_config(name, **kw):
     return algos.get(name).Config(**{**TINY, **TINY_EXTRA[name], **kw})
 
 
-@pytest.fixture(scope="module")
-def tiny_env():
-    """Two small random-policy Pendulum datasets (no behaviour training: fast)."""
-    import jaxrl.envs
-
-    env, params = jaxrl.envs.make("Pendulum-v1")
-    a = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(0), 400,
-                                 info=ds.DatasetInfo(name="a", kind="random", env_name="Pendulum-v1", **REFS))
-    b = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(1), 300,
-                                 info=ds.DatasetInfo(name="b", kind="random", env_name="Pendulum-v1", **REFS))
-    return oc.make_offline_env([a, b])
+# `tiny_env`: the session fixture in tests/conftest.py (two small random-policy Pendulum datasets).
 
 
 def test_registered():

@@ -17,6 +17,8 @@ from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.data import rollout as rollout_lib
 from jaxrl.envs.wrappers import VmapEnv
+from jaxrl.losses.offline import bear_critic_loss
+from jaxrl.nets.mixture import TanhGaussianMixture, make_tanh_gaussian_mixture
 from jaxrl.run import generate, train
 from jaxrl.tasks.line_world import LineParams, LineWorld, scripted_behaviour
 
@@ -53,7 +55,7 @@ def test_bear_critic_loss_known_answer():
                      terminals=jnp.array([0.0, 1.0]), mc_returns=jnp.zeros(2))
     a_next = jnp.array([[[0.0], [1.0]], [[1.0], [-1.0]]])  # [M, B, A]
     loss, m = jax.jit(functools.partial(
-        bear.bear_critic_loss, q_apply=_q_apply, policy_apply=lambda p, o: _FixedSamples(a_next), num_samples=2,
+        bear_critic_loss, q_apply=_q_apply, policy_apply=lambda p, o: _FixedSamples(a_next), num_samples=2,
         discount=0.9, lambda_mix=0.75))(q, batch, jax.random.PRNGKey(0), target_q_params=tq, policy_params=None)
     # state 0 (s' = 1): sample 0 (a' = 0): Qhat = (2, 1) -> 0.75*1 + 0.25*2 = 1.25;
     #                   sample 1 (a' = 1): Qhat = (1, 2) -> 0.75*1 + 0.25*2 = 1.25; max = 1.25; y = 1 + 0.9 * 1.25
@@ -66,7 +68,7 @@ def test_bear_critic_loss_known_answer():
     # the max over samples matters: state 0 with samples (0, 1) under lambda_mix = 0 (pure max):
     # max_e per sample = (2, 2) -> 2; with lambda_mix = 1 (pure min) = (1, 1) -> 1
     for lam, v in ((0.0, 2.0), (1.0, 1.0)):
-        _, m = bear.bear_critic_loss(q, batch, jax.random.PRNGKey(0), q_apply=_q_apply, target_q_params=tq,
+        _, m = bear_critic_loss(q, batch, jax.random.PRNGKey(0), q_apply=_q_apply, target_q_params=tq,
                                      policy_apply=lambda p, o: _FixedSamples(a_next), policy_params=None,
                                      discount=0.9, lambda_mix=lam, num_samples=2)
         np.testing.assert_allclose(m["target"], (1.0 + 0.9 * v) / 2, rtol=1e-6)
@@ -81,14 +83,14 @@ def test_tanh_gaussian_mixture_log_prob_known_answer():
     logits = jnp.array([[0.0, math.log(3.0)]])
     loc = jnp.array([[[-1.0], [1.0]]])
     log_scale = jnp.log(jnp.array([[[0.5], [1.0]]]))
-    log_prob = jax.jit(lambda a: brac.TanhGaussianMixture(logits, loc, log_scale).log_prob(a))
+    log_prob = jax.jit(lambda a: TanhGaussianMixture(logits, loc, log_scale).log_prob(a))
     for a in (-0.5, 0.0, 0.9):
         u, jac = math.atanh(a), math.log(1 - a * a)
         want = math.log(0.25 * math.exp(_normal_logpdf(u, -1, 0.5) - jac)
                         + 0.75 * math.exp(_normal_logpdf(u, 1, 1) - jac))
         np.testing.assert_allclose(log_prob(jnp.array([[a]])), [want], rtol=1e-5)
     # one component = distrax's tanh-Gaussian
-    one = brac.TanhGaussianMixture(jnp.zeros((3, 1)), jnp.array([[[0.3]], [[-0.2]], [[1.0]]]),
+    one = TanhGaussianMixture(jnp.zeros((3, 1)), jnp.array([[[0.3]], [[-0.2]], [[1.0]]]),
                                    jnp.log(jnp.full((3, 1, 1), 0.7)))
     ref = distrax.Transformed(distrax.MultivariateNormalDiag(jnp.array([[0.3], [-0.2], [1.0]]), jnp.full((3, 1), 0.7)),
                               distrax.Block(distrax.Tanh(), ndims=1))
@@ -96,7 +98,7 @@ def test_tanh_gaussian_mixture_log_prob_known_answer():
     np.testing.assert_allclose(jax.jit(lambda a: one.log_prob(a))(a), jax.jit(lambda a: ref.log_prob(a))(a), rtol=1e-5)
     # actions on the bounds stay finite; samples broadcast over a leading sample axis
     assert np.all(np.isfinite(np.asarray(log_prob(jnp.array([[1.0], [-1.0]])))))
-    s = jax.jit(lambda k: brac.TanhGaussianMixture(logits, loc, log_scale).sample(seed=k, sample_shape=(4000,)))(
+    s = jax.jit(lambda k: TanhGaussianMixture(logits, loc, log_scale).sample(seed=k, sample_shape=(4000,)))(
         jax.random.PRNGKey(1))
     assert s.shape == (4000, 1, 1) and log_prob(s).shape == (4000, 1)
     # P(a < -0.2) = 0.25 Phi((atanh(-0.2) + 1) / 0.5) + 0.75 Phi(atanh(-0.2) - 1)
@@ -272,7 +274,7 @@ def test_line_world_support_constraint_beats_distribution_matching(line_world_da
         print(name, "normalised score (last) per seed:", scores[name], "action at S:", first_action[name])
         if name == "bear":  # the behaviour model kept both modes: about 20% of its samples go right
             state = result.run_state(0)
-            beh = brac.make_behaviour_model(1, cfg.hidden, cfg.activation, cfg.behaviour_components)
+            beh = make_tanh_gaussian_mixture(1, cfg.hidden, cfg.activation, cfg.behaviour_components)
             samples = beh.apply(state.params.behaviour, jnp.linspace(0, 0.95, 20)[:, None]).sample(
                 seed=jax.random.PRNGKey(0), sample_shape=(500,))
             frac_right = float(np.mean(np.asarray(samples) > 0))

@@ -387,6 +387,26 @@ def bear_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply:
 # ================================================================================================ BRAC
 
 
+def bear_critic_loss(q_params: Any, batch: Any, key: jax.Array, *, q_apply: Callable, target_q_params: Any,
+                     policy_apply: Callable, policy_params: Any, discount: Any, lambda_mix: Any,
+                     num_samples: int = 10) -> tuple[jax.Array, dict]:
+    """BEAR critic ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
+
+    ``y = r + discount (1 - d) sg[max_m (lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m))]``,
+    ``a'_m ~ pi(.|s')``, ``m = 1..M`` (Kumar et al. 2019, section 5 and appendix: the "soft clipped double-Q"
+    target, maximised over sampled actions).
+    """
+    obs_tp1 = batch.next_observations
+    a_tp1 = policy_apply(policy_params, obs_tp1).sample(seed=key, sample_shape=(num_samples,))  # [M, B, A]
+    q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, a_tp1)  # [E, M, B]
+    mixed = lambda_mix * jnp.min(q_tp1, axis=0) + (1.0 - lambda_mix) * jnp.max(q_tp1, axis=0)  # [M, B]
+    v_tp1 = jnp.max(mixed, axis=0)
+    y_t = jax.lax.stop_gradient(td_target(batch.rewards, discount, batch.terminals, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    loss = ensemble_mse(q_t, y_t)
+    return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
+
+
 def kl_divergence_mc(policy_dist: Any, behaviour_dist: Any, key: Array, num_samples: int = 1) -> Array:
     """Monte-Carlo ``KL(pi || pi_beta)(s) ~= (1/M) sum_m [log pi(a_m|s) - log pi_beta(a_m|s)]``, ``a_m ~ pi``
     (reparameterised; ``[B]``). Wu, Tucker & Nachum, "Behavior Regularized Offline RL" (BRAC), 2019."""

@@ -4,9 +4,9 @@ Kumar, Fu, Tucker & Levine, "Stabilizing Off-Policy Q-Learning via Bootstrapping
 
 * **Behaviour model** ``pi_beta``: the paper uses a VAE; here a mixture of ``behaviour_components`` tanh-Gaussians
   fitted by maximum likelihood and pretrained inside ``init``, then frozen (shared with BRAC:
-  :func:`jaxrl.algos.offline.brac.make_behaviour_model`, :func:`~jaxrl.algos.offline.brac.pretrain_behaviour`).
+  :func:`jaxrl.nets.mixture.make_tanh_gaussian_mixture`, :func:`~jaxrl.algos.offline.brac.pretrain_behaviour`).
   Only its samples are used.
-* **Critic** (:func:`bear_critic_loss`): an ensemble of ``num_critics`` Q-functions regressed on
+* **Critic** (:func:`jaxrl.losses.offline.bear_critic_loss`): an ensemble of ``num_critics`` Q-functions regressed on
   ``y = r + gamma (1 - d) max_m [lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m)]`` over
   ``num_target_samples`` actions ``a'_m ~ pi(.|s')`` (the paper's convex combination, ``lambda = 0.75``).
 * **Actor** (:func:`jaxrl.losses.offline.bear_actor_loss`): tanh-Gaussian, ``L = mean_s [-min_e Q_e(s, a_1) +
@@ -31,7 +31,7 @@ counted).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -41,15 +41,15 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
-from jaxrl.algos.offline.brac import deterministic_or_sample, make_behaviour_model, pretrain_behaviour
+from jaxrl.algos.offline.brac import deterministic_or_sample, pretrain_behaviour
 from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
-from jaxrl.losses.offline import bear_actor_loss, ensemble_mse, ensemble_q, ensemble_q_samples, lagrange_loss, \
-    td_target
+from jaxrl.losses.offline import bear_actor_loss, bear_critic_loss, ensemble_q, lagrange_loss
+from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
 OFFLINE = True
 
-__all__ = ["Config", "make", "bear_critic_loss", "State", "Params", "OptState"]
+__all__ = ["Config", "make", "State", "Params", "OptState"]
 
 LOG_LAGRANGE_BOUNDS = (-5.0, 10.0)
 
@@ -82,26 +82,6 @@ class Config(oc.CountsUpdates):
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
 
-def bear_critic_loss(q_params: Any, batch: Any, key: jax.Array, *, q_apply: Callable, target_q_params: Any,
-                     policy_apply: Callable, policy_params: Any, discount: Any, lambda_mix: Any,
-                     num_samples: int = 10) -> tuple[jax.Array, dict]:
-    """BEAR critic ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
-
-    ``y = r + discount (1 - d) sg[max_m (lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m))]``,
-    ``a'_m ~ pi(.|s')``, ``m = 1..M`` (Kumar et al. 2019, section 5 and appendix: the "soft clipped double-Q"
-    target, maximised over sampled actions).
-    """
-    obs_tp1 = batch.next_observations
-    a_tp1 = policy_apply(policy_params, obs_tp1).sample(seed=key, sample_shape=(num_samples,))  # [M, B, A]
-    q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, a_tp1)  # [E, M, B]
-    mixed = lambda_mix * jnp.min(q_tp1, axis=0) + (1.0 - lambda_mix) * jnp.max(q_tp1, axis=0)  # [M, B]
-    v_tp1 = jnp.max(mixed, axis=0)
-    y_t = jax.lax.stop_gradient(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
-    loss = ensemble_mse(q_t, y_t)
-    return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
-
-
 class Params(NamedTuple):
     actor: Any
     critic: Any  # leading [num_critics] ensemble axis
@@ -132,7 +112,7 @@ def make(config: Config, env, env_params) -> Algorithm:
     oc.check_dataset_index(env, config.dataset_index, "bear")
     n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    behaviour = make_behaviour_model(n_act, config.hidden, config.activation, config.behaviour_components)
+    behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, config.num_critics)
     tx = optax.adam(config.learning_rate)

@@ -26,18 +26,16 @@ Registry: ``brac_p`` (:mod:`jaxrl.algos.offline.brac_p`) and ``brac_v`` (:mod:`j
 modules whose ``Config`` fixes ``variant``. One ``step`` = ``updates_per_iteration`` gradient updates;
 ``total_env_steps`` counts them (the behaviour pretraining is not counted).
 
-The behaviour model (:func:`make_behaviour_model`, :class:`TanhGaussianMixture`) and its pretraining
+The behaviour model (:func:`jaxrl.nets.mixture.make_tanh_gaussian_mixture`) and its pretraining
 (:func:`pretrain_behaviour`) are shared with :mod:`jaxrl.algos.offline.bear`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -47,10 +45,11 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import bc_nll_loss, brac_actor_loss, brac_critic_loss, ensemble_q, lagrange_loss
+from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
 OFFLINE = True
 
-__all__ = ["Config", "make", "make_brac", "TanhGaussianMixture", "make_behaviour_model", "pretrain_behaviour",
+__all__ = ["Config", "make", "make_brac", "pretrain_behaviour",
            "deterministic_or_sample", "State", "Params", "OptState"]
 
 LOG_ALPHA_BOUNDS = (-10.0, 10.0)
@@ -83,75 +82,6 @@ class Config(oc.CountsUpdates):
 
 
 # ============================================================================================ behaviour model
-
-
-class TanhGaussianMixture:
-    """``pi_beta(a|s) = sum_k w_k TanhGaussian(a; mu_k, sigma_k)`` with batch shape ``[...]``, event ``[A]``.
-
-    ``logits: [..., K]``, ``loc``/``log_scale: [..., K, A]`` (pre-tanh). ``log_prob(a)`` broadcasts ``a: [..., A]``
-    against the batch shape and clips ``a`` to ``[-1 + eps, 1 - eps]`` before inverting tanh, so actions on the
-    bounds (a saturated actor's samples) keep a finite log-density:
-    ``log pi_beta(a) = logsumexp_k [log w_k + sum_i (log N(atanh a_i; mu_ki, sigma_ki) - log(1 - a_i^2))]``.
-    ``sample`` draws a component, then ``tanh(mu + sigma eps)`` (not reparameterised through the component).
-    """
-
-    def __init__(self, logits: jax.Array, loc: jax.Array, log_scale: jax.Array, eps: float = oc.ACTION_EPS):
-        self.logits, self.loc, self.log_scale, self.eps = logits, loc, log_scale, eps
-
-    def log_prob(self, a: jax.Array) -> jax.Array:
-        a = jnp.clip(a, -1.0 + self.eps, 1.0 - self.eps)[..., None, :]  # [..., 1, A]
-        u = jnp.arctanh(a)
-        z = (u - self.loc) * jnp.exp(-self.log_scale)
-        log_n = -0.5 * jnp.square(z) - self.log_scale - 0.5 * np.log(2.0 * np.pi) - jnp.log1p(-jnp.square(a))
-        per_component = jnp.sum(log_n, axis=-1)  # [..., K]
-        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits, axis=-1) + per_component, axis=-1)
-
-    def sample(self, *, seed: jax.Array, sample_shape: Sequence[int] = ()) -> jax.Array:
-        k_comp, k_noise = jax.random.split(seed)
-        shape = tuple(sample_shape) + self.logits.shape[:-1]
-        comp = jax.random.categorical(k_comp, self.logits, shape=shape)  # [S..., B...]
-        pick = jax.nn.one_hot(comp, self.logits.shape[-1], dtype=self.loc.dtype)[..., None]  # [S..., B..., K, 1]
-        loc = jnp.sum(pick * self.loc, axis=-2)
-        scale = jnp.exp(jnp.sum(pick * self.log_scale, axis=-2))
-        return jnp.tanh(loc + scale * jax.random.normal(k_noise, loc.shape, loc.dtype))
-
-    def mode(self) -> jax.Array:
-        """tanh of the mean of the heaviest component."""
-        best = jax.nn.one_hot(jnp.argmax(self.logits, axis=-1), self.logits.shape[-1], dtype=self.loc.dtype)
-        return jnp.tanh(jnp.sum(best[..., None] * self.loc, axis=-2))
-
-
-class _MixtureHead(nn.Module):
-    hidden: Sequence[int]
-    activation: str
-    action_dim: int
-    num_components: int
-
-    @nn.compact
-    def __call__(self, obs):
-        k, a = self.num_components, self.action_dim
-        h = nets.MLP(tuple(self.hidden), self.activation)(obs)
-        small = nn.initializers.orthogonal(0.01)
-        spread = lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -1.0, 1.0)
-        logits = nn.Dense(k, kernel_init=small, bias_init=nn.initializers.zeros)(h)
-        loc = nn.Dense(k * a, kernel_init=small, bias_init=spread if k > 1 else nn.initializers.zeros)(h)
-        log_scale = nn.Dense(k * a, kernel_init=small, bias_init=nn.initializers.zeros)(h)
-        shape = h.shape[:-1] + (k, a)
-        return logits, loc.reshape(shape), jnp.clip(log_scale.reshape(shape), -5.0, 2.0)
-
-
-def make_behaviour_model(n_act: int, hidden: Sequence[int], activation: str, num_components: int) -> nets.Network:
-    """``apply(params, obs [B, O]) -> TanhGaussianMixture`` (batch ``[B]``, event ``[A]``); component means are
-    initialised spread over ``[-1, 1]`` (pre-tanh) so the components start apart."""
-    module = _MixtureHead(tuple(hidden), activation, n_act, num_components)
-
-    def init(key, obs):
-        return module.init(key, obs)["params"]
-
-    def apply(params, obs):
-        return TanhGaussianMixture(*module.apply({"params": params}, obs))
-
-    return nets.Network(init, apply)
 
 
 def pretrain_behaviour(behaviour: nets.Network, params: Any, env: oc.OfflineEnv, sampler: oc.Sampler,
@@ -219,7 +149,7 @@ def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algori
     oc.check_dataset_index(env, config.dataset_index, name)
     n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    behaviour = make_behaviour_model(n_act, config.hidden, config.activation, config.behaviour_components)
+    behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, config.num_critics)
     tx = optax.adam(config.learning_rate)
