@@ -1,5 +1,5 @@
 """MAML on 2-D navigation (Finn et al. 2017, figure 5 left): meta-test return after k = 0, 1, 2, 3 policy-gradient
-steps on held-out goals, for MAML (second order, ProMP-clipped outer loop), first-order MAML, Reptile, and a
+steps on held-out goals, for MAML (second order; ProMP-clipped or TRPO outer step), first-order MAML, Reptile, and a
 multi-task pretrained policy (num_inner_steps=0) given the same steps.
 
     python experiments/maml_nav2d.py [--seeds 2] [--steps 5000000] [--variants maml,pretrained]
@@ -25,6 +25,7 @@ from jaxrl.run import train
 BASE = maml.Config(num_tasks=20, num_trajectories=20, inner_lr=0.3, outer_lr=3e-3, eval_inner_steps=3)
 VARIANTS = {
     "maml": {},
+    "maml-trpo": dict(outer="trpo"),
     "fo-maml": dict(first_order=True),
     "reptile": dict(outer="reptile"),
     "pretrained": dict(num_inner_steps=0),
@@ -59,7 +60,9 @@ def main() -> None:
         f"{args.steps:,} env steps per seed, {args.seeds} seeds (mean ± std over seeds), "
         f"{args.eval_episodes} episodes per measurement, {BASE.num_trajectories} trajectories per inner step.", "",
         "| variant | " + " | ".join(f"k={i}" for i in range(k)) + " | wall s |",
-        "|---|" + "---|" * (k + 1), *lines, "", f"Config: `{BASE}`", ""])
+        "|---|" + "---|" * (k + 1), *lines, "",
+        f"Config (each variant overrides its fields): `{dataclasses.replace(BASE, total_env_steps=args.steps)}`",
+        f"Variants: {', '.join(f'{n}: {VARIANTS[n]}' for n in args.variants.split(','))}", ""])
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

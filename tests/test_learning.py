@@ -35,10 +35,11 @@ def test_sac_pendulum_reaches_minus_250_within_20k_steps():
 
 def test_continuous_ppo_pendulum_reaches_minus_300():
     # Tuned in experiments/ppo_pendulum_sweep.py: short horizon (gamma 0.9), observation normalisation,
-    # 10 epochs of large batches; about 30k env steps to cross -300, 60k to settle near -180.
+    # 10 epochs of large batches; most seeds cross -300 by 30k env steps and settle near -180 by 60k, but one
+    # seed in four can need longer (measured: 60k steps -> -225 / -195 / -141 / -639), so the run is 100k steps.
     cfg = ppo.Config(num_envs=16, num_steps=128, num_epochs=10, num_minibatches=8, learning_rate=3e-3, gamma=0.9,
                      gae_lambda=0.9, ent_coef=0.0, clip_value=False, normalize_observations=True,
-                     total_env_steps=60_000)
+                     total_env_steps=100_000)
     result = train("ppo", "Pendulum-v1", cfg, seeds=4, num_chunks=10, eval_episodes=10, progress=False)
-    assert result.summary["env_steps"] <= 60_000
+    assert result.summary["env_steps"] <= 100_000
     assert _final_eval(result).mean() >= -300
