@@ -141,3 +141,26 @@ def test_maml_nav2d_one_step_beats_pre_adaptation_and_pretrained():
     print("MAML adaptation per seed:", m, "\npretrained adaptation per seed:", p)
     assert np.all(m[:, 1] > m[:, 0]), m
     assert np.all(m[:, 1] > p[:, 1]), (m, p)
+
+
+@pytest.mark.parametrize("extra", [dict(), dict(first_order=True), dict(num_inner_steps=2, eval_inner_steps=3)])
+def test_fused_collect_and_meta_grad_equals_grad_of_outer_loss(extra):
+    """The ProMP path computes its first meta-gradient while collecting (each inner gradient computed once);
+    it must equal ``jax.grad`` of the outer loss through ``adapt`` on the same data."""
+    family, tasks = envs.make("nav2d", num_test_tasks=2, horizon=5)
+    task = jax.tree.map(lambda x: x[0], tasks)
+    cfg = maml.Config(**{**TINY, "num_trajectories": 4, "hidden": (16, 16), **extra})
+    parts = maml.make_parts(cfg, family, tasks)
+    params = parts.policy_net.init(jax.random.PRNGKey(0), jnp.zeros((2,)))
+
+    @jax.jit
+    def both(params, key):
+        batches, post, _, loss, fused = parts.collect_and_meta_grad(params, task, key, cfg.num_inner_steps)
+        reference, grads = jax.value_and_grad(parts.outer_loss)(params, batches, post)
+        return loss, reference, fused, grads
+
+    loss, reference, fused, grads = both(params, jax.random.PRNGKey(3))
+    np.testing.assert_allclose(loss, reference, rtol=1e-5, atol=1e-6)
+    scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads))
+    for a, b in zip(jax.tree.leaves(fused), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(a, b, atol=1e-4 * scale)

@@ -48,7 +48,7 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.meta.common import check_family, check_memory, episode_horizon, estimate_unrolled_bytes
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.envs.wrappers import RescaleAction, action_dim, is_discrete, obs_dim
-from jaxrl.losses.meta import PGBatch, discounted_reward_to_go, vpg_inner_step
+from jaxrl.losses.meta import PGBatch, discounted_reward_to_go, surrogate_objective, vpg_inner_step
 from jaxrl.losses.ppo import clipped_surrogate_loss
 from jaxrl.losses.trpo import natural_gradient_step
 from jaxrl.nets.recurrent import param_count
@@ -143,6 +143,7 @@ class Parts(NamedTuple):
     log_prob_fn: Any
     outer_loss: Any
     policy_net: Any
+    collect_and_meta_grad: Any = None  # (params, task, key, steps) -> batches, post, pre_return, loss, meta-grad
 
 
 def make(config: Config, env, env_params) -> Algorithm:
@@ -238,7 +239,9 @@ def _build(config: Config, env, env_params):
     def outer_ratio_and_advantage(params, batches, post: Trajectories):
         """The adapted policy's likelihood ratio on the post-adaptation data (through ``adapt``) and that data's
         standardised advantages (masked), ``[N, T]`` each."""
-        adapted = adapt(params, batches)
+        return ratio_and_advantage_at(adapt(params, batches), post)
+
+    def ratio_and_advantage_at(adapted, post: Trajectories):
         ratio = jnp.exp(log_prob_fn(adapted, post.obs, post.action) - post.log_prob)
         discounts = config.gamma ** jnp.arange(horizon, dtype=jnp.float32)
         adv = discounted_reward_to_go(post.reward, config.gamma) / discounts - pg_batch(post).baseline
@@ -250,6 +253,45 @@ def _build(config: Config, env, env_params):
         ratio, adv = outer_ratio_and_advantage(params, batches, post)
         # clipped_surrogate_loss averages over all [N, T] entries; rescale to an average over valid steps
         return clipped_surrogate_loss(ratio, adv, config.clip_eps) * post.mask.size / jnp.sum(post.mask)
+
+    def clipped_loss_at(adapted, post: Trajectories):
+        """``outer_loss`` as a function of the adapted parameters (no ``adapt`` inside)."""
+        ratio, adv = ratio_and_advantage_at(adapted, post)
+        return clipped_surrogate_loss(ratio, adv, config.clip_eps) * post.mask.size / jnp.sum(post.mask)
+
+    def collect_and_meta_grad(params, task, key, steps: int):
+        """``collect`` fused with the first ProMP epoch's ``value_and_grad(outer_loss)(params, batches, post)``
+        for one task, computing the same numbers with less work: each inner step's gradient is computed once,
+        with ``jax.linearize`` (forward-over-reverse), and used both to adapt (and collect D^{k+1}) and, through
+        the saved linearisation, for the Hessian-vector products of the meta-gradient. With
+        ``theta_{k+1} = theta_k + alpha grad J_k(theta_k)`` (the batches are data: no gradient), the chain rule gives
+        ``g_K = grad L(theta_K)``, ``g_k = g_{k+1} + alpha H_k g_{k+1}`` (``H_k`` the symmetric Hessian of J_k at
+        theta_k; ``H_k = 0`` for first order), ``g_0 = d L(adapt(theta)) / d theta``: no reverse-over-reverse
+        pass and no second forward/backward over the inner data."""
+        keys = jax.random.split(key, steps + 1)
+        batches, returns, hvps, p = [], [], [], jax.lax.stop_gradient(params)
+        for k in range(steps):
+            tr = rollout(p, task, keys[k], config.num_trajectories)
+            returns.append(episode_return(tr))
+            batch = pg_batch(tr)
+            batches.append(batch)
+
+            def inner_grad(q, b=batch):
+                return jax.grad(lambda r: surrogate_objective(
+                    log_prob_fn(r, b.observations, b.actions), b.rewards, surrogate=config.surrogate,
+                    discount=config.gamma, baseline=b.baseline, mask=b.mask))(q)
+
+            if config.first_order:
+                g = inner_grad(p)
+            else:
+                g, hvp = jax.linearize(inner_grad, p)
+                hvps.append(hvp)
+            p = jax.tree.map(lambda x, d: x + config.inner_lr * d, p, g)
+        post = rollout(p, task, keys[steps], config.num_trajectories)
+        value, v = jax.value_and_grad(clipped_loss_at)(p, post)
+        for hvp in reversed(hvps):
+            v = jax.tree.map(lambda a, h: a + config.inner_lr * h, v, hvp(v))
+        return batches, post, (returns[0] if returns else episode_return(post)), value, v
 
     def trpo_outer_step(params, batches, post: Trajectories):
         """MAML-TRPO (Finn et al. 2017): one natural-gradient step on the meta-parameters, maximising the adapted
@@ -283,8 +325,14 @@ def _build(config: Config, env, env_params):
     def step(state: State):
         key, task_key, data_key = jax.random.split(state.key, 3)
         tasks = family.sample(task_key, config.num_tasks)
-        batches, post, pre_return = jax.vmap(collect, in_axes=(None, 0, 0, None))(
-            state.params, tasks, jax.random.split(data_key, config.num_tasks), config.num_inner_steps)
+        task_keys = jax.random.split(data_key, config.num_tasks)
+        if config.outer == "promp":  # the first epoch's meta-gradient comes with the data (less work)
+            batches, post, pre_return, first_loss, first_grads = jax.vmap(
+                collect_and_meta_grad, in_axes=(None, 0, 0, None))(state.params, tasks, task_keys,
+                                                                    config.num_inner_steps)
+        else:
+            batches, post, pre_return = jax.vmap(collect, in_axes=(None, 0, 0, None))(
+                state.params, tasks, task_keys, config.num_inner_steps)
 
         if config.outer == "reptile":
             adapted = jax.vmap(lambda b: adapt(state.params, b, first_order=True))(batches)
@@ -306,9 +354,13 @@ def _build(config: Config, env, env_params):
                 updates, opt_state = tx.update(grads, opt_state, params)
                 return (optax.apply_updates(params, updates), opt_state), value
 
-            (params, opt_state), losses = jax.lax.scan(outer_step, (state.params, state.opt_state), None,
-                                                       length=config.num_outer_epochs)
-            metrics = {"outer_loss": losses[0]}
+            grads = jax.tree.map(lambda g: jnp.mean(g, axis=0), first_grads)
+            updates, opt_state = tx.update(grads, state.opt_state, state.params)
+            params = optax.apply_updates(state.params, updates)
+            if config.num_outer_epochs > 1:
+                (params, opt_state), _ = jax.lax.scan(outer_step, (params, opt_state), None,
+                                                      length=config.num_outer_epochs - 1)
+            metrics = {"outer_loss": jnp.mean(first_loss)}
         metrics["pre_adaptation_return"] = jnp.mean(pre_return)
         metrics["post_adaptation_return"] = episode_return(post)
         return State(params, opt_state, key, state.iteration + 1), metrics
@@ -336,4 +388,4 @@ def _build(config: Config, env, env_params):
 
     algo = Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
                      env_steps_per_iteration=config.env_steps_per_iteration)
-    return algo, Parts(adapt, rollout, pg_batch, log_prob_fn, outer_loss, policy_net)
+    return algo, Parts(adapt, rollout, pg_batch, log_prob_fn, outer_loss, policy_net, collect_and_meta_grad)
