@@ -28,7 +28,6 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.generative import algaedice_actor_loss, algaedice_nu_loss
 from jaxrl.losses.sac import sac_temperature_loss
 
@@ -89,10 +88,7 @@ def episode_starts(member: ds.Dataset) -> jax.Array:
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "algaedice")
-    oc.check_batch_size(env, config.batch_size, "algaedice")
-    oc.check_dataset_index(env, config.dataset_index, "algaedice")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "algaedice")
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     nu_single = nets.make_value_network(config.hidden, config.activation)
     nu_net = nets.make_ensemble(nu_single, 2)

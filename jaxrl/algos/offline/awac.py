@@ -20,7 +20,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import advantage_weighted_actor_loss
 from jaxrl.losses.sac import sac_critic_loss
 
@@ -66,10 +65,7 @@ class State:
 def make_advantage_weighted(config, env, env_params, name: str, mode: str) -> Algorithm:
     """AWAC's critic and advantage-weighted actor; ``mode`` picks the weights (``"exp"``: AWAC and CRR-exp,
     ``"binary"``: CRR-binary; see :func:`jaxrl.losses.offline.crr_weights`). ``config`` has AWAC's fields."""
-    env = oc.check_offline_env(env, name)
-    oc.check_batch_size(env, config.batch_size, name)
-    oc.check_dataset_index(env, config.dataset_index, name)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, 2)

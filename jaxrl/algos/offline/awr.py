@@ -30,7 +30,6 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import awr_actor_loss, awr_value_loss
 
 OFFLINE = True
@@ -94,10 +93,7 @@ def dataset_lambda_returns(member: ds.Dataset, v_tp1: jax.Array, discount, lambd
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "awr")
-    oc.check_batch_size(env, config.batch_size, "awr")
-    oc.check_dataset_index(env, config.dataset_index, "awr")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "awr")
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     value_net = nets.make_value_network(config.hidden, config.activation)
     actor_tx, value_tx = optax.adam(config.learning_rate), optax.adam(config.value_learning_rate)

@@ -19,7 +19,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import bc_mse_loss, filtered_bc_mask
 
 OFFLINE = True
@@ -54,10 +53,7 @@ def make_actor(n_act: int, hidden, activation) -> nets.Network:
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "bc")
-    oc.check_batch_size(env, config.batch_size, "bc")
-    oc.check_dataset_index(env, config.dataset_index, "bc")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "bc")
     actor = make_actor(n_act, config.hidden, config.activation)
     tx = optax.adam(config.learning_rate)
 

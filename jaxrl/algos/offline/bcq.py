@@ -24,7 +24,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.generative import bcq_actor_loss, bcq_candidates, bcq_critic_loss, vae_loss
 
 OFFLINE = True
@@ -103,10 +102,7 @@ def make_vae(n_act: int, latent_dim: int, hidden, activation) -> VAE:
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "bcq")
-    oc.check_batch_size(env, config.batch_size, "bcq")
-    oc.check_dataset_index(env, config.dataset_index, "bcq")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "bcq")
     latent_dim = config.latent_dim or 2 * n_act
     vae = make_vae(n_act, latent_dim, config.vae_hidden, config.activation)
     actor = nets.make_mlp(n_act, config.hidden, config.activation)

@@ -43,7 +43,6 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.brac import deterministic_or_sample, pretrain_behaviour
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import bear_actor_loss, bear_critic_loss, ensemble_q, lagrange_loss
 from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
@@ -107,10 +106,7 @@ class State:
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "bear")
-    oc.check_batch_size(env, config.batch_size, "bear")
-    oc.check_dataset_index(env, config.dataset_index, "bear")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "bear")
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
     q_single = nets.make_value_network(config.hidden, config.activation)

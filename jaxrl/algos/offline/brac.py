@@ -43,7 +43,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import bc_nll_loss, brac_actor_loss, brac_critic_loss, ensemble_q, lagrange_loss
 from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
@@ -144,10 +143,7 @@ class State:
 
 def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algorithm:
     """BRAC-v (``value_penalty=True``) or BRAC-p on ``config`` (this module's :class:`Config` fields)."""
-    env = oc.check_offline_env(env, name)
-    oc.check_batch_size(env, config.batch_size, name)
-    oc.check_dataset_index(env, config.dataset_index, name)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
     q_single = nets.make_value_network(config.hidden, config.activation)

@@ -47,7 +47,7 @@ class CountsUpdates:
         return self.total_env_steps // self.updates_per_iteration
 
 
-__all__ = ["OfflineEnv", "Batch", "Sampler", "load_offline_env", "make_offline_env", "dataset_index",
+__all__ = ["OfflineEnv", "Batch", "Sampler", "load_offline_env", "make_offline_env", "prepare", "dataset_index",
            "init_sampler", "sample_batch", "scan_updates", "member", "make_offline_evaluate", "check_batch_size", "ACTION_EPS"]
 
 ACTION_EPS = 1e-4  # dataset actions are clipped to [-1 + eps, 1 - eps] so tanh policies' log-probs stay finite
@@ -231,6 +231,17 @@ def check_dataset_index(env: OfflineEnv, value: Any, algo_name: str) -> None:
     if np.any(arr < 0) or np.any(arr > env.num_datasets - 1) or np.any(arr != np.round(arr)):
         raise ConfigError(f"{algo_name}.Config.dataset_index={value!r} is out of range: must be an integer in "
                           f"[0, {env.num_datasets - 1}] ({env.num_datasets} dataset(s) given)")
+
+
+def prepare(env, env_params, config, algo_name: str) -> tuple["OfflineEnv", int, int]:
+    """The checks every offline ``make`` runs before compiling (an offline env, a batch that fits the smallest
+    dataset, a dataset index in range) and the action and observation sizes: ``(env, action_dim, obs_dim)``."""
+    from jaxrl.envs.wrappers import action_dim, obs_dim
+
+    env = check_offline_env(env, algo_name)
+    check_batch_size(env, config.batch_size, algo_name)
+    check_dataset_index(env, config.dataset_index, algo_name)
+    return env, action_dim(env, env_params), obs_dim(env, env_params)
 
 
 def dataset_index(config) -> jax.Array:

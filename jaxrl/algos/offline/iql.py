@@ -21,7 +21,7 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
+from jaxrl.envs.wrappers import action_dim
 from jaxrl.losses.offline import iql_actor_loss, iql_critic_loss, iql_value_loss
 
 OFFLINE = True
@@ -119,10 +119,7 @@ def make_act(networks: Networks):
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    env = oc.check_offline_env(env, "iql")
-    oc.check_batch_size(env, config.batch_size, "iql")
-    oc.check_dataset_index(env, config.dataset_index, "iql")
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, "iql")
     networks = make_networks(config, n_act)
     tx = optax.adam(config.learning_rate)
     update_fn = make_update(config, networks, tx)

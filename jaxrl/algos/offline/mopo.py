@@ -47,7 +47,6 @@ from jaxrl.algos.offline import models
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
 from jaxrl.data.types import Transition
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import ensemble_q, mopo_penalized_reward, mopo_uncertainty
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
 
@@ -154,10 +153,7 @@ Penalty = Callable[[Any, State, models.Prediction], tuple[jax.Array, jax.Array, 
 def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Algorithm:
     """The model-based offline maker: a dynamics ensemble, then SAC on real + model data whose model rewards
     (and halting) come from ``penalty`` (MOPO's uncertainty penalty, MOReL's unknown-state HALT)."""
-    env = oc.check_offline_env(env, name)
-    oc.check_batch_size(env, config.batch_size, name)
-    oc.check_dataset_index(env, config.dataset_index, name)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, 2)

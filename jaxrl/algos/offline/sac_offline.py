@@ -21,7 +21,6 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import cql_critic_loss, edac_critic_loss, ensemble_q
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
 
@@ -73,10 +72,7 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool = False
     EDAC's (TD error plus ``config.eta`` times the ensemble-gradient similarity,
     :func:`jaxrl.losses.offline.edac_critic_loss`). With ``num_critics > 2`` the metrics add ``q_std`` (the
     ensemble's standard deviation at the data's actions)."""
-    env = oc.check_offline_env(env, name)
-    oc.check_batch_size(env, config.batch_size, name)
-    oc.check_dataset_index(env, config.dataset_index, name)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, num_critics)

@@ -23,7 +23,6 @@ from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.bc import make_actor
 from jaxrl.config import config, hyper, static
-from jaxrl.envs.wrappers import action_dim, obs_dim
 from jaxrl.losses.offline import ensemble_mse, ensemble_q, td3_bc_actor_loss, td_target
 
 OFFLINE = True
@@ -92,10 +91,7 @@ def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, 
     needs ``learning_rate``, ``gamma``, ``tau``, ``dataset_index``, ``policy_delay``, ``batch_size``,
     ``updates_per_iteration``, ``hidden``, ``activation``.
     """
-    env = oc.check_offline_env(env, name)
-    oc.check_batch_size(env, config.batch_size, name)
-    oc.check_dataset_index(env, config.dataset_index, name)
-    n_act, n_obs = action_dim(env, env_params), obs_dim(env, env_params)
+    env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor = make_actor(n_act, config.hidden, config.activation)
     q_single = q_network if q_network is not None else nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, 2)
