@@ -31,6 +31,7 @@ def test_registered():
     assert algos.default_env("bcq") == "Pendulum-v1" and bcq.OFFLINE and algaedice.OFFLINE
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_through_the_run_loop_over_seeds_and_datasets(name, tiny_env):
     result = train(name, tiny_env, tiny_config(name), seeds=2, grid={"dataset_index": [0, 1]}, **RUN)

@@ -171,6 +171,7 @@ def tiny_env():
     return oc.make_offline_env(d)
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", CONSTRAINED)
 def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     module = algos.get(name)
@@ -215,6 +216,7 @@ def test_bad_input_before_compiling(tiny_env):
         train("brac_v", "Pendulum-v1", brac_v.Config(**TINY), **RUN)
 
 
+@pytest.mark.integration
 def test_brac_alpha_tuned_by_dual_ascent(tiny_env):
     env, env_params = tiny_env
     cfg = brac_v.Config(**TINY, alpha=0.5, tune_alpha=True, target_kl=-100.0, alpha_learning_rate=0.1)

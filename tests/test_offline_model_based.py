@@ -248,6 +248,7 @@ def test_morel_penalty_known_answer():
 # ------------------------------------------------------------------------------------------ run loop
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ("mopo", "morel"))
 def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     """Two seeds through jaxrl.run.train; MOReL without a held-out set (its elites are picked on the training

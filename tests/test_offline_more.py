@@ -39,6 +39,7 @@ def _check_result(name, result, runs):
         assert metric in result.metrics, metric
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", ("awr", "crr", "rebrac", "sac_n"))
 def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     assert algos.get(name).OFFLINE
@@ -64,6 +65,7 @@ def _first_update(tiny_env, name, **kw):
     return state, jax.jit(algo.step)(state)[1]
 
 
+@pytest.mark.integration
 def test_crr_modes_and_awac_share_one_maker(tiny_env):
     """CRR-exp with AWAC's hyperparameters is AWAC; CRR-binary differs from it only in the actor's weights (the
     first update's critic loss is the same)."""
@@ -77,6 +79,7 @@ def test_crr_modes_and_awac_share_one_maker(tiny_env):
     assert float(bin_m["weight_mean"]) != pytest.approx(float(exp_m["weight_mean"]))
 
 
+@pytest.mark.integration
 def test_sac_n_and_edac_share_the_maker(tiny_env):
     """EDAC with eta = 0 makes SAC-N's update (the penalty is only added); the ensemble is a parameter axis."""
     state, sac_n_m = _first_update(tiny_env, "sac_n")
