@@ -1,93 +1,506 @@
-"""Offline RL throughput: gradient updates per second per algorithm (one run), median of repeats, compile time
-apart from run time, on a small generated-style Pendulum dataset (random policy rows; the data do not change the
-cost of an update).
+"""Offline RL throughput: gradient updates/s of jaxrl's offline algorithms, side by side with d3rlpy 2.8.1.
 
-    python benchmarks/offline.py [--algos bc,sac_offline,iql,cql,td3_bc,awac] [--repeats 5] [--updates 2000]
-        [--batch-size 256] [--hidden 256,256] [--runs 1] [--out results.json]
+Three measurements, each in fresh worker processes fed the job as JSON (``--worker`` for jaxrl with this
+environment's Python, ``peers/d3rlpy_offline.py`` with the d3rlpy environment's Python):
 
-``--runs R`` vmaps R runs (seeds) in one program and reports updates/s summed over runs.
+* ``peer`` (``--peer``): bc, cql, iql, awac, td3_bc in jaxrl and in d3rlpy 2.8.1 (PyTorch, CPU), back to back per
+  algorithm so both see the same machine load, on one dataset file, with the same network widths, batch size,
+  learning rates and algorithm knobs (critics, sampled actions, expectile, ...), and the ratio jaxrl / d3rlpy;
+* ``registry``: updates/s of one run of EVERY registered offline algorithm (modules with ``OFFLINE = True``);
+* ``grid``: seeds x datasets (``--grid-seeds`` x ``--grid-datasets`` runs of ``--grid-algo``) in one vmapped program
+  against the same runs one at a time (one compiled single-run program called once per run).
+
+jaxrl: the same path as ``jaxrl.run.train`` — configs batched with ``jaxrl.run.grid.expand``,
+``jit(vmap(lambda cfg, state: lax.scan(make(cfg).step, state, length=iters)))``; one timed call = ``--updates``
+gradient updates per run (batch sampling included, inside the program). Compile time (``lower().compile()`` of
+init and the chunk) apart; ``--warmup`` untimed calls, then the median of ``--repeats`` timed calls. d3rlpy: see
+``peers/d3rlpy_offline.py`` (its ``fit`` loop: ``sample_transition_batch`` + ``update``, and update alone).
+
+The dataset: ``--size`` rows of Pendulum-v1 under a uniform random policy (``jaxrl.run.generate.rollout_dataset``),
+written once as D4RL-schema HDF5 and read by both libraries. Timing does not depend on what the data contain (every
+update costs the same for any rows), so no behaviour policy is trained for it.
+
+    python benchmarks/offline.py [--peer] [--no-registry] [--no-grid] [--repeats 5] [--updates 1000]
+        [--batch-size 256] [--hidden 256,256] [--profile] [--out benchmarks/results/offline]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import platform
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+HERE = Path(__file__).resolve().parent
+DEFAULT_PEER_PYTHON = HERE / ".venv-d3rlpy" / "bin" / "python"
+PEER_ALGOS = ("bc", "cql", "iql", "awac", "td3_bc")
+# jaxrl config fields handed to the peer (its names are mapped in peers/d3rlpy_offline.py)
+PEER_FIELDS = ("learning_rate", "gamma", "tau", "cql_alpha", "num_samples", "expectile", "inverse_temperature",
+               "max_weight", "temperature", "alpha", "policy_noise", "noise_clip", "policy_delay")
+DEFAULT_XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"  # as jaxrl sets on import
 
 
-def bench(name: str, env, env_params, *, updates: int, repeats: int, batch_size: int, hidden, runs: int) -> dict:
+# ------------------------------------------------------------------------------------------------ jaxrl worker
+def make_config(module, job: dict):
+    fields = {f.name for f in dataclasses.fields(module.Config)}
+    kw = {k: v for k, v in {"hidden": tuple(job["hidden"]), "batch_size": job["batch_size"],
+                            "updates_per_iteration": job["per_iteration"]}.items() if k in fields}
+    per_iter = kw.get("updates_per_iteration", getattr(module.Config(), "updates_per_iteration", 1))
+    kw["total_env_steps"] = max(per_iter, job["updates"] // per_iter * per_iter)
+    if "model_train_updates" in fields:  # model-based (mopo, morel): one iteration of model fitting first
+        kw["model_train_updates"] = per_iter
+        kw["total_env_steps"] += per_iter
+    return module.Config(**kw)
+
+
+def profile_ops(trace_dir: str, top: int = 25) -> dict:
+    """Where the time of a traced call goes: the ``dur`` (us) of complete events (``ph == "X"``) in
+    ``trace_dir/plugins/profile/*/*.trace.json.gz`` summed per name, leaving out the containers (Python frames
+    ``$...``, ``ThunkExecutor::...``, thread-pool waits), and per kind (the name without its ``.N`` suffix:
+    ``ynn_fusion`` = XLA:CPU's YNNPACK matmul fusions, ``dot``, ``multiply_add_fusion``, ...). ``wall_ms``: the
+    traced call's ``block_until_ready``."""
+    import glob
+    import gzip
+    import re
+
+    totals: dict[str, list[float]] = {}
+    wall = 0.0
+    for path in glob.glob(os.path.join(trace_dir, "plugins", "profile", "*", "*.trace.json.gz")):
+        with gzip.open(path, "rt") as f:
+            trace = json.load(f)
+        for e in trace.get("traceEvents", []):
+            if e.get("ph") != "X" or "dur" not in e:
+                continue
+            name = e.get("name", "?")
+            if "block_until_ready" in name:
+                wall = max(wall, float(e["dur"]) / 1e3)
+            if name.startswith(("$", "ThunkExecutor", "SlinkyThreadPool")):
+                continue
+            t = totals.setdefault(name, [0.0, 0])
+            t[0] += float(e["dur"])
+            t[1] += 1
+    ops = sorted(({"name": k, "total_ms": v[0] / 1e3, "count": v[1]} for k, v in totals.items()),
+                 key=lambda r: -r["total_ms"])
+    kinds: dict[str, list[float]] = {}
+    for r in ops:
+        k = kinds.setdefault(re.sub(r"\.\d+$", "", r["name"]), [0.0, 0])
+        k[0] += r["total_ms"]
+        k[1] += r["count"]
+    op_ms = sum(r["total_ms"] for r in ops)
+    by_kind = sorted(({"kind": k, "total_ms": v[0], "count": v[1], "share": v[0] / op_ms if op_ms else 0.0}
+                      for k, v in kinds.items()), key=lambda r: -r["total_ms"])
+    return {"wall_ms": wall, "op_ms": op_ms, "ops": ops[:top], "by_kind": by_kind[:12]}
+
+
+def jaxrl_worker(job: dict) -> dict:
+    import jax
+    import numpy as np
+
     from jaxrl import algos
+    from jaxrl.algos.offline.common import load_offline_env
+    from jaxrl.run import grid as grid_lib
 
-    module = algos.get(name)
-    per_iter = 100
-    cfg = module.Config(hidden=tuple(hidden), batch_size=batch_size, updates_per_iteration=per_iter,
-                        total_env_steps=updates)
-    algo = module.make(cfg, env, env_params)
-    iters = updates // per_iter
+    module = algos.get(job["algo"])
+    env, env_params = load_offline_env(job["datasets"])
+    cfg = make_config(module, job)
+    iters = cfg.num_iterations
+    updates_per_run = iters * cfg.env_steps_per_iteration
+    seeds, grid = list(range(job.get("seeds", 1))), job.get("grid") or {}
+    batched, runs = grid_lib.expand(cfg, seeds, grid)
+    keys = np.stack([np.asarray(jax.random.PRNGKey(r["seed"])) for r in runs])
+    module.make(cfg, env, env_params)  # Python-level checks first
 
-    def train_chunk(state):
+    def init_one(c, key):
+        return module.make(c, env, env_params).init(key)
+
+    def chunk_one(c, state):
+        algo = module.make(c, env, env_params)
         return jax.lax.scan(lambda s, _: (algo.step(s)[0], None), state, None, length=iters)[0]
 
-    init = jax.jit(jax.vmap(algo.init))
-    chunk = jax.jit(jax.vmap(train_chunk))
-    keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    out = {"algo": job["algo"], "runs": len(runs), "updates_per_run": updates_per_run,
+           "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
+                      if isinstance(v, (int, float, str, tuple))}}
+    mode = job.get("mode", "vmap")
     t0 = time.perf_counter()
-    state = init(keys)
-    compiled = chunk.lower(state).compile()
-    jax.block_until_ready(state)
-    compile_s = time.perf_counter() - t0
+    if mode == "vmap":  # all runs in one program
+        init = jax.jit(jax.vmap(init_one))
+        state = jax.block_until_ready(init(batched, keys))
+        compiled = jax.jit(jax.vmap(chunk_one)).lower(batched, state).compile()
+        call = lambda st: compiled(batched, st)
+    else:  # "sequential": one single-run program, called once per run
+        init = jax.jit(init_one)
+        one = lambda i: jax.tree.map(lambda x: x[i], batched)
+        states = [jax.block_until_ready(init(one(i), keys[i])) for i in range(len(runs))]
+        compiled1 = jax.jit(chunk_one).lower(one(0), states[0]).compile()
+        cfgs = [one(i) for i in range(len(runs))]
+        state = states
+
+        def call(sts):
+            new = []
+            for c, s in zip(cfgs, sts):
+                new.append(jax.block_until_ready(compiled1(c, s)))  # one at a time
+            return new
+    out["compile_s"] = time.perf_counter() - t0
     times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        state = jax.block_until_ready(compiled(state))
-        times.append(time.perf_counter() - t0)
+    for i in range(job["warmup"] + job["repeats"]):
+        t = time.perf_counter()
+        state = jax.block_until_ready(call(state))
+        if i >= job["warmup"]:
+            times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    return {"algo": name, "updates_per_run": iters * per_iter, "runs": runs, "compile_seconds": compile_s,
-            "median_seconds": med, "updates_per_second": iters * per_iter * runs / med,
-            "repeat_seconds": times}
+    out.update(times_s=times, median_s=med, updates_per_s=updates_per_run * len(runs) / med)
+    if job.get("profile"):
+        trace_dir = job["profile"]
+        with jax.profiler.trace(trace_dir):
+            state = jax.block_until_ready(call(state))
+        out["profile_dir"] = trace_dir
+        out["profile_top"] = profile_ops(trace_dir)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    import importlib.metadata as md
+
+    out["versions"] = {p: md.version(p) for p in ("jaxrl", "jax", "jaxlib", "flax", "optax")}
+    out["device"] = str(jax.devices()[0])
+    return out
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--algos", default="bc,sac_offline,iql,cql,td3_bc,awac")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--updates", type=int, default=2000)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--hidden", default="256,256")
-    p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--size", type=int, default=10_000)
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
+# ------------------------------------------------------------------------------------------------ orchestration
+def hardware() -> dict:
+    import platform
+
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        mem_gb = None
+    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
+            "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version()}
+
+
+def uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: %.2f, %.2f, %.2f" % os.getloadavg()
+
+
+def run_job(python: str, argv: list[str], job: dict, timeout: float, xla_flags: str) -> dict:
+    t0 = time.perf_counter()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if xla_flags:
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+    proc = subprocess.run([python, *argv, json.dumps(job)], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
+    out = json.loads(lines[-1][len("RESULT "):])
+    out["process_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def make_datasets(paths: list[Path], size: int) -> tuple[list[dict], list[float], list[float]]:
+    """Random-policy Pendulum-v1 datasets (one key each), written as D4RL HDF5 unless the file exists."""
+    import jax
+
     import jaxrl.envs
-    from jaxrl.algos.offline.common import make_offline_env
     from jaxrl.data import dataset as ds
+    from jaxrl.data import formats
     from jaxrl.run.generate import rollout_dataset
 
     env, params = jaxrl.envs.make("Pendulum-v1")
-    data = rollout_dataset(env, params, None, jax.random.PRNGKey(0), a.size,
-                           info=ds.DatasetInfo(name="bench", kind="random", env_name="Pendulum-v1",
-                                               random_return=-1200.0, expert_return=-150.0))
-    offline_env, env_params = make_offline_env(data)
-    hidden = tuple(int(h) for h in a.hidden.split(","))
-    results = {"device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),
-               "jax": jax.__version__, "batch_size": a.batch_size, "hidden": hidden, "results": []}
-    print(f"device {results['device']}, batch {a.batch_size}, hidden {hidden}, runs {a.runs}")
-    for name in a.algos.split(","):
-        r = bench(name, offline_env, env_params, updates=a.updates, repeats=a.repeats, batch_size=a.batch_size,
-                  hidden=hidden, runs=a.runs)
-        results["results"].append(r)
-        print(f"{name:12s} {r['updates_per_second']:10.0f} updates/s  (median of {a.repeats}: "
-              f"{r['median_seconds']:.2f} s for {r['updates_per_run']} x {r['runs']}; compile "
-              f"{r['compile_seconds']:.1f} s)", flush=True)
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump(results, f, indent=2)
+    for i, p in enumerate(paths):
+        if p.exists():
+            continue
+        p.parent.mkdir(parents=True, exist_ok=True)
+        info = ds.DatasetInfo(name=f"bench-random-{i}", kind="random", env_name="Pendulum-v1",
+                              random_return=-1200.0, expert_return=-150.0)
+        formats.save(rollout_dataset(env, params, None, jax.random.PRNGKey(i), size, info=info), p)
+    import numpy as np
+
+    from jaxrl.envs.wrappers import action_dim
+
+    n_act, space = action_dim(env, params), env.action_space(params)
+    low = np.broadcast_to(np.asarray(space.low, np.float32), (n_act,)).tolist()
+    high = np.broadcast_to(np.asarray(space.high, np.float32), (n_act,)).tolist()
+    return [{"path": str(p), "rows": size} for p in paths], low, high
+
+
+def offline_algorithms() -> list[str]:
+    import importlib
+
+    from jaxrl import algos
+
+    names = []
+    for name, (path, _) in algos.ALGORITHMS.items():
+        try:
+            if getattr(importlib.import_module(path), "OFFLINE", False):
+                names.append(name)
+        except Exception as e:  # a module being written right now: list it with the error
+            print(f"registry: {name} does not import: {e}", flush=True)
+            names.append(name)
+    return names
+
+
+def peer_settings(name: str) -> dict:
+    from jaxrl import algos
+
+    cfg = algos.get(name).Config()
+    out = {}
+    for f in PEER_FIELDS:
+        if hasattr(cfg, f):
+            v = getattr(cfg, f)
+            out[f] = int(v) if isinstance(v, int) and not isinstance(v, bool) else float(v)
+    return out
+
+
+def fmt(x, spec=",.0f"):
+    return "-" if x is None else format(x, spec)
+
+
+def markdown(report: dict) -> str:
+    hw, a = report["hardware"], report["args"]
+    lines = ["# Offline RL throughput: jaxrl" + (" vs d3rlpy 2.8.1" if report.get("peer") else ""), "",
+             f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
+             f"{hw['memory_gb']} GiB, no GPU (JAX device `{report.get('device', '?')}`). "
+             f"Versions: {json.dumps(report.get('versions', {}))}"
+             + (f"; peer {json.dumps(report.get('peer_versions', {}))}" if report.get("peer_versions") else "")
+             + ".",
+             f"Load at start: `{report['uptime_start']}`; at end: `{report.get('uptime_end', '?')}`. The machine was "
+             "shared with other jobs: single numbers move by tens of percent between runs; the jaxrl and d3rlpy "
+             "rows of one algorithm ran back to back, so their ratio is the comparable number.",
+             f"Dataset: {a['size']} rows of Pendulum-v1 under a uniform random policy, D4RL-schema HDF5, read by "
+             f"both libraries. Networks {a['hidden']} (relu) everywhere, batch {a['batch_size']}. Median of "
+             f"{a['repeats']} timed calls after {a['warmup']} warm-up; compile apart. "
+             f"XLA_FLAGS `{a['xla_flags']}`.", ""]
+    if report.get("peer"):
+        lines += ["## Side by side with d3rlpy (same dataset, networks, batch, learning rates)", "",
+                  "| algo | jaxrl updates/s | d3rlpy updates/s (fit loop: sample + update) | d3rlpy update only "
+                  "| jaxrl / d3rlpy | jaxrl / d3rlpy update only | jaxrl compile s | d3rlpy sample ms/batch "
+                  "| load (1 min) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        threads = report["peer"][0].get("d3rlpy", {}).get("torch_threads") if report["peer"] else None
+        lines[-2:-2] = [f"d3rlpy: torch intra-op threads = {threads} (`--peer-threads`); jaxrl: XLA's default "
+                        "CPU threading. Load column: jaxrl worker / d3rlpy worker.", ""]
+        for r in report["peer"]:
+            j, d = r.get("jaxrl", {}), r.get("d3rlpy", {})
+            if "error" in j or "error" in d:
+                err = (j.get("error") or d.get("error") or "").strip().splitlines()
+                lines.append(f"| {r['algo']} | error: {err[-1][:100] if err else '?'} ||||||||")
+                continue
+            lines.append(f"| {r['algo']} | {fmt(j['updates_per_s'])} | {fmt(d['updates_per_s'])} "
+                         f"| {fmt(d['update_only_updates_per_s'])} | {r['ratio']:.1f}x "
+                         f"| {r['ratio_update_only']:.1f}x | {j['compile_s']:.1f} | {d['sample_ms_per_batch']:.2f} "
+                         f"| {r['load']} |")
+        lines += ["", "Target (issue 6): >= 5x d3rlpy's updates/s on the same CPU.", ""]
+    if report.get("registry"):
+        lines += ["## jaxrl, every registered offline algorithm (one run)", "",
+                  "| algo | updates/s | updates per call | compile s | run s (median) | load (1 min) |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        for r in report["registry"]:
+            if "error" in r:
+                lines.append(f"| {r['algo']} | error: {r['error'].strip().splitlines()[-1][:120]} |||||")
+                continue
+            lines.append(f"| {r['algo']} | {fmt(r['updates_per_s'])} | {r['updates_per_run']} "
+                         f"| {r['compile_s']:.1f} | {r['median_s']:.3f} | {r['load']} |")
+        lines += ["", "Updates as each config counts them (`total_env_steps` = gradient updates for offline "
+                  "configs; mopo and morel: `model_train_updates` = one iteration (100 model updates) before the policy "
+                  "updates, all counted).", ""]
+    if report.get("grid"):
+        g = report["grid"]
+        lines += [f"## Seeds x datasets: one program vs one at a time ({g['algo']}, {g['seeds']} seeds x "
+                  f"{g['datasets']} datasets = {g['seeds'] * g['datasets']} runs, {g['updates_per_run']} updates "
+                  "each per call)", "", "| mode | updates/s (all runs) | wall s per call (median) | compile s "
+                  "| load (1 min) |", "|---|---:|---:|---:|---:|"]
+        for mode in ("vmap", "sequential"):
+            r = g.get(mode, {})
+            if "error" in r or not r:
+                lines.append(f"| {mode} | error: {r.get('error', '?').strip().splitlines()[-1][:120]} ||||")
+                continue
+            label = "one program (vmap)" if mode == "vmap" else "one at a time"
+            lines.append(f"| {label} | {fmt(r['updates_per_s'])} | {r['median_s']:.2f} | {r['compile_s']:.1f} "
+                         f"| {r['load']} |")
+        if g.get("speedup"):
+            lines += ["", f"One program is {g['speedup']:.2f}x the throughput of the same runs one at a time."]
+        lines.append("")
+    if report.get("profiles"):
+        lines += [f"## Where jaxrl's time goes (jax.profiler, one call of {report.get('profile_updates', '?')} "
+                  "updates per algorithm; summed durations of XLA:CPU op events)", ""]
+        for name, prof in report["profiles"].items():
+            if not isinstance(prof, dict) or "by_kind" not in prof:
+                lines += [f"{name}: no profile ({str(prof)[:200]})", ""]
+                continue
+            lines += [f"**{name}**: call {prof['wall_ms']:.0f} ms, op events {prof['op_ms']:.0f} ms (ops run on "
+                      "2 threads, so op time can exceed the call).", "",
+                      "| kind | total ms | share of op time | events |", "|---|---:|---:|---:|"]
+            lines += [f"| `{k['kind']}` | {k['total_ms']:.0f} | {100 * k['share']:.0f}% | {k['count']} |"
+                      for k in prof["by_kind"][:6]]
+            lines += ["", "| top op | total ms | events |", "|---|---:|---:|"]
+            lines += [f"| `{r['name'][:60]}` | {r['total_ms']:.0f} | {r['count']} |" for r in prof["ops"][:5]]
+            lines.append("")
+        if report.get("profile_notes"):
+            lines += report["profile_notes"] + [""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--peer", action="store_true", help="side by side with d3rlpy 2.8.1 on bc, cql, iql, awac, td3_bc")
+    p.add_argument("--peer-algos", default=",".join(PEER_ALGOS))
+    p.add_argument("--peer-python", default=os.environ.get("D3RLPY_PYTHON", str(DEFAULT_PEER_PYTHON)))
+    p.add_argument("--peer-updates", type=int, default=100, help="d3rlpy updates per timed repeat")
+    p.add_argument("--peer-threads", type=int, default=1,
+                   help="torch intra-op threads for d3rlpy (0: torch's default). 1 by default: on the loaded 2-core "
+                        "machine torch with 2 threads ran BC 256x256 at 6 updates/s against 172 with 1")
+    p.add_argument("--algos", default="all", help="registry table: comma list or 'all' (every OFFLINE module)")
+    p.add_argument("--no-registry", action="store_true")
+    p.add_argument("--no-grid", action="store_true")
+    p.add_argument("--grid-algo", default="iql")
+    p.add_argument("--grid-seeds", type=int, default=4)
+    p.add_argument("--grid-datasets", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--updates", type=int, default=1000, help="jaxrl updates per run per timed call")
+    p.add_argument("--per-iteration", type=int, default=100, help="updates_per_iteration of the jaxrl configs")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--hidden", default="256,256")
+    p.add_argument("--size", type=int, default=10_000, help="dataset rows")
+    p.add_argument("--data-dir", default=os.environ.get("JAXRL_BENCH_DATA", "/tmp/jaxrl-offline-bench"))
+    p.add_argument("--profile", action="store_true", help="jax.profiler trace of the jaxrl peer rows below 5x")
+    p.add_argument("--profile-algos", default="", help="comma list of algorithms to profile (with or without --peer)")
+    p.add_argument("--profile-updates", type=int, default=200, help="updates in the profiled call")
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--xla-flags", default=DEFAULT_XLA_FLAGS)
+    p.add_argument("--out", default=str(HERE / "results" / "offline"), help="output path without extension")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.worker:
+        print("RESULT " + json.dumps(jaxrl_worker(json.loads(a.worker))), flush=True)
+        return
+    if a.peer and not Path(a.peer_python).exists():
+        sys.exit(f"d3rlpy environment not found at {a.peer_python}: run `bash benchmarks/setup_d3rlpy_env.sh` "
+                 "first, or leave out --peer")
+
+    hidden = [int(h) for h in a.hidden.split(",")]
+    data_dir = Path(a.data_dir)
+    n_sets = max(1, a.grid_datasets)
+    sets, low, high = make_datasets([data_dir / f"pendulum-random-{a.size}-{i}.hdf5" for i in range(n_sets)],
+                                    a.size)
+    main_set = [sets[0]["path"]]
+    jaxrl = (sys.executable, [str(Path(__file__).resolve()), "--worker"])
+    peer = (a.peer_python, [str(HERE / "peers" / "d3rlpy_offline.py")])
+    base = {"hidden": hidden, "batch_size": a.batch_size, "per_iteration": a.per_iteration, "updates": a.updates,
+            "warmup": a.warmup, "repeats": a.repeats}
+    report = {"hardware": hardware(), "uptime_start": uptime(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+              "args": {**vars(a), "hidden": hidden}, "datasets": sets}
+    print(f"hardware {json.dumps(report['hardware'])}\n{report['uptime_start']}", flush=True)
+    t_start = time.perf_counter()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():
+        report["total_seconds"] = time.perf_counter() - t_start
+        out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        text = markdown(report)
+        out.with_suffix(".md").write_text(text)
+        return text
+
+    def attempt(python_argv, job):
+        try:
+            r = run_job(*python_argv, job, a.timeout, a.xla_flags)
+        except Exception as e:  # one failed measurement should not lose the others
+            r = {"error": str(e)}
+        r["load"] = "%.2f" % os.getloadavg()[0]
+        return r
+
+    def log(msg):
+        print(f"[{time.perf_counter() - t_start:6.0f}s] {msg}", flush=True)
+
+    if a.peer:
+        report["peer"] = []
+        for name in a.peer_algos.split(","):
+            j = attempt(jaxrl, {**base, "algo": name, "datasets": main_set})
+            settings = peer_settings(name)
+            d = attempt(peer, {"algo": name, "dataset": main_set[0], "action_low": low, "action_high": high,
+                               "hidden": hidden, "batch_size": a.batch_size, "settings": settings,
+                               "updates": a.peer_updates, "warmup": a.warmup, "repeats": a.repeats,
+                               "threads": a.peer_threads})
+            row = {"algo": name, "settings": settings, "jaxrl": j, "d3rlpy": d, "load": j["load"] + "/" + d["load"]}
+            if "error" not in j and "error" not in d:
+                row["ratio"] = j["updates_per_s"] / d["updates_per_s"]
+                row["ratio_update_only"] = j["updates_per_s"] / d["update_only_updates_per_s"]
+                log(f"{name:8s} jaxrl {j['updates_per_s']:8.0f}/s (compile {j['compile_s']:.1f}s)  d3rlpy "
+                    f"{d['updates_per_s']:7.0f}/s (update only {d['update_only_updates_per_s']:.0f}/s)  "
+                    f"ratio {row['ratio']:.1f}x  load {row['load']}")
+                report.setdefault("versions", j["versions"])
+                report.setdefault("peer_versions", d["versions"])
+                report.setdefault("device", j["device"])
+            else:
+                log(f"{name}: FAILED {j.get('error', '')[-500:]} {d.get('error', '')[-500:]}")
+            report["peer"].append(row)
+            save()
+    to_profile = [n for n in a.profile_algos.split(",") if n]
+    if a.profile and a.peer:
+        to_profile += [r["algo"] for r in report["peer"] if r.get("ratio", 99) < 5 and r["algo"] not in to_profile]
+    if to_profile:
+        report["profiles"] = {}
+        for name in to_profile:
+            trace = str(data_dir / f"trace-{name}")
+            r = attempt(jaxrl, {**base, "algo": name, "datasets": main_set, "warmup": 1, "repeats": 1,
+                                "updates": a.profile_updates, "profile": trace})
+            report["profiles"][name] = r.get("profile_top", [{"name": r.get("error", "?")[-200:], "total_ms": 0,
+                                                              "count": 0}])
+            report.setdefault("profile_updates", a.profile_updates)
+            log(f"profiled {name}: {trace}")
+            save()
+
+    if not a.no_grid:
+        names = [s["path"] for s in sets]
+        g = {"algo": a.grid_algo, "seeds": a.grid_seeds, "datasets": len(names), "updates_per_run": a.updates}
+        report["grid"] = g
+        for mode in ("vmap", "sequential"):
+            r = attempt(jaxrl, {**base, "algo": a.grid_algo, "datasets": names, "seeds": a.grid_seeds,
+                                "grid": {"dataset_index": list(range(len(names)))}, "mode": mode})
+            g[mode] = r
+            if "error" not in r:
+                log(f"grid {a.grid_algo} {mode:10s} {r['updates_per_s']:8.0f} updates/s ({r['runs']} runs, median "
+                    f"{r['median_s']:.2f}s, compile {r['compile_s']:.1f}s)")
+            else:
+                log(f"grid {mode}: FAILED {r['error'][-500:]}")
+            save()
+        if "error" not in g["vmap"] and "error" not in g["sequential"]:
+            g["speedup"] = g["vmap"]["updates_per_s"] / g["sequential"]["updates_per_s"]
+            save()
+
+    if not a.no_registry:
+        report["registry"] = []
+        names = offline_algorithms() if a.algos == "all" else a.algos.split(",")
+        for name in names:
+            r = attempt(jaxrl, {**base, "algo": name, "datasets": main_set})
+            r.setdefault("algo", name)
+            report["registry"].append(r)
+            if "error" not in r:
+                report.setdefault("versions", r["versions"])
+                report.setdefault("device", r["device"])
+                log(f"{name:12s} {r['updates_per_s']:8.0f} updates/s (compile {r['compile_s']:.1f}s, median "
+                    f"{r['median_s']:.3f}s)")
+            else:
+                log(f"{name}: FAILED {r['error'][-300:]}")
+            save()
+
+    report["uptime_end"] = uptime()
+    print(save())
 
 
 if __name__ == "__main__":
