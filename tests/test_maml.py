@@ -128,12 +128,17 @@ LEARN = dict(num_tasks=20, num_trajectories=20, inner_lr=0.3, outer_lr=3e-3, tot
 @pytest.mark.slow
 def test_maml_nav2d_one_step_beats_pre_adaptation_and_pretrained():
     """Issue: after one adaptation step MAML's return beats its pre-adaptation return AND a multi-task
-    pretrained policy (num_inner_steps=0, same env-step budget) given the same single step."""
+    pretrained policy (num_inner_steps=0, same env-step budget) given the same single step.
+
+    MAML's own outer optimiser (TRPO) is used: with the ProMP outer step the margin over the pretrained policy is
+    within seed noise at this budget. Measured with exactly these runs (experiments/maml_nav2d.py, 4M steps, 2
+    seeds): k=1 return TRPO -12.3 +- 0.4, ProMP -23.7 +- 4.5 (seed 0: -28.1), pretrained -28.9 +- 2.4; k=0 about
+    -43 for all."""
     from jaxrl.run import train
 
     fam = envs.make("nav2d", num_test_tasks=40)
-    res_maml = train("maml", fam, maml.Config(**LEARN), seeds=2, num_chunks=2, eval_episodes=20, progress=False,
-                     checkpoint=False, tensorboard=False)
+    res_maml = train("maml", fam, maml.Config(**LEARN, outer="trpo"), seeds=2, num_chunks=2, eval_episodes=20,
+                     progress=False, checkpoint=False, tensorboard=False)
     res_pre = train("maml", fam, maml.Config(**LEARN, num_inner_steps=0), seeds=2, num_chunks=2,
                     eval_episodes=20, progress=False, checkpoint=False, tensorboard=False)
     m = np.asarray(res_maml.metrics["adaptation"])[:, -1]  # [seeds, k]
