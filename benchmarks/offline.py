@@ -37,13 +37,14 @@ import sys
 import time
 from pathlib import Path
 
+from throughput import DEFAULT_XLA_FLAGS, hardware  # shared with the throughput benchmark (run from benchmarks/)
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEER_PYTHON = HERE / ".venv-d3rlpy" / "bin" / "python"
 PEER_ALGOS = ("bc", "cql", "iql", "awac", "td3_bc")
 # jaxrl config fields handed to the peer (its names are mapped in peers/d3rlpy_offline.py)
 PEER_FIELDS = ("learning_rate", "gamma", "tau", "cql_alpha", "num_samples", "expectile", "inverse_temperature",
                "max_weight", "temperature", "alpha", "policy_noise", "noise_clip", "policy_delay")
-DEFAULT_XLA_FLAGS = "--xla_cpu_enable_concurrency_optimized_scheduler=false"  # as jaxrl sets on import
 
 
 # ------------------------------------------------------------------------------------------------ jaxrl worker
@@ -170,25 +171,6 @@ def jaxrl_worker(job: dict) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ orchestration
-def hardware() -> dict:
-    import platform
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        mem_gb = None
-    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "memory_gb": mem_gb, "platform": platform.platform(), "python": platform.python_version()}
-
-
 def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
