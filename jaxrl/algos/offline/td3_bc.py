@@ -19,7 +19,7 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm
+from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.bc import make_actor
 from jaxrl.config import config, hyper, static
@@ -119,25 +119,38 @@ def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, 
             c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
             critic = optax.apply_updates(params.critic, c_updates)
 
-            a_grads, a_metrics = jax.grad(actor_loss, has_aux=True)(
-                params.actor, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic)
-            a_updates, a_opt_new = tx.update(a_grads, opt_state.actor, params.actor)
-            actor_new = optax.apply_updates(params.actor, a_updates)
+            def actor_and_targets(actor_params, a_opt, target_actor, target_critic):
+                a_grads, a_metrics = jax.grad(actor_loss, has_aux=True)(
+                    actor_params, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic)
+                a_updates, a_opt = tx.update(a_grads, a_opt, actor_params)
+                actor_params = optax.apply_updates(actor_params, a_updates)
+                return (actor_params, a_opt, optax.incremental_update(actor_params, target_actor, config.tau),
+                        optax.incremental_update(critic, target_critic, config.tau), a_metrics)
+
+            def unchanged(actor_params, a_opt, target_actor, target_critic):
+                shapes = jax.eval_shape(actor_and_targets, actor_params, a_opt, target_actor, target_critic)[-1]
+                return (actor_params, a_opt, target_actor, target_critic,
+                        jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))
+
+            # Every policy_delay-th update moves the actor and the targets; every run of the program is at the
+            # same update count, so phase_cond runs the actor's work only on those updates (a masked update
+            # would compute it every time and throw it away).
             delayed = (count % config.policy_delay) == 0
-            pick = lambda new, old: jax.tree.map(lambda n, o: jnp.where(delayed, n, o), new, old)
-            actor_params = pick(actor_new, params.actor)
-            a_opt = pick(a_opt_new, opt_state.actor)
-            target_actor = pick(optax.incremental_update(actor_params, params.target_actor, config.tau),
-                                params.target_actor)
-            target_critic = pick(optax.incremental_update(critic, params.target_critic, config.tau),
-                                 params.target_critic)
-            metrics = {**c_metrics, **a_metrics, "mc_return": jnp.mean(batch.mc_returns)}
+            actor_params, a_opt, target_actor, target_critic, a_metrics = phase_cond(
+                delayed, actor_and_targets, unchanged, params.actor, opt_state.actor, params.target_actor,
+                params.target_critic)
+            metrics = {**c_metrics, "mc_return": jnp.mean(batch.mc_returns),
+                       **{k: (v, delayed) for k, v in a_metrics.items()}}
             return (Params(actor_params, critic, target_actor, target_critic), OptState(a_opt, c_opt),
                     count + 1), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state, count), metrics = oc.scan_updates(
-            update, (state.params, state.opt_state, state.num_updates), k, config.updates_per_iteration)
+        (params, opt_state, count), metrics = jax.lax.scan(
+            update, (state.params, state.opt_state, state.num_updates),
+            jax.random.split(k, config.updates_per_iteration))
+        # actor metrics are averaged over the updates that moved the actor, the rest over all updates
+        metrics = {k: (jnp.sum(v[0] * v[1]) / jnp.maximum(jnp.sum(v[1]), 1) if isinstance(v, tuple) else jnp.mean(v))
+                   for k, v in metrics.items()}
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1,
                              num_updates=count), metrics
 
