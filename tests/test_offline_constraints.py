@@ -223,7 +223,7 @@ def test_brac_alpha_tuned_by_dual_ascent(tiny_env):
     algo = brac_v.make(cfg, env, env_params)
     state, m = jax.jit(lambda k: algo.step(algo.init(k)))(jax.random.PRNGKey(0))
     # KL far above its target: dual ascent raises alpha (5 Adam steps of about 0.1 in log space)
-    alpha = float(jnp.exp(state.params.log_alpha))
+    alpha = float(jnp.exp(state.params.log_multiplier))
     assert 0.5 * math.exp(0.4) < alpha < 0.5 * math.exp(0.51), alpha
     assert 0.5 < float(m["alpha"]) < alpha  # the mean of the alphas used during the step
 

@@ -31,20 +31,16 @@ counted).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
-from jaxrl.algos.offline.brac import deterministic_or_sample, pretrain_behaviour
+from jaxrl.algos.offline.brac import OptState, Params, State, deterministic_or_sample, make_constrained_parts
 from jaxrl.config import config, hyper, static
 from jaxrl.losses.offline import bear_actor_loss, bear_critic_loss, ensemble_q, lagrange_loss
-from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
 OFFLINE = True
 
@@ -81,51 +77,14 @@ class Config(oc.CountsUpdates):
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
 
-class Params(NamedTuple):
-    actor: Any
-    critic: Any  # leading [num_critics] ensemble axis
-    target_critic: Any
-    behaviour: Any  # frozen after the pretraining in init
-    log_lagrange: jax.Array
-
-
-class OptState(NamedTuple):
-    actor: Any
-    critic: Any
-    lagrange: Any
-
-
-@struct.dataclass
-class State:
-    params: Params
-    opt_state: OptState
-    sampler: oc.Sampler
-    key: jax.Array
-    iteration: jax.Array
-    behaviour_nll: jax.Array  # the behaviour model's final training negative log-likelihood (a diagnostic)
-
-
 def make(config: Config, env, env_params) -> Algorithm:
-    env, n_act, n_obs = oc.prepare(env, env_params, config, "bear")
-    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
-    q_single = nets.make_value_network(config.hidden, config.activation)
-    critic_net = nets.make_ensemble(q_single, config.num_critics)
-    tx = optax.adam(config.learning_rate)
-    lagrange_tx = optax.adam(config.lagrange_learning_rate)
-
-    def init(key):
-        key, ak, ck, bk, pk = jax.random.split(key, 5)
-        o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
-        sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
-        beh, nll = pretrain_behaviour(behaviour, behaviour.init(bk, o[None]), env, sampler, pk,
-                                      num_updates=config.behaviour_pretrain_updates, batch_size=config.batch_size,
-                                      learning_rate=config.behaviour_learning_rate)
-        critic = critic_net.init(ck, o, a)
-        log_lagrange = jnp.clip(jnp.log(jnp.asarray(config.init_lagrange, jnp.float32)), *LOG_LAGRANGE_BOUNDS)
-        params = Params(actor_net.init(ak, o), critic, critic, beh, log_lagrange)
-        opt_state = OptState(tx.init(params.actor), tx.init(critic), lagrange_tx.init(log_lagrange))
-        return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32), nll)
+    parts = make_constrained_parts(
+        config, env, env_params, "bear",
+        log_multiplier=jnp.clip(jnp.log(jnp.asarray(config.init_lagrange, jnp.float32)), *LOG_LAGRANGE_BOUNDS),
+        multiplier_learning_rate=config.lagrange_learning_rate)
+    env, actor_net, behaviour, q_single, lagrange_tx = (parts.env, parts.actor_net, parts.behaviour,
+                                                        parts.q_single, parts.multiplier_tx)
+    tx, init = parts.tx, parts.init
 
     def step(state: State):
         def update(carry, key):
@@ -142,14 +101,14 @@ def make(config: Config, env, env_params) -> Algorithm:
             a_grads, a_metrics = jax.grad(bear_actor_loss, has_aux=True)(
                 params.actor, batch, actor_key, policy_apply=actor_net.apply, q_apply=q_single.apply,
                 q_params=critic, behaviour_apply=behaviour.apply, behaviour_params=params.behaviour,
-                log_lagrange=params.log_lagrange, epsilon=config.epsilon, num_samples=config.num_mmd_samples,
+                log_lagrange=params.log_multiplier, epsilon=config.epsilon, num_samples=config.num_mmd_samples,
                 kernel=config.kernel, sigma=config.sigma)
             a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
             actor = optax.apply_updates(params.actor, a_updates)
 
-            l_grad = jax.grad(lagrange_loss)(params.log_lagrange, a_metrics["mmd"], config.epsilon)
-            l_updates, l_opt = lagrange_tx.update(l_grad, opt_state.lagrange, params.log_lagrange)
-            log_lagrange = jnp.clip(optax.apply_updates(params.log_lagrange, l_updates), *LOG_LAGRANGE_BOUNDS)
+            l_grad = jax.grad(lagrange_loss)(params.log_multiplier, a_metrics["mmd"], config.epsilon)
+            l_updates, l_opt = lagrange_tx.update(l_grad, opt_state.multiplier, params.log_multiplier)
+            log_lagrange = jnp.clip(optax.apply_updates(params.log_multiplier, l_updates), *LOG_LAGRANGE_BOUNDS)
 
             target = optax.incremental_update(critic, params.target_critic, config.tau)
             pi = nets.mode(actor_net.apply(actor, batch.observations))

@@ -48,7 +48,7 @@ from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
 OFFLINE = True
 
-__all__ = ["Config", "make", "make_brac", "pretrain_behaviour",
+__all__ = ["Config", "make", "make_brac", "make_constrained_parts", "ConstrainedParts", "pretrain_behaviour",
            "deterministic_or_sample", "State", "Params", "OptState"]
 
 LOG_ALPHA_BOUNDS = (-10.0, 10.0)
@@ -122,13 +122,13 @@ class Params(NamedTuple):
     critic: Any  # leading [num_critics] ensemble axis
     target_critic: Any
     behaviour: Any  # frozen after the pretraining in init
-    log_alpha: jax.Array
+    log_multiplier: jax.Array  # log of the constraint's weight: BRAC's alpha, BEAR's Lagrange multiplier
 
 
 class OptState(NamedTuple):
     actor: Any
     critic: Any
-    alpha: Any
+    multiplier: Any
 
 
 @struct.dataclass
@@ -141,15 +141,30 @@ class State:
     behaviour_nll: jax.Array  # the behaviour model's final training negative log-likelihood (a diagnostic)
 
 
-def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algorithm:
-    """BRAC-v (``value_penalty=True``) or BRAC-p on ``config`` (this module's :class:`Config` fields)."""
+class ConstrainedParts(NamedTuple):
+    """What BRAC and BEAR build alike: the checked env, the networks, the optimisers and ``init``."""
+
+    env: oc.OfflineEnv
+    actor_net: nets.Network
+    behaviour: nets.Network
+    q_single: nets.Network
+    critic_net: nets.Network
+    tx: optax.GradientTransformation
+    multiplier_tx: optax.GradientTransformation
+    init: Any
+
+
+def make_constrained_parts(config, env, env_params, name: str, *, log_multiplier: Any,
+                           multiplier_learning_rate: Any) -> ConstrainedParts:
+    """A tanh-Gaussian actor, a ``num_critics`` Q ensemble, the mixture behaviour model (pretrained by maximum
+    likelihood inside ``init``) and the constraint's log-weight starting at ``log_multiplier``."""
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
     behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
     q_single = nets.make_value_network(config.hidden, config.activation)
     critic_net = nets.make_ensemble(q_single, config.num_critics)
     tx = optax.adam(config.learning_rate)
-    alpha_tx = optax.adam(config.alpha_learning_rate)
+    multiplier_tx = optax.adam(multiplier_learning_rate)
 
     def init(key):
         key, ak, ck, bk, pk = jax.random.split(key, 5)
@@ -159,17 +174,30 @@ def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algori
                                       num_updates=config.behaviour_pretrain_updates, batch_size=config.batch_size,
                                       learning_rate=config.behaviour_learning_rate)
         critic = critic_net.init(ck, o, a)
-        log_alpha = jnp.log(jnp.maximum(jnp.asarray(config.alpha, jnp.float32), 1e-8))
-        params = Params(actor_net.init(ak, o), critic, critic, beh, log_alpha)
-        opt_state = OptState(tx.init(params.actor), tx.init(critic), alpha_tx.init(log_alpha))
+        log_w = jnp.asarray(log_multiplier, jnp.float32)
+        params = Params(actor_net.init(ak, o), critic, critic, beh, log_w)
+        opt_state = OptState(tx.init(params.actor), tx.init(critic), multiplier_tx.init(log_w))
         return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32), nll)
+
+    return ConstrainedParts(env, actor_net, behaviour, q_single, critic_net, tx, multiplier_tx, init)
+
+
+def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algorithm:
+    """BRAC-v (``value_penalty=True``) or BRAC-p on ``config`` (this module's :class:`Config` fields)."""
+    parts = make_constrained_parts(
+        config, env, env_params, name,
+        log_multiplier=jnp.log(jnp.maximum(jnp.asarray(config.alpha, jnp.float32), 1e-8)),
+        multiplier_learning_rate=config.alpha_learning_rate)
+    env, actor_net, behaviour, q_single, alpha_tx = (parts.env, parts.actor_net, parts.behaviour, parts.q_single,
+                                                     parts.multiplier_tx)
+    tx, init = parts.tx, parts.init
 
     def step(state: State):
         def update(carry, key):
             params, opt_state = carry
             batch_key, critic_key, actor_key = jax.random.split(key, 3)
             batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
-            alpha = jnp.exp(params.log_alpha) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)
+            alpha = jnp.exp(params.log_multiplier) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)
             c_grads, c_metrics = jax.grad(brac_critic_loss, has_aux=True)(
                 params.critic, batch, critic_key, q_apply=q_single.apply, target_q_params=params.target_critic,
                 policy_apply=actor_net.apply, policy_params=params.actor, behaviour_apply=behaviour.apply,
@@ -185,11 +213,11 @@ def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algori
             a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
             actor = optax.apply_updates(params.actor, a_updates)
 
-            log_alpha, al_opt = params.log_alpha, opt_state.alpha
+            log_alpha, al_opt = params.log_multiplier, opt_state.multiplier
             if config.tune_alpha:
-                al_grad = jax.grad(lagrange_loss)(params.log_alpha, a_metrics["kl"], config.target_kl)
-                al_updates, al_opt = alpha_tx.update(al_grad, opt_state.alpha, params.log_alpha)
-                log_alpha = jnp.clip(optax.apply_updates(params.log_alpha, al_updates), *LOG_ALPHA_BOUNDS)
+                al_grad = jax.grad(lagrange_loss)(params.log_multiplier, a_metrics["kl"], config.target_kl)
+                al_updates, al_opt = alpha_tx.update(al_grad, opt_state.multiplier, params.log_multiplier)
+                log_alpha = jnp.clip(optax.apply_updates(params.log_multiplier, al_updates), *LOG_ALPHA_BOUNDS)
 
             target = optax.incremental_update(critic, params.target_critic, config.tau)
             pi = nets.mode(actor_net.apply(actor, batch.observations))
