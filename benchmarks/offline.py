@@ -37,7 +37,7 @@ import sys
 import time
 from pathlib import Path
 
-from throughput import DEFAULT_XLA_FLAGS, hardware  # shared with the throughput benchmark (run from benchmarks/)
+from throughput import DEFAULT_XLA_FLAGS, hardware, run_job  # shared with the throughput benchmark (run from benchmarks/)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEER_PYTHON = HERE / ".venv-d3rlpy" / "bin" / "python"
@@ -176,21 +176,6 @@ def uptime() -> str:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "load average: %.2f, %.2f, %.2f" % os.getloadavg()
-
-
-def run_job(python: str, argv: list[str], job: dict, timeout: float, xla_flags: str) -> dict:
-    t0 = time.perf_counter()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    if xla_flags:
-        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-    proc = subprocess.run([python, *argv, json.dumps(job)], capture_output=True, text=True, timeout=timeout,
-                          env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(lines[-1][len("RESULT "):])
-    out["process_wall_s"] = time.perf_counter() - t0
-    return out
 
 
 def make_datasets(paths: list[Path], size: int) -> tuple[list[dict], list[float], list[float]]:
