@@ -7,10 +7,11 @@ import pytest
 os.environ.setdefault("JAXRL_COMPILATION_CACHE", "0")
 
 # One SAC behaviour run on Pendulum-v1 gives every offline learning test its data (the expert, medium and
-# medium-replay kinds, 5k rows each). It is generated once per test session: the first xdist worker to need it
+# medium-replay kinds: expert and medium 5k rows each, medium-replay the ~12k rows four envs collected by the medium chunk,
+# episode returns from random to expert). It is generated once per test session: the first xdist worker to need it
 # writes HDF5 files into the session's shared temp directory under a file lock, the others read them.
 OFFLINE_KINDS = ("expert", "medium", "medium-replay")
-OFFLINE_RECIPE = dict(size=5_000, seed=0, total_env_steps=20_000, num_chunks=40)
+OFFLINE_RECIPE = dict(size=5_000, seed=0, total_env_steps=60_000, num_envs=4, num_chunks=60)
 
 
 @pytest.fixture(scope="session")
@@ -21,7 +22,10 @@ def pendulum_datasets(tmp_path_factory):
     from jaxrl.run import generate
 
     shared = tmp_path_factory.getbasetemp().parent  # one directory for all xdist workers of this session
-    paths = {k: shared / f"Pendulum-v1-{k}.hdf5" for k in OFFLINE_KINDS}
+    # The recipe is in the file names: basetemp's parent outlives the session, and a changed recipe must not
+    # silently reuse an older session's files.
+    recipe = "-".join(f"{k}{v}" for k, v in sorted(OFFLINE_RECIPE.items()))
+    paths = {k: shared / f"Pendulum-v1-{k}-{recipe}.hdf5" for k in OFFLINE_KINDS}
     with open(shared / "offline-datasets.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not all(p.exists() for p in paths.values()):

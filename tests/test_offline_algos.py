@@ -62,6 +62,32 @@ def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     assert s["normalized_score"][0] == pytest.approx(expected, rel=1e-4, abs=1e-3)
 
 
+@pytest.mark.parametrize("variant", ["H", "rho"])
+def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
+    """CQL(H) / CQL(rho) with the Lagrange weight: alpha rises while the gap exceeds the target and falls below
+    it (dual ascent on log alpha, one Adam step = lr in log space at first), and the run loop accepts it."""
+    from jaxrl.algos.offline import cql
+
+    log_alpha = {}
+    for target in (-1e3, 1e3):  # the gap P - Q_data is O(1) here: far above -1e3, far below 1e3
+        cfg = cql.Config(**dict(TINY, updates_per_iteration=1), cql_variant=variant, lagrange=True,
+                         target_action_gap=target, cql_alpha=1.0, cql_alpha_learning_rate=0.1)
+        algo = cql.make(cfg, *tiny_env)
+        step = jax.jit(algo.step)
+        state = jax.jit(algo.init)(jax.random.PRNGKey(0))
+        trace = []
+        for _ in range(3):
+            state, metrics = step(state)
+            trace.append(float(state.params.log_cql_alpha))
+            assert np.isfinite(float(metrics["cql_gap"]))
+        log_alpha[target] = np.asarray(trace)
+    np.testing.assert_allclose(log_alpha[-1e3][0], 0.1, rtol=1e-4)  # Adam's first step is exactly lr
+    np.testing.assert_allclose(log_alpha[1e3][0], -0.1, rtol=1e-4)
+    assert (np.diff(log_alpha[-1e3]) > 0).all() and (np.diff(log_alpha[1e3]) < 0).all()
+    result = train("cql", tiny_env, cql.Config(**TINY, cql_variant=variant, lagrange=True), seeds=1, **RUN)
+    assert np.isfinite(result.summary["normalized_score"]).all()
+
+
 def test_run_directory_records_dataset_and_resumes(tmp_path, tiny_data):
     paths = []
     for d, n in zip(tiny_data, ("a", "b")):
@@ -214,17 +240,22 @@ def test_bc_on_expert_reaches_90(pendulum_datasets):
     assert last.mean() >= 90
 
 
+# Medium-replay is mostly poor episodes (returns from random to a few near-expert ones): imitation copies the
+# average, value learning picks out the good actions. TD3+BC gets alpha = 10 (the paper's 2.5 keeps it close to
+# BC; its own ablation favours a weaker BC term on lower-quality data).
+MEDIUM_REPLAY_RUNS = {"iql": dict(updates=20_000), "cql": dict(updates=20_000),
+                      "td3_bc": dict(updates=10_000, alpha=10.0)}
+
+
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (experiments/offline_table.py, 3 seeds, 10k updates, 3k-row medium-replay): "
-                   "BC 12.7+-5.8, TD3+BC 9.9+-5.8 (IQL and CQL runs were cut short by an external SIGTERM); "
-                   "the +20 margin was not reached in the time available", strict=False)
 def test_offline_rl_beats_bc_on_medium_replay(pendulum_datasets):
     env = pendulum_datasets["medium-replay"]
     bc = np.asarray(_scores("bc", env, 5_000).summary["normalized_score_last"])
     print("bc medium-replay:", bc)
-    for name in ("iql", "cql", "td3_bc"):
-        s = np.asarray(_scores(name, env, 10_000).summary["normalized_score_last"])
+    for name, run in MEDIUM_REPLAY_RUNS.items():
+        run = dict(run)
+        s = np.asarray(_scores(name, env, run.pop("updates"), **run).summary["normalized_score_last"])
         print(f"{name} medium-replay:", s)
         assert s.mean() >= bc.mean() + 20, (name, s, bc)
 
@@ -243,21 +274,3 @@ def test_naive_sac_overestimates_while_cql_stays_below_mc(pendulum_datasets):
     print("CQL       Q(s, pi(s)) - MC return per chunk:", np.round(cql_gap, 1))
     assert sac_gap[-1] > sac_gap[len(sac_gap) // 2] > 0  # over-estimation, growing
     assert (cql_gap[len(cql_gap) // 2:] < 0).all()  # conservative: below the data's return
-
-
-@pytest.mark.learning
-@pytest.mark.slow
-def test_iql_finetuning_improves_on_offline(pendulum_datasets):
-    from jaxrl.algos.offline import iql
-
-    env, env_params = pendulum_datasets["medium-replay"]
-    cfg = iql.Config(**LEARN, total_env_steps=5_000)
-    offline = train("iql", (env, env_params), cfg, seeds=1, **LEARN_RUN)
-    before = offline.summary["normalized_score_last"][0]
-    ft = iql.make_finetune(cfg, env, env_params, online_steps=5_000)
-    state = jax.jit(ft.init)(jax.random.PRNGKey(1), offline.run_state(0))
-    run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (ft.step(c)[0], None), s, None, length=5_000)[0])
-    state = run(state)
-    after = float(jax.jit(ft.evaluate, static_argnums=2)(state, jax.random.PRNGKey(2), 10)["normalized_score"])
-    print(f"IQL offline {before:.1f} -> fine-tuned (5k env steps) {after:.1f}")
-    assert after > before + 10

@@ -51,6 +51,8 @@ __all__ = [
     "advantage_weighted_actor_loss",
     # CQL
     "cql_logsumexp", "cql_rho_estimate", "cql_critic_loss", "cql_alpha_loss",
+    # Cal-QL
+    "calql_bound", "calql_critic_loss",
     # BEAR
     "gaussian_kernel", "laplacian_kernel", "mmd_squared", "bear_actor_loss",
     # BRAC
@@ -286,7 +288,8 @@ def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable,
                     policy_apply: Callable, policy_params: Any, discount: Array | float,
                     cql_alpha: Array | float, num_samples: int = 10, temperature: Array | float = 1.0,
                     entropy_coef: Array | float = 0.0, variant: str = "H",
-                    action_low: float = -1.0, action_high: float = 1.0) -> tuple[Array, Metrics]:
+                    action_low: float = -1.0, action_high: float = 1.0, policy_q_floor: Array | None = None
+                    ) -> tuple[Array, Metrics]:
     """CQL critic: soft TD error plus the conservative gap, per ensemble member ``e``:
 
     ``L = sum_e mean_b [(Q_e(s, a) - y)^2 + alpha (P_e(s) - Q_e(s, a))]``,
@@ -295,7 +298,8 @@ def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable,
     ``variant="H"``: ``P_e(s) = cql_logsumexp`` over ``M`` uniform actions in ``[low, high]^A`` (density
     ``(high - low)^-A``) and ``M`` policy actions at ``s`` and at ``s'`` (their own densities), all at ``s``.
     ``variant="rho"``: ``P_e(s) = cql_rho_estimate`` over the ``2M`` policy actions. Metrics give the gap
-    ``mean(P - Q_data)`` (``cql_gap``) for :func:`cql_alpha_loss`.
+    ``mean(P - Q_data)`` (``cql_gap``) for :func:`cql_alpha_loss`. ``policy_q_floor [B]`` (Cal-QL,
+    :func:`calql_critic_loss`) replaces the policy actions' values by :func:`calql_bound` before ``P``.
     """
     obs, obs_tp1 = batch.observations, batch.next_observations
     k_tp1, k_cur, k_next, k_rand = jax.random.split(key, 4)
@@ -310,6 +314,11 @@ def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable,
     a_nxt, logp_nxt = jax.tree.map(sg, _sample_and_log_prob(dist_tp1, k_next, num_samples))
     q_cur = ensemble_q_samples(q_apply, q_params, obs, a_cur)
     q_nxt = ensemble_q_samples(q_apply, q_params, obs, a_nxt)
+    extra = {}
+    if policy_q_floor is not None:
+        below = jnp.concatenate([q_cur, q_nxt], axis=1) < policy_q_floor
+        extra = dict(bound_rate=jnp.mean(below.astype(jnp.float32)))
+        q_cur, q_nxt = calql_bound(q_cur, policy_q_floor), calql_bound(q_nxt, policy_q_floor)
     if variant == "H":
         act_dim = batch.actions.shape[-1]
         a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
@@ -324,7 +333,23 @@ def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable,
     gap_e = jnp.mean(pushed - q_t, axis=-1)  # [E]
     loss = td_loss + cql_alpha * jnp.sum(gap_e)
     return loss, dict(critic_loss=loss, td_loss=td_loss, cql_gap=jnp.mean(gap_e), q=jnp.mean(q_t),
-                      target=jnp.mean(y_t))
+                      target=jnp.mean(y_t), **extra)
+
+
+def calql_bound(q_policy: Array, reference_value: Array) -> Array:
+    """Cal-QL's calibration ``max(Q(s, a_pi), V_ref(s))`` (elementwise; ``q_policy [..., B]``, ``reference_value
+    [B]``): CQL then never pushes a policy action's value below the reference policy's return, so the learned Q
+    stays on the scale of real returns and online fine-tuning does not first "unlearn" an over-pessimistic Q.
+    Nakamoto et al., "Cal-QL: Calibrated Offline RL Pre-Training for Efficient Online Fine-Tuning", NeurIPS 2023,
+    section 5."""
+    return jnp.maximum(q_policy, sg(reference_value))
+
+
+def calql_critic_loss(q_params: Any, batch: Any, key: Array, **kwargs) -> tuple[Array, Metrics]:
+    """Cal-QL critic: :func:`cql_critic_loss` whose policy-action values are floored at ``V_ref(s) =
+    batch.mc_returns`` (the data's discounted Monte-Carlo return: the behaviour policy as the reference).
+    Metrics add ``bound_rate``, the fraction of policy-action values below the floor."""
+    return cql_critic_loss(q_params, batch, key, policy_q_floor=batch.mc_returns, **kwargs)
 
 
 def cql_alpha_loss(log_alpha: Array, cql_gap: Array, target_action_gap: Array | float) -> Array:

@@ -1,7 +1,7 @@
 """``jaxrl dataset`` subcommands: generate an offline dataset from a jaxrl env, and describe a dataset file.
 
     jaxrl dataset make ENV --kind {random,medium,expert,medium-replay,medium-expert} --out FILE
-                       [--size N] [--seed S] [--behaviour-steps N]
+                       [--size N] [--seed S] [--behaviour-steps N] [--behaviour-envs N]
     jaxrl dataset info FILE
 """
 
@@ -25,13 +25,16 @@ def _make(argv: list[str]) -> int:
     parser.add_argument("--out", required=True, help="output file: .hdf5/.h5 (D4RL), .npz, or a directory (Minari)")
     parser.add_argument("--size", type=int, default=10_000, help="transitions (random/medium/expert)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--behaviour-steps", type=int, default=20_000, help="env steps of the SAC behaviour run")
+    parser.add_argument("--behaviour-steps", type=int, default=60_000, help="env steps of the SAC behaviour run")
+    parser.add_argument("--behaviour-envs", type=int, default=4, help="parallel envs of the SAC behaviour run (one "
+                        "update per step: more envs learn more slowly per step, so medium-replay holds more data)")
     parser.add_argument("--hidden", default="64,64", help="behaviour SAC hidden widths")
     args = parser.parse_args(argv)
     generate.check_kind(args.kind)  # before any training
     hidden = tuple(int(h) for h in args.hidden.split(",") if h)
     data = generate.make_dataset_kind(args.env, args.kind, size=args.size, seed=args.seed,
-                                      total_env_steps=args.behaviour_steps, hidden=hidden)
+                                      total_env_steps=args.behaviour_steps, hidden=hidden,
+                                      num_envs=args.behaviour_envs)
     formats.save(data, args.out)
     print(f"wrote {args.out}: {data.size} transitions of {args.env} ({args.kind}); reference returns random "
           f"{data.info.random_return:.1f}, expert {data.info.expert_return:.1f}")

@@ -56,6 +56,7 @@ class BehaviourRun:
     random_return: float
     expert_return: float
     medium_chunk: int
+    num_envs: int = 1  # the SAC run's parallel envs: the buffer interleaves their streams row by row
 
 
 def _box(env, env_params):
@@ -82,15 +83,20 @@ def _random_return(env, env_params, key, episodes: int) -> float:
 
 
 def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_000, hidden=(64, 64),
-                    num_chunks: int = 20, seed: int = 0, eval_episodes: int = 10, sac_config: Any = None,
-                    env: tuple[Any, Any] | None = None) -> BehaviourRun:
-    """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program)."""
+                    num_chunks: int = 20, seed: int = 0, eval_episodes: int = 10, num_envs: int = 1,
+                    sac_config: Any = None, env: tuple[Any, Any] | None = None) -> BehaviourRun:
+    """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program).
+
+    ``num_envs`` parallel envs with one update per step collect ``num_envs`` times more data per update: the
+    run learns more slowly per env step, so its replay buffer up to the medium chunk (medium-replay) is larger
+    and spans a wider range of returns (on Pendulum-v1 SAC reaches the medium level within ~3k steps of one env).
+    """
     from jaxrl import envs
     from jaxrl.algos.single import sac
 
     env_obj, env_params = env if env is not None else envs.make(env_name)
     _box(env_obj, env_params)
-    cfg = sac_config or sac.Config(hidden=tuple(hidden), total_env_steps=total_env_steps,
+    cfg = sac_config or sac.Config(hidden=tuple(hidden), total_env_steps=total_env_steps, num_envs=num_envs,
                                    buffer_size=total_env_steps, learning_starts=min(1000, total_env_steps // 4))
     algo = sac.make(cfg, env_obj, env_params)
     chunk_len = max(1, cfg.num_iterations // num_chunks)
@@ -115,7 +121,8 @@ def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_
     error = np.where(learned, np.abs(np.asarray(evals) - target), np.inf)
     medium_chunk = int(np.argmin(error)) if learned.any() else len(evals) - 1
     return BehaviourRun(env_name, env_obj, env_params, algo.act, states, np.asarray(evals), np.asarray(sizes),
-                        jax.tree.map(np.asarray, state.buffer.data), random_return, expert_return, medium_chunk)
+                        jax.tree.map(np.asarray, state.buffer.data), random_return, expert_return, medium_chunk,
+                        cfg.num_envs)
 
 
 def _to_native(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -173,12 +180,17 @@ def _policy(run: BehaviourRun, chunk: int, deterministic: bool = False):
 
 
 def _replay_dataset(run: BehaviourRun, rows: int, info: DatasetInfo) -> Dataset:
+    """The first ``rows`` replay rows, each env's stream stored contiguously (the buffer interleaves the
+    ``num_envs`` streams step by step), the last row of each stream a timeout unless it ended an episode."""
     low, high = _box(run.env, run.env_params)
-    b = jax.tree.map(lambda x: np.asarray(x)[:rows], run.buffer)
+    n = run.num_envs
+    steps = rows // n
+    b = jax.tree.map(lambda x: np.asarray(x)[:steps * n].reshape(steps, n, *x.shape[1:]).swapaxes(0, 1)
+                     .reshape(steps * n, *x.shape[1:]), run.buffer)
     terminals = b.terminated.astype(np.float32)
     timeouts = b.truncated.astype(np.float32)
-    if terminals[-1] == 0:
-        timeouts[-1] = 1.0
+    last = np.arange(1, n + 1) * steps - 1
+    timeouts[last] = np.where(terminals[last] == 0, 1.0, timeouts[last])
     return make_dataset(b.obs, _to_native(b.action, low, high), b.reward, b.next_obs, terminals, timeouts, info=info)
 
 

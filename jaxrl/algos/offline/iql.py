@@ -20,6 +20,7 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline import finetune
 from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim
 from jaxrl.losses.offline import iql_actor_loss, iql_critic_loss, iql_value_loss
@@ -151,70 +152,15 @@ def make(config: Config, env, env_params) -> Algorithm:
 
 # ------------------------------------------------------------------------------------- offline-to-online
 
-
-@struct.dataclass
-class FinetuneState:
-    params: Params
-    opt_state: OptState
-    buffer: Any  # replay.ReplayState of oc.Batch rows: the offline dataset first, then online transitions
-    env_state: Any
-    obs: jax.Array
-    key: jax.Array
-    iteration: jax.Array
+FinetuneState = finetune.FinetuneState  # re-exported
 
 
 def make_finetune(config: Config, env, env_params, *, online_steps: int, num_envs: int = 1,
                   updates_per_step: int = 1) -> Algorithm:
-    """Offline-to-online IQL: continue a trained IQL state with env interaction.
-
-    ``init(key, offline_state)`` (note: takes the offline state) keeps its params and optimiser state and fills a
-    replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset; each ``step`` takes one
-    step in each of ``num_envs`` envs with the stochastic policy, adds it to the buffer (offline and online data
-    mixed, sampled uniformly) and makes ``updates_per_step`` IQL updates. ``evaluate`` is the offline one
-    (``eval_return``, ``normalized_score``). ``config.dataset_index`` must be concrete here.
-    """
-    from jaxrl.algos.common import make_train_env
-    from jaxrl.data import replay, rollout as rollout_lib
-
-    env = oc.check_offline_env(env, "iql")
-    oc.check_dataset_index(env, config.dataset_index, "iql")
-    index = int(round(float(config.dataset_index)))
-    rows = env.valid_rows[index]
+    """Offline-to-online IQL: continue a trained IQL state with env interaction (offline data mixed into the
+    replay buffer; see :func:`jaxrl.algos.offline.finetune.make_finetune`). ``init(key, offline_state)``."""
     networks = make_networks(config, action_dim(env, env_params))
-    tx = optax.adam(config.learning_rate)
-    update_fn = make_update(config, networks, tx)
-    act = make_act(networks)
-    train_env = make_train_env(env.env, env_params, num_envs)
-    member = jax.tree.map(lambda x: x[index, :rows], env.data.replace(info=oc.ds.DatasetInfo()))
-    offline_rows = oc.Batch(member.observations, member.actions, member.rewards, member.next_observations,
-                            member.terminals, jnp.zeros_like(member.rewards))
-
-    def init(key, offline_state: State) -> FinetuneState:
-        key, ek = jax.random.split(key)
-        example = jax.tree.map(lambda x: x[0], offline_rows)
-        buffer = replay.add(replay.init(example, rows + online_steps * num_envs), offline_rows)
-        obs, env_state = train_env.reset(ek, env_params)
-        return FinetuneState(offline_state.params, offline_state.opt_state, buffer, env_state, obs, key,
-                             jnp.zeros((), jnp.int32))
-
-    def step(state: FinetuneState):
-        key, act_key, env_key, update_key = jax.random.split(state.key, 4)
-        action = act(state, state.obs, act_key)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
-                                                                            env_params)
-        row = oc.Batch(state.obs, action, reward, info["final_observation"], terminated.astype(jnp.float32),
-                       jnp.zeros_like(reward))
-        buffer = replay.add(state.buffer, row)
-
-        def update(carry, k):
-            batch = replay.sample(buffer, k, config.batch_size)
-            params, opt_state, metrics = update_fn(*carry, batch)
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), update_key,
-                                                       updates_per_step)
-        metrics.update(rollout_lib.episode_metrics(info))
-        return FinetuneState(params, opt_state, buffer, env_state, obs, key, state.iteration + 1), metrics
-
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=num_envs)
+    update_fn = make_update(config, networks, optax.adam(config.learning_rate))
+    return finetune.make_finetune(config, env, env_params, name="iql", act=make_act(networks),
+                                  update=lambda params, opt_state, batch, key: update_fn(params, opt_state, batch),
+                                  online_steps=online_steps, num_envs=num_envs, updates_per_step=updates_per_step)

@@ -10,6 +10,7 @@ gradient updates. :mod:`jaxrl.algos.offline.cql` is this plus the conservative p
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -21,7 +22,7 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.losses.offline import cql_critic_loss, edac_critic_loss, ensemble_q
+from jaxrl.losses.offline import calql_critic_loss, cql_alpha_loss, cql_critic_loss, edac_critic_loss, ensemble_q
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
 
 OFFLINE = True
@@ -45,15 +46,17 @@ class Config(oc.CountsUpdates):
 
 class Params(NamedTuple):
     actor: Any
-    critic: Any  # leading [2] ensemble axis
+    critic: Any  # leading [num_critics] ensemble axis
     target_critic: Any
     log_alpha: jax.Array
+    log_cql_alpha: Any = None  # CQL-Lagrange's multiplier (log); None otherwise
 
 
 class OptState(NamedTuple):
     actor: Any
     critic: Any
     alpha: Any
+    cql_alpha: Any = None
 
 
 @struct.dataclass
@@ -65,6 +68,118 @@ class State:
     iteration: jax.Array
 
 
+class Networks(NamedTuple):
+    actor: Any
+    q_single: Any  # one critic member
+    critic: Any  # the ensemble of num_critics members (one vmapped parameter axis)
+
+
+# CQL-Lagrange's log multiplier stays in [exp(-10), 1e6] (the reference code clamps alpha' to [0, 1e6]).
+LOG_CQL_ALPHA_BOUNDS = (-10.0, math.log(1e6))
+
+
+def make_networks(config, n_act: int, num_critics: int = 2) -> Networks:
+    q_single = nets.make_value_network(config.hidden, config.activation)
+    return Networks(nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation), q_single,
+                    nets.make_ensemble(q_single, num_critics))
+
+
+def make_act(networks: Networks):
+    def act(state, obs, key, deterministic: bool = False):
+        dist = networks.actor.apply(state.params.actor, obs)
+        return nets.mode(dist) if deterministic else dist.sample(seed=key)
+
+    return act
+
+
+def _kind(config, conservative: bool, diversity: bool) -> str:
+    if conservative:
+        return "cql"
+    return "edac" if diversity else "sac"
+
+
+def make_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False,
+                diversity: bool = False):
+    """``update(params, opt_state, batch, key) -> (params, opt_state, metrics)``: one critic, actor, temperature
+    and target update (and CQL-Lagrange's multiplier), shared by offline training and fine-tuning.
+
+    ``conservative``: CQL's critic loss with ``config.cql_variant`` ("H" or "rho"), ``config.calibrated``
+    (Cal-QL's floor) and ``config.lagrange`` (the penalty weight learned to hold ``config.target_action_gap``);
+    ``diversity``: EDAC's; otherwise SAC's."""
+    n = networks
+    kind = _kind(config, conservative, diversity)
+    target_entropy = -config.target_entropy_scale * n_act
+    lagrange = conservative and config.lagrange
+    multiplier_tx = optax.adam(config.cql_alpha_learning_rate) if lagrange else None
+
+    def critic_loss(critic, batch, params, alpha, key):
+        common = dict(q_apply=n.q_single.apply, target_q_params=params.target_critic, policy_apply=n.actor.apply,
+                      policy_params=params.actor, discount=config.gamma, entropy_coef=alpha)
+        if kind == "cql":
+            cql_alpha = jnp.exp(params.log_cql_alpha) if lagrange else config.cql_alpha
+            loss = calql_critic_loss if config.calibrated else cql_critic_loss
+            return loss(critic, batch, key, cql_alpha=jax.lax.stop_gradient(cql_alpha),
+                        num_samples=config.num_samples, temperature=config.cql_temperature,
+                        variant=config.cql_variant, **common)
+        if kind == "edac":
+            return edac_critic_loss(critic, batch, key, eta=config.eta, **common)
+        return sac_critic_loss(critic, batch, critic_apply=n.critic.apply, target_critic_params=params.target_critic,
+                               actor_params=params.actor, actor_apply=n.actor.apply, alpha=alpha,
+                               gamma=config.gamma, key=key)
+
+    def update(params: Params, opt_state: OptState, batch, key):
+        critic_key, actor_key = jax.random.split(key)
+        alpha = jnp.exp(params.log_alpha)
+        c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
+        c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
+        critic = optax.apply_updates(params.critic, c_updates)
+
+        a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
+            params.actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
+            alpha=alpha, key=actor_key)
+        a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
+        actor = optax.apply_updates(params.actor, a_updates)
+
+        t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
+            params.log_alpha, -a_metrics["entropy"], target_entropy)
+        t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
+        log_alpha = optax.apply_updates(params.log_alpha, t_updates)
+
+        target = optax.incremental_update(critic, params.target_critic, config.tau)
+        pi = nets.mode(n.actor.apply(actor, batch.observations))
+        q_policy = jnp.mean(jnp.min(ensemble_q(n.q_single.apply, critic, batch.observations, pi), axis=0))
+        q_ens = ensemble_q(n.q_single.apply, critic, batch.observations, batch.actions)
+        metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy,
+                   "q_data": jnp.mean(jnp.min(q_ens, axis=0)), "mc_return": jnp.mean(batch.mc_returns)}
+        metrics.update({k: c_metrics[k] for k in ("cql_gap", "bound_rate", "diversity") if k in c_metrics})
+        if q_ens.shape[0] > 2:
+            metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
+        log_cql_alpha, m_opt = params.log_cql_alpha, opt_state.cql_alpha
+        if lagrange:
+            m_grad = jax.grad(cql_alpha_loss)(log_cql_alpha, c_metrics["cql_gap"], config.target_action_gap)
+            m_updates, m_opt = multiplier_tx.update(m_grad, m_opt, log_cql_alpha)
+            log_cql_alpha = jnp.clip(optax.apply_updates(log_cql_alpha, m_updates), *LOG_CQL_ALPHA_BOUNDS)
+            metrics["cql_alpha"] = jnp.exp(log_cql_alpha)
+        return (Params(actor, critic, target, log_alpha, log_cql_alpha),
+                OptState(a_opt, c_opt, t_opt, m_opt), metrics)
+
+    return update
+
+
+def init_params(config, networks: Networks, tx, key, n_obs: int, n_act: int, *, lagrange: bool = False):
+    """Fresh ``(Params, OptState)`` (target critic = critic; CQL-Lagrange's multiplier at ``config.cql_alpha``)."""
+    ak, ck = jax.random.split(key)
+    o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
+    critic = networks.critic.init(ck, o, a)
+    log_cql_alpha, m_opt = None, None
+    if lagrange:
+        log_cql_alpha = jnp.clip(jnp.log(jnp.asarray(config.cql_alpha, jnp.float32)), *LOG_CQL_ALPHA_BOUNDS)
+        m_opt = optax.adam(config.cql_alpha_learning_rate).init(log_cql_alpha)
+    params = Params(networks.actor.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)),
+                    log_cql_alpha)
+    return params, OptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha), m_opt)
+
+
 def make_sac_like(config, env, env_params, name: str, conservative: bool = False, num_critics: int = 2,
                   diversity: bool = False) -> Algorithm:
     """SAC on dataset batches with a ``num_critics``-member Q ensemble (targets and actor use the minimum over
@@ -73,80 +188,30 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool = False
     :func:`jaxrl.losses.offline.edac_critic_loss`). With ``num_critics > 2`` the metrics add ``q_std`` (the
     ensemble's standard deviation at the data's actions)."""
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
-    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    q_single = nets.make_value_network(config.hidden, config.activation)
-    critic_net = nets.make_ensemble(q_single, num_critics)
+    networks = make_networks(config, n_act, num_critics)
     tx = optax.adam(config.learning_rate)
-    target_entropy = -config.target_entropy_scale * n_act
+    update_fn = make_update(config, networks, tx, n_act, conservative=conservative, diversity=diversity)
+    lagrange = conservative and config.lagrange
 
     def init(key):
-        key, ak, ck = jax.random.split(key, 3)
-        o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
-        critic = critic_net.init(ck, o, a)
-        params = Params(actor_net.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)))
-        opt_state = OptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha))
+        key, pk = jax.random.split(key)
+        params, opt_state = init_params(config, networks, tx, pk, n_obs, n_act, lagrange=lagrange)
         sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
         return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32))
 
-    def critic_loss(critic, batch, params, alpha, key):
-        if conservative:
-            return cql_critic_loss(critic, batch, key, q_apply=q_single.apply, target_q_params=params.target_critic,
-                                   policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
-                                   cql_alpha=config.cql_alpha, num_samples=config.num_samples,
-                                   temperature=config.cql_temperature, entropy_coef=alpha)
-        if diversity:
-            return edac_critic_loss(critic, batch, key, q_apply=q_single.apply, target_q_params=params.target_critic,
-                                    policy_apply=actor_net.apply, policy_params=params.actor, discount=config.gamma,
-                                    entropy_coef=alpha, eta=config.eta)
-        return sac_critic_loss(critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
-                               actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha,
-                               gamma=config.gamma, key=key)
-
     def step(state: State):
         def update(carry, key):
-            params, opt_state = carry
-            batch_key, critic_key, actor_key = jax.random.split(key, 3)
+            batch_key, k = jax.random.split(key)
             batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
-            alpha = jnp.exp(params.log_alpha)
-            c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
-            c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
-            critic = optax.apply_updates(params.critic, c_updates)
-
-            a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-                params.actor, batch, actor_apply=actor_net.apply, critic_apply=critic_net.apply,
-                critic_params=critic, alpha=alpha, key=actor_key)
-            a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
-            actor = optax.apply_updates(params.actor, a_updates)
-
-            t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-                params.log_alpha, -a_metrics["entropy"], target_entropy)
-            t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
-            log_alpha = optax.apply_updates(params.log_alpha, t_updates)
-
-            target = optax.incremental_update(critic, params.target_critic, config.tau)
-            pi = nets.mode(actor_net.apply(actor, batch.observations))
-            q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
-            q_ens = ensemble_q(q_single.apply, critic, batch.observations, batch.actions)
-            q_data = jnp.mean(jnp.min(q_ens, axis=0))
-            metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy,
-                       "q_data": q_data, "mc_return": jnp.mean(batch.mc_returns)}
-            if conservative:
-                metrics["cql_gap"] = c_metrics["cql_gap"]
-            if diversity:
-                metrics["diversity"] = c_metrics["diversity"]
-            if num_critics > 2:
-                metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
-            return (Params(actor, critic, target, log_alpha), OptState(a_opt, c_opt, t_opt)), metrics
+            params, opt_state, metrics = update_fn(*carry, batch, k)
+            return (params, opt_state), metrics
 
         key, k = jax.random.split(state.key)
         (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
                                                        config.updates_per_iteration)
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
-    def act(state, obs, key, deterministic: bool = False):
-        dist = actor_net.apply(state.params.actor, obs)
-        return nets.mode(dist) if deterministic else dist.sample(seed=key)
-
+    act = make_act(networks)
     return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
                      config=config, env_steps_per_iteration=config.env_steps_per_iteration)
 

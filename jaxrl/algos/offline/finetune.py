@@ -1,0 +1,149 @@
+"""Offline-to-online fine-tuning, one builder for every offline algorithm that can continue online (IQL, AWAC,
+CQL / Cal-QL).
+
+The offline state's params and optimiser state carry on unchanged; a replay buffer starts with the run's dataset
+(each row with its Monte-Carlo return) and gains the online transitions, so offline and online data are mixed and
+sampled uniformly. What differs per algorithm is passed in: ``act``, ``update(params, opt_state, batch, key)`` on a
+:class:`~jaxrl.algos.offline.common.Batch`, and ``take_over(offline_state) -> (params, opt_state)``.
+
+Online rows need Monte-Carlo returns too when the update reads them (Cal-QL's reference value): with
+``stage_episodes`` each env's current episode is staged in a fixed ``[num_envs, horizon]`` buffer and written to
+the replay buffer, with its discounted returns-to-go, when it ends (:func:`stage_step`). Otherwise rows go in as they
+are collected, with ``mc_returns = 0``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxrl.algos.common import Algorithm, make_train_env, max_episode_steps
+from jaxrl.algos.offline import common as oc
+from jaxrl.data import dataset as ds
+from jaxrl.data import replay
+from jaxrl.data import rollout as rollout_lib
+
+__all__ = ["FinetuneState", "Staging", "make_finetune", "init_staging", "stage_step", "episode_returns_to_go"]
+
+
+@struct.dataclass
+class Staging:
+    """Each env's episode so far: ``rows`` an :class:`~jaxrl.algos.offline.common.Batch` ``[num_envs, horizon]``,
+    ``length [num_envs]`` how many of them are filled."""
+
+    rows: Any
+    length: jax.Array
+
+
+@struct.dataclass
+class FinetuneState:
+    params: Any
+    opt_state: Any
+    buffer: Any  # replay.ReplayState of oc.Batch rows: the offline dataset first, then online transitions
+    env_state: Any
+    obs: jax.Array
+    key: jax.Array
+    iteration: jax.Array
+    staging: Any = None  # Staging with stage_episodes, else None
+
+
+def init_staging(example_row: oc.Batch, num_envs: int, horizon: int) -> Staging:
+    """Empty staging for ``num_envs`` episodes of at most ``horizon`` steps (``example_row``: one row, no batch axis)."""
+    rows = jax.tree.map(lambda x: jnp.zeros((num_envs, horizon, *jnp.shape(x)), jnp.asarray(x).dtype), example_row)
+    return Staging(rows, jnp.zeros((num_envs,), jnp.int32))
+
+
+def episode_returns_to_go(rewards: jax.Array, length: jax.Array, discount: Any) -> jax.Array:
+    """``[horizon]`` discounted return-to-go of the first ``length`` rewards (0 after them): the observed part of
+    an episode, so a truncated one gets a lower bound on its return (as Cal-QL's code does)."""
+    valid = jnp.arange(rewards.shape[0]) < length
+    r = jnp.where(valid, rewards, 0.0)
+    return ds.discounted_returns(r, jnp.zeros_like(r), discount) * valid
+
+
+def stage_step(staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, done: jax.Array, discount: Any
+               ) -> tuple[Staging, replay.ReplayState]:
+    """Append one row per env (``rows [num_envs, ...]``); the episodes that ended (``done``, or the staging full)
+    go to ``buffer`` with their returns-to-go as ``mc_returns`` and their staging restarts. Jittable."""
+    n, horizon = staging.length.shape[0], staging.rows.rewards.shape[1]
+    envs = jnp.arange(n)
+    data = jax.tree.map(lambda buf, x: buf.at[envs, staging.length].set(x.astype(buf.dtype)), staging.rows, rows)
+    length = staging.length + 1
+    flush = jnp.logical_or(done, length >= horizon)
+
+    def write(buffer):
+        mc = jax.vmap(episode_returns_to_go, in_axes=(0, 0, None))(data.rewards, length, discount)
+        valid = (jnp.arange(horizon)[None] < length[:, None]) & flush[:, None]
+        flat = jax.tree.map(lambda x: x.reshape(n * horizon, *x.shape[2:]), data._replace(mc_returns=mc))
+        return replay.add_valid(buffer, flat, valid.reshape(-1))
+
+    buffer = jax.lax.cond(jnp.any(flush), write, lambda b: b, buffer)
+    return Staging(data, jnp.where(flush, 0, length)), buffer
+
+
+def _params_and_opt_state(offline_state) -> tuple[Any, Any]:
+    return offline_state.params, offline_state.opt_state
+
+
+def make_finetune(config, env, env_params, *, name: str, act: Callable, update: Callable, online_steps: int,
+                  num_envs: int = 1, updates_per_step: int = 1, take_over: Callable = _params_and_opt_state,
+                  stage_episodes: bool = False) -> Algorithm:
+    """Offline-to-online ``Algorithm`` for the offline algorithm ``name``.
+
+    ``init(key, offline_state)`` (note: takes the trained offline state) takes over its params and optimiser state
+    (``take_over``) and fills a replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset;
+    each ``step`` takes one step in each of ``num_envs`` envs with the stochastic policy ``act``, adds it to the
+    buffer and makes ``updates_per_step`` updates ``update(params, opt_state, batch, key) -> (params, opt_state,
+    metrics)`` on uniform samples of it. ``evaluate`` is the offline one (``eval_return``, ``normalized_score``).
+    ``config`` needs ``dataset_index`` (concrete here), ``gamma`` and ``batch_size``.
+    """
+    env, _, _ = oc.prepare(env, env_params, config, name)
+    if isinstance(config.dataset_index, jax.core.Tracer):
+        raise TypeError(f"{name} fine-tuning needs a concrete dataset_index")
+    index = int(round(float(config.dataset_index)))
+    rows = env.valid_rows[index]
+    member = oc.member(env, index)
+    mc = ds.monte_carlo_returns(member, jnp.asarray(config.gamma, jnp.float32))
+    offline_rows = jax.tree.map(lambda x: x[:rows], oc.Batch(member.observations, member.actions, member.rewards,
+                                                             member.next_observations, member.terminals, mc))
+    train_env = make_train_env(env.env, env_params, num_envs)
+    horizon = max_episode_steps(env_params)
+
+    def init(key, offline_state) -> FinetuneState:
+        key, ek = jax.random.split(key)
+        example = jax.tree.map(lambda x: x[0], offline_rows)
+        buffer = replay.add(replay.init(example, rows + online_steps * num_envs), offline_rows)
+        obs, env_state = train_env.reset(ek, env_params)
+        staging = init_staging(example, num_envs, horizon) if stage_episodes else None
+        params, opt_state = take_over(offline_state)
+        return FinetuneState(params, opt_state, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging)
+
+    def step(state: FinetuneState):
+        key, act_key, env_key, update_key = jax.random.split(state.key, 4)
+        action = act(state, state.obs, act_key)
+        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
+                                                                            env_params)
+        stored = jnp.clip(action, -1.0 + oc.ACTION_EPS, 1.0 - oc.ACTION_EPS)  # as the dataset's (finite log-probs)
+        row = oc.Batch(state.obs, stored, reward, info["final_observation"], terminated.astype(jnp.float32),
+                       jnp.zeros_like(reward))
+        if stage_episodes:
+            staging, buffer = stage_step(state.staging, state.buffer, row, jnp.logical_or(terminated, truncated),
+                                         config.gamma)
+        else:
+            staging, buffer = None, replay.add(state.buffer, row)
+
+        def one_update(carry, k):
+            batch_key, k = jax.random.split(k)
+            params, opt_state, metrics = update(*carry, replay.sample(buffer, batch_key, config.batch_size), k)
+            return (params, opt_state), metrics
+
+        (params, opt_state), metrics = oc.scan_updates(one_update, (state.params, state.opt_state), update_key,
+                                                       updates_per_step)
+        metrics.update(rollout_lib.episode_metrics(info))
+        return FinetuneState(params, opt_state, buffer, env_state, obs, key, state.iteration + 1, staging), metrics
+
+    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
+                     config=config, env_steps_per_iteration=num_envs)
