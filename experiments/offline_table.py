@@ -52,9 +52,8 @@ def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_step
     paths = {k: data_dir / f"{tag}-{k}-{size}-{behaviour_steps}x{behaviour_envs}.hdf5" for k in kinds}
     missing = [k for k, p in paths.items() if not p.exists()]
     if missing:
-        chunks = max(1, behaviour_steps // (1000 * behaviour_envs))
         made = generate.make_datasets(env_name, missing, size=size, seed=seed, total_env_steps=behaviour_steps,
-                                      num_envs=behaviour_envs, num_chunks=chunks)
+                                      num_envs=behaviour_envs)
         for k, d in made.items():
             formats.save(d, paths[k])
     return [str(paths[k]) for k in kinds]

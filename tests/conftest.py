@@ -6,17 +6,22 @@ import pytest
 # Tests compile fresh programs (compile counts are asserted); the persistent cache stays off unless asked for.
 os.environ.setdefault("JAXRL_COMPILATION_CACHE", "0")
 
-# One SAC behaviour run on Pendulum-v1 gives every offline learning test its data (the expert, medium and
-# medium-replay kinds: expert and medium 5k rows each, medium-replay the ~12k rows four envs collected by the medium chunk,
-# episode returns from random to expert). It is generated once per test session: the first xdist worker to need it
-# writes HDF5 files into the session's shared temp directory under a file lock, the others read them.
-OFFLINE_KINDS = ("expert", "medium", "medium-replay")
-OFFLINE_RECIPE = dict(size=5_000, seed=0, total_env_steps=60_000, num_envs=4, num_chunks=60)
+# Two SAC behaviour runs on Pendulum-v1 give the offline learning tests their data, as D4RL's kinds come from
+# different runs: expert and medium (5k rows each) from one env trained 20k steps; medium-replay from four envs
+# trained 60k steps (one update per step of all four, so it learns 4x more slowly per step): its replay buffer up
+# to the medium chunk holds 12k rows with episode returns from random to expert, where one env's buffer holds 3k
+# rows of early, poor episodes only. Generated once per test session: the first xdist worker to need them writes
+# HDF5 files into the session's shared temp directory under a file lock, the others read them.
+OFFLINE_RECIPES = {
+    ("expert", "medium"): dict(size=5_000, seed=0, total_env_steps=20_000, num_chunks=40),
+    ("medium-replay",): dict(size=5_000, seed=0, total_env_steps=60_000, num_envs=4),
+}
+OFFLINE_KINDS = tuple(k for kinds in OFFLINE_RECIPES for k in kinds)
 
 
 @pytest.fixture(scope="session")
 def pendulum_datasets(tmp_path_factory):
-    """``{kind: (OfflineEnv, env_params)}`` for :data:`OFFLINE_KINDS` of Pendulum-v1 (:data:`OFFLINE_RECIPE`)."""
+    """``{kind: (OfflineEnv, env_params)}`` for :data:`OFFLINE_KINDS` of Pendulum-v1 (:data:`OFFLINE_RECIPES`)."""
     from jaxrl.algos.offline import common as oc
     from jaxrl.data import formats
     from jaxrl.run import generate
@@ -24,13 +29,16 @@ def pendulum_datasets(tmp_path_factory):
     shared = tmp_path_factory.getbasetemp().parent  # one directory for all xdist workers of this session
     # The recipe is in the file names: basetemp's parent outlives the session, and a changed recipe must not
     # silently reuse an older session's files.
-    recipe = "-".join(f"{k}{v}" for k, v in sorted(OFFLINE_RECIPE.items()))
-    paths = {k: shared / f"Pendulum-v1-{k}-{recipe}.hdf5" for k in OFFLINE_KINDS}
+    paths = {}
+    for kinds, recipe in OFFLINE_RECIPES.items():
+        tag = "-".join(f"{k}{v}" for k, v in sorted(recipe.items()))
+        paths.update({k: shared / f"Pendulum-v1-{k}-{tag}.hdf5" for k in kinds})
     with open(shared / "offline-datasets.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not all(p.exists() for p in paths.values()):
-            made = generate.make_datasets("Pendulum-v1", OFFLINE_KINDS, **OFFLINE_RECIPE)
-            for kind, data in made.items():
+        for kinds, recipe in OFFLINE_RECIPES.items():
+            if all(paths[k].exists() for k in kinds):
+                continue
+            for kind, data in generate.make_datasets("Pendulum-v1", kinds, **recipe).items():
                 tmp = paths[kind].with_suffix(".partial")
                 formats.save(data, tmp, format="d4rl")
                 tmp.rename(paths[kind])  # atomic: a reader never sees a half-written file

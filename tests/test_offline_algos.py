@@ -260,17 +260,45 @@ def test_offline_rl_beats_bc_on_medium_replay(pendulum_datasets):
         assert s.mean() >= bc.mean() + 20, (name, s, bc)
 
 
+def _value_gaps(name, env, **overrides):
+    """Train 2 seeds, then the CQL paper's check: the critic's value of the learned (deterministic) policy at 20
+    initial states per seed against the discounted return that policy really gets from them (rolled out in the
+    env, :func:`sac_offline.make_value_check`). Returns (Q(s, pi(s)) - the data's MC return per chunk, the
+    per-seed mean of Q - G)."""
+    from jaxrl.algos.offline import sac_offline
+
+    cfg = algos.get(name).Config(**LEARN, total_env_steps=10_000, **overrides)
+    result = train(name, env, cfg, seeds=2, **LEARN_RUN)
+    data_gap = (result.metrics["q_policy"] - result.metrics["mc_return"]).mean(axis=0)  # [chunks]
+    check = jax.jit(sac_offline.make_value_check(cfg, *env), static_argnums=2)
+    out = [check(result.run_state(i), jax.random.PRNGKey(7), 20) for i in range(2)]
+    q = np.stack([np.asarray(o["q_estimate"]) for o in out])
+    g = np.stack([np.asarray(o["policy_return"]) for o in out])
+    print(f"{name} {overrides}: Q(s, pi(s)) - data MC return per chunk {np.round(data_gap, 1)}; at initial states "
+          f"Q {q.mean():.1f} vs the policy's discounted return {g.mean():.1f} (Q - G per seed "
+          f"{np.round((q - g).mean(axis=1), 1)}, Q < G at {(q < g).mean():.0%})")
+    return data_gap, (q - g).mean(axis=1)
+
+
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (2 seeds, 10k updates, expert data): naive SAC Q(s,pi(s)) - MC grows 15 -> 106 "
-                   "(passes); CQL (cql_alpha=1) falls 14.8 -> 7.4 but stays above the MC return", strict=False)
-def test_naive_sac_overestimates_while_cql_stays_below_mc(pendulum_datasets):
-    env = pendulum_datasets["expert"]
-    sac = _scores("sac_offline", env, 10_000, seeds=2)
-    cql = _scores("cql", env, 10_000, seeds=2)
-    sac_gap = (sac.metrics["q_policy"] - sac.metrics["mc_return"]).mean(axis=0)  # [chunks]
-    cql_gap = (cql.metrics["q_policy"] - cql.metrics["mc_return"]).mean(axis=0)
-    print("naive SAC Q(s, pi(s)) - MC return per chunk:", np.round(sac_gap, 1))
-    print("CQL       Q(s, pi(s)) - MC return per chunk:", np.round(cql_gap, 1))
-    assert sac_gap[-1] > sac_gap[len(sac_gap) // 2] > 0  # over-estimation, growing
-    assert (cql_gap[len(cql_gap) // 2:] < 0).all()  # conservative: below the data's return
+def test_naive_offline_sac_overestimates(pendulum_datasets):
+    # measured (expert data, 2 seeds, 10k updates): data gap 14.1 -> 86.4 per chunk; Q -64.0 / -61.1 at initial
+    # states against its policy's discounted return -787.7 / -786.6
+    data_gap, true_gap = _value_gaps("sac_offline", pendulum_datasets["expert"])
+    assert data_gap[-1] > data_gap[len(data_gap) // 2] > 0  # over-estimation, growing
+    assert (true_gap > 100).all()  # far above what its policy gets
+
+
+@pytest.mark.learning
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured (2 seeds, 10k updates; Q at initial states vs the policy's discounted return, "
+                   "mean over 2 x 20 states): expert data, cql_alpha 1: Q -106.1 vs -743.7 (Q - G 662.0 / 613.3 per "
+                   "seed); naive SAC -68.6 vs -776.2. On the 4-env run's expert data: cql_alpha 1 -103.1 / -100.1 vs "
+                   "-723.1 / -738.0; cql_alpha 5 -126.7 / -126.3 vs -512.0 / -452.6; its medium data, cql_alpha 5: "
+                   "-153.4 / -151.6 vs -726.1 / -635.8. The penalty lowers Q, but on data this narrow the learned "
+                   "policy fails on states the data never shows; the reference code's BC warm start of the actor "
+                   "(policy_eval_start) is not implemented", strict=False)
+def test_cql_stays_below_its_policys_return(pendulum_datasets):
+    _, true_gap = _value_gaps("cql", pendulum_datasets["expert"])
+    assert (true_gap < 0).all()  # conservative: below what its policy gets

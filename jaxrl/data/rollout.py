@@ -45,8 +45,9 @@ def episode_metrics(infos: dict) -> dict:
 
 
 def evaluate(env: Any, env_params: Any, act: Callable, key: jax.Array, num_episodes: int,
-             max_steps: int) -> jax.Array:
-    """Mean undiscounted return of ``act(obs, key) -> action`` over ``num_episodes`` parallel episodes.
+             max_steps: int, discount: float = 1.0) -> jax.Array:
+    """Return (undiscounted, or discounted by ``discount``) of ``act(obs, key) -> action`` in each of
+    ``num_episodes`` parallel episodes, ``[num_episodes]``.
 
     ``env`` must be vectorised to ``num_episodes`` copies. Each copy counts only its first episode (rewards after
     its first done are masked), and the scan runs ``max_steps`` steps. Observation preprocessing learned in
@@ -61,7 +62,7 @@ def evaluate(env: Any, env_params: Any, act: Callable, key: jax.Array, num_episo
         action = act(obs, act_key)
         obs, env_state, reward, terminated, truncated, _ = env.step(env_key, env_state, action, env_params)
         ret = ret + reward * alive
-        alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32))
+        alive = alive * (1.0 - jnp.logical_or(terminated, truncated).astype(jnp.float32)) * discount
         return (env_state, obs, ret, alive), None
 
     init = (env_state, obs, jnp.zeros(num_episodes), jnp.ones(num_episodes))

@@ -83,13 +83,15 @@ def _random_return(env, env_params, key, episodes: int) -> float:
 
 
 def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_000, hidden=(64, 64),
-                    num_chunks: int = 20, seed: int = 0, eval_episodes: int = 10, num_envs: int = 1,
+                    num_chunks: int | None = None, seed: int = 0, eval_episodes: int = 10, num_envs: int = 1,
                     sac_config: Any = None, env: tuple[Any, Any] | None = None) -> BehaviourRun:
     """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program).
 
     ``num_envs`` parallel envs with one update per step collect ``num_envs`` times more data per update: the
     run learns more slowly per env step, so its replay buffer up to the medium chunk (medium-replay) is larger
     and spans a wider range of returns (on Pendulum-v1 SAC reaches the medium level within ~3k steps of one env).
+    ``num_chunks`` (default: one per 500 steps of each env) sets how finely the medium policy, and so the end of
+    medium-replay, is picked.
     """
     from jaxrl import envs
     from jaxrl.algos.single import sac
@@ -99,6 +101,8 @@ def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_
     cfg = sac_config or sac.Config(hidden=tuple(hidden), total_env_steps=total_env_steps, num_envs=num_envs,
                                    buffer_size=total_env_steps, learning_starts=min(1000, total_env_steps // 4))
     algo = sac.make(cfg, env_obj, env_params)
+    if num_chunks is None:
+        num_chunks = max(1, cfg.num_iterations // 500)
     chunk_len = max(1, cfg.num_iterations // num_chunks)
     key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
