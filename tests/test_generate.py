@@ -53,6 +53,21 @@ def test_rollout_episodes_are_contiguous_and_cut_with_timeouts(all_kinds):
     assert np.asarray(d.timeouts)[29::30].all()
 
 
+def test_medium_replay_of_parallel_envs_is_one_contiguous_stream_per_env():
+    # The replay buffer interleaves the envs' steps row by row; the dataset stores each env's stream in one piece.
+    cfg = sac.Config(hidden=(8, 8), total_env_steps=400, buffer_size=400, learning_starts=100, num_envs=4)
+    run = generate.train_behaviour("Pendulum-v1", sac_config=cfg, num_chunks=2, eval_episodes=2)
+    assert run.num_envs == 4
+    d = generate.make_datasets("Pendulum-v1", ("medium-replay",), size=50, run=run)["medium-replay"]
+    rows = int(run.buffer_sizes[run.medium_chunk])
+    assert d.size == rows and rows % 4 == 0
+    obs, nxt = np.asarray(d.observations), np.asarray(d.next_observations)
+    ends = np.asarray(ds.episode_ends(d)) > 0
+    np.testing.assert_allclose(obs[1:][~ends[:-1]], nxt[:-1][~ends[:-1]], atol=1e-6)
+    assert ends[rows // 4 - 1::rows // 4].all()  # each stream's last row ends it
+    np.testing.assert_array_equal(obs[: rows // 4], np.asarray(run.buffer.obs)[0:rows:4])  # env 0's steps
+
+
 def test_unknown_kind_is_a_clear_error():
     with pytest.raises(ds.DatasetError, match="unknown dataset kind 'mediocre'.*medium-replay"):
         generate.make_dataset_kind("Pendulum-v1", "mediocre")
