@@ -42,9 +42,9 @@ CONFIGS = {
 CPU_CONFIGS = {
     **{cell: CONFIGS[cell] for cell in SMALL},
     (100, 5): rl2.Config(num_tasks=128, episodes_per_trial=100, hidden_size=64, num_minibatches=4, gae_lambda=0.3,
-                         total_env_steps=5_120_000),
+                         total_env_steps=30_720_000),
     (100, 10): rl2.Config(num_tasks=128, episodes_per_trial=100, hidden_size=64, num_minibatches=4, gae_lambda=0.3,
-                          total_env_steps=5_120_000),
+                          total_env_steps=30_720_000),
 }
 
 

@@ -88,6 +88,27 @@ def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
     assert np.isfinite(result.summary["normalized_score"]).all()
 
 
+def test_cql_actor_warm_start_imitates_for_bc_steps_then_maximises_q(tiny_env):
+    from jaxrl.algos.offline import cql
+
+    one = dict(TINY, updates_per_iteration=1)
+    plain, warm = (cql.make(cql.Config(**one, bc_steps=b), *tiny_env) for b in (0, 1))
+    s0 = jax.jit(plain.init)(jax.random.PRNGKey(0))
+    p1, _ = jax.jit(plain.step)(s0)
+    w1, _ = jax.jit(warm.step)(s0)
+    leaves = lambda t: [np.asarray(x) for x in jax.tree.leaves(t)]
+    # first update: same critic step, a different actor step (imitation instead of Q)
+    for a, b in zip(leaves(p1.params.critic), leaves(w1.params.critic)):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(p1.params.actor), leaves(w1.params.actor)))
+    # from update 2 on (iteration 1 >= bc_steps) the warm-started run steps as plain CQL (the two programs
+    # differ by the branch, so XLA may round differently: equal to float32 precision)
+    w2, _ = jax.jit(warm.step)(w1)
+    p2, _ = jax.jit(plain.step)(w1)
+    for a, b in zip(leaves(w2.params), leaves(p2.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
 def test_run_directory_records_dataset_and_resumes(tmp_path, tiny_data):
     paths = []
     for d, n in zip(tiny_data, ("a", "b")):

@@ -391,3 +391,24 @@ def test_losses_on_sampled_dataset_batch():
     step = jax.jit(lambda k: J.iql_critic_loss(QP, ds.sample(k, d, 4), q_apply=q_apply, value_apply=v_apply,
                                                value_params=VP, discount=0.99)[0])
     assert np.isfinite(float(step(jax.random.key(0))))
+
+
+def test_cql_bc_actor_loss_known_answer():
+    # pi(.|s) = N(mu = s, 1): log pi(a|s) = -(a - s)^2 / 2 - log(2 pi) / 2
+    apply = lambda p, obs: distrax.MultivariateNormalDiag(obs * p, jnp.ones_like(obs))
+    batch = Batch(observations=jnp.array([[0.0], [1.0]]), actions=jnp.array([[1.0], [1.0]]))
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    # alpha = 0: the negative log-likelihood of the data, ((1 - 0)^2 / 2 + (1 - 1)^2 / 2) / 2 + log(2 pi) / 2
+    loss, m = L.cql_bc_actor_loss(1.0, batch, actor_apply=apply, alpha=0.0, key=jax.random.PRNGKey(0))
+    np.testing.assert_allclose(loss, 0.25 + half_log_2pi, rtol=1e-6)
+    # alpha = 1: plus the mean log-density of the policy's own samples (the same key draws them)
+    d = apply(1.0, batch.observations)
+    _, lp = d.sample_and_log_prob(seed=jax.random.PRNGKey(0))
+    loss1, m1 = L.cql_bc_actor_loss(1.0, batch, actor_apply=apply, alpha=1.0, key=jax.random.PRNGKey(0))
+    np.testing.assert_allclose(loss1, float(jnp.mean(lp)) + 0.25 + half_log_2pi, rtol=1e-6)
+    np.testing.assert_allclose(m1["entropy"], -float(jnp.mean(lp)), rtol=1e-6)
+    # its gradient pulls the mean toward the data: d/dp mean_b (a_b - s_b p)^2 / 2 = mean_b -(a_b - s_b p) s_b,
+    # at p = 0.5: (0 + -(1 - 0.5)) / 2 = -0.25
+    g = jax.grad(lambda p: L.cql_bc_actor_loss(p, batch, actor_apply=apply, alpha=0.0,
+                                               key=jax.random.PRNGKey(0))[0])(0.5)
+    np.testing.assert_allclose(g, -0.25, rtol=1e-6)

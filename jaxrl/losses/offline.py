@@ -352,6 +352,18 @@ def calql_critic_loss(q_params: Any, batch: Any, key: Array, **kwargs) -> tuple[
     return cql_critic_loss(q_params, batch, key, policy_q_floor=batch.mc_returns, **kwargs)
 
 
+def cql_bc_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, alpha: Array | float, key: Array
+                      ) -> tuple[Array, Metrics]:
+    """CQL's actor warm start (the reference code's first ``policy_eval_start`` updates): SAC's actor loss with the
+    data's log-likelihood in place of Q, ``L = mean_b [alpha log pi(a~_b | s_b) - log pi(a_b | s_b)]``,
+    ``a~ ~ pi(.|s)`` reparameterised. Metrics as :func:`jaxrl.losses.sac.sac_actor_loss` (``actor_loss``,
+    ``entropy``), so the temperature update reads them alike. Dataset actions strictly inside ``(-1, 1)``."""
+    dist = actor_apply(actor_params, batch.observations)
+    _, log_prob = dist.sample_and_log_prob(seed=key)
+    loss = jnp.mean(alpha * log_prob - dist.log_prob(batch.actions))
+    return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
+
+
 def cql_alpha_loss(log_alpha: Array, cql_gap: Array, target_action_gap: Array | float) -> Array:
     """CQL-Lagrange: ``L(log alpha) = -exp(log alpha) (sg[gap] - tau_gap)`` (Kumar et al. 2020, eq. 30)."""
     return lagrange_loss(log_alpha, cql_gap, target_action_gap)

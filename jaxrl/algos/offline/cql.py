@@ -8,7 +8,9 @@ or the ``softmax(Q)``-weighted mean over policy actions (``"rho"``). ``lagrange=
 at ``cql_alpha``) by dual ascent so the gap ``P - Q_data`` holds ``target_action_gap`` (the paper's eq. 30). The
 actor and temperature are SAC's (one update builder, :func:`jaxrl.algos.offline.sac_offline.make_update`). Metrics
 add ``cql_gap`` (and ``cql_alpha`` with Lagrange) to those of :mod:`jaxrl.algos.offline.sac_offline`
-(``q_policy``, ``q_data``, ``mc_return``). One ``step`` = ``updates_per_iteration`` gradient updates;
+(``q_policy``, ``q_data``, ``mc_return``). ``bc_steps > 0``: for its first updates the actor imitates the data
+(:func:`jaxrl.losses.offline.cql_bc_actor_loss`, the reference code's ``policy_eval_start``) while the critic
+already learns. One ``step`` = ``updates_per_iteration`` gradient updates;
 ``total_env_steps`` counts them.
 
 ``calibrated=True`` is Cal-QL (Nakamoto et al., NeurIPS 2023): the pushed-down policy-action values are floored
@@ -52,6 +54,8 @@ class Config(oc.CountsUpdates):
                             help="learn the penalty weight (from cql_alpha) by dual ascent on the target gap")
     calibrated: bool = static(False, choices=(True, False),
                               help="Cal-QL: floor the pushed-down values at the data's Monte-Carlo return")
+    bc_steps: int = static(0, low=0, help="first updates in which the actor imitates the data instead of "
+                           "maximising Q (the reference code's policy_eval_start; whole iterations)")
     num_samples: int = static(10, low=1, help="sampled actions per state (each of uniform / pi(s) / pi(s'))")
     batch_size: int = static(256, low=1, help="minibatch size")
     updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")

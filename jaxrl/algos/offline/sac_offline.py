@@ -19,10 +19,11 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm
+from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.losses.offline import calql_critic_loss, cql_alpha_loss, cql_critic_loss, edac_critic_loss, ensemble_q
+from jaxrl.losses.offline import (calql_critic_loss, cql_alpha_loss, cql_bc_actor_loss, cql_critic_loss,
+                                  edac_critic_loss, ensemble_q)
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
 
 OFFLINE = True
@@ -111,6 +112,7 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
     target_entropy = -config.target_entropy_scale * n_act
     lagrange = conservative and config.lagrange
     multiplier_tx = optax.adam(config.cql_alpha_learning_rate) if lagrange else None
+    warm_start = conservative and config.bc_steps > 0
 
     def critic_loss(critic, batch, params, alpha, key):
         common = dict(q_apply=n.q_single.apply, target_q_params=params.target_critic, policy_apply=n.actor.apply,
@@ -127,16 +129,25 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
                                actor_params=params.actor, actor_apply=n.actor.apply, alpha=alpha,
                                gamma=config.gamma, key=key)
 
-    def update(params: Params, opt_state: OptState, batch, key):
+    def actor_grads(actor, batch, critic, alpha, key, imitate):
+        maximise_q = lambda: jax.grad(sac_actor_loss, has_aux=True)(
+            actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
+            alpha=alpha, key=key)
+        if not warm_start:
+            return maximise_q()
+        clone = lambda: jax.grad(cql_bc_actor_loss, has_aux=True)(actor, batch, actor_apply=n.actor.apply,
+                                                                   alpha=alpha, key=key)
+        return phase_cond(imitate, clone, maximise_q)
+
+    def update(params: Params, opt_state: OptState, batch, key, imitate=False):
+        """``imitate`` (CQL with ``bc_steps``): the actor takes :func:`cql_bc_actor_loss` instead of SAC's."""
         critic_key, actor_key = jax.random.split(key)
         alpha = jnp.exp(params.log_alpha)
         c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
         critic = optax.apply_updates(params.critic, c_updates)
 
-        a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            params.actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
-            alpha=alpha, key=actor_key)
+        a_grads, a_metrics = actor_grads(params.actor, batch, critic, alpha, actor_key, jnp.asarray(imitate))
         a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
         actor = optax.apply_updates(params.actor, a_updates)
 
@@ -200,10 +211,13 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool = False
         return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32))
 
     def step(state: State):
+        # CQL's actor warm start, decided per iteration (all updates of an iteration alike)
+        imitate = (state.iteration * config.updates_per_iteration < config.bc_steps) if conservative else False
+
         def update(carry, key):
             batch_key, k = jax.random.split(key)
             batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
-            params, opt_state, metrics = update_fn(*carry, batch, k)
+            params, opt_state, metrics = update_fn(*carry, batch, k, imitate)
             return (params, opt_state), metrics
 
         key, k = jax.random.split(state.key)
