@@ -311,15 +311,28 @@ def test_naive_offline_sac_overestimates(pendulum_datasets):
     assert (true_gap > 100).all()  # far above what its policy gets
 
 
+# CQL with the authors' gym settings: penalty weight 5 (their min_q_weight; d3rlpy's default too) and the actor's
+# BC warm start (their policy_eval_start), here the first half of the updates.
+CQL_AUTHORS = dict(cql_alpha=5.0, bc_steps=5_000)
+
+
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (2 seeds, 10k updates; Q at initial states vs the policy's discounted return, "
-                   "mean over 2 x 20 states): expert data, cql_alpha 1: Q -106.1 vs -743.7 (Q - G 662.0 / 613.3 per "
-                   "seed); naive SAC -68.6 vs -776.2. On the 4-env run's expert data: cql_alpha 1 -103.1 / -100.1 vs "
-                   "-723.1 / -738.0; cql_alpha 5 -126.7 / -126.3 vs -512.0 / -452.6; its medium data, cql_alpha 5: "
-                   "-153.4 / -151.6 vs -726.1 / -635.8. The penalty lowers Q, but on data this narrow the learned "
-                   "policy fails on states the data never shows; the reference code's BC warm start of the actor "
-                   "(policy_eval_start) is not implemented", strict=False)
+def test_cql_q_stays_below_the_data_monte_carlo_return(pendulum_datasets):
+    # measured (expert data, 2 seeds, 10k updates): Q(s, pi(s)) - data MC per chunk 14.9 11.0 6.6 2.6 -0.7 -2.4
+    # -3.5 -4.3 -4.8 -5.2 (score 93.8, 82.4); with cql_alpha 1 and no warm start it stayed above (15.2 -> 1.4)
+    data_gap, _ = _value_gaps("cql", pendulum_datasets["expert"], **CQL_AUTHORS)
+    assert (data_gap[len(data_gap) // 2:] < 0).all()  # conservative: below the data's return
+
+
+@pytest.mark.learning
+@pytest.mark.slow
+@pytest.mark.xfail(reason="measured (expert data, 2 seeds, 10k updates; Q at 20 initial states per seed against the "
+                   "deterministic policy's discounted return there): cql_alpha 5 with bc_steps 5000: Q -134.5 / "
+                   "-130.9 vs -166.2 / -334.9 (Q < G at 70% / 35% of the states; score 93.8, 82.4); cql_alpha 1: "
+                   "-106.1 vs -743.7 (score about -40); naive SAC -68.6 vs -776.2. Q stays near the data's values "
+                   "while the policy still fails from some initial states the narrow data never shows",
+                   strict=False)
 def test_cql_stays_below_its_policys_return(pendulum_datasets):
-    _, true_gap = _value_gaps("cql", pendulum_datasets["expert"])
-    assert (true_gap < 0).all()  # conservative: below what its policy gets
+    _, true_gap = _value_gaps("cql", pendulum_datasets["expert"], **CQL_AUTHORS)
+    assert (true_gap < 0).all()  # conservative: below what its policy really gets
