@@ -64,15 +64,19 @@ def minari_paths(root: str, env: str, kinds) -> list[str]:
 
 
 def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(64, 64), num_chunks=10,
-              overrides=None, eval_episodes=10, log=print):
-    """``{(kind, algo): {"last": [seeds], "best": [seeds]}}`` plus ``("_wall", algo)`` seconds."""
+              overrides=None, eval_episodes=10, log=print, table=None, save=None):
+    """``{(kind, algo): {"last": [seeds], "best": [seeds]}}`` plus ``("_wall", algo)`` seconds. Algorithms
+    already in ``table`` are skipped (a resumed run); ``save(table)`` is called after each algorithm."""
     from jaxrl import algos
     from jaxrl.algos.offline.common import load_offline_env
     from jaxrl.run import train
 
     env = load_offline_env(paths)
-    table = {}
+    table = dict(table or {})
     for name in algo_names:
+        if ("_wall", name) in table:
+            log(f"{name}: already in the saved table")
+            continue
         module = algos.get(name)
         cfg = module.Config(hidden=tuple(hidden), total_env_steps=updates, updates_per_iteration=100,
                             **(overrides or {}).get(name, {}))
@@ -86,7 +90,17 @@ def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(6
         table[("_wall", name)] = wall
         row = ", ".join(f"{k} {np.mean(table[(k, name)]['last']):.1f}" for k in kinds)
         log(f"{name}: {row}  ({wall:.0f} s, compile {result.summary['compile_seconds']:.0f} s)")
+        if save:
+            save(table)
     return table
+
+
+def _to_json(table) -> str:
+    return json.dumps({f"{k[0]}|{k[1]}": v for k, v in table.items()}, indent=2)
+
+
+def _from_json(text: str) -> dict:
+    return {tuple(k.split("|", 1)): v for k, v in json.loads(text).items()}
 
 
 def format_table(table, env_name, kinds, algo_names) -> str:
@@ -137,7 +151,8 @@ def main():
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
     p.add_argument("--set", action="append", default=[], help="ALGO.FIELD=VALUE (repeatable)")
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="markdown table; its .json beside it is saved after each algorithm "
+                   "and a re-run with the same --out skips the algorithms already there")
     a = p.parse_args()
     kinds, names = a.kinds.split(","), a.algos.split(",")
     overrides = parse_overrides(a.set)
@@ -147,8 +162,11 @@ def main():
         paths, env_name = make_or_load(a.env, kinds, Path(a.data_dir), a.size, a.behaviour_steps,
                                        a.behaviour_envs), a.env
     t0 = time.perf_counter()
+    partial = Path(a.out).with_suffix(".json") if a.out else None
+    saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None
+    save = (lambda t: partial.write_text(_to_json(t))) if partial is not None else None
     table = run_table(paths, kinds, names, a.seeds, a.updates, tuple(int(h) for h in a.hidden.split(",")),
-                      overrides=overrides)
+                      overrides=overrides, table=saved, save=save)
     import jax
 
     header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {a.hidden}, "
@@ -160,8 +178,7 @@ def main():
     print(text)
     if a.out:
         Path(a.out).write_text(text + "\n")
-        Path(a.out).with_suffix(".json").write_text(json.dumps({f"{k[0]}/{k[1]}": v for k, v in table.items()},
-                                                               indent=2))
+        partial.write_text(_to_json(table))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ penalty's own (MOPO: ``uncertainty``; MOReL: ``halted``, ``threshold``); 0 in th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +43,12 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm, phase_cond
 from jaxrl.algos.offline import common as oc
-from jaxrl.algos.offline import models
+from jaxrl.algos.offline import models, sac_offline
+from jaxrl.algos.offline.sac_offline import OptState, Params
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
 from jaxrl.data.types import Transition
-from jaxrl.losses.offline import ensemble_q, mopo_penalized_reward, mopo_uncertainty
-from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
+from jaxrl.losses.offline import mopo_penalized_reward, mopo_uncertainty
 
 OFFLINE = True
 
@@ -118,19 +118,6 @@ class Config(ModelBasedConfig):
 # ------------------------------------------------------------------------------------------- the maker
 
 
-class Params(NamedTuple):
-    actor: Any
-    critic: Any  # leading [2] ensemble axis
-    target_critic: Any
-    log_alpha: jax.Array
-
-
-class OptState(NamedTuple):
-    actor: Any
-    critic: Any
-    alpha: Any
-
-
 @struct.dataclass
 class State:
     params: Params
@@ -154,14 +141,13 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
     """The model-based offline maker: a dynamics ensemble, then SAC on real + model data whose model rewards
     (and halting) come from ``penalty`` (MOPO's uncertainty penalty, MOReL's unknown-state HALT)."""
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
-    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    q_single = nets.make_value_network(config.hidden, config.activation)
-    critic_net = nets.make_ensemble(q_single, 2)
+    networks = sac_offline.make_networks(config, n_act)  # SAC's actor and twin critic, and its update
+    actor_net, critic_net = networks.actor, networks.critic
     dyn = models.make_dynamics(n_obs, n_act, hidden=config.model_hidden, num_members=config.num_members,
                                activation=config.model_activation)
     tx = optax.adam(config.learning_rate)
+    sac_step = sac_offline.make_update(config, networks, tx, n_act).with_keys
     model_tx = optax.adamw(config.model_learning_rate, weight_decay=config.model_weight_decay)
-    target_entropy = -config.target_entropy_scale * n_act
     B, H = config.batch_size, config.rollout_horizon
     model_iterations = config.model_iterations
 
@@ -234,26 +220,9 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         batch = oc.Batch(mix(real.observations, fake.obs), mix(real.actions, fake.action),
                          mix(real.rewards, fake.reward), mix(real.next_observations, fake.next_obs),
                          mix(real.terminals, fake.terminated), jnp.zeros((B,), jnp.float32))
-        alpha = jnp.exp(params.log_alpha)
-        c_grads, c_metrics = jax.grad(sac_critic_loss, has_aux=True)(
-            params.critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
-            actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha, gamma=config.gamma, key=critic_key)
-        c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
-        critic = optax.apply_updates(params.critic, c_updates)
-        a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            params.actor, batch, actor_apply=actor_net.apply, critic_apply=critic_net.apply, critic_params=critic,
-            alpha=alpha, key=actor_key)
-        a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
-        actor = optax.apply_updates(params.actor, a_updates)
-        t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-            params.log_alpha, -a_metrics["entropy"], target_entropy)
-        t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
-        log_alpha = optax.apply_updates(params.log_alpha, t_updates)
-        target = optax.incremental_update(critic, params.target_critic, config.tau)
-        pi = nets.mode(actor_net.apply(actor, batch.observations))
-        q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
-        metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy}
-        return (Params(actor, critic, target, log_alpha), OptState(a_opt, c_opt, t_opt)), metrics
+        params, opt_state, metrics = sac_step(params, opt_state, batch, critic_key, actor_key)
+        # q_data and mc_return mean little on a batch of mostly model rows (whose MC return is unknown)
+        return (params, opt_state), {k: v for k, v in metrics.items() if k not in ("q_data", "mc_return")}
 
     def policy_phase(state: State, key):
         start_key, roll_key, upd_key = jax.random.split(key, 3)

@@ -142,6 +142,9 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
     def update(params: Params, opt_state: OptState, batch, key, imitate=False):
         """``imitate`` (CQL with ``bc_steps``): the actor takes :func:`cql_bc_actor_loss` instead of SAC's."""
         critic_key, actor_key = jax.random.split(key)
+        return update_with_keys(params, opt_state, batch, critic_key, actor_key, imitate)
+
+    def update_with_keys(params: Params, opt_state: OptState, batch, critic_key, actor_key, imitate=False):
         alpha = jnp.exp(params.log_alpha)
         c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
@@ -174,6 +177,7 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
         return (Params(actor, critic, target, log_alpha, log_cql_alpha),
                 OptState(a_opt, c_opt, t_opt, m_opt), metrics)
 
+    update.with_keys = update_with_keys  # callers that split their own keys (MOPO / MOReL)
     return update
 
 
