@@ -4,7 +4,13 @@ the stacked datasets, padded to one size with a validity mask), so a row costs o
 
 Small CPU table (the default; datasets generated once by one SAC behaviour run and cached under --data-dir):
 
-    python experiments/offline_table.py --env Pendulum-v1 --out experiments/results/offline_table_pendulum.md
+    python experiments/offline_table.py --env Pendulum-v1 --out experiments/results/offline_table_pendulum.md \
+        --set "bcq.vae_hidden=(64,64)" --set "mopo.model_hidden=(64,64)" --set "morel.model_hidden=(64,64)" \
+        --set mopo.rollout_batch_size=500 --set morel.rollout_batch_size=500 \
+        --set mopo.model_train_updates=2000 --set morel.model_train_updates=2000
+
+(the BCQ VAE and the dynamics models scaled down with the 64-wide networks, as in the learning tests: BCQ's
+default 750-wide VAE alone takes over half an hour of this 2-core CPU for one table row)
     python experiments/offline_table.py --env brax:hopper --behaviour-steps 200000 --behaviour-envs 8 \\
         --out experiments/results/offline_table_hopper.md
 
