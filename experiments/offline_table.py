@@ -76,6 +76,7 @@ def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(6
     from jaxrl import algos
     from jaxrl.algos.offline.common import load_offline_env
     from jaxrl.run import train
+    from jaxrl.run.train import NonFiniteError
 
     env = load_offline_env(paths)
     table = dict(table or {})
@@ -87,8 +88,16 @@ def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(6
         cfg = module.Config(hidden=tuple(hidden), total_env_steps=updates, updates_per_iteration=100,
                             **(overrides or {}).get(name, {}))
         t0 = time.perf_counter()
-        result = train(name, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(kinds)))},
-                       num_chunks=num_chunks, eval_episodes=eval_episodes, progress=False)
+        try:
+            result = train(name, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(kinds)))},
+                           num_chunks=num_chunks, eval_episodes=eval_episodes, progress=False)
+        except NonFiniteError as e:  # the run loop stops the whole program at a NaN: the column records it
+            table[("_wall", name)] = time.perf_counter() - t0
+            table[("_error", name)] = str(e)
+            log(f"{name}: {e}")
+            if save:
+                save(table)
+            continue
         wall = time.perf_counter() - t0
         scores = np.asarray(result.metrics["normalized_score"])  # [seeds, kinds, chunks]
         for i, kind in enumerate(kinds):
@@ -116,14 +125,17 @@ def format_table(table, env_name, kinds, algo_names) -> str:
         out.append(f"Normalised score ({stat}), mean ± std over seeds:\n")
         out.append("| dataset | " + " | ".join(algo_names) + " |")
         out.append("|---|" + "---:|" * len(algo_names))
+        cell = lambda k, a: (f"{np.mean(table[(k, a)][stat]):.1f} ± {np.std(table[(k, a)][stat]):.1f}"
+                             if (k, a) in table else "NaN")
         for kind in kinds:
-            cells = [f"{np.mean(table[(kind, a)][stat]):.1f} ± {np.std(table[(kind, a)][stat]):.1f}"
-                     for a in algo_names]
-            out.append(f"| {env_name}-{kind} | " + " | ".join(cells) + " |")
-        means = [np.mean([np.mean(table[(k, a)][stat]) for k in kinds]) for a in algo_names]
-        out.append("| average | " + " | ".join(f"{m:.1f}" for m in means) + " |\n")
+            out.append(f"| {env_name}-{kind} | " + " | ".join(cell(kind, a) for a in algo_names) + " |")
+        means = [f"{np.mean([np.mean(table[(k, a)][stat]) for k in kinds]):.1f}" if (kinds[0], a) in table
+                 else "NaN" for a in algo_names]
+        out.append("| average | " + " | ".join(means) + " |\n")
     walls = ", ".join(f"{a} {table[('_wall', a)]:.0f}" for a in algo_names)
     out.append(f"Wall seconds per algorithm (all seeds x kinds in one program, compile included): {walls}.")
+    out += [f"\n{a}: stopped by the run loop's NaN check: {table[('_error', a)]}" for a in algo_names
+            if ("_error", a) in table]
     return "\n".join(out)
 
 

@@ -328,8 +328,9 @@ def test_cql_q_stays_below_the_data_monte_carlo_return(pendulum_datasets):
 @pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.xfail(reason="measured (expert data, 2 seeds, 10k updates; Q at 20 initial states per seed against the "
-                   "deterministic policy's discounted return there): cql_alpha 5 with bc_steps 5000: Q -134.5 / "
-                   "-130.9 vs -166.2 / -334.9 (Q < G at 70% / 35% of the states; score 93.8, 82.4); cql_alpha 1: "
+                   "deterministic policy's discounted return there): cql_alpha 5 with bc_steps 5000: Q - G per "
+                   "seed -5.5 / +207.6 (Q -132.3 vs G -233.3 on average, Q < G at 57% of the states; score 93.8, "
+                   "82.4); a second measurement of the same config: +31.7 / +204.0; cql_alpha 1: "
                    "-106.1 vs -743.7 (score about -40); naive SAC -68.6 vs -776.2. Q stays near the data's values "
                    "while the policy still fails from some initial states the narrow data never shows",
                    strict=False)
