@@ -190,7 +190,7 @@ def main():
     header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {a.hidden}, "
               f"batch 256, 10 evaluation episodes per chunk (10 chunks; 'best' is the best chunk). Datasets: "
               f"{', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
-              f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; total "
+              f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
               f"{time.perf_counter() - t0:.0f} s.\n\n")
     text = header + format_table(table, env_name, kinds, names)
     print(text)
