@@ -13,6 +13,7 @@ Writes experiments/results/rl2_bandits.md. RL^2 numbers: mean (and spread) over 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import platform
 import time
@@ -56,11 +57,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num-tasks", type=int, default=10_000, help="tasks for the baseline rows")
     parser.add_argument("--eval-trials", type=int, default=10)
+    parser.add_argument("--total-env-steps", type=int, default=None, help="override the RL^2 budget per cell")
     parser.add_argument("--out", default=None, help="default results/rl2_bandits.md (paper budget) or "
                         "results/rl2_bandits_cpu_budget.md")
     args = parser.parse_args()
     cells = {"small": SMALL, "big": BIG, "all": SMALL + BIG}[args.cells]
     configs = CPU_CONFIGS if args.budget == "cpu" else CONFIGS
+    if args.total_env_steps:
+        configs = {cell: dataclasses.replace(cfg, total_env_steps=args.total_env_steps) for cell, cfg in configs.items()}
     if args.out is None:
         name = "rl2_bandits_cpu_budget.md" if args.budget == "cpu" else "rl2_bandits.md"
         args.out = os.path.join(os.path.dirname(__file__), "results", name)
