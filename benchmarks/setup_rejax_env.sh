@@ -4,17 +4,9 @@
 # never in jaxrl's dependencies. Usage: bash benchmarks/setup_rejax_env.sh [VENV_DIR]
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${1:-$HERE/.venv-rejax}"
-PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+source "$HERE/peer_env.sh"
+make_venv "${1:-$HERE/.venv-rejax}"
 # rejax 0.1.3 pins nothing tight; gymnax<1 is the one constraint that matters (see shared STACK.md).
-"$VENV/bin/python" -m pip install --quiet "rejax==0.1.3" "gymnax<1" six
-"$VENV/bin/python" - <<'PY'
-import importlib.metadata as md
-for p in ("rejax", "gymnax", "jax", "jaxlib", "flax", "optax"):
-    print(f"{p}=={md.version(p)}")
-PY
+"${PIP[@]}" install --quiet "rejax==0.1.3" "gymnax<1" six
+show_versions rejax gymnax jax jaxlib flax optax
 echo "rejax environment ready: $VENV/bin/python"

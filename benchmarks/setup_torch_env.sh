@@ -5,26 +5,10 @@
 # Usage: bash benchmarks/setup_torch_env.sh [VENV_DIR]      default: benchmarks/.venv-torch
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-VENV="${1:-$HERE/.venv-torch}"
-PYTHON="${PYTHON:-python3}"
-if [ ! -x "$VENV/bin/python" ]; then
-  "$PYTHON" -m venv "$VENV"
-fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
-# The CPU build: a local wheel "torch==2.13.0+cpu" where one is available (find-links), else the index's
-# torch==2.13.0 from the PyTorch CPU index.
-if ! "$VENV/bin/python" -m pip install --quiet "torch==2.13.0+cpu"; then
-  "$VENV/bin/python" -m pip install --quiet "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
-fi
-"$VENV/bin/python" -m pip install --quiet "torchopt==0.7.3"
-"$VENV/bin/python" - <<'PY'
-import importlib.metadata as md
-import torch
-for p in ("torch", "torchopt", "optree", "numpy"):
-    try:
-        print(f"{p}=={md.version(p)}")
-    except md.PackageNotFoundError:
-        print(f"{p}: not installed")
-print("torch threads:", torch.get_num_threads(), "cuda:", torch.cuda.is_available())
-PY
+source "$HERE/peer_env.sh"
+make_venv "${1:-$HERE/.venv-torch}"
+install_cpu_torch
+"${PIP[@]}" install --quiet "torchopt==0.7.3"
+show_versions torch torchopt optree numpy
+"$VENV/bin/python" -c 'import torch; print("torch threads:", torch.get_num_threads(), "cuda:", torch.cuda.is_available())'
 echo "torch environment ready: $VENV/bin/python"

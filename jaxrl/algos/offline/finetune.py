@@ -3,8 +3,8 @@ CQL / Cal-QL).
 
 The offline state's params and optimiser state carry on unchanged; a replay buffer starts with the run's dataset
 (each row with its Monte-Carlo return) and gains the online transitions, so offline and online data are mixed and
-sampled uniformly. What differs per algorithm is passed in: ``act``, ``update(params, opt_state, batch, key)`` on a
-:class:`~jaxrl.algos.offline.common.Batch`, and ``take_over(offline_state) -> (params, opt_state)``.
+sampled uniformly. What differs per algorithm is passed in: ``act`` and ``update(params, opt_state, batch, key)`` on a
+:class:`~jaxrl.algos.offline.common.Batch`.
 
 Online rows need Monte-Carlo returns too when the update reads them (Cal-QL's reference value): with
 ``stage_episodes`` each env's current episode is staged in a fixed ``[num_envs, horizon]`` buffer and written to
@@ -84,17 +84,13 @@ def stage_step(staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, don
     return Staging(data, jnp.where(flush, 0, length)), buffer
 
 
-def _params_and_opt_state(offline_state) -> tuple[Any, Any]:
-    return offline_state.params, offline_state.opt_state
-
-
 def make_finetune(config, env, env_params, *, name: str, act: Callable, update: Callable, online_steps: int,
-                  num_envs: int = 1, updates_per_step: int = 1, take_over: Callable = _params_and_opt_state,
+                  num_envs: int = 1, updates_per_step: int = 1,
                   stage_episodes: bool = False) -> Algorithm:
     """Offline-to-online ``Algorithm`` for the offline algorithm ``name``.
 
     ``init(key, offline_state)`` (note: takes the trained offline state) takes over its params and optimiser state
-    (``take_over``) and fills a replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset;
+    and fills a replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset;
     each ``step`` takes one step in each of ``num_envs`` envs with the stochastic policy ``act``, adds it to the
     buffer and makes ``updates_per_step`` updates ``update(params, opt_state, batch, key) -> (params, opt_state,
     metrics)`` on uniform samples of it. ``evaluate`` is the offline one (``eval_return``, ``normalized_score``).
@@ -118,7 +114,7 @@ def make_finetune(config, env, env_params, *, name: str, act: Callable, update: 
         buffer = replay.add(replay.init(example, rows + online_steps * num_envs), offline_rows)
         obs, env_state = train_env.reset(ek, env_params)
         staging = init_staging(example, num_envs, horizon) if stage_episodes else None
-        params, opt_state = take_over(offline_state)
+        params, opt_state = offline_state.params, offline_state.opt_state
         return FinetuneState(params, opt_state, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging)
 
     def step(state: FinetuneState):

@@ -146,7 +146,7 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
     dyn = models.make_dynamics(n_obs, n_act, hidden=config.model_hidden, num_members=config.num_members,
                                activation=config.model_activation)
     tx = optax.adam(config.learning_rate)
-    sac_step = sac_offline.make_update(config, networks, tx, n_act).with_keys
+    sac_step = sac_offline.make_keyed_update(config, networks, tx, n_act)
     model_tx = optax.adamw(config.model_learning_rate, weight_decay=config.model_weight_decay)
     B, H = config.batch_size, config.rollout_horizon
     model_iterations = config.model_iterations

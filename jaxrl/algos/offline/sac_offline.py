@@ -101,8 +101,23 @@ def _kind(config, conservative: bool, diversity: bool) -> str:
 
 def make_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False,
                 diversity: bool = False):
-    """``update(params, opt_state, batch, key) -> (params, opt_state, metrics)``: one critic, actor, temperature
-    and target update (and CQL-Lagrange's multiplier), shared by offline training and fine-tuning.
+    """``update(params, opt_state, batch, key, imitate=False) -> (params, opt_state, metrics)``: one critic,
+    actor, temperature and target update (and CQL-Lagrange's multiplier), shared by offline training and
+    fine-tuning; :func:`make_keyed_update` with the key split in two. ``imitate`` (CQL with ``bc_steps``): the
+    actor takes :func:`cql_bc_actor_loss` instead of SAC's."""
+    keyed = make_keyed_update(config, networks, tx, n_act, conservative=conservative, diversity=diversity)
+
+    def update(params: Params, opt_state: OptState, batch, key, imitate=False):
+        critic_key, actor_key = jax.random.split(key)
+        return keyed(params, opt_state, batch, critic_key, actor_key, imitate)
+
+    return update
+
+
+def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False,
+                      diversity: bool = False):
+    """``update(params, opt_state, batch, critic_key, actor_key, imitate=False)``: :func:`make_update`'s step for
+    callers that split their own keys (MOPO / MOReL keep their random stream).
 
     ``conservative``: CQL's critic loss with ``config.cql_variant`` ("H" or "rho"), ``config.calibrated``
     (Cal-QL's floor) and ``config.lagrange`` (the penalty weight learned to hold ``config.target_action_gap``);
@@ -139,12 +154,7 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
                                                                    alpha=alpha, key=key)
         return phase_cond(imitate, clone, maximise_q)
 
-    def update(params: Params, opt_state: OptState, batch, key, imitate=False):
-        """``imitate`` (CQL with ``bc_steps``): the actor takes :func:`cql_bc_actor_loss` instead of SAC's."""
-        critic_key, actor_key = jax.random.split(key)
-        return update_with_keys(params, opt_state, batch, critic_key, actor_key, imitate)
-
-    def update_with_keys(params: Params, opt_state: OptState, batch, critic_key, actor_key, imitate=False):
+    def update(params: Params, opt_state: OptState, batch, critic_key, actor_key, imitate=False):
         alpha = jnp.exp(params.log_alpha)
         c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
@@ -177,7 +187,6 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
         return (Params(actor, critic, target, log_alpha, log_cql_alpha),
                 OptState(a_opt, c_opt, t_opt, m_opt), metrics)
 
-    update.with_keys = update_with_keys  # callers that split their own keys (MOPO / MOReL)
     return update
 
 
