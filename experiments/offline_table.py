@@ -187,11 +187,13 @@ def main():
                       overrides=overrides, table=saved, save=save)
     import jax
 
+    done_before = [n for n in names if saved and ("_wall", n) in saved]
+    resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
     header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {a.hidden}, "
               f"batch 256, 10 evaluation episodes per chunk (10 chunks; 'best' is the best chunk). Datasets: "
               f"{', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
               f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
-              f"{time.perf_counter() - t0:.0f} s.\n\n")
+              f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n")
     text = header + format_table(table, env_name, kinds, names)
     print(text)
     if a.out:

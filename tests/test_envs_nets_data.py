@@ -107,6 +107,11 @@ def test_brax_names_resolve():
     assert env.action_space(params).shape == (1,) and params.max_steps_in_episode == 1000
     with pytest.raises(ValueError, match="brax:halfcheetah"):
         envs.make("brax:halfcheeta")
+    # the backend rides in the name, so a dataset's env name re-creates the same physics
+    env, _ = envs.make("brax:hopper:positional")
+    assert env.name == "brax:hopper:positional" and env._env.backend == "positional"
+    with pytest.raises(ValueError, match="positional"):
+        envs.make("brax:hopper:positonal")
 
 
 def test_evaluate_counts_first_episode_only():

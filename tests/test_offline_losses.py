@@ -160,6 +160,11 @@ def test_gradient_similarity_known_answer():
     np.testing.assert_allclose(pen, 2 * (2 / math.sqrt(5)), rtol=1e-5)
     g = jax.grad(lambda p: J.edac_diversity_penalty(p, OBS, ACT, q_apply=q_apply))(QP)  # grad of grad
     assert np.isfinite(NP(g["wa"])).all() and np.abs(NP(g["wa"])).sum() > 0
+    # a member with exactly zero action gradient (all its ReLUs off at (s, a)) counts as orthogonal, and the
+    # penalty's gradient stays finite there (a plain |g| + eps had 0/0 in the norm's derivative: EDAC went NaN)
+    g = jnp.array([[[0.0, 0.0]], [[1.0, 2.0]]])
+    np.testing.assert_allclose(J.gradient_similarity(g), [0.0], atol=1e-7)
+    assert np.isfinite(NP(jax.grad(lambda x: J.gradient_similarity(x)[0])(g))).all()
 
 
 # ------------------------------------------------------------------------------------------ BC family

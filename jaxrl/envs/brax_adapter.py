@@ -83,7 +83,8 @@ def make_brax(name: str, **kwargs) -> BraxAdapter:
     import brax.envs  # imported lazily: it prints a deprecation banner and compiles slowly
 
     episode_length = kwargs.pop("max_steps_in_episode", 1000)
-    return BraxAdapter(brax.envs.get_environment(name, **kwargs), name=f"brax:{name}",
+    full_name = f"brax:{name}:{kwargs['backend']}" if "backend" in kwargs else f"brax:{name}"
+    return BraxAdapter(brax.envs.get_environment(name, **kwargs), name=full_name,
                        max_steps_in_episode=episode_length)
 
 

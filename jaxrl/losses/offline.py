@@ -616,7 +616,9 @@ def gradient_similarity(grads: Array, eps: float = 1e-10) -> Array:
     gradients ``g_e = grad_a Q_e(s, a)``; ``grads: [E, B, A]`` -> ``[B]``. An, Moon, Kim & Song,
     "Uncertainty-Based Offline RL with Diversified Q-Ensemble", NeurIPS 2021, eq. (5)."""
     e = grads.shape[0]
-    unit = grads / (jnp.linalg.norm(grads, axis=-1, keepdims=True) + eps)
+    # sqrt(|g|^2 + eps^2), not |g| + eps: the norm's own derivative g/|g| is 0/0 at g = 0 (a member whose ReLUs
+    # are all off at (s, a) has exactly zero action gradient), and one NaN there poisons every parameter
+    unit = grads / jnp.sqrt(jnp.sum(jnp.square(grads), axis=-1, keepdims=True) + eps ** 2)
     sims = jnp.einsum("iba,jba->bij", unit, unit)
     off = jnp.sum(sims, axis=(1, 2)) - jnp.trace(sims, axis1=1, axis2=2)
     return off / max(e - 1, 1)
