@@ -4,15 +4,19 @@ the stacked datasets, padded to one size with a validity mask), so a row costs o
 
 Small CPU table (the default; datasets generated once by one SAC behaviour run and cached under --data-dir):
 
-    python experiments/offline_table.py --env Pendulum-v1 --out experiments/results/offline_table_pendulum.md \
-        --set "bcq.vae_hidden=(64,64)" --set "mopo.model_hidden=(64,64)" --set "morel.model_hidden=(64,64)" \
-        --set mopo.rollout_batch_size=500 --set morel.rollout_batch_size=500 \
+    python experiments/offline_table.py --env Pendulum-v1 --out experiments/results/offline_table_pendulum.md \\
+        --set "bcq.vae_hidden=(64,64)" --set "mopo.model_hidden=(64,64)" --set "morel.model_hidden=(64,64)" \\
+        --set mopo.rollout_batch_size=500 --set morel.rollout_batch_size=500 \\
         --set mopo.model_train_updates=2000 --set morel.model_train_updates=2000
 
 (the BCQ VAE and the dynamics models scaled down with the 64-wide networks, as in the learning tests: BCQ's
 default 750-wide VAE alone takes over half an hour of this 2-core CPU for one table row)
-    python experiments/offline_table.py --env brax:hopper --behaviour-steps 200000 --behaviour-envs 8 \\
-        --out experiments/results/offline_table_hopper.md
+
+The brax locomotion row (hopper on brax's "positional" pipeline: ~27k env steps/s on this CPU where the default
+"generalized" one runs ~70; the behaviour SAC run of 150k steps takes ~12 minutes), with the same --set overrides:
+
+    python experiments/offline_table.py --env brax:hopper:positional --size 20000 --behaviour-steps 150000 \\
+        --behaviour-envs 1 --behaviour-hidden 256,256 --out experiments/results/offline_table_hopper.md
 
 Full size on a GPU (D4RL scale: 1M-row datasets, 256-wide networks, 1M updates, 5 seeds):
 
@@ -48,18 +52,22 @@ KINDS = ("medium", "medium-replay", "medium-expert")
 
 
 def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_steps: int, behaviour_envs: int,
-                 seed: int = 0) -> list[str]:
-    """Paths of the generated datasets of ``kinds`` (one behaviour run for all, cached as HDF5)."""
+                 seed: int = 0, behaviour_hidden: tuple[int, ...] = (64, 64)) -> list[str]:
+    """Paths of the generated datasets of ``kinds`` (one behaviour run for all, cached as HDF5; the file names
+    carry the behaviour recipe, so a changed recipe never reuses older files)."""
     from jaxrl.data import formats
     from jaxrl.run import generate
 
     data_dir.mkdir(parents=True, exist_ok=True)
     tag = env_name.replace(":", "-").replace("/", "-")
-    paths = {k: data_dir / f"{tag}-{k}-{size}-{behaviour_steps}x{behaviour_envs}.hdf5" for k in kinds}
+    recipe = f"{behaviour_steps}x{behaviour_envs}"
+    if tuple(behaviour_hidden) != (64, 64):
+        recipe += "-h" + "x".join(map(str, behaviour_hidden))
+    paths = {k: data_dir / f"{tag}-{k}-{size}-{recipe}.hdf5" for k in kinds}
     missing = [k for k, p in paths.items() if not p.exists()]
     if missing:
         made = generate.make_datasets(env_name, missing, size=size, seed=seed, total_env_steps=behaviour_steps,
-                                      num_envs=behaviour_envs)
+                                      num_envs=behaviour_envs, hidden=tuple(behaviour_hidden))
         for k, d in made.items():
             formats.save(d, paths[k])
     return [str(paths[k]) for k in kinds]
@@ -165,6 +173,7 @@ def main():
     p.add_argument("--size", type=int, default=5_000, help="rows of the medium / expert datasets")
     p.add_argument("--behaviour-steps", type=int, default=60_000)
     p.add_argument("--behaviour-envs", type=int, default=4)
+    p.add_argument("--behaviour-hidden", default="64,64", help="the SAC behaviour policy's hidden widths")
     p.add_argument("--data-dir", default="datasets")
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
@@ -178,7 +187,8 @@ def main():
         paths, env_name = minari_paths(a.minari_root, a.minari_env, kinds), a.minari_env
     else:
         paths, env_name = make_or_load(a.env, kinds, Path(a.data_dir), a.size, a.behaviour_steps,
-                                       a.behaviour_envs), a.env
+                                       a.behaviour_envs, behaviour_hidden=tuple(int(h) for h in
+                                                                                a.behaviour_hidden.split(","))), a.env
     t0 = time.perf_counter()
     partial = Path(a.out).with_suffix(".json") if a.out else None
     saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None

@@ -6,11 +6,13 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 from gymnax.environments import spaces
 from jax.custom_batching import custom_vmap
 
 from jaxrl.data import rollout as rollout_lib
 from jaxrl.envs.wrappers import EpisodeStats, NormalizeObservation, NormalizeState, RescaleAction, VmapEnv
+from jaxrl.losses.sac import sac_actor_loss, sac_temperature_loss
 
 
 class Algorithm(NamedTuple):
@@ -99,3 +101,31 @@ def phase_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands
     t = jax.lax.cond(any_true, true_fn, skip, *operands)
     f = jax.lax.cond(any_false, false_fn, skip, *operands)
     return jax.tree.map(lambda a, b: jnp.where(pred, a, b), t, f)
+
+
+def gradient_step(tx, grads, opt_state, params):
+    """One optimiser step: ``(params', opt_state')``."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+
+def sac_actor_temperature_step(tx, actor, actor_opt, log_alpha, alpha_opt, batch, key, *, actor_apply: Callable,
+                               critic_apply: Callable, critic_params: Any, target_entropy: float,
+                               actor_grads: Callable | None = None):
+    """SAC's steps after the critic's, shared by every SAC-based algorithm (single-task SAC, PEARL, the offline SAC
+    family): the actor against the freshly updated critic (:func:`jaxrl.losses.sac.sac_actor_loss`, or
+    ``actor_grads(actor, alpha) -> (grads, metrics)`` in its place, e.g. CQL's imitation warm start), then the
+    temperature toward ``target_entropy`` from the actor step's entropy. Returns ``(actor, actor_opt, log_alpha,
+    alpha_opt, metrics)``."""
+    alpha = jnp.exp(log_alpha)
+    if actor_grads is None:
+        a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
+            actor, batch, actor_apply=actor_apply, critic_apply=critic_apply, critic_params=critic_params,
+            alpha=alpha, key=key)
+    else:
+        a_grads, a_metrics = actor_grads(actor, alpha)
+    actor, actor_opt = gradient_step(tx, a_grads, actor_opt, actor)
+    t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(log_alpha, -a_metrics["entropy"],
+                                                                      target_entropy)
+    log_alpha, alpha_opt = gradient_step(tx, t_grad, alpha_opt, log_alpha)
+    return actor, actor_opt, log_alpha, alpha_opt, {**a_metrics, **t_metrics}

@@ -42,14 +42,13 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm, phase_cond
+from jaxrl.algos.common import Algorithm, gradient_step, phase_cond, sac_actor_temperature_step
 from jaxrl.algos.meta.common import check_family, episode_horizon, num_tasks
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
 from jaxrl.data.types import Transition
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses import pearl as pearl_losses
-from jaxrl.losses.sac import sac_actor_loss, sac_temperature_loss
 
 
 @config
@@ -276,28 +275,19 @@ def make(config: Config, env, env_params) -> Algorithm:
             alpha=alpha, gamma=config.gamma, kl_weight=config.kl_weight, reward_scale=config.reward_scale,
             key=loss_key)
         z = c_metrics.pop("z")
-        c_updates, c_opt = tx.update(critic_grads, opt_state.critic, params.critic)
-        critic = optax.apply_updates(params.critic, c_updates)
-        e_updates, e_opt = encoder_tx.update(encoder_grads, opt_state.encoder, params.encoder)
-        encoder = optax.apply_updates(params.encoder, e_updates)
+        critic, c_opt = gradient_step(tx, critic_grads, opt_state.critic, params.critic)
+        encoder, e_opt = gradient_step(encoder_tx, encoder_grads, opt_state.encoder, params.encoder)
 
         # The actor sees z with its gradient stopped (z came out of the critic loss detached).
         actor_batch = Transition(pearl_losses.with_latent(batch.obs, z).reshape(-1, n_obs + latent), (), (), (),
                                  (), ())
-        actor_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            params.actor, actor_batch, actor_apply=actor_net.apply, critic_apply=critic_net.apply,
-            critic_params=critic, alpha=alpha, key=actor_key)
-        a_updates, a_opt = tx.update(actor_grads, opt_state.actor, params.actor)
-        actor = optax.apply_updates(params.actor, a_updates)
-
-        alpha_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-            params.log_alpha, -a_metrics["entropy"], target_entropy)
-        t_updates, t_opt = tx.update(alpha_grad, opt_state.alpha, params.log_alpha)
-        log_alpha = optax.apply_updates(params.log_alpha, t_updates)
-
+        actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
+            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, actor_batch, actor_key,
+            actor_apply=actor_net.apply, critic_apply=critic_net.apply, critic_params=critic,
+            target_entropy=target_entropy)
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         new = PEARLParams(encoder, actor, critic, target, log_alpha)
-        return (new, PEARLOptState(e_opt, a_opt, c_opt, t_opt)), {**c_metrics, **a_metrics, **t_metrics}
+        return (new, PEARLOptState(e_opt, a_opt, c_opt, t_opt)), {**c_metrics, **at_metrics}
 
     metric_names = ("critic_loss", "q_mean", "target_q_mean", "kl", "z_var", "z_mean_abs", "actor_loss", "entropy",
                     "temperature_loss", "alpha")

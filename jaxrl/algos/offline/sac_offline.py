@@ -19,12 +19,12 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm, phase_cond
+from jaxrl.algos.common import Algorithm, gradient_step, phase_cond, sac_actor_temperature_step
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.losses.offline import (calql_critic_loss, cql_alpha_loss, cql_bc_actor_loss, cql_critic_loss,
                                   edac_critic_loss, ensemble_q)
-from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
+from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss
 
 OFFLINE = True
 
@@ -144,36 +144,32 @@ def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservativ
                                actor_params=params.actor, actor_apply=n.actor.apply, alpha=alpha,
                                gamma=config.gamma, key=key)
 
-    def actor_grads(actor, batch, critic, alpha, key, imitate):
-        maximise_q = lambda: jax.grad(sac_actor_loss, has_aux=True)(
-            actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
-            alpha=alpha, key=key)
-        if not warm_start:
-            return maximise_q()
-        clone = lambda: jax.grad(cql_bc_actor_loss, has_aux=True)(actor, batch, actor_apply=n.actor.apply,
-                                                                   alpha=alpha, key=key)
-        return phase_cond(imitate, clone, maximise_q)
+    def warm_start_grads(batch, critic, key, imitate):
+        """CQL's first ``bc_steps`` updates imitate the data; then SAC's actor loss."""
+        def grads(actor, alpha):
+            maximise_q = lambda: jax.grad(sac_actor_loss, has_aux=True)(
+                actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
+                alpha=alpha, key=key)
+            clone = lambda: jax.grad(cql_bc_actor_loss, has_aux=True)(actor, batch, actor_apply=n.actor.apply,
+                                                                       alpha=alpha, key=key)
+            return phase_cond(imitate, clone, maximise_q)
+        return grads
 
     def update(params: Params, opt_state: OptState, batch, critic_key, actor_key, imitate=False):
         alpha = jnp.exp(params.log_alpha)
         c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
-        c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
-        critic = optax.apply_updates(params.critic, c_updates)
-
-        a_grads, a_metrics = actor_grads(params.actor, batch, critic, alpha, actor_key, jnp.asarray(imitate))
-        a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
-        actor = optax.apply_updates(params.actor, a_updates)
-
-        t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-            params.log_alpha, -a_metrics["entropy"], target_entropy)
-        t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
-        log_alpha = optax.apply_updates(params.log_alpha, t_updates)
+        critic, c_opt = gradient_step(tx, c_grads, opt_state.critic, params.critic)
+        actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
+            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, batch, actor_key,
+            actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
+            target_entropy=target_entropy,
+            actor_grads=warm_start_grads(batch, critic, actor_key, jnp.asarray(imitate)) if warm_start else None)
 
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         pi = nets.mode(n.actor.apply(actor, batch.observations))
         q_policy = jnp.mean(jnp.min(ensemble_q(n.q_single.apply, critic, batch.observations, pi), axis=0))
         q_ens = ensemble_q(n.q_single.apply, critic, batch.observations, batch.actions)
-        metrics = {"critic_loss": c_metrics["critic_loss"], **a_metrics, **t_metrics, "q_policy": q_policy,
+        metrics = {"critic_loss": c_metrics["critic_loss"], **at_metrics, "q_policy": q_policy,
                    "q_data": jnp.mean(jnp.min(q_ens, axis=0)), "mc_return": jnp.mean(batch.mc_returns)}
         metrics.update({k: c_metrics[k] for k in ("cql_gap", "bound_rate", "diversity") if k in c_metrics})
         if q_ens.shape[0] > 2:

@@ -16,12 +16,13 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import Algorithm, make_evaluate, make_train_env, obs_normalizer, phase_cond
+from jaxrl.algos.common import (Algorithm, gradient_step, make_evaluate, make_train_env, obs_normalizer, phase_cond,
+                               sac_actor_temperature_step)
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay, rollout as rollout_lib
 from jaxrl.data.types import Transition
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
-from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
+from jaxrl.losses.sac import sac_critic_loss
 
 
 @config
@@ -114,23 +115,14 @@ def make(config: Config, env, env_params) -> Algorithm:
             params.critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
             actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha, gamma=config.gamma,
             key=critic_key)
-        c_updates, c_opt = tx.update(critic_grads, opt_state.critic, params.critic)
-        critic = optax.apply_updates(params.critic, c_updates)
-
-        actor_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            params.actor, batch, actor_apply=actor_net.apply, critic_apply=critic_net.apply,
-            critic_params=critic, alpha=alpha, key=actor_key)
-        a_updates, a_opt = tx.update(actor_grads, opt_state.actor, params.actor)
-        actor = optax.apply_updates(params.actor, a_updates)
-
-        alpha_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-            params.log_alpha, -a_metrics["entropy"], target_entropy)
-        t_updates, t_opt = tx.update(alpha_grad, opt_state.alpha, params.log_alpha)
-        log_alpha = optax.apply_updates(params.log_alpha, t_updates)
-
+        critic, c_opt = gradient_step(tx, critic_grads, opt_state.critic, params.critic)
+        actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
+            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, batch, actor_key,
+            actor_apply=actor_net.apply, critic_apply=critic_net.apply, critic_params=critic,
+            target_entropy=target_entropy)
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         new_params = SACParams(actor, critic, target, log_alpha)
-        return (new_params, SACOptState(a_opt, c_opt, t_opt)), {**c_metrics, **a_metrics, **t_metrics}
+        return (new_params, SACOptState(a_opt, c_opt, t_opt)), {**c_metrics, **at_metrics}
 
     metric_names = ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "entropy", "temperature_loss",
                     "alpha")
