@@ -13,6 +13,7 @@ Writes experiments/results/rl2_bandits.md. RL^2 numbers: mean (and spread) over 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import os
 import platform
@@ -59,6 +60,8 @@ def main() -> None:
     parser.add_argument("--eval-trials", type=int, default=10)
     parser.add_argument("--total-env-steps", type=int, default=None, help="override the RL^2 budget per cell")
     parser.add_argument("--hidden-size", type=int, default=None, help="override the RL^2 GRU width per cell")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any rl2.Config field in every cell (repeatable), e.g. --set ent_coef=0.001")
     parser.add_argument("--out", default=None, help="default results/rl2_bandits.md (paper budget) or "
                         "results/rl2_bandits_cpu_budget.md")
     args = parser.parse_args()
@@ -68,6 +71,9 @@ def main() -> None:
         configs = {cell: dataclasses.replace(cfg, total_env_steps=args.total_env_steps) for cell, cfg in configs.items()}
     if args.hidden_size:
         configs = {cell: dataclasses.replace(cfg, hidden_size=args.hidden_size) for cell, cfg in configs.items()}
+    if args.set:
+        fields = {f: ast.literal_eval(v) for f, _, v in (s.partition("=") for s in args.set)}
+        configs = {cell: dataclasses.replace(cfg, **fields) for cell, cfg in configs.items()}
     if args.out is None:
         name = "rl2_bandits_cpu_budget.md" if args.budget == "cpu" else "rl2_bandits.md"
         args.out = os.path.join(os.path.dirname(__file__), "results", name)
