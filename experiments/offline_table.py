@@ -29,7 +29,7 @@ that holds `mujoco/halfcheetah/medium-v0/` etc., the env's reference returns com
     python experiments/offline_table.py --minari-root ~/.minari/datasets --minari-env mujoco/halfcheetah \\
         --kinds medium-v0,simple-v0,expert-v0 --hidden 256,256 --updates 1000000 --seeds 5
 
-Per-algorithm settings: `--set td3_bc.alpha=10 --set cql.cql_alpha=5` (the defaults are each paper's).
+Per-algorithm settings: `--set td3_bc.alpha=10 --set cql.cql_alpha=10` (the defaults are each paper's).
 Published reference on the real D4RL datasets (CORL, last score, locomotion average): BC 50.4, TD3+BC 76.5,
 CQL 78.3, IQL 81.6, ReBRAC 89.7, EDAC 92.9.
 """
@@ -52,7 +52,8 @@ KINDS = ("medium", "medium-replay", "medium-expert")
 
 
 def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_steps: int, behaviour_envs: int,
-                 seed: int = 0, behaviour_hidden: tuple[int, ...] = (64, 64)) -> list[str]:
+                 seed: int = 0, behaviour_hidden: tuple[int, ...] = (64, 64),
+                 behaviour_chunks: int | None = None) -> list[str]:
     """Paths of the generated datasets of ``kinds`` (one behaviour run for all, cached as HDF5; the file names
     carry the behaviour recipe, so a changed recipe never reuses older files)."""
     from jaxrl.data import formats
@@ -63,11 +64,14 @@ def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_step
     recipe = f"{behaviour_steps}x{behaviour_envs}"
     if tuple(behaviour_hidden) != (64, 64):
         recipe += "-h" + "x".join(map(str, behaviour_hidden))
+    if behaviour_chunks:
+        recipe += f"-c{behaviour_chunks}"
     paths = {k: data_dir / f"{tag}-{k}-{size}-{recipe}.hdf5" for k in kinds}
     missing = [k for k, p in paths.items() if not p.exists()]
     if missing:
         made = generate.make_datasets(env_name, missing, size=size, seed=seed, total_env_steps=behaviour_steps,
-                                      num_envs=behaviour_envs, hidden=tuple(behaviour_hidden))
+                                      num_envs=behaviour_envs, hidden=tuple(behaviour_hidden),
+                                      num_chunks=behaviour_chunks)
         for k, d in made.items():
             formats.save(d, paths[k])
     return [str(paths[k]) for k in kinds]
@@ -174,6 +178,9 @@ def main():
     p.add_argument("--behaviour-steps", type=int, default=60_000)
     p.add_argument("--behaviour-envs", type=int, default=4)
     p.add_argument("--behaviour-hidden", default="64,64", help="the SAC behaviour policy's hidden widths")
+    p.add_argument("--behaviour-chunks", type=int, default=None,
+                   help="evaluations of the behaviour run (default one per 500 steps of each env; the medium policy "
+                        "is the evaluated one closest to a third of expert)")
     p.add_argument("--data-dir", default="datasets")
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
@@ -188,7 +195,8 @@ def main():
     else:
         paths, env_name = make_or_load(a.env, kinds, Path(a.data_dir), a.size, a.behaviour_steps,
                                        a.behaviour_envs, behaviour_hidden=tuple(int(h) for h in
-                                                                                a.behaviour_hidden.split(","))), a.env
+                                                                                a.behaviour_hidden.split(",")),
+                                       behaviour_chunks=a.behaviour_chunks), a.env
     t0 = time.perf_counter()
     partial = Path(a.out).with_suffix(".json") if a.out else None
     saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None

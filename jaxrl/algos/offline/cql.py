@@ -44,7 +44,8 @@ class Config(oc.CountsUpdates):
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
     init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial SAC temperature")
     target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
-    cql_alpha: float = hyper(1.0, low=0, help="weight of the conservative penalty")
+    cql_alpha: float = hyper(5.0, low=0, help="weight of the conservative penalty (5: the CQL authors' D4RL MuJoCo "
+                             "setting, and d3rlpy's default)")
     cql_temperature: float = hyper(1.0, low=0, low_open=True, help="temperature of the logsumexp")
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
     target_action_gap: float = hyper(10.0, help="CQL-Lagrange (lagrange=True): the gap the learned weight holds")
