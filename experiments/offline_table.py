@@ -179,6 +179,8 @@ def main():
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--updates", type=int, default=10_000)
     p.add_argument("--hidden", default="64,64")
+    p.add_argument("--chunks", type=int, default=10, help="evaluations per run ('last' is the final one)")
+    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
     p.add_argument("--size", type=int, default=5_000, help="rows of the medium / expert datasets")
     p.add_argument("--behaviour-steps", type=int, default=60_000)
     p.add_argument("--behaviour-envs", type=int, default=4)
@@ -207,13 +209,15 @@ def main():
     saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None
     save = (lambda t: partial.write_text(_to_json(t))) if partial is not None else None
     table = run_table(paths, kinds, names, a.seeds, a.updates, tuple(int(h) for h in a.hidden.split(",")),
-                      overrides=overrides, table=saved, save=save)
+                      num_chunks=a.chunks, overrides=overrides, eval_episodes=a.eval_episodes, table=saved,
+                      save=save)
     import jax
 
     done_before = [n for n in names if saved and ("_wall", n) in saved]
     resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
     header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {a.hidden}, "
-              f"batch 256, 10 evaluation episodes per chunk (10 chunks; 'best' is the best chunk). Datasets: "
+              f"batch 256, {a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best "
+              f"chunk). Datasets: "
               f"{', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
               f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
               f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n")
