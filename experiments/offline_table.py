@@ -171,6 +171,11 @@ def parse_overrides(items) -> dict[str, dict]:
     return out
 
 
+def _widths(text: str) -> tuple[int, ...]:
+    """``"256,256"`` -> ``(256, 256)``."""
+    return tuple(int(h) for h in text.split(","))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--env", default="Pendulum-v1", help="jaxrl env to generate datasets from")
@@ -178,13 +183,14 @@ def main():
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--updates", type=int, default=10_000)
-    p.add_argument("--hidden", default="64,64")
+    p.add_argument("--hidden", type=_widths, default=(64, 64), help="hidden widths of the offline algorithms")
     p.add_argument("--chunks", type=int, default=10, help="evaluations per run ('last' is the final one)")
     p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
     p.add_argument("--size", type=int, default=5_000, help="rows of the medium / expert datasets")
     p.add_argument("--behaviour-steps", type=int, default=60_000)
     p.add_argument("--behaviour-envs", type=int, default=4)
-    p.add_argument("--behaviour-hidden", default="64,64", help="the SAC behaviour policy's hidden widths")
+    p.add_argument("--behaviour-hidden", type=_widths, default=(64, 64),
+                   help="the SAC behaviour policy's hidden widths")
     p.add_argument("--behaviour-chunks", type=int, default=None,
                    help="evaluations of the behaviour run (default one per 500 steps of each env; the medium policy "
                         "is the evaluated one closest to a third of expert)")
@@ -201,21 +207,20 @@ def main():
         paths, env_name = minari_paths(a.minari_root, a.minari_env, kinds), a.minari_env
     else:
         paths, env_name = make_or_load(a.env, kinds, Path(a.data_dir), a.size, a.behaviour_steps,
-                                       a.behaviour_envs, behaviour_hidden=tuple(int(h) for h in
-                                                                                a.behaviour_hidden.split(",")),
+                                       a.behaviour_envs, behaviour_hidden=a.behaviour_hidden,
                                        behaviour_chunks=a.behaviour_chunks), a.env
     t0 = time.perf_counter()
     partial = Path(a.out).with_suffix(".json") if a.out else None
     saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None
     save = (lambda t: partial.write_text(_to_json(t))) if partial is not None else None
-    table = run_table(paths, kinds, names, a.seeds, a.updates, tuple(int(h) for h in a.hidden.split(",")),
+    table = run_table(paths, kinds, names, a.seeds, a.updates, a.hidden,
                       num_chunks=a.chunks, overrides=overrides, eval_episodes=a.eval_episodes, table=saved,
                       save=save)
     import jax
 
     done_before = [n for n in names if saved and ("_wall", n) in saved]
     resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
-    header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {a.hidden}, "
+    header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {','.join(map(str, a.hidden))}, "
               f"batch 256, {a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best "
               f"chunk). Datasets: "
               f"{', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "

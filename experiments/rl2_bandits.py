@@ -59,9 +59,8 @@ def main() -> None:
     parser.add_argument("--num-tasks", type=int, default=10_000, help="tasks for the baseline rows")
     parser.add_argument("--eval-trials", type=int, default=10)
     parser.add_argument("--total-env-steps", type=int, default=None, help="override the RL^2 budget per cell")
-    parser.add_argument("--hidden-size", type=int, default=None, help="override the RL^2 GRU width per cell")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any rl2.Config field in every cell (repeatable), e.g. --set ent_coef=0.001")
+                        help="override any rl2.Config field in every cell (repeatable), e.g. --set hidden_size=256")
     parser.add_argument("--out", default=None, help="default results/rl2_bandits.md (paper budget) or "
                         "results/rl2_bandits_cpu_budget.md")
     args = parser.parse_args()
@@ -69,8 +68,6 @@ def main() -> None:
     configs = CPU_CONFIGS if args.budget == "cpu" else CONFIGS
     if args.total_env_steps:
         configs = {cell: dataclasses.replace(cfg, total_env_steps=args.total_env_steps) for cell, cfg in configs.items()}
-    if args.hidden_size:
-        configs = {cell: dataclasses.replace(cfg, hidden_size=args.hidden_size) for cell, cfg in configs.items()}
     if args.set:
         fields = {f: ast.literal_eval(v) for f, _, v in (s.partition("=") for s in args.set)}
         configs = {cell: dataclasses.replace(cfg, **fields) for cell, cfg in configs.items()}
