@@ -27,6 +27,7 @@ from flax import struct
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.meta.common import check_family, episode_horizon
+from jaxrl.algos.single import ppo
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses.gae import generalized_advantage_estimation
@@ -42,8 +43,11 @@ class Config:
     gae_lambda: float = hyper(0.3, low=0, high=1, help="GAE lambda (RL^2 used 0.3 for bandits)")
     clip_eps: float = hyper(0.2, low=0, low_open=True, help="PPO ratio (and value) clip range")
     vf_coef: float = hyper(0.5, low=0, help="value-loss coefficient")
-    ent_coef: float = hyper(0.01, low=0, help="entropy bonus coefficient")
+    ent_coef: float = hyper(0.01, low=0, help="entropy bonus coefficient (100-pull bandits need 0.05: "
+                            "experiments/results/rl2_bandits_n100_sweep.md)")
     max_grad_norm: float = hyper(1.0, low=0, low_open=True, help="global gradient-norm clip")
+    anneal_lr: bool = static(False, choices=(True, False), help="decay the learning rate linearly to 0")
+    clip_value: bool = static(True, choices=(True, False), help="clipped value loss (clip range clip_eps)")
     num_tasks: int = static(64, low=1, help="task batch: trials (one fresh task each) per iteration")
     episodes_per_trial: int = static(10, low=1, help="episodes per trial (bandits: pulls per trial)")
     hidden_size: int = static(64, low=1, help="GRU width")
@@ -106,7 +110,7 @@ def make(config: Config, env, env_params) -> Algorithm:
     in_dim = n_obs + n_act + 2
     net = recurrent.make_gru_actor_critic(n_act, continuous=not discrete, hidden_size=config.hidden_size,
                                           embed=config.embed, activation=config.activation)
-    tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate, eps=1e-5))
+    tx = ppo.make_optimizer(config)
 
     def action_features(action):
         if discrete:
@@ -153,7 +157,7 @@ def make(config: Config, env, env_params) -> Algorithm:
         if config.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
         pg = clipped_surrogate_loss(ratio, adv, config.clip_eps)
-        v = value_loss(value, batch.value, target, config.clip_eps)
+        v = value_loss(value, batch.value, target, config.clip_eps if config.clip_value else None)
         entropy = jnp.mean(dist.entropy())
         total = pg + config.vf_coef * v - config.ent_coef * entropy
         return total, {"policy_loss": pg, "value_loss": v, "entropy": entropy,
