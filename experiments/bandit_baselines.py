@@ -28,14 +28,8 @@ def main() -> None:
     args = parser.parse_args()
 
     key = jax.random.key(args.seed)
-    results: dict[tuple[str, int, int], tuple[float, float]] = {}
     start = time.perf_counter()
-    for row, (name, fn) in enumerate(bb.BASELINES.items()):
-        for col, (n, k) in enumerate(SETTINGS):
-            mean, stderr = bb.mean_total_reward(
-                fn, jax.random.fold_in(key, 100 * row + col), num_arms=k, num_pulls=n, num_tasks=args.num_tasks
-            )
-            results[(name, n, k)] = (float(mean), float(stderr))
+    results = bb.table(key, SETTINGS, num_tasks=args.num_tasks)
     elapsed = time.perf_counter() - start
 
     header = "| strategy | " + " | ".join(f"n={n}, k={k}" for n, k in SETTINGS) + " |"
@@ -51,7 +45,7 @@ def main() -> None:
         "|" + "---|" * (len(SETTINGS) + 1),
     ]
     for name in bb.BASELINES:
-        cells = [f"{results[(name, n, k)][0]:.2f} ± {results[(name, n, k)][1]:.2f}" for n, k in SETTINGS]
+        cells = [f"{results[name][cell][0]:.2f} ± {results[name][cell][1]:.2f}" for cell in SETTINGS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [
         "",

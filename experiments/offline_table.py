@@ -220,10 +220,10 @@ def main():
 
     done_before = [n for n in names if saved and ("_wall", n) in saved]
     resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
-    header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {','.join(map(str, a.hidden))}, "
-              f"batch 256, {a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best "
-              f"chunk). Datasets: "
-              f"{', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
+    hidden = ",".join(map(str, a.hidden))
+    header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {hidden}, batch 256, "
+              f"{a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best chunk). "
+              f"Datasets: {', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
               f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
               f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n")
     text = header + format_table(table, env_name, kinds, names)

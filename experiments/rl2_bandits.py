@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import time
-from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -48,17 +47,19 @@ CONFIGS = {
     (100, 10): rl2.Config(**_N100),
 }
 PAPER = {(10, 5): "6.7", (10, 10): "6.7", (100, 5): "78.7", (100, 10): "83.5"}
+HELD_OUT_TASKS = 200
+RL2 = "RL^2 (this library)"
 
 
 def _cells(spec: str) -> list[tuple[int, int]]:
-    named = {"small": SMALL, "big": BIG, "all": SMALL + BIG}
+    named = {"none": [], "small": SMALL, "big": BIG, "all": SMALL + BIG}
     if spec in named:
         return named[spec]
     cells = []
     for part in spec.split(","):
         n, _, k = part.partition("x")
         if not (n.isdigit() and k.isdigit()) or (int(n), int(k)) not in CONFIGS:
-            raise SystemExit(f"--cells {spec!r}: use small, big, all or a comma list of cells from "
+            raise SystemExit(f"--cells {spec!r}: use none, small, big, all or a comma list of cells from "
                              f"{[f'{n}x{k}' for n, k in CONFIGS]}")
         cells.append((int(n), int(k)))
     return cells
@@ -66,7 +67,8 @@ def _cells(spec: str) -> list[tuple[int, int]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default="small", help="small, big, all, or cells like 100x5,100x10")
+    parser.add_argument("--cells", default="small",
+                        help="small, big, all, cells like 100x5,100x10, or none (rebuild the table from the JSON)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num-tasks", type=int, default=10_000, help="tasks for the baseline rows")
     parser.add_argument("--eval-trials", type=int, default=10)
@@ -85,26 +87,18 @@ def main() -> None:
         configs = {cell: dataclasses.replace(cfg, **fields) for cell, cfg in configs.items()}
     settings = SMALL + BIG
 
-    rows: dict[str, dict] = {}
     key = jax.random.key(0)
-    for r, (name, fn) in enumerate(bb.BASELINES.items()):
+    rows: dict[str, dict] = {}
+    for name, by_cell in bb.table(key, settings, num_tasks=args.num_tasks, tuned=True).items():
         label = f"{name} (tuned)" if name in bb.TUNABLE else name
-        rows[label] = {}
-        for c, (n, k) in enumerate(settings):
-            cell_key, tune_key = jax.random.split(jax.random.fold_in(key, 100 * r + c))
-            chosen = ""
-            if name in bb.TUNABLE:  # as in the paper: the parameter tuned per cell, on separate tasks
-                param, value = bb.TUNABLE[name][0], bb.tune(name, tune_key, num_arms=k, num_pulls=n,
-                                                            num_tasks=args.num_tasks)
-                fn, chosen = partial(bb.BASELINES[name], **{param: value}), f" ({param} {value:g})"
-            mean, se = bb.mean_total_reward(fn, cell_key, num_arms=k, num_pulls=n, num_tasks=args.num_tasks)
-            rows[label][(n, k)] = f"{float(mean):.2f}{chosen}"
+        rows[label] = {cell: f"{mean:.2f}" + ("" if value is None else f" ({bb.TUNABLE[name][0]} {value:g})")
+                       for cell, (mean, _, value) in by_cell.items()}
 
     new = {}
     for n, k in cells:
         cfg = configs[(n, k)]
         start = time.perf_counter()
-        res = train("rl2", envs.make("bandit", num_arms=k, num_test_tasks=200), cfg, seeds=args.seeds,
+        res = train("rl2", envs.make("bandit", num_arms=k, num_test_tasks=HELD_OUT_TASKS), cfg, seeds=args.seeds,
                     num_chunks=5, eval_episodes=args.eval_trials, progress=False, checkpoint=False,
                     tensorboard=False)
         final = np.asarray(res.metrics["eval_return"])[..., -1].reshape(-1)
@@ -120,17 +114,18 @@ def main() -> None:
     with open(cache, "w") as f:
         json.dump(done, f, indent=1)
 
-    rows["RL^2 (this library)"] = {}
+    rows[RL2] = {}
     notes = []
     for n, k in settings:
         run = done.get(f"{n}x{k}")
         if run is None:
-            rows["RL^2 (this library)"][(n, k)] = "not run"
+            rows[RL2][(n, k)] = "not run"
             continue
         final = np.asarray(run["per_seed"])
-        rows["RL^2 (this library)"][(n, k)] = f"{final.mean():.2f} ± {final.std():.2f}"
-        # The held-out tasks are a sample of 200: greedy on those same tasks is the like-for-like reference.
-        held_out = envs.make("bandit", num_arms=k, num_test_tasks=200)[1].arm_means
+        rows[RL2][(n, k)] = f"{final.mean():.2f} ± {final.std():.2f}"
+        # The held-out tasks are a small sample: greedy on those same tasks (50 trials each) is the like-for-like
+        # reference.
+        held_out = envs.make("bandit", num_arms=k, num_test_tasks=HELD_OUT_TASKS)[1].arm_means
         same = bb.total_rewards(bb.greedy_trial, jax.random.fold_in(key, n * k), jnp.repeat(held_out, 50, 0), n)
         notes.append(f"- n={n}, k={k}: per-seed {run['per_seed']} (greedy on the same held-out tasks: "
                      f"{float(same.mean()):.2f}), {run['env_steps']:,} env steps per seed, "
@@ -142,7 +137,7 @@ def main() -> None:
              f"{args.num_tasks} tasks per cell (experiments/bandit_baselines.py has their standard errors); "
              "epsilon-greedy and UCB1 have their parameter tuned per cell on other tasks, as in the paper (the "
              "value chosen in brackets); win-stay lose-shift is not in the paper's table. RL^2: final meta-test "
-             "on 200 held-out tasks, mean ± std over seeds.", "", header, "|" + "---|" * (len(settings) + 1)]
+             f"on {HELD_OUT_TASKS} held-out tasks, mean ± std over seeds.", "", header, "|" + "---|" * (len(settings) + 1)]
     for name, vals in rows.items():
         lines.append(f"| {name} | " + " | ".join(vals[s] for s in settings) + " |")
     lines.append("| RL^2 (paper) | " + " | ".join(PAPER[s] for s in settings) + " |")

@@ -158,16 +158,22 @@ def total_rewards(trial_fn: TrialFn, key: jax.Array, arm_means: jax.Array, num_p
     return jax.vmap(lambda k, m: trial_fn(k, m, num_pulls))(keys, arm_means)
 
 
+def _sample_tasks(key: jax.Array, num_tasks: int, num_arms: int) -> tuple[jax.Array, jax.Array]:
+    """Arm means i.i.d. U[0, 1] (the RL^2 bandit distribution) ``[num_tasks, num_arms]``, and a key for the trials."""
+    key_tasks, key_trials = jax.random.split(key)
+    return jax.random.uniform(key_tasks, (num_tasks, num_arms), jnp.float32), key_trials
+
+
 @partial(jax.jit, static_argnames=("trial_fn", "num_arms", "num_pulls", "num_tasks"))
 def mean_total_reward(
     trial_fn: TrialFn, key: jax.Array, *, num_arms: int, num_pulls: int, num_tasks: int
 ) -> tuple[jax.Array, jax.Array]:
     """Mean (and standard error) of the total reward of ``trial_fn`` over ``num_tasks`` tasks with arm means
-    i.i.d. U[0, 1] (the RL^2 bandit distribution), one trial per task."""
-    key_tasks, key_trials = jax.random.split(key)
-    arm_means = jax.random.uniform(key_tasks, (num_tasks, num_arms), jnp.float32)
+    i.i.d. U[0, 1], one trial per task."""
+    arm_means, key_trials = _sample_tasks(key, num_tasks, num_arms)
     totals = total_rewards(trial_fn, key_trials, arm_means, num_pulls)
     return jnp.mean(totals), jnp.std(totals) / jnp.sqrt(jnp.float32(num_tasks))
+
 
 # The RL^2 paper tuned these two strategies' parameter per cell; the grids span what is worth trying for
 # rewards in [0, 1] (epsilon = 0 is greedy).
@@ -177,11 +183,41 @@ TUNABLE: dict[str, tuple[str, tuple[float, ...]]] = {
 }
 
 
+@partial(jax.jit, static_argnames=("name", "num_arms", "num_pulls", "num_tasks"))
+def _grid_means(name: str, key: jax.Array, *, num_arms: int, num_pulls: int, num_tasks: int) -> jax.Array:
+    """Mean total reward at every value of ``TUNABLE[name]``'s grid, all on the same tasks and trial keys (one
+    compiled program: the grid is a vmap axis)."""
+    param, grid = TUNABLE[name]
+    arm_means, key_trials = _sample_tasks(key, num_tasks, num_arms)
+    keys = jax.random.split(key_trials, num_tasks)
+
+    def mean_at(value):
+        trial = lambda k, m: BASELINES[name](k, m, num_pulls, **{param: value})
+        return jnp.mean(jax.vmap(trial)(keys, arm_means))
+
+    return jax.vmap(mean_at)(jnp.asarray(grid, jnp.float32))
+
+
 def tune(name: str, key: jax.Array, *, num_arms: int, num_pulls: int, num_tasks: int) -> float:
     """The value of strategy ``name``'s parameter (from ``TUNABLE``) with the largest mean total reward over
     ``num_tasks`` tasks drawn with ``key``. Report the tuned strategy on tasks drawn with another key."""
-    param, grid = TUNABLE[name]
-    fn = BASELINES[name]
-    means = [float(mean_total_reward(partial(fn, **{param: value}), key, num_arms=num_arms, num_pulls=num_pulls,
-                                     num_tasks=num_tasks)[0]) for value in grid]
-    return grid[max(range(len(grid)), key=means.__getitem__)]
+    means = _grid_means(name, key, num_arms=num_arms, num_pulls=num_pulls, num_tasks=num_tasks)
+    return TUNABLE[name][1][int(jnp.argmax(means))]
+
+
+def table(key: jax.Array, cells, *, num_tasks: int, tuned: bool = False) -> dict[str, dict]:
+    """Every strategy on every ``(num_pulls, num_arms)`` cell, ``num_tasks`` tasks each:
+    ``{name: {cell: (mean, standard error, parameter value or None)}}``. With ``tuned``, the ``TUNABLE`` strategies
+    first choose their parameter per cell on other tasks, as the RL^2 paper did."""
+    out: dict[str, dict] = {}
+    for row, (name, fn) in enumerate(BASELINES.items()):
+        out[name] = {}
+        for col, (n, k) in enumerate(cells):
+            cell_key, tune_key = jax.random.split(jax.random.fold_in(key, 100 * row + col))
+            value, trial = None, fn
+            if tuned and name in TUNABLE:
+                value = tune(name, tune_key, num_arms=k, num_pulls=n, num_tasks=num_tasks)
+                trial = partial(fn, **{TUNABLE[name][0]: value})
+            mean, stderr = mean_total_reward(trial, cell_key, num_arms=k, num_pulls=n, num_tasks=num_tasks)
+            out[name][(n, k)] = (float(mean), float(stderr), value)
+    return out
