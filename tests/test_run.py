@@ -283,3 +283,94 @@ def test_cli_list_help_and_clear_errors():
     assert bad.returncode == 2 and "did you mean 'ppo'" in bad.stderr
     bad = run("train", "sac", "--env", "CartPole-v1")
     assert bad.returncode == 2 and "continuous" in bad.stderr
+
+
+# A training step with a host callback that never returns once iteration 5 (the second chunk) is reached and the
+# flag file exists: the injected stall. Without the flag the same program runs through.
+_STALL_CHILD = """
+import os, sys, time
+import jax, jax.numpy as jnp
+from jaxrl.algos.single import ppo
+from jaxrl.run import train, resume
+from jaxrl.run.watchdog import Watchdog
+
+real_make = ppo.make
+flag = sys.argv[3]
+
+def make(config, env, env_params, **kw):
+    algo = real_make(config, env, env_params, **kw)
+
+    def block(iteration):
+        while iteration >= 5 and os.path.exists(flag):
+            time.sleep(0.2)
+        return iteration
+
+    def step(state):
+        state, metrics = algo.step(state)
+        probe = jax.pure_callback(block, jax.ShapeDtypeStruct((), state.iteration.dtype), state.iteration,
+                                  vmap_method="sequential")
+        return state, dict(metrics, probe=probe)
+
+    return algo._replace(step=step)
+
+ppo.make = make
+TINY = {tiny!r}
+dog = Watchdog(first_chunk_seconds=600, factor=10, margin_seconds=3)
+if sys.argv[1] == "train":
+    train("ppo", "CartPole-v1", ppo.Config(**TINY, learning_rate=3e-4), seeds=[2], out_dir=sys.argv[2],
+          num_chunks=2, eval_episodes=2, progress=False, run_block=2, watchdog=dog)
+else:
+    resume(sys.argv[2], progress=False, watchdog=dog)
+"""
+
+
+def test_watchdog_stops_a_stalled_run_and_resume_is_exact(tmp_path):
+    from jaxrl.run.watchdog import EXIT_STALLED
+
+    code = _STALL_CHILD.format(tiny=TINY)
+    flag = tmp_path / "block"
+    run = lambda phase, run_dir: _python(f"import sys; sys.argv = ['x', {phase!r}, {str(run_dir)!r}, "
+                                         f"{str(flag)!r}]\n" + code, check=False)
+    reference = run("train", tmp_path / "straight")  # same program, no stall
+    assert reference.returncode == 0, reference.stderr
+    flag.touch()
+    stalled_dir = tmp_path / "stalled"
+    proc = run("train", stalled_dir)
+    assert proc.returncode == EXIT_STALLED, (proc.returncode, proc.stderr)
+    assert "STALLED" in proc.stderr and f"jaxrl train --resume {stalled_dir}" in proc.stderr
+    assert "in chunk 1 of 2" in proc.stderr
+    summary = json.loads((stalled_dir / "summary.json").read_text())
+    assert summary["stalled"] is True and summary["stalled_chunk"] == 1 and summary["interrupted"] is True
+    assert summary["stalled_after_seconds"] >= summary["stall_bound_seconds"] > 3
+    stacks = (stalled_dir / "stall-stacks.txt").read_text()
+    assert "Python stacks" in stacks and "in block" in stacks  # the blocked callback's frame
+    assert "native stacks" in stacks
+    assert len(read_metrics(stalled_dir)) == 1
+    flag.unlink()
+    resumed = run("resume", stalled_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert read_metrics(stalled_dir) == read_metrics(tmp_path / "straight")
+    final = json.loads((stalled_dir / "summary.json").read_text())
+    assert "stalled" not in final and final["eval_return"] == json.loads(
+        (tmp_path / "straight" / "summary.json").read_text())["eval_return"]
+
+
+def test_resume_of_a_finished_run_changes_nothing(alone, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "finished"
+    shutil.copytree(alone[0].run_dir, run_dir)
+    before = {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    proc = subprocess.run([sys.executable, "-m", "jaxrl", "train", "--resume", str(run_dir)], capture_output=True,
+                          text=True, env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().count("\n") == 0 and "already complete" in proc.stdout
+    after = {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+    assert after == before
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == mtimes
+    # From Python: the result is read back from disk.
+    result = resume(run_dir, progress=False)
+    assert result.already_complete and result.summary == alone[0].summary
+    np.testing.assert_array_equal(result.metrics["eval_return"], alone[0].metrics["eval_return"])
+    _assert_trees_equal(result.state, alone[0].state)

@@ -74,6 +74,11 @@ def latest(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
+def meta(path: str | os.PathLike) -> dict:
+    """The metadata saved with checkpoint ``path`` (``chunk``, ``iteration``, ...)."""
+    return json.loads((Path(path) / "meta.json").read_text())
+
+
 def restore(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     """Restore ``(state, meta)`` from checkpoint ``path``, shaped and typed like the pytree ``like``."""
     path = Path(path)
@@ -82,4 +87,4 @@ def restore(path: str | os.PathLike, like: Any) -> tuple[Any, dict]:
     restored = checkpointer.restore((path / "state").absolute(), target)
     checkpointer.close()
     restored = jax.tree.map(np.asarray, restored)
-    return restored, json.loads((path / "meta.json").read_text())
+    return restored, meta(path)

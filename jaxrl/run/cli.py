@@ -24,6 +24,8 @@ USAGE = __doc__
 def _train_args_class(module, default_env: str):
     import tyro
 
+    from jaxrl.run.watchdog import Watchdog
+
     cfg_cls = module.Config
 
     @dataclasses.dataclass
@@ -47,6 +49,18 @@ def _train_args_class(module, default_env: str):
         """continue the run in this directory from its newest checkpoint"""
         dataset: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
         """offline algorithms: dataset file (repeatable: datasets stacked, chosen by --grid dataset_index=0,1,..)"""
+        stall_first_chunk: float = Watchdog.first_chunk_seconds
+        """stall watchdog: seconds allowed for compiling plus the first chunk"""
+        stall_factor: float = Watchdog.factor
+        """stall watchdog: a later chunk may take this many times the slowest chunk so far, plus --stall-margin"""
+        stall_margin: float = Watchdog.margin_seconds
+        """stall watchdog: seconds added to factor x slowest chunk"""
+        no_watchdog: bool = False
+        """turn the stall watchdog off"""
+
+        def watchdog(self) -> Watchdog:
+            return Watchdog(enabled=not self.no_watchdog, first_chunk_seconds=self.stall_first_chunk,
+                            factor=self.stall_factor, margin_seconds=self.stall_margin)
 
     return TrainArgs
 
@@ -89,12 +103,17 @@ def _train(argv: list[str]) -> int:
                             out_dir=out, num_evals=args.num_chunks, eval_episodes=args.eval_episodes)
         return _report(result)
     result = train(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
-                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block)
+                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block,
+                   watchdog=args.watchdog())
     return _report(result)
 
 
 def _report(result) -> int:
     s = result.summary
+    if getattr(result, "already_complete", False):
+        print(f"{result.run_dir} is already complete ({s['iterations']} iterations, eval_return mean "
+              f"{s['eval_return_mean']:.1f}); nothing to resume, nothing changed")
+        return 0
     # multi-task runs report [runs][tasks]: show each run's mean over its tasks
     returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s["eval_return"])
     interrupted = getattr(result, "interrupted", False)

@@ -28,7 +28,8 @@ from jaxrl import envs as env_registry
 from jaxrl.config import from_dict, to_dict
 from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
-from jaxrl.run.logging import MetricsLog
+from jaxrl.run.logging import MetricsLog, read_metrics
+from jaxrl.run.watchdog import EXIT_STALLED, StallMonitor, Watchdog
 
 _EVAL_STREAM = 0x5EED  # fold-in tag separating evaluation randomness from training randomness
 
@@ -47,6 +48,7 @@ class TrainResult:
     summary: dict
     run_dir: Path | None
     interrupted: bool = False
+    already_complete: bool = False  # `resume` of a run that had finished: nothing ran, nothing was written
 
     def run_state(self, index: int) -> Any:
         """One run's state (params included) out of the batched state."""
@@ -159,8 +161,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
           out_dir: str | os.PathLike | None = None, num_chunks: int = 10, eval_episodes: int = 10,
           keep_checkpoints: int = 3, checkpoint: bool = True, tensorboard: bool = True,
           progress: bool = True, compilation_cache: str | bool | None = None,
-          stop_after_chunks: int | None = None, run_block: int | None = None, _resume_from: Path | None = None,
-          _chunk_len: int | None = None) -> TrainResult:
+          stop_after_chunks: int | None = None, run_block: int | None = None, watchdog: Watchdog | None = None,
+          _resume_from: Path | None = None, _chunk_len: int | None = None) -> TrainResult:
     """Train every seed x grid point of ``algo`` on ``env`` in one compiled program.
 
     Args:
@@ -176,6 +178,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
       run_block: vmap runs in fixed blocks of this size (scanned). Then every run is bit-identical whether it
         runs alone or in a sweep, on one device or many; a lone run is padded to one block. None (default)
         vmaps all of a device's runs at once: fastest, equal up to float rounding.
+      watchdog: bounds on the time between chunks (:class:`jaxrl.run.watchdog.Watchdog`; default on). A chunk
+        that overruns them is a stall: stacks and ``"stalled": true`` go to the run directory and the process
+        exits with code 75; resume from the last checkpoint.
 
     Returns a :class:`TrainResult` whose metrics have named axes ``("seed", *grid fields, "chunk")``.
     """
@@ -251,6 +256,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     eval_fn = jax.jit(over_runs(eval_one, 3), out_shardings=run_sharding)
 
     run_dir = Path(out_dir) if out_dir is not None else None
+    shape = grid_lib.grid_shape(seeds, grid)
+    axes = ("seed", *grid.keys(), "chunk")
     start_chunk = 0
     t_compile = time.perf_counter()
     abstract_state = jax.eval_shape(init_fn, cfgs, keys)
@@ -258,106 +265,141 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         host_state, meta = ckpt.restore(_resume_from, abstract_state)
         state = jax.device_put(host_state, run_sharding)
         start_chunk = meta["chunk"] + 1
-    else:
-        state = init_fn(cfgs, keys)
-    active0 = jax.device_put(np.ones(chunk_len, bool), replicated)
-    chunk_compiled = chunk_fn.lower(cfgs, state, active0).compile()
-    eval_compiled = eval_fn.lower(cfgs, state, keys, np.int32(0)).compile()
-    jax.block_until_ready(state)
-    compile_seconds = time.perf_counter() - t_compile
-
-    shape = grid_lib.grid_shape(seeds, grid)
-    axes = ("seed", *grid.keys(), "chunk")
-    log = None
-    if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if _resume_from is None:
-            (run_dir / "config.json").write_text(json.dumps({
-                "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
-                "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
-                "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs,
-                "env_metadata": _env_metadata(env_obj), "versions": _versions(env_name)}, indent=2))
-        log = MetricsLog(run_dir, tensorboard=tensorboard)
-        if _resume_from is not None:
-            log.truncate_after(min(start_chunk * chunk_len, total_iters))
-
-    history: dict[str, list[np.ndarray]] = {}
-    env_steps_log: list[int] = []
-    bar = None
+        if start_chunk >= num_chunks:  # a finished run: report it from disk, compile and write nothing
+            return _finished_result(run_dir, state, num_runs, shape, axes, runs)
     if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=total_iters * steps_per_iter, initial=min(start_chunk * chunk_len, total_iters)
-                   * steps_per_iter, unit="step", unit_scale=True, desc=f"{algo_name} {env_name} x{num_runs}",
-                   file=sys.stderr)
-    run_seconds = 0.0
+        print(f"compiling {algo_name} on {env_name} ({num_runs} run{'s' * (num_runs > 1)}, {num_chunks} chunks of "
+              f"{chunk_len} iterations)...", file=sys.stderr, flush=True)
+    history: dict[str, list[np.ndarray]] = {}
+    eval_keys: list[str] = []
+    run_seconds, compile_seconds = 0.0, float("nan")
     interrupted = False
     chunk = start_chunk - 1
-    with _StopRequest() as stop:
-        for chunk in range(start_chunk, num_chunks):
-            first = chunk * chunk_len
-            active_np = np.arange(first, first + chunk_len) < total_iters
-            t0 = time.perf_counter()
-            state, metrics = chunk_compiled(cfgs, state, jax.device_put(active_np, replicated))
-            evals = eval_compiled(cfgs, state, keys, np.int32(chunk))
-            metrics, evals = jax.device_get((metrics, evals))
-            elapsed = time.perf_counter() - t0
-            run_seconds += elapsed
+    position = {"finished_chunks": start_chunk, "compiled": False}  # read by the watchdog thread
 
-            iterations = np.arange(first, first + chunk_len)[active_np] + 1
-            metrics = {k: np.asarray(v)[:num_runs][:, active_np] for k, v in metrics.items()}
-            evals = {k: np.asarray(v)[:num_runs] for k, v in evals.items()}
-            _check_finite(metrics, iterations, runs, per_iteration=True)
-            _check_finite(evals, iterations, runs, per_iteration=False)
-            done_iters = int(iterations[-1])
-            env_steps = done_iters * steps_per_iter
-            record = {"chunk": chunk, "iteration": done_iters, "env_steps": env_steps}
-            record.update({k: v.tolist() for k, v in evals.items()})
-            record.update({k: v.mean(axis=1).tolist() for k, v in metrics.items()})
-            for k, v in record.items():
-                if isinstance(v, list):
-                    history.setdefault(k, []).append(np.asarray(v))
-            env_steps_log.append(env_steps)
-            if log is not None:
-                log.write(record)
-            if bar is not None:
-                bar.update(int(active_np.sum()) * steps_per_iter)
-                bar.set_postfix(eval_return=f"{evals['eval_return'].mean():.1f}",
-                                sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}")
-            stop_now = stop.signal_name is not None or (
-                stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks)
-            if run_dir is not None and checkpoint:
-                ckpt.save(run_dir / "checkpoints", chunk, state, {"iteration": done_iters, "env_steps": env_steps},
-                          keep=keep_checkpoints)
-            if stop_now and chunk < num_chunks - 1:
-                interrupted = True
-                if stop.signal_name is not None and run_dir is not None and checkpoint:
-                    print(f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
-                          f"`jaxrl train --resume {run_dir}`", file=sys.stderr)
-                elif stop.signal_name is not None:
-                    print(f"\n{stop.signal_name}: stopped after iteration {done_iters} (no run directory, so no "
-                          f"checkpoint)", file=sys.stderr)
-                break
+    def summarize(final_iter: int, **status) -> dict:
+        steps_done = (final_iter - min(start_chunk * chunk_len, total_iters)) * steps_per_iter * num_runs
+        summary = {"algo": algo_name, "env": env_name, **_final_and_best(history, eval_keys)}
+        summary.update({
+            "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
+            "runs": runs, "env_metadata": _env_metadata(env_obj), "iterations": final_iter,
+            "env_steps": final_iter * steps_per_iter,
+            "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
+            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
+            "devices": [str(d) for d in devices], "compilation_cache": cache_dir, **status})
+        return summary
+
+    def on_stall(elapsed: float, bound: float) -> str:
+        """Runs on the watchdog thread while the main thread is stuck inside chunk ``chunk + 1``."""
+        stalled_chunk = position["finished_chunks"]
+        done_iters = min(stalled_chunk * chunk_len, total_iters)
+        if run_dir is not None:
+            summary = summarize(done_iters, interrupted=True, stalled=True, stalled_chunk=stalled_chunk,
+                                stalled_after_seconds=round(elapsed, 1), stall_bound_seconds=round(bound, 1))
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        where = f"in chunk {stalled_chunk} of {num_chunks}" if position["compiled"] else "while compiling"
+        resume_hint = (f"`jaxrl train --resume {run_dir}` continues from the last checkpoint (iteration "
+                       f"{done_iters})" if run_dir is not None and checkpoint and stalled_chunk > 0
+                       else "no checkpoint was saved yet; run it again")
+        return (f"\njaxrl: STALLED: no progress for {elapsed:.0f} s (bound {bound:.0f} s) {where}; "
+                f"stopping with exit code {EXIT_STALLED}.\n  A compiled program that stops making progress is a "
+                f"runtime stall (XLA:CPU on jaxlib < 0.11 is the known cause: use Python >= 3.12 with jax >= 0.11.2, "
+                f"or try XLA_FLAGS=--xla_cpu_multi_thread_eigen=false).\n"
+                + (f"  Stacks: {run_dir / 'stall-stacks.txt'}; summary.json says \"stalled\": true.\n"
+                   if run_dir is not None else "")
+                + f"  {resume_hint}. If chunks are only slow, raise the bounds (--stall-factor, --stall-margin, "
+                f"--stall-first-chunk) or turn the watchdog off (--no-watchdog).")
+
+    monitor = StallMonitor(watchdog or Watchdog(), run_dir / "stall-stacks.txt" if run_dir else None,
+                           lambda elapsed, bound: on_stall(elapsed, bound))
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    monitor.start()
+    try:
+        if _resume_from is None:
+            state = init_fn(cfgs, keys)
+        active0 = jax.device_put(np.ones(chunk_len, bool), replicated)
+        chunk_compiled = chunk_fn.lower(cfgs, state, active0).compile()
+        eval_compiled = eval_fn.lower(cfgs, state, keys, np.int32(0)).compile()
+        jax.block_until_ready(state)
+        compile_seconds = time.perf_counter() - t_compile
+        monitor.beat(chunk=False)
+        position["compiled"] = True
+        if progress:
+            print(f"compiled in {compile_seconds:.1f} s", file=sys.stderr, flush=True)
+
+        log = None
+        if run_dir is not None:
+            if _resume_from is None:
+                (run_dir / "config.json").write_text(json.dumps({
+                    "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
+                    "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
+                    "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs,
+                    "env_metadata": _env_metadata(env_obj), "versions": _versions(env_name)}, indent=2))
+            log = MetricsLog(run_dir, tensorboard=tensorboard)
+            if _resume_from is not None:
+                log.truncate_after(min(start_chunk * chunk_len, total_iters))
+
+        env_steps_log: list[int] = []
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total_iters * steps_per_iter, initial=min(start_chunk * chunk_len, total_iters)
+                       * steps_per_iter, unit="step", unit_scale=True, desc=f"{algo_name} {env_name} x{num_runs}",
+                       file=sys.stderr)
+        with _StopRequest() as stop:
+            for chunk in range(start_chunk, num_chunks):
+                first = chunk * chunk_len
+                active_np = np.arange(first, first + chunk_len) < total_iters
+                t0 = time.perf_counter()
+                state, metrics = chunk_compiled(cfgs, state, jax.device_put(active_np, replicated))
+                evals = eval_compiled(cfgs, state, keys, np.int32(chunk))
+                metrics, evals = jax.device_get((metrics, evals))
+                elapsed = time.perf_counter() - t0
+                run_seconds += elapsed
+
+                iterations = np.arange(first, first + chunk_len)[active_np] + 1
+                metrics = {k: np.asarray(v)[:num_runs][:, active_np] for k, v in metrics.items()}
+                evals = {k: np.asarray(v)[:num_runs] for k, v in evals.items()}
+                _check_finite(metrics, iterations, runs, per_iteration=True)
+                _check_finite(evals, iterations, runs, per_iteration=False)
+                done_iters = int(iterations[-1])
+                env_steps = done_iters * steps_per_iter
+                record = {"chunk": chunk, "iteration": done_iters, "env_steps": env_steps}
+                record.update({k: v.tolist() for k, v in evals.items()})
+                record.update({k: v.mean(axis=1).tolist() for k, v in metrics.items()})
+                _append_history(history, record)
+                eval_keys[:] = list(evals)
+                env_steps_log.append(env_steps)
+                if log is not None:
+                    log.write(record)
+                if bar is not None:
+                    bar.update(int(active_np.sum()) * steps_per_iter)
+                    bar.set_postfix(eval_return=f"{evals['eval_return'].mean():.1f}",
+                                    sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}")
+                stop_now = stop.signal_name is not None or (
+                    stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks)
+                if run_dir is not None and checkpoint:
+                    ckpt.save(run_dir / "checkpoints", chunk, state, {"iteration": done_iters, "env_steps": env_steps},
+                              keep=keep_checkpoints)
+                position["finished_chunks"] = chunk + 1
+                monitor.beat()
+                if stop_now and chunk < num_chunks - 1:
+                    interrupted = True
+                    if stop.signal_name is not None and run_dir is not None and checkpoint:
+                        print(f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
+                              f"`jaxrl train --resume {run_dir}`", file=sys.stderr)
+                    elif stop.signal_name is not None:
+                        print(f"\n{stop.signal_name}: stopped after iteration {done_iters} (no run directory, so no "
+                              f"checkpoint)", file=sys.stderr)
+                    break
+    finally:
+        monitor.stop()
     if bar is not None:
         bar.close()
 
-    final_iter = min((chunk + 1) * chunk_len, total_iters)
-    # [runs, chunks, ...] -> [seeds, *grid sizes, chunks, ...]
-    metrics_out = {k: np.stack(v, axis=1).reshape(*shape, len(v), *v[0].shape[1:]) for k, v in history.items()}
-    steps_done = (final_iter - min(start_chunk * chunk_len, total_iters)) * steps_per_iter * num_runs
-    summary = {"algo": algo_name, "env": env_name}
-    for key in (evals if history else {}):  # each evaluation output: its last value and its best over chunks
-        summary[key] = history[key][-1].tolist()
-        summary[f"{key}_best"] = np.max(np.stack(history[key]), axis=0).tolist()
-    if "normalized_score" in summary:  # offline runs: the last and best normalised scores side by side
-        summary["normalized_score_last"] = summary["normalized_score"]
-    summary.update({
-        "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
-        "runs": runs, "env_metadata": _env_metadata(env_obj), "iterations": final_iter, "env_steps": final_iter * steps_per_iter,
-        "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
-        "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-        "devices": [str(d) for d in devices], "compilation_cache": cache_dir, "interrupted": interrupted,
-    })
+    summary = summarize(min((chunk + 1) * chunk_len, total_iters), interrupted=interrupted)
     if log is not None:
         log.close()
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -366,19 +408,71 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
 
             plot_runs([run_dir], run_dir / "curves.png")
     state = jax.tree.map(lambda x: x[:num_runs], state)
-    return TrainResult(state, metrics_out, axes, np.asarray(env_steps_log), runs, summary, run_dir, interrupted)
+    return TrainResult(state, _metrics_by_axes(history, shape), axes, np.asarray(env_steps_log), runs, summary,
+                       run_dir, interrupted)
+
+
+def _append_history(history: dict[str, list[np.ndarray]], record: dict) -> None:
+    for k, v in record.items():
+        if isinstance(v, list):
+            history.setdefault(k, []).append(np.asarray(v))
+
+
+def _metrics_by_axes(history: dict[str, list[np.ndarray]], shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """``[runs, ...]`` per chunk -> ``[seeds, *grid sizes, chunks, ...]``."""
+    return {k: np.stack(v, axis=1).reshape(*shape, len(v), *v[0].shape[1:]) for k, v in history.items()}
+
+
+def _final_and_best(history: dict[str, list[np.ndarray]], eval_keys: list[str]) -> dict:
+    """Each evaluation output's last value and its best over chunks (offline runs: the normalised score too)."""
+    out = {}
+    for key in eval_keys if history else []:
+        out[key] = history[key][-1].tolist()
+        out[f"{key}_best"] = np.max(np.stack(history[key]), axis=0).tolist()
+    if "normalized_score" in out:
+        out["normalized_score_last"] = out["normalized_score"]
+    return out
+
+
+def _finished_result(run_dir: Path, state: Any, num_runs: int, shape: tuple[int, ...], axes: tuple[str, ...],
+                     runs: list[dict]) -> TrainResult:
+    """The result of a run that already finished, read from its run directory (which is left untouched)."""
+    records = read_metrics(run_dir)
+    history: dict[str, list[np.ndarray]] = {}
+    for record in records:
+        _append_history(history, record)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    state = jax.tree.map(lambda x: x[:num_runs], state)
+    return TrainResult(state, _metrics_by_axes(history, shape), axes, np.asarray([r["env_steps"] for r in records]),
+                       runs, summary, run_dir, interrupted=False, already_complete=True)
 
 
 def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
-    """Continue the run in ``run_dir`` from its newest complete checkpoint, exactly where it stopped."""
+    """Continue the run in ``run_dir`` from its newest complete checkpoint, exactly where it stopped.
+
+    A run that had already finished is left untouched: its result is read back from the run directory
+    (``result.already_complete`` is True) and nothing is compiled or written.
+    """
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "config.json").read_text())
     module = algo_registry.get(spec["algo"])
     path = ckpt.latest(run_dir / "checkpoints")
     if path is None:
         raise FileNotFoundError(f"{run_dir} has no complete checkpoint to resume from")
+    if ckpt.meta(path)["chunk"] + 1 >= spec["num_chunks"] and not _finished_summary(run_dir):
+        # The last chunk was saved but the run was stopped before its summary: redo the last chunk.
+        earlier = ckpt.list_checkpoints(run_dir / "checkpoints")[:-1]
+        if not earlier:
+            raise FileNotFoundError(f"{run_dir} stopped after its last checkpoint but before writing summary.json, "
+                                    f"and no earlier checkpoint is left to redo the last chunk from")
+        path = earlier[-1]
     kwargs = dict(seeds=spec["seeds"], grid=spec["grid"], out_dir=run_dir, num_chunks=spec["num_chunks"],
                   _chunk_len=spec["chunk_iterations"], run_block=spec.get("run_block"),
                   eval_episodes=spec["eval_episodes"], keep_checkpoints=spec["keep_checkpoints"])
     kwargs.update(overrides)
     return train(spec["algo"], spec["env"], from_dict(module.Config, spec["config"]), _resume_from=path, **kwargs)
+
+
+def _finished_summary(run_dir: Path) -> bool:
+    path = run_dir / "summary.json"
+    return path.exists() and not json.loads(path.read_text()).get("interrupted", False)
