@@ -15,8 +15,9 @@ A run is one of
 Programs (``--program``):
   * ``iql-cli``: the README's offline path, ``jaxrl train iql --dataset <Pendulum medium-replay> --seeds 3``
     (the dataset is made once by ``jaxrl dataset make Pendulum-v1 --kind medium-replay``);
-  * ``mtsac-64``: MT-SAC with 64 tasks in one program (``benchmarks/multitask_scaling.py --tasks 64``);
-  * ``iql-8``: IQL, 4 seeds x 2 datasets in one program and one at a time (``benchmarks/offline.py --no-registry``).
+  * ``mtsac-64``: MT-SAC with 1 and 64 tasks in one program (``benchmarks/multitask_scaling.py --tasks 1 64``);
+  * ``iql-8``: IQL, 4 seeds x 2 datasets in one program and one at a time (``benchmarks/offline.py --no-registry``);
+  * ``minimal``: ``benchmarks/repro_xla_cpu_stall.py``, three IQL-shaped learners in jax and optax only.
 
 Flag sets (``--flags``): ``jaxrl`` (what importing jaxrl sets: the concurrency-optimised scheduler off),
 ``none`` (``JAXRL_KEEP_XLA_FLAGS=1``: XLA's defaults), ``eigen1`` (jaxrl's flag plus single-threaded Eigen).
@@ -46,7 +47,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SCHEDULER_OFF = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 FLAG_SETS = {
-    "jaxrl": {},
+    "jaxrl": {"XLA_FLAGS": SCHEDULER_OFF},  # what importing jaxrl sets; explicit, for programs without jaxrl
     "none": {"JAXRL_KEEP_XLA_FLAGS": "1"},
     "eigen1": {"XLA_FLAGS": f"{SCHEDULER_OFF} --xla_cpu_multi_thread_eigen=false"},
 }
@@ -57,12 +58,14 @@ def program_argv(name: str, python: str, data: Path, scratch: Path) -> list[str]
         return [python, "-m", "jaxrl", "train", "iql", "--dataset", str(data), "--seeds", "3",
                 "--out", str(scratch / "run")]
     if name == "mtsac-64":
-        return [python, str(HERE / "multitask_scaling.py"), "--tasks", "64", "--aggregators", "sum",
-                "--agg-tasks", "1", "--repeats", "3", "--out", str(scratch / "mt.md")]
+        return [python, str(HERE / "multitask_scaling.py"), "--tasks", "1", "64", "--aggregators", "sum",
+                "--agg-tasks", "1", "--repeats", "3", "--out", str(scratch / "multitask_scaling.md")]
+    if name == "minimal":
+        return [python, str(HERE / "repro_xla_cpu_stall.py")]
     if name == "iql-8":
         return [python, str(HERE / "offline.py"), "--no-registry", "--repeats", "3", "--timeout", "100000",
                 "--data-dir", str(scratch.parent / "offline-data"), "--out", str(scratch / "offline")]
-    raise ValueError(f"unknown program {name!r}: one of iql-cli, mtsac-64, iql-8")
+    raise ValueError(f"unknown program {name!r}: one of iql-cli, mtsac-64, iql-8, minimal")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -206,6 +209,7 @@ def main(argv=None) -> None:
     ap.add_argument("--dataset", help="the iql-cli dataset (default: made once under --work-dir)")
     ap.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "jaxrl-stall-check"))
     ap.add_argument("--out", default=str(RESULTS / "stall_check.json"))
+    ap.add_argument("--keep-outputs", help="copy each run's output files (benchmark tables) into DIR/<cell>-<i>/")
     ap.add_argument("--stacks-dir", default=str(RESULTS / "stall_stacks"))
     a = ap.parse_args(argv)
 
@@ -229,6 +233,10 @@ def main(argv=None) -> None:
                                                 or work))
                 rec = run_once(program_argv(program, a.python, data, scratch), env, a.timeout, a.idle_window,
                                a.idle_cpu, None if stacks.exists() else stacks)
+                if a.keep_outputs:
+                    kept = Path(a.keep_outputs) / f"{program}-{tag}-{flags}-{i + 1}"
+                    shutil.copytree(scratch, kept, dirs_exist_ok=True,
+                                    ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "*.hdf5"))
                 shutil.rmtree(scratch, ignore_errors=True)
                 rec.update(program=program, flags=flags, versions=versions, timeout_s=a.timeout,
                            load=round(os.getloadavg()[0], 2), date=time.strftime("%Y-%m-%d %H:%M:%S"))
