@@ -1,10 +1,12 @@
-"""The ``jaxrl`` command line: ``train``, ``list``, ``plot``. Options are generated from the config dataclasses.
+"""The ``jaxrl`` command line: ``train``, ``list``, ``plot``, ``report``. Options are generated from the config
+dataclasses.
 
     jaxrl train ALGO [--env ENV] [--seeds N] [--total-env-steps N] [--out DIR] [--grid F=v1,v2 ...]
                      [--resume DIR] [any config field, e.g. --learning-rate 3e-4]
     jaxrl train --resume DIR
     jaxrl list
     jaxrl plot RUN_DIR... [--out PNG] [--metric NAME]
+    jaxrl report RUN_DIR... [--by FIELD ...] [--metric NAME] [--out DIR] [--target X] [--reps N]
     jaxrl dataset make ENV --kind KIND --out FILE | jaxrl dataset info FILE
 """
 
@@ -154,6 +156,31 @@ def _plot(argv: list[str]) -> int:
     return 0
 
 
+def _report_runs(argv: list[str]) -> int:
+    import argparse
+
+    from jaxrl.run.report import markdown, report
+
+    parser = argparse.ArgumentParser(prog="jaxrl report", description="a paper-style table of run directories: "
+                                     "IQM, mean, median, optimality gap with stratified bootstrap 95% CIs")
+    parser.add_argument("run_dirs", nargs="+")
+    parser.add_argument("--by", nargs="+", action="extend", default=None,
+                        help="group by these fields: algo, env, dataset, seed, point, run_dir or any config field "
+                             "(default: every field that differs between runs, except seed)")
+    parser.add_argument("--metric", default=None, help="default normalized_score (offline runs) or eval_return")
+    parser.add_argument("--out", default="report", help="directory for report.md, report.csv and PNGs")
+    parser.add_argument("--target", type=float, default=None,
+                        help="optimality-gap target (default 100 for normalised scores, 1 for success rates, "
+                             "else the best final score)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args(argv)
+    result = report(args.run_dirs, by=args.by, metric=args.metric, out_dir=args.out, target=args.target,
+                    reps=args.reps)
+    print(markdown(result).split("\n## Run directories")[0].rstrip())
+    print(f"wrote {', '.join(result['files'])}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -167,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             return _list()
         if command == "plot":
             return _plot(rest)
+        if command == "report":
+            return _report_runs(rest)
         if command == "dataset":
             from jaxrl.run.dataset_cli import main as dataset_main
 

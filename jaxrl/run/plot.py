@@ -1,4 +1,5 @@
-"""Learning curves from run directories: mean and a 95% band over seeds, one line per grid point."""
+"""Learning curves from run directories: mean and a 95% percentile-bootstrap band over seeds, one line per grid
+point (the band of ``jaxrl report``: :func:`jaxrl.run.report.bootstrap_band`)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxrl.run.logging import read_metrics
-
-
-def _band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and 95% normal-approximation half-width over axis 0 (seeds)."""
-    mean = values.mean(axis=0)
-    if values.shape[0] < 2:
-        return mean, np.zeros_like(mean)
-    return mean, 1.96 * values.std(axis=0, ddof=1) / np.sqrt(values.shape[0])
+from jaxrl.run.report import draw_band
 
 
 def curves(run_dir: str | Path, metric: str = "eval_return") -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -47,9 +41,7 @@ def plot_runs(run_dirs: Sequence[str | Path], out: str | Path, metric: str = "ev
         for label, (steps, values) in curves(run_dir, metric).items():
             if len(run_dirs) > 1:
                 label = f"{Path(run_dir).name}: {label}"
-            mean, half = _band(values)
-            line, = ax.plot(steps, mean, label=f"{label} (n={values.shape[0]})")
-            ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+            draw_band(ax, steps, values, label)
         ax.set_title(f"{spec['env']}")
     ax.set_xlabel("environment steps (per run)")
     ax.set_ylabel(metric.replace("_", " "))
@@ -84,10 +76,7 @@ def plot_adaptation(run_dirs: Sequence[str | Path], out: str | Path) -> Path:
         if values is None:
             continue
         values = np.asarray(values, dtype=float).reshape(-1, np.shape(values)[-1])  # [runs, k]
-        mean, half = _band(values)
-        k = np.arange(values.shape[-1])
-        line, = ax.plot(k, mean, marker="o", label=f"{Path(run_dir).name} (n={values.shape[0]})")
-        ax.fill_between(k, mean - half, mean + half, color=line.get_color(), alpha=0.2)
+        draw_band(ax, np.arange(values.shape[-1]), values, Path(run_dir).name, marker="o")
     ax.set_xlabel("adaptation episodes / gradient steps k")
     ax.set_ylabel("meta-test return")
     ax.grid(alpha=0.3)
