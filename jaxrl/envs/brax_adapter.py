@@ -91,7 +91,8 @@ def make_brax(name: str, **kwargs) -> BraxAdapter:
 def make_playground(name: str, **kwargs) -> BraxAdapter:
     try:
         from mujoco_playground import registry
-    except ImportError as e:  # optional extra
-        raise ImportError("MuJoCo Playground envs need the optional extra: pip install 'jaxrl[playground]'") from e
+    except ImportError as e:  # optional extra: an unusable env name, so one line on the command line
+        raise ValueError(f"environment 'playground:{name}' needs the optional extra MuJoCo Playground: pip install "
+                         f"'jaxrl[playground]' (importing it failed with: {e})") from None
     episode_length = kwargs.pop("max_steps_in_episode", 1000)
     return BraxAdapter(registry.load(name, **kwargs), name=f"playground:{name}", max_steps_in_episode=episode_length)

@@ -1,7 +1,7 @@
 """The ``jaxrl`` command line: ``train``, ``list``, ``plot``, ``report``. Options are generated from the config
 dataclasses.
 
-    jaxrl train ALGO [--env ENV] [--seeds N] [--total-env-steps N] [--out DIR] [--grid F=v1,v2 ...]
+    jaxrl train ALGO [--env ENV] [--seeds N] [--seed FIRST] [--total-env-steps N] [--out DIR] [--grid F=v1,v2 ...]
                      [--resume DIR] [any config field, e.g. --learning-rate 3e-4]
     jaxrl train --resume DIR
     jaxrl list
@@ -29,14 +29,17 @@ def _train_args_class(module, default_env: str):
     from jaxrl.run.watchdog import Watchdog
 
     cfg_cls = module.Config
+    env_default = "(default: the dataset's env)" if getattr(module, "OFFLINE", False) else f"(default: {default_env})"
 
     @dataclasses.dataclass
     class TrainArgs:
         config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)
-        env: str = default_env
-        """environment name (`jaxrl list`)"""
+        env: Annotated[Optional[str], tyro.conf.arg(metavar="STR", help_behavior_hint=env_default)] = None
+        """environment name (`jaxrl list`); offline algorithms: the env of a dataset file that does not name it"""
         seeds: int = 1
         """number of seeds, all in one compiled program"""
+        seed: int = 0
+        """the first seed: the runs' seeds are seed, seed+1, ... (re-run seed K of a sweep: --seeds 1 --seed K)"""
         out: Optional[str] = None
         """run directory (default runs/ALGO-ENV-TIMESTAMP)"""
         grid: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
@@ -88,26 +91,41 @@ def _train(argv: list[str]) -> int:
                     description=(module.__doc__ or "").strip().splitlines()[0])
     if args.resume:
         return _report(resume(args.resume))
-    env, env_label = args.env, args.env.replace(':', '_')
-    if getattr(module, "OFFLINE", False) and not args.dataset:
+    offline = getattr(module, "OFFLINE", False)
+    if args.dataset and not offline:
+        offline_names = [n for n in algos.names() if getattr(algos.get(n), "OFFLINE", False)]
+        raise ValueError(f"{name} is not an offline algorithm; --dataset is for: {', '.join(offline_names)}")
+    if offline and not args.dataset:
         raise ValueError(f"{name} is an offline algorithm: pass --dataset FILE (make one with `jaxrl dataset make "
                          f"Pendulum-v1 --kind medium --out medium.hdf5`)")
     if args.dataset:
         from jaxrl.algos.offline.common import load_offline_env
 
-        env, env_label = load_offline_env(list(args.dataset)), Path(args.dataset[0]).stem
+        env, env_label = load_offline_env(list(args.dataset), args.env), Path(args.dataset[0]).stem
+    else:
+        env = args.env or algos.default_env(name)
+        env_label = env.replace(':', '_')
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
+    _check_run_dir(out)
+    seeds = list(range(args.seed, args.seed + args.seeds))
     if isinstance(env, str) and env.startswith("metaworld:"):
         # Meta-World steps on the host: collection there, every update jitted (jaxrl.run.host_train)
         from jaxrl.run.host_train import train_host
 
-        result = train_host(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid),
+        result = train_host(name, env, args.config, seeds=seeds, grid=grid_lib.parse_grid(args.grid),
                             out_dir=out, num_evals=args.num_chunks, eval_episodes=args.eval_episodes)
         return _report(result)
-    result = train(name, env, args.config, seeds=args.seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
+    result = train(name, env, args.config, seeds=seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
                    num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block,
                    watchdog=args.watchdog())
     return _report(result)
+
+
+def _check_run_dir(out: str) -> None:
+    """The run directory must be creatable: a file at ``--out`` or above it would fail only after setup."""
+    existing = next(p for p in (Path(out), *Path(out).parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is an existing file, not a directory; name a run directory")
 
 
 def _report(result) -> int:

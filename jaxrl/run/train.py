@@ -190,6 +190,8 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         raise ValueError("seeds must name at least one seed")
     if num_chunks < 1 or eval_episodes < 1:
         raise ValueError(f"num_chunks ({num_chunks}) and eval_episodes ({eval_episodes}) must be >= 1")
+    if run_block is not None and run_block < 1:
+        raise ValueError(f"run_block (--run-block) = {run_block} is out of range: must be >= 1")
     grid = {k: list(v) for k, v in (grid or {}).items()}
     batched_config, runs = grid_lib.expand(config, seeds, grid)
     module.make(config, env_obj, env_params)  # Python-level checks (env/algorithm compatibility) before compiling

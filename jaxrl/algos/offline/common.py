@@ -192,21 +192,40 @@ def make_offline_env(datasets: Dataset | Sequence[Dataset], env: str | tuple[Any
 def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env: str | tuple | None = None):
     """``(OfflineEnv, env_params)`` from dataset files (D4RL HDF5, Minari dir or npz); see :func:`make_offline_env`.
 
-    A ``"dataset:a.hdf5,b.hdf5"`` string (the name recorded in a run's config.json) works too.
+    ``env`` is needed for files that do not name their env (D4RL's own); a file that names another env is an
+    error. A ``"dataset:a.hdf5,b.hdf5"`` string (the name recorded in a run's config.json, ending ``?env=NAME``
+    when only ``env`` named the env) works too.
     """
     from jaxrl.data import formats
 
     if isinstance(paths, (str, os.PathLike)):
         text = str(paths)
-        paths = [p for p in text[len("dataset:"):].split(",") if p] if text.startswith("dataset:") else [text]
+        if text.startswith("dataset:"):
+            text, _, recorded_env = text[len("dataset:"):].partition("?env=")
+            env = env or recorded_env or None
+            paths = [p for p in text.split(",") if p]
+        else:
+            paths = [text]
     paths = [str(p) for p in paths]
     for p in paths:
         if not Path(p).exists():
             raise FileNotFoundError(f"dataset file {p!r} does not exist (make one with `jaxrl dataset make ENV "
                                     f"--kind medium --out FILE`)")
     datasets = [formats.load(p) for p in paths]
-    return make_offline_env(datasets, env, paths=[str(Path(p).resolve()) for p in paths],
-                            hashes=[_file_hash(p) for p in paths])
+    named = any(d.info.env_name for d in datasets)
+    if env is None and not named:
+        raise DatasetError(f"info.env_name: the dataset does not name its env ({', '.join(paths)}): pass env= (--env "
+                           f"on the command line)")
+    if isinstance(env, str):
+        for p, d in zip(paths, datasets):
+            if d.info.env_name and d.info.env_name != env:
+                raise DatasetError(f"info.env_name: dataset {p!r} is of env {d.info.env_name!r}, not {env!r} "
+                                   f"(env= / --env); leave the env out to use the dataset's")
+    offline, env_params = make_offline_env(datasets, env, paths=[str(Path(p).resolve()) for p in paths],
+                                           hashes=[_file_hash(p) for p in paths])
+    if isinstance(env, str) and not named:
+        offline.name += f"?env={env}"  # the files do not say: the recorded name must, so that a resume finds it
+    return offline, env_params
 
 
 def check_offline_env(env, algo_name: str) -> "OfflineEnv":
