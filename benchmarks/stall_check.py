@@ -77,7 +77,9 @@ def cpu_seconds(pid: int) -> float:
         p = stack.pop()
         try:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
+            # utime + stime, plus cutime + cstime: a child's time moves there when it exits and is reaped, so the
+            # total over the live tree never drops
+            total += sum(int(f) for f in fields[11:15]) / tick
             for task in Path(f"/proc/{p}/task").iterdir():
                 children = (task / "children").read_text().split()
                 stack.extend(int(c) for c in children)
