@@ -4,7 +4,6 @@ reproduces its recorded fixture, bit for bit on the recording's platform (tests/
 Record: ``python tests/golden/record.py [NAME ...]``. Run: ``python -m pytest -m slow -n 2 --dist loadfile tests/test_golden_*.py``.
 """
 
-import pytest
 from golden import cases, harness
 
 from jaxrl import algos
@@ -20,10 +19,7 @@ def test_every_registered_algorithm_has_a_golden_case_in_one_file():
         algos.get(name).Config(**case.config)  # the overrides are valid fields and values
 
 
-# slow too: ~12 min on 2 cores; run by hand around every refactor step until the fixtures are known to hold
-# on CI's CPU as well (the comparison is exact only on the recording's platform)
-@pytest.mark.integration
-@pytest.mark.slow
-@pytest.mark.parametrize("name", cases.names("online"))
+@harness.golden_cases("online")
 def test_golden_run_reproduces_fixture(name):
-    harness.check(name)
+    problems = harness.differences(name)
+    assert not problems, "\n".join(problems)

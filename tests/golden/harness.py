@@ -293,8 +293,21 @@ def compare(name: str, expected: dict[str, np.ndarray], actual: dict[str, np.nda
     return problems
 
 
-def check(name: str) -> None:
-    """Rerun ``name``'s golden case and assert it reproduces the fixture (exactly on the recording's platform)."""
+def golden_cases(group: str):
+    """``parametrize`` over the algorithms of one test file's ``group``, marked integration and slow: ~12 min on
+    2 cores in all, run by hand around every refactor step until the fixtures are known to hold on CI's CPU too
+    (the comparison is exact only on the recording's platform)."""
+    import pytest
+
+    from golden import cases
+
+    return pytest.mark.parametrize("name", [pytest.param(n, marks=(pytest.mark.integration, pytest.mark.slow))
+                                            for n in cases.names(group)])
+
+
+def differences(name: str) -> list[str]:
+    """Rerun ``name``'s golden case: how it differs from the fixture (exactly on the recording's platform); empty
+    when it reproduces it. A missing or stale fixture raises, naming the record command."""
     from golden import cases
 
     cmd = f"{RECORD_COMMAND} {name}"
@@ -321,8 +334,9 @@ def check(name: str) -> None:
     if not exact:
         warnings.warn(f"{name}: golden comparison is tolerant, not bit-exact {note}", stacklevel=2)
     problems = compare(name, load_fixture(name), golden_run(name), exact, note)
-    if problems:
-        head = (f"{name}: the golden run differs from tests/golden/{name}.npz ({'exact' if exact else 'tolerant'} "
-                f"comparison, {len(problems)} difference(s)). If the change is intended, record it again with `{cmd}`.")
-        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
-        raise AssertionError("\n".join([head, *shown]) + ("\n" + note if note else ""))
+    if not problems:
+        return []
+    head = (f"{name}: the golden run differs from tests/golden/{name}.npz ({'exact' if exact else 'tolerant'} "
+            f"comparison, {len(problems)} difference(s)). If the change is intended, record it again with `{cmd}`.")
+    shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+    return [head, *shown] + ([note] if note else [])
