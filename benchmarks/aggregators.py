@@ -2,7 +2,8 @@
 
 One full update step = per-task gradients (``jax.vmap(jax.grad(loss))`` over K tasks' batches) + aggregation
 + Adam + apply, for a 2x256 MLP regressor. The baseline is the same step with a plain sum
-``tensordot(ones(K), g, 1)`` per leaf (no Gram matrix, no diagnostics; ``g.sum(0)`` is timed too); ``grads.sum()`` is listed too (it also
+``tensordot(ones(K), g, 1)`` per leaf (no Gram matrix, no diagnostics; ``g.sum(0)`` is timed too); ``grads.sum()`` is
+listed too (it also
 computes the Gram matrix for its conflict diagnostics). Compile time is measured apart; run time is the median
 over repeats (after a warm-up, aggregators interleaved) of ``--inner`` consecutive steps, per step.
 
@@ -31,7 +32,8 @@ def init_mlp(key):
     sizes = (OBS_DIM, HIDDEN, HIDDEN, OUT_DIM)
     keys = jax.random.split(key, len(sizes) - 1)
     return [
-        {"w": jax.random.normal(k, (m, n)) / np.sqrt(m), "b": jnp.zeros(n)} for k, m, n in zip(keys, sizes[:-1], sizes[1:])
+        {"w": jax.random.normal(k, (m, n)) / np.sqrt(m), "b": jnp.zeros(n)}
+        for k, m, n in zip(keys, sizes[:-1], sizes[1:])
     ]
 
 
@@ -48,7 +50,9 @@ def loss(params, batch):
 
 def plain_sum(sum_fn):
     """A bare sum over the task axis: no Gram matrix, no diagnostics."""
-    return grads.Aggregator(lambda params: (), lambda g, state, params=None, *, key=None: (jax.tree.map(sum_fn, g), state))
+    return grads.Aggregator(
+        lambda params: (), lambda g, state, params=None, *, key=None: (jax.tree.map(sum_fn, g), state)
+    )
 
 
 def aggregators(num_tasks):
@@ -98,7 +102,7 @@ def measure_all(aggs, num_tasks, batch, repeats, inner):
     times = {name: [] for name in aggs}
     names = list(runs)
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:  # rotate who goes first
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
             run = runs[name]
             compiled, params, opt_state = run
             start = time.perf_counter()
@@ -129,21 +133,41 @@ def main():
     }
     num_params = sum(x.size for x in jax.tree.leaves(init_mlp(jax.random.key(0))))
     print(f"hardware: {hardware}")
-    print(f"MLP {OBS_DIM}-{HIDDEN}-{HIDDEN}-{OUT_DIM} ({num_params} params), batch {args.batch}/task, "
-          f"median of {args.repeats} x {args.inner} steps")
+    print(
+        f"MLP {OBS_DIM}-{HIDDEN}-{HIDDEN}-{OUT_DIM} ({num_params} params), batch {args.batch}/task, "
+        f"median of {args.repeats} x {args.inner} steps"
+    )
     rows = []
     for num_tasks in args.tasks:
         measured = measure_all(aggregators(num_tasks), num_tasks, args.batch, args.repeats, args.inner)
         baseline = measured["plain sum (baseline)"][1]
         for name, (compile_s, step_s, p25, p75) in measured.items():
-            rows.append({"K": num_tasks, "aggregator": name, "compile_s": compile_s, "step_ms": 1e3 * step_s,
-                         "step_ms_p25": 1e3 * p25, "step_ms_p75": 1e3 * p75, "overhead_x": step_s / baseline})
-            print(f"K={num_tasks:3d} {name:>20}: step {1e3 * step_s:8.3f} ms  ({step_s / baseline:5.2f}x)  "
-                  f"compile {compile_s:6.2f} s", flush=True)
+            rows.append(
+                {
+                    "K": num_tasks,
+                    "aggregator": name,
+                    "compile_s": compile_s,
+                    "step_ms": 1e3 * step_s,
+                    "step_ms_p25": 1e3 * p25,
+                    "step_ms_p75": 1e3 * p75,
+                    "overhead_x": step_s / baseline,
+                }
+            )
+            print(
+                f"K={num_tasks:3d} {name:>20}: step {1e3 * step_s:8.3f} ms  ({step_s / baseline:5.2f}x)  "
+                f"compile {compile_s:6.2f} s",
+                flush=True,
+            )
 
     os.makedirs(args.out, exist_ok=True)
-    setup = {"mlp": [OBS_DIM, HIDDEN, HIDDEN, OUT_DIM], "num_params": int(num_params), "batch_per_task": args.batch,
-             "repeats": args.repeats, "inner_steps": args.inner, "optimizer": "adam"}
+    setup = {
+        "mlp": [OBS_DIM, HIDDEN, HIDDEN, OUT_DIM],
+        "num_params": int(num_params),
+        "batch_per_task": args.batch,
+        "repeats": args.repeats,
+        "inner_steps": args.inner,
+        "optimizer": "adam",
+    }
     with open(os.path.join(args.out, "aggregators.json"), "w") as f:
         json.dump({"hardware": hardware, "setup": setup, "results": rows}, f, indent=2)
     lines = [
@@ -154,13 +178,17 @@ def main():
         f"MLP {OBS_DIM}-{HIDDEN}-{HIDDEN}-{OUT_DIM} ({num_params} params), {args.batch} samples per task; "
         f"median over {args.repeats} repeats of {args.inner} steps after a warm-up (aggregators interleaved "
         "round-robin); compile time measured apart.",
-        "Overhead = step time / step time with a plain summed gradient (tensordot with ones, no diagnostics) at the same K.",
+        "Overhead = step time / step time with a plain summed gradient (tensordot with ones, no diagnostics) "
+        "at the same K.",
         "",
         "| K | aggregator | step (ms), median | p25-p75 (ms) | overhead | compile (s) |",
         "|---|---|---|---|---|---|",
     ]
-    lines += [f"| {r['K']} | {r['aggregator']} | {r['step_ms']:.3f} | {r['step_ms_p25']:.2f}-{r['step_ms_p75']:.2f} | "
-              f"{r['overhead_x']:.2f}x | {r['compile_s']:.2f} |" for r in rows]
+    lines += [
+        f"| {r['K']} | {r['aggregator']} | {r['step_ms']:.3f} | {r['step_ms_p25']:.2f}-{r['step_ms_p75']:.2f} | "
+        f"{r['overhead_x']:.2f}x | {r['compile_s']:.2f} |"
+        for r in rows
+    ]
     with open(os.path.join(args.out, "aggregators.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print(f"wrote {args.out}/aggregators.json and aggregators.md")

@@ -96,8 +96,18 @@ HERE = Path(__file__).resolve().parent
 DEFAULT_TORCH_PYTHON = HERE / ".venv-torch" / "bin" / "python"
 
 # The side-by-side configuration (issue 5's benchmark): given to both libraries.
-PEER_CONFIG = {"num_tasks": 20, "num_trajectories": 20, "horizon": 100, "hidden": [100, 100], "inner_lr": 0.1,
-               "outer_lr": 1e-3, "gamma": 0.99, "clip_eps": 0.3, "baseline_reg": 1e-5, "log_std_init": -0.5}
+PEER_CONFIG = {
+    "num_tasks": 20,
+    "num_trajectories": 20,
+    "horizon": 100,
+    "hidden": [100, 100],
+    "inner_lr": 0.1,
+    "outer_lr": 1e-3,
+    "gamma": 0.99,
+    "clip_eps": 0.3,
+    "baseline_reg": 1e-5,
+    "log_std_init": -0.5,
+}
 
 
 PEER_NOTES = """Notes:
@@ -131,11 +141,24 @@ PEER_NOTES = """Notes:
 
 
 def _peer_maml_config(c: dict, first_order: bool) -> maml.Config:
-    return maml.Config(num_tasks=c["num_tasks"], num_trajectories=c["num_trajectories"], hidden=tuple(c["hidden"]),
-                       horizon=c["horizon"], num_inner_steps=1, num_outer_epochs=1, first_order=first_order,
-                       inner_lr=c["inner_lr"], outer_lr=c["outer_lr"], gamma=c["gamma"], clip_eps=c["clip_eps"],
-                       baseline_reg=c["baseline_reg"], log_std_init=c["log_std_init"], outer="promp",
-                       surrogate="dice", activation="tanh")
+    return maml.Config(
+        num_tasks=c["num_tasks"],
+        num_trajectories=c["num_trajectories"],
+        hidden=tuple(c["hidden"]),
+        horizon=c["horizon"],
+        num_inner_steps=1,
+        num_outer_epochs=1,
+        first_order=first_order,
+        inner_lr=c["inner_lr"],
+        outer_lr=c["outer_lr"],
+        gamma=c["gamma"],
+        clip_eps=c["clip_eps"],
+        baseline_reg=c["baseline_reg"],
+        log_std_init=c["log_std_init"],
+        outer="promp",
+        surrogate="dice",
+        activation="tanh",
+    )
 
 
 def jaxrl_worker(job: dict) -> dict:
@@ -156,9 +179,13 @@ def jaxrl_worker(job: dict) -> dict:
         jax.block_until_ready((state, metrics))
         if i >= job["warmup"]:
             times.append(time.perf_counter() - t0)
-    out = {"times_s": times, "compile_s": compile_s, "memory_mib": _memory(compiled),
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "post_adaptation_return": float(metrics["post_adaptation_return"])}
+    out = {
+        "times_s": times,
+        "compile_s": compile_s,
+        "memory_mib": _memory(compiled),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "post_adaptation_return": float(metrics["post_adaptation_return"]),
+    }
     if job.get("profile_dir"):
         jax.profiler.start_trace(job["profile_dir"])
         for _ in range(3):
@@ -193,69 +220,102 @@ def bench_peer(args) -> dict:
 
     if not Path(args.peer_python).exists():
         sys.exit(f"torch environment not found at {args.peer_python}: run `bash benchmarks/setup_torch_env.sh`")
-    libraries = {"jaxrl": (sys.executable, [str(Path(__file__).resolve()), "--worker"]),
-                 "torchopt": (args.peer_python, [str(HERE / "peers" / "torchopt_maml.py")])}
+    libraries = {
+        "jaxrl": (sys.executable, [str(Path(__file__).resolve()), "--worker"]),
+        "torchopt": (args.peer_python, [str(HERE / "peers" / "torchopt_maml.py")]),
+    }
     results = {(lib, order): [] for lib in libraries for order in ("second", "first")}
     loads = [_uptime()]
     print("load:", loads[0], flush=True)
     for r in range(args.peer_rounds):
         for order in ("second", "first"):
             for lib, (python, argv) in libraries.items():
-                job = {"config": dict(PEER_CONFIG, first_order=order == "first"), "warmup": 1,
-                       "repeats": args.peer_repeats, "seed": r, "threads": args.peer_threads}
+                job = {
+                    "config": dict(PEER_CONFIG, first_order=order == "first"),
+                    "warmup": 1,
+                    "repeats": args.peer_repeats,
+                    "seed": r,
+                    "threads": args.peer_threads,
+                }
                 res = run_job(python, argv, job, timeout=3600, xla_flags=DEFAULT_XLA_FLAGS)
                 res["median_s"] = statistics.median(res["times_s"])
                 results[(lib, order)].append(res)
-                print(f"round {r} {lib:8s} {order}: median {res['median_s']:.3f} s "
-                      f"(times {[round(t, 3) for t in res['times_s']]}, compile {res['compile_s']:.1f} s)",
-                      flush=True)
+                print(
+                    f"round {r} {lib:8s} {order}: median {res['median_s']:.3f} s "
+                    f"(times {[round(t, 3) for t in res['times_s']]}, compile {res['compile_s']:.1f} s)",
+                    flush=True,
+                )
         loads.append(_uptime())
         print("load:", loads[-1], flush=True)
     rows = []
     for order in ("second", "first"):
         j = [t for res in results[("jaxrl", order)] for t in res["times_s"]]
         p = [t for res in results[("torchopt", order)] for t in res["times_s"]]
-        row = {"order": order, "jaxrl_median_s": statistics.median(j), "torchopt_median_s": statistics.median(p),
-               "jaxrl_compile_s": statistics.median(res["compile_s"] for res in results[("jaxrl", order)]),
-               "jaxrl_memory_mib": results[("jaxrl", order)][0]["memory_mib"],
-               "jaxrl_times_s": j, "torchopt_times_s": p}
+        row = {
+            "order": order,
+            "jaxrl_median_s": statistics.median(j),
+            "torchopt_median_s": statistics.median(p),
+            "jaxrl_compile_s": statistics.median(res["compile_s"] for res in results[("jaxrl", order)]),
+            "jaxrl_memory_mib": results[("jaxrl", order)][0]["memory_mib"],
+            "jaxrl_times_s": j,
+            "torchopt_times_s": p,
+        }
         row["speedup"] = row["torchopt_median_s"] / row["jaxrl_median_s"]
-        row["speedup_per_round"] = [p["median_s"] / j["median_s"] for j, p in
-                                    zip(results[("jaxrl", order)], results[("torchopt", order)])]
+        row["speedup_per_round"] = [
+            p["median_s"] / j["median_s"] for j, p in zip(results[("jaxrl", order)], results[("torchopt", order)])
+        ]
         rows.append(row)
     peer_versions = results[("torchopt", "second")][0]["versions"]
     import importlib.metadata as md
 
     versions = {p: md.version(p) for p in ("jax", "jaxlib", "flax", "optax")}
-    return {"notes": PEER_NOTES, "config": PEER_CONFIG, "rows": rows, "hardware": hardware(), "load": loads,
-            "versions": versions,
-            "peer_versions": peer_versions, "torch_threads": results[("torchopt", "second")][0]["torch_threads"],
-            "xla_flags": DEFAULT_XLA_FLAGS, "repeats": args.peer_repeats, "rounds": args.peer_rounds,
-            "peer_threads": args.peer_threads}
+    return {
+        "notes": PEER_NOTES,
+        "config": PEER_CONFIG,
+        "rows": rows,
+        "hardware": hardware(),
+        "load": loads,
+        "versions": versions,
+        "peer_versions": peer_versions,
+        "torch_threads": results[("torchopt", "second")][0]["torch_threads"],
+        "xla_flags": DEFAULT_XLA_FLAGS,
+        "repeats": args.peer_repeats,
+        "rounds": args.peer_rounds,
+        "peer_threads": args.peer_threads,
+    }
 
 
 def write_peer_report(report: dict, out: str) -> None:
     hw, c = report["hardware"], report["config"]
-    lines = ["# MAML meta-update: jaxrl vs torchopt (side by side, one run)", "",
-             f"Host: {hw['cpu_model']}, {hw['usable_cores']} usable cores, {hw['memory_gb']} GiB, "
-             f"{hw['platform']}, Python {hw['python']}; jaxrl on jax {report['versions']['jax']} "
-             f"(backend {hw['backend']}), peer torch {report['peer_versions']['torch']} + torchopt "
-             f"{report['peer_versions']['torchopt']} (torch threads: {report['torch_threads']}).", "",
-             f"Configuration (both): nav2d, {c['num_tasks']} tasks x {c['num_trajectories']} trajectories x "
-             f"{c['horizon']} steps, Gaussian policy with a {'x'.join(map(str, c['hidden']))} tanh MLP, one inner "
-             f"DiCE step (alpha {c['inner_lr']}) with a linear-feature baseline, one outer ProMP-clipped Adam step "
-             f"(lr {c['outer_lr']}), rollouts of the pre- and post-adaptation trajectories included.", "",
-             f"Each number: the median over {report['rounds']} fresh worker processes x {report['repeats']} timed "
-             f"meta-updates after one warm-up (jaxrl and torchopt workers alternating, so they share the load); "
-             f"jaxrl's compile time (median over workers) is measured apart and is not in the meta-update time. "
-             f"`torchopt / jaxrl` is the ratio of the pooled medians; `ratio per round` of each round's pair of "
-             f"workers (the spread shows how much the shared machine's load moved).", "",
-             "| order | jaxrl s / meta-update | torchopt s / meta-update | torchopt / jaxrl | jaxrl compile s "
-             "| jaxrl memory MiB | ratio per round |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# MAML meta-update: jaxrl vs torchopt (side by side, one run)",
+        "",
+        f"Host: {hw['cpu_model']}, {hw['usable_cores']} usable cores, {hw['memory_gb']} GiB, "
+        f"{hw['platform']}, Python {hw['python']}; jaxrl on jax {report['versions']['jax']} "
+        f"(backend {hw['backend']}), peer torch {report['peer_versions']['torch']} + torchopt "
+        f"{report['peer_versions']['torchopt']} (torch threads: {report['torch_threads']}).",
+        "",
+        f"Configuration (both): nav2d, {c['num_tasks']} tasks x {c['num_trajectories']} trajectories x "
+        f"{c['horizon']} steps, Gaussian policy with a {'x'.join(map(str, c['hidden']))} tanh MLP, one inner "
+        f"DiCE step (alpha {c['inner_lr']}) with a linear-feature baseline, one outer ProMP-clipped Adam step "
+        f"(lr {c['outer_lr']}), rollouts of the pre- and post-adaptation trajectories included.",
+        "",
+        f"Each number: the median over {report['rounds']} fresh worker processes x {report['repeats']} timed "
+        f"meta-updates after one warm-up (jaxrl and torchopt workers alternating, so they share the load); "
+        f"jaxrl's compile time (median over workers) is measured apart and is not in the meta-update time. "
+        f"`torchopt / jaxrl` is the ratio of the pooled medians; `ratio per round` of each round's pair of "
+        f"workers (the spread shows how much the shared machine's load moved).",
+        "",
+        "| order | jaxrl s / meta-update | torchopt s / meta-update | torchopt / jaxrl | jaxrl compile s "
+        "| jaxrl memory MiB | ratio per round |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         per_round = ", ".join(f"{x:.2f}x" for x in r["speedup_per_round"])
-        lines.append(f"| {r['order']} | {r['jaxrl_median_s']:.3f} | {r['torchopt_median_s']:.3f} | "
-                     f"{r['speedup']:.2f}x | {r['jaxrl_compile_s']:.1f} | {r['jaxrl_memory_mib']:.1f} | {per_round} |")
+        lines.append(
+            f"| {r['order']} | {r['jaxrl_median_s']:.3f} | {r['torchopt_median_s']:.3f} | "
+            f"{r['speedup']:.2f}x | {r['jaxrl_compile_s']:.1f} | {r['jaxrl_memory_mib']:.1f} | {per_round} |"
+        )
     lines += ["", "Machine load (`uptime`) before and after each round: ", ""]
     lines += [f"- `{l}`" for l in report["load"]]
     lines += ["", report.get("notes", ""), ""]
@@ -276,8 +336,12 @@ def main() -> None:
     parser.add_argument("--peer-python", default=os.environ.get("TORCH_PYTHON", str(DEFAULT_TORCH_PYTHON)))
     parser.add_argument("--peer-repeats", type=int, default=5)
     parser.add_argument("--peer-rounds", type=int, default=3)
-    parser.add_argument("--peer-threads", type=int, default=1,
-                        help="torch.set_num_threads for the peer (1: its fastest on the loaded 2-core machine)")
+    parser.add_argument(
+        "--peer-threads",
+        type=int,
+        default=1,
+        help="torch.set_num_threads for the peer (1: its fastest on the loaded 2-core machine)",
+    )
     parser.add_argument("--peer-out", default=str(HERE / "results" / "maml_vs_torchopt.md"))
     parser.add_argument("--profile", default=None, help="trace 3 jaxrl second-order meta-updates into DIR")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
@@ -286,8 +350,7 @@ def main() -> None:
         print("RESULT " + json.dumps(jaxrl_worker(json.loads(args.worker))), flush=True)
         return
     if args.profile:
-        job = {"config": dict(PEER_CONFIG, first_order=False), "warmup": 1, "repeats": 3,
-               "profile_dir": args.profile}
+        job = {"config": dict(PEER_CONFIG, first_order=False), "warmup": 1, "repeats": 3, "profile_dir": args.profile}
         res = jaxrl_worker(job)
         print(f"median {statistics.median(res['times_s']):.3f} s, compile {res['compile_s']:.1f} s")
         for name, ms in res["profile"]:
@@ -299,15 +362,24 @@ def main() -> None:
     base = maml.Config(num_trajectories=5 if args.quick else 20, num_outer_epochs=5)
     rows = bench_maml([int(b) for b in args.batches.split(",")], args.repeats, base)
     rl2_compile, rl2_sps = bench_rl2(args.repeats)
-    lines = ["# MAML meta-update vs task batch size", "",
-             f"Host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, "
-             f"backend {jax.default_backend()}; nav2d, horizon 100, {base.num_trajectories} trajectories per task "
-             f"per phase, 1 inner step, {base.num_outer_epochs} ProMP outer steps, MLP {base.hidden}. "
-             f"Median of {args.repeats} runs; compile apart. Memory: XLA's compiled estimate.", "",
-             "| order | task batch K | compile s | meta-iteration s | memory MiB |", "|---|---|---|---|---|"]
+    lines = [
+        "# MAML meta-update vs task batch size",
+        "",
+        f"Host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, jax {jax.__version__}, "
+        f"backend {jax.default_backend()}; nav2d, horizon 100, {base.num_trajectories} trajectories per task "
+        f"per phase, 1 inner step, {base.num_outer_epochs} ProMP outer steps, MLP {base.hidden}. "
+        f"Median of {args.repeats} runs; compile apart. Memory: XLA's compiled estimate.",
+        "",
+        "| order | task batch K | compile s | meta-iteration s | memory MiB |",
+        "|---|---|---|---|---|",
+    ]
     lines += [f"| {o} | {k} | {c:.1f} | {r:.3f} | {m:.1f} |" for o, k, c, r, m in rows]
-    lines += ["", f"RL^2 (5 arms, 10 pulls, 256 trials per iteration, GRU 64): {rl2_sps:,.0f} env steps/s "
-              f"(compile {rl2_compile:.1f} s).", ""]
+    lines += [
+        "",
+        f"RL^2 (5 arms, 10 pulls, 256 trials per iteration, GRU 64): {rl2_sps:,.0f} env steps/s "
+        f"(compile {rl2_compile:.1f} s).",
+        "",
+    ]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

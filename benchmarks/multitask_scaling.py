@@ -45,10 +45,16 @@ def worker(job: dict) -> dict:
     from jaxrl.algos.multitask import mt_sac
 
     suite, params = envs.make(f"point-goal-{job['tasks']}")
-    cfg = mt_sac.Config(num_envs=job["tasks"], batch_size=job["batch"], hidden=tuple(job["hidden"]),
-                        learning_starts=0, buffer_size=job["buffer"], aggregator=job["aggregator"],
-                        monitor_conflicts=job["monitor"],
-                        total_env_steps=10**6)
+    cfg = mt_sac.Config(
+        num_envs=job["tasks"],
+        batch_size=job["batch"],
+        hidden=tuple(job["hidden"]),
+        learning_starts=0,
+        buffer_size=job["buffer"],
+        aggregator=job["aggregator"],
+        monitor_conflicts=job["monitor"],
+        total_env_steps=10**6,
+    )
     algo = mt_sac.make(cfg, suite, params)
     state = jax.jit(algo.init)(jax.random.PRNGKey(0))
     run = jax.jit(lambda s: jax.lax.scan(lambda c, _: algo.step(c), s, None, length=job["inner"]))
@@ -67,17 +73,28 @@ def worker(job: dict) -> dict:
     med = float(np.median(times))
     dev = jax.devices()[0]
     stats = dev.memory_stats() if hasattr(dev, "memory_stats") else None
-    return {**job, "compile_s": compile_s, "times_s": times, "median_s": med,
-            "updates_per_s": job["inner"] / med, "env_steps_per_s": job["inner"] * job["tasks"] / med,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "rss_before_compile_mb": rss_before,
-            "device_peak_mb": stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None}
+    return {
+        **job,
+        "compile_s": compile_s,
+        "times_s": times,
+        "median_s": med,
+        "updates_per_s": job["inner"] / med,
+        "env_steps_per_s": job["inner"] * job["tasks"] / med,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_before_compile_mb": rss_before,
+        "device_peak_mb": stats["peak_bytes_in_use"] / 2**20 if stats and "peak_bytes_in_use" in stats else None,
+    }
 
 
 def run_job(job: dict, timeout: float = 1200) -> dict:
     env = {**os.environ, "JAXRL_COMPILATION_CACHE": "0"}
-    out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(job)], capture_output=True, text=True,
-                         timeout=timeout, env=env)
+    out = subprocess.run(
+        [sys.executable, __file__, "--worker", json.dumps(job)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     if out.returncode != 0:
         raise RuntimeError(f"worker failed for {job}:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -86,33 +103,53 @@ def run_job(job: dict, timeout: float = 1200) -> dict:
 def hardware() -> dict:
     import jax
 
-    return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "platform": platform.platform(), "devices": [str(d) for d in jax.devices()], "jax": jax.__version__}
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+    }
 
 
 def markdown(report: dict) -> str:
     hw = report["hardware"]
-    lines = ["# Multi-task scaling (MT-SAC, point-goal-K, one program)", "",
-             f"Hardware: {hw['cpu']}, {hw['cores']} cores; JAX devices {', '.join(hw['devices'])}; jax {hw['jax']}. "
-             f"Hidden {report['hidden']}, per-task batch {report['batch']}, replay {report['buffer']} per task, {report['inner']} steps per timed call, "
-             f"median of {report['repeats']} (a fresh process per row; the machine may be shared, see notes).", "",
-             "## Tasks in one program (aggregator sum, with per-task gradient monitoring)", "",
-             "| tasks | compile s | compile / 1 task | step ms | updates/s | env-steps/s | peak RSS MB | device peak MB |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Multi-task scaling (MT-SAC, point-goal-K, one program)",
+        "",
+        f"Hardware: {hw['cpu']}, {hw['cores']} cores; JAX devices {', '.join(hw['devices'])}; jax {hw['jax']}. "
+        f"Hidden {report['hidden']}, per-task batch {report['batch']}, replay {report['buffer']} per task, "
+        f"{report['inner']} steps per timed call, "
+        f"median of {report['repeats']} (a fresh process per row; the machine may be shared, see notes).",
+        "",
+        "## Tasks in one program (aggregator sum, with per-task gradient monitoring)",
+        "",
+        "| tasks | compile s | compile / 1 task | step ms | updates/s | env-steps/s | peak RSS MB | device peak MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     base = next((r["compile_s"] for r in report["scaling"] if r["tasks"] == 1), None)
     for r in report["scaling"]:
         ratio = f"{r['compile_s'] / base:.2f}" if base else "-"
         dev = f"{r['device_peak_mb']:.0f}" if r["device_peak_mb"] else "-"
-        lines.append(f"| {r['tasks']} | {r['compile_s']:.1f} | {ratio} | {1e3 * r['median_s'] / r['inner']:.2f} | "
-                     f"{r['updates_per_s']:.0f} | {r['env_steps_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {dev} |")
+        lines.append(
+            f"| {r['tasks']} | {r['compile_s']:.1f} | {ratio} | {1e3 * r['median_s'] / r['inner']:.2f} | "
+            f"{r['updates_per_s']:.0f} | {r['env_steps_per_s']:.0f} | {r['peak_rss_mb']:.0f} | {dev} |"
+        )
     if report["aggregators"]:
         k = report["aggregators"][0]["tasks"]
-        lines += ["", f"## Aggregator overhead at {k} tasks (step time / summed gradient without monitoring)", "",
-                  "| aggregator | compile s | step ms | overhead |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"## Aggregator overhead at {k} tasks (step time / summed gradient without monitoring)",
+            "",
+            "| aggregator | compile s | step ms | overhead |",
+            "|---|---|---|---|",
+        ]
         base_t = next(r["median_s"] for r in report["aggregators"] if r["label"] == "sum (no monitoring)")
         for r in report["aggregators"]:
-            lines.append(f"| {r['label']} | {r['compile_s']:.1f} | {1e3 * r['median_s'] / r['inner']:.2f} | "
-                         f"{r['median_s'] / base_t:.2f}x |")
+            lines.append(
+                f"| {r['label']} | {r['compile_s']:.1f} | {1e3 * r['median_s'] / r['inner']:.2f} | "
+                f"{r['median_s'] / base_t:.2f}x |"
+            )
     lines += ["", "Targets: compile at 64 tasks <= 1.2x compile at 1 task; PCGrad overhead < 2x at 16 tasks.", ""]
     for name, (value, ok) in report["targets"].items():
         lines.append(f"- {name}: {value:.2f} -> {'met' if ok else 'NOT met'}")
@@ -140,15 +177,21 @@ def main(argv=None) -> None:
     for k in args.tasks:
         r = run_job({**common, "tasks": k, "aggregator": "sum", "monitor": True})
         report["scaling"].append(r)
-        print(f"tasks={k:3d} compile {r['compile_s']:.1f}s  {r['updates_per_s']:.0f} updates/s  "
-              f"{r['env_steps_per_s']:.0f} env-steps/s  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+        print(
+            f"tasks={k:3d} compile {r['compile_s']:.1f}s  {r['updates_per_s']:.0f} updates/s  "
+            f"{r['env_steps_per_s']:.0f} env-steps/s  peak RSS {r['peak_rss_mb']:.0f} MB",
+            flush=True,
+        )
     jobs = [("sum (no monitoring)", "sum", False)] + [(a, a, True) for a in args.aggregators]
     for label, agg, monitor in jobs:
         r = run_job({**common, "tasks": args.agg_tasks, "aggregator": agg, "monitor": monitor})
         r["label"] = label
         report["aggregators"].append(r)
-        print(f"K={args.agg_tasks} {label:20s} compile {r['compile_s']:.1f}s  step {1e3 * r['median_s'] / r['inner']:.2f} ms",
-              flush=True)
+        print(
+            f"K={args.agg_tasks} {label:20s} compile {r['compile_s']:.1f}s  "
+            f"step {1e3 * r['median_s'] / r['inner']:.2f} ms",
+            flush=True,
+        )
     targets = {}
     by_k = {r["tasks"]: r for r in report["scaling"]}
     if 1 in by_k and 64 in by_k:

@@ -37,21 +37,45 @@ import sys
 import time
 from pathlib import Path
 
-from throughput import DEFAULT_XLA_FLAGS, hardware, run_job  # shared with the throughput benchmark (run from benchmarks/)
+from throughput import (  # shared with the throughput benchmark (run from benchmarks/)
+    DEFAULT_XLA_FLAGS,
+    hardware,
+    run_job,
+)
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEER_PYTHON = HERE / ".venv-d3rlpy" / "bin" / "python"
 PEER_ALGOS = ("bc", "cql", "iql", "awac", "td3_bc")
 # jaxrl config fields handed to the peer (its names are mapped in peers/d3rlpy_offline.py)
-PEER_FIELDS = ("learning_rate", "gamma", "tau", "cql_alpha", "num_samples", "expectile", "inverse_temperature",
-               "max_weight", "temperature", "alpha", "policy_noise", "noise_clip", "policy_delay")
+PEER_FIELDS = (
+    "learning_rate",
+    "gamma",
+    "tau",
+    "cql_alpha",
+    "num_samples",
+    "expectile",
+    "inverse_temperature",
+    "max_weight",
+    "temperature",
+    "alpha",
+    "policy_noise",
+    "noise_clip",
+    "policy_delay",
+)
 
 
 # ------------------------------------------------------------------------------------------------ jaxrl worker
 def make_config(module, job: dict):
     fields = {f.name for f in dataclasses.fields(module.Config)}
-    kw = {k: v for k, v in {"hidden": tuple(job["hidden"]), "batch_size": job["batch_size"],
-                            "updates_per_iteration": job["per_iteration"]}.items() if k in fields}
+    kw = {
+        k: v
+        for k, v in {
+            "hidden": tuple(job["hidden"]),
+            "batch_size": job["batch_size"],
+            "updates_per_iteration": job["per_iteration"],
+        }.items()
+        if k in fields
+    }
     per_iter = kw.get("updates_per_iteration", getattr(module.Config(), "updates_per_iteration", 1))
     kw["total_env_steps"] = max(per_iter, job["updates"] // per_iter * per_iter)
     if "model_train_updates" in fields:  # model-based (mopo, morel): one iteration of model fitting first
@@ -86,16 +110,22 @@ def profile_ops(trace_dir: str, top: int = 25) -> dict:
             t = totals.setdefault(name, [0.0, 0])
             t[0] += float(e["dur"])
             t[1] += 1
-    ops = sorted(({"name": k, "total_ms": v[0] / 1e3, "count": v[1]} for k, v in totals.items()),
-                 key=lambda r: -r["total_ms"])
+    ops = sorted(
+        ({"name": k, "total_ms": v[0] / 1e3, "count": v[1]} for k, v in totals.items()), key=lambda r: -r["total_ms"]
+    )
     kinds: dict[str, list[float]] = {}
     for r in ops:
         k = kinds.setdefault(re.sub(r"\.\d+$", "", r["name"]), [0.0, 0])
         k[0] += r["total_ms"]
         k[1] += r["count"]
     op_ms = sum(r["total_ms"] for r in ops)
-    by_kind = sorted(({"kind": k, "total_ms": v[0], "count": v[1], "share": v[0] / op_ms if op_ms else 0.0}
-                      for k, v in kinds.items()), key=lambda r: -r["total_ms"])
+    by_kind = sorted(
+        (
+            {"kind": k, "total_ms": v[0], "count": v[1], "share": v[0] / op_ms if op_ms else 0.0}
+            for k, v in kinds.items()
+        ),
+        key=lambda r: -r["total_ms"],
+    )
     return {"wall_ms": wall, "op_ms": op_ms, "ops": ops[:top], "by_kind": by_kind[:12]}
 
 
@@ -124,9 +154,16 @@ def jaxrl_worker(job: dict) -> dict:
         algo = module.make(c, env, env_params)
         return jax.lax.scan(lambda s, _: (algo.step(s)[0], None), state, None, length=iters)[0]
 
-    out = {"algo": job["algo"], "runs": len(runs), "updates_per_run": updates_per_run,
-           "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
-                      if isinstance(v, (int, float, str, tuple))}}
+    out = {
+        "algo": job["algo"],
+        "runs": len(runs),
+        "updates_per_run": updates_per_run,
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else v)
+            for k, v in dataclasses.asdict(cfg).items()
+            if isinstance(v, (int, float, str, tuple))
+        },
+    }
     mode = job.get("mode", "vmap")
     t0 = time.perf_counter()
     if mode == "vmap":  # all runs in one program
@@ -147,6 +184,7 @@ def jaxrl_worker(job: dict) -> dict:
             for c, s in zip(cfgs, sts):
                 new.append(jax.block_until_ready(compiled1(c, s)))  # one at a time
             return new
+
     out["compile_s"] = time.perf_counter() - t0
     times = []
     for i in range(job["warmup"] + job["repeats"]):
@@ -175,7 +213,7 @@ def uptime() -> str:
     try:
         return subprocess.run(["uptime"], capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "load average: %.2f, %.2f, %.2f" % os.getloadavg()
+        return "load average: {:.2f}, {:.2f}, {:.2f}".format(*os.getloadavg())
 
 
 def make_datasets(paths: list[Path], size: int) -> tuple[list[dict], list[float], list[float]]:
@@ -192,8 +230,9 @@ def make_datasets(paths: list[Path], size: int) -> tuple[list[dict], list[float]
         if p.exists():
             continue
         p.parent.mkdir(parents=True, exist_ok=True)
-        info = ds.DatasetInfo(name=f"bench-random-{i}", kind="random", env_name="Pendulum-v1",
-                              random_return=-1200.0, expert_return=-150.0)
+        info = ds.DatasetInfo(
+            name=f"bench-random-{i}", kind="random", env_name="Pendulum-v1", random_return=-1200.0, expert_return=-150.0
+        )
         formats.save(rollout_dataset(env, params, None, jax.random.PRNGKey(i), size, info=info), p)
     import numpy as np
 
@@ -239,80 +278,116 @@ def fmt(x, spec=",.0f"):
 
 def markdown(report: dict) -> str:
     hw, a = report["hardware"], report["args"]
-    lines = ["# Offline RL throughput: jaxrl" + (" vs d3rlpy 2.8.1" if report.get("peer") else ""), "",
-             f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
-             f"{hw['memory_gb']} GiB, no GPU (JAX device `{report.get('device', '?')}`). "
-             f"Versions: {json.dumps(report.get('versions', {}))}"
-             + (f"; peer {json.dumps(report.get('peer_versions', {}))}" if report.get("peer_versions") else "")
-             + ".",
-             f"Load at start: `{report['uptime_start']}`; at end: `{report.get('uptime_end', '?')}`. The machine was "
-             "shared with other jobs: single numbers move by tens of percent between runs; the jaxrl and d3rlpy "
-             "rows of one algorithm ran back to back, so their ratio is the comparable number.",
-             f"Dataset: {a['size']} rows of Pendulum-v1 under a uniform random policy, D4RL-schema HDF5, read by "
-             f"both libraries. Networks {a['hidden']} (relu) everywhere, batch {a['batch_size']}. Median of "
-             f"{a['repeats']} timed calls after {a['warmup']} warm-up; compile apart. "
-             f"XLA_FLAGS `{a['xla_flags']}`.", ""]
+    lines = [
+        "# Offline RL throughput: jaxrl" + (" vs d3rlpy 2.8.1" if report.get("peer") else ""),
+        "",
+        f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
+        f"{hw['memory_gb']} GiB, no GPU (JAX device `{report.get('device', '?')}`). "
+        f"Versions: {json.dumps(report.get('versions', {}))}"
+        + (f"; peer {json.dumps(report.get('peer_versions', {}))}" if report.get("peer_versions") else "")
+        + ".",
+        f"Load at start: `{report['uptime_start']}`; at end: `{report.get('uptime_end', '?')}`. The machine was "
+        "shared with other jobs: single numbers move by tens of percent between runs; the jaxrl and d3rlpy "
+        "rows of one algorithm ran back to back, so their ratio is the comparable number.",
+        f"Dataset: {a['size']} rows of Pendulum-v1 under a uniform random policy, D4RL-schema HDF5, read by "
+        f"both libraries. Networks {a['hidden']} (relu) everywhere, batch {a['batch_size']}. Median of "
+        f"{a['repeats']} timed calls after {a['warmup']} warm-up; compile apart. "
+        f"XLA_FLAGS `{a['xla_flags']}`.",
+        "",
+    ]
     if report.get("peer"):
-        lines += ["## Side by side with d3rlpy (same dataset, networks, batch, learning rates)", "",
-                  "| algo | jaxrl updates/s | d3rlpy updates/s (fit loop: sample + update) | d3rlpy update only "
-                  "| jaxrl / d3rlpy | jaxrl / d3rlpy update only | jaxrl compile s | d3rlpy sample ms/batch "
-                  "| load (1 min) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "## Side by side with d3rlpy (same dataset, networks, batch, learning rates)",
+            "",
+            "| algo | jaxrl updates/s | d3rlpy updates/s (fit loop: sample + update) | d3rlpy update only "
+            "| jaxrl / d3rlpy | jaxrl / d3rlpy update only | jaxrl compile s | d3rlpy sample ms/batch "
+            "| load (1 min) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         threads = report["peer"][0].get("d3rlpy", {}).get("torch_threads") if report["peer"] else None
-        lines[-2:-2] = [f"d3rlpy: torch intra-op threads = {threads} (`--peer-threads`); jaxrl: XLA's default "
-                        "CPU threading. Load column: jaxrl worker / d3rlpy worker.", ""]
+        lines[-2:-2] = [
+            f"d3rlpy: torch intra-op threads = {threads} (`--peer-threads`); jaxrl: XLA's default "
+            "CPU threading. Load column: jaxrl worker / d3rlpy worker.",
+            "",
+        ]
         for r in report["peer"]:
             j, d = r.get("jaxrl", {}), r.get("d3rlpy", {})
             if "error" in j or "error" in d:
                 err = (j.get("error") or d.get("error") or "").strip().splitlines()
                 lines.append(f"| {r['algo']} | error: {err[-1][:100] if err else '?'} ||||||||")
                 continue
-            lines.append(f"| {r['algo']} | {fmt(j['updates_per_s'])} | {fmt(d['updates_per_s'])} "
-                         f"| {fmt(d['update_only_updates_per_s'])} | {r['ratio']:.1f}x "
-                         f"| {r['ratio_update_only']:.1f}x | {j['compile_s']:.1f} | {d['sample_ms_per_batch']:.2f} "
-                         f"| {r['load']} |")
+            lines.append(
+                f"| {r['algo']} | {fmt(j['updates_per_s'])} | {fmt(d['updates_per_s'])} "
+                f"| {fmt(d['update_only_updates_per_s'])} | {r['ratio']:.1f}x "
+                f"| {r['ratio_update_only']:.1f}x | {j['compile_s']:.1f} | {d['sample_ms_per_batch']:.2f} "
+                f"| {r['load']} |"
+            )
         lines += ["", "Target (issue 6): >= 5x d3rlpy's updates/s on the same CPU.", ""]
     if report.get("registry"):
-        lines += ["## jaxrl, every registered offline algorithm (one run)", "",
-                  "| algo | updates/s | updates per call | compile s | run s (median) | load (1 min) |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [
+            "## jaxrl, every registered offline algorithm (one run)",
+            "",
+            "| algo | updates/s | updates per call | compile s | run s (median) | load (1 min) |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
         for r in report["registry"]:
             if "error" in r:
                 lines.append(f"| {r['algo']} | error: {r['error'].strip().splitlines()[-1][:120]} |||||")
                 continue
-            lines.append(f"| {r['algo']} | {fmt(r['updates_per_s'])} | {r['updates_per_run']} "
-                         f"| {r['compile_s']:.1f} | {r['median_s']:.3f} | {r['load']} |")
-        lines += ["", "Updates as each config counts them (`total_env_steps` = gradient updates for offline "
-                  "configs; mopo and morel: `model_train_updates` = one iteration (100 model updates) before the policy "
-                  "updates, all counted).", ""]
+            lines.append(
+                f"| {r['algo']} | {fmt(r['updates_per_s'])} | {r['updates_per_run']} "
+                f"| {r['compile_s']:.1f} | {r['median_s']:.3f} | {r['load']} |"
+            )
+        lines += [
+            "",
+            "Updates as each config counts them (`total_env_steps` = gradient updates for offline "
+            "configs; mopo and morel: `model_train_updates` = one iteration (100 model updates) before the policy "
+            "updates, all counted).",
+            "",
+        ]
     if report.get("grid"):
         g = report["grid"]
-        lines += [f"## Seeds x datasets: one program vs one at a time ({g['algo']}, {g['seeds']} seeds x "
-                  f"{g['datasets']} datasets = {g['seeds'] * g['datasets']} runs, {g['updates_per_run']} updates "
-                  "each per call)", "", "| mode | updates/s (all runs) | wall s per call (median) | compile s "
-                  "| load (1 min) |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## Seeds x datasets: one program vs one at a time ({g['algo']}, {g['seeds']} seeds x "
+            f"{g['datasets']} datasets = {g['seeds'] * g['datasets']} runs, {g['updates_per_run']} updates "
+            "each per call)",
+            "",
+            "| mode | updates/s (all runs) | wall s per call (median) | compile s | load (1 min) |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for mode in ("vmap", "sequential"):
             r = g.get(mode, {})
             if "error" in r or not r:
                 lines.append(f"| {mode} | error: {r.get('error', '?').strip().splitlines()[-1][:120]} ||||")
                 continue
             label = "one program (vmap)" if mode == "vmap" else "one at a time"
-            lines.append(f"| {label} | {fmt(r['updates_per_s'])} | {r['median_s']:.2f} | {r['compile_s']:.1f} "
-                         f"| {r['load']} |")
+            lines.append(
+                f"| {label} | {fmt(r['updates_per_s'])} | {r['median_s']:.2f} | {r['compile_s']:.1f} | {r['load']} |"
+            )
         if g.get("speedup"):
             lines += ["", f"One program is {g['speedup']:.2f}x the throughput of the same runs one at a time."]
         lines.append("")
     if report.get("profiles"):
-        lines += [f"## Where jaxrl's time goes (jax.profiler, one call of {report.get('profile_updates', '?')} "
-                  "updates per algorithm; summed durations of XLA:CPU op events)", ""]
+        lines += [
+            f"## Where jaxrl's time goes (jax.profiler, one call of {report.get('profile_updates', '?')} "
+            "updates per algorithm; summed durations of XLA:CPU op events)",
+            "",
+        ]
         for name, prof in report["profiles"].items():
             if not isinstance(prof, dict) or "by_kind" not in prof:
                 lines += [f"{name}: no profile ({str(prof)[:200]})", ""]
                 continue
-            lines += [f"**{name}**: call {prof['wall_ms']:.0f} ms, op events {prof['op_ms']:.0f} ms (ops run on "
-                      "2 threads, so op time can exceed the call).", "",
-                      "| kind | total ms | share of op time | events |", "|---|---:|---:|---:|"]
-            lines += [f"| `{k['kind']}` | {k['total_ms']:.0f} | {100 * k['share']:.0f}% | {k['count']} |"
-                      for k in prof["by_kind"][:6]]
+            lines += [
+                f"**{name}**: call {prof['wall_ms']:.0f} ms, op events {prof['op_ms']:.0f} ms (ops run on "
+                "2 threads, so op time can exceed the call).",
+                "",
+                "| kind | total ms | share of op time | events |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| `{k['kind']}` | {k['total_ms']:.0f} | {100 * k['share']:.0f}% | {k['count']} |"
+                for k in prof["by_kind"][:6]
+            ]
             lines += ["", "| top op | total ms | events |", "|---|---:|---:|"]
             lines += [f"| `{r['name'][:60]}` | {r['total_ms']:.0f} | {r['count']} |" for r in prof["ops"][:5]]
             lines.append("")
@@ -327,9 +402,13 @@ def main(argv=None):
     p.add_argument("--peer-algos", default=",".join(PEER_ALGOS))
     p.add_argument("--peer-python", default=os.environ.get("D3RLPY_PYTHON", str(DEFAULT_PEER_PYTHON)))
     p.add_argument("--peer-updates", type=int, default=100, help="d3rlpy updates per timed repeat")
-    p.add_argument("--peer-threads", type=int, default=1,
-                   help="torch intra-op threads for d3rlpy (0: torch's default). 1 by default: on the loaded 2-core "
-                        "machine torch with 2 threads ran BC 256x256 at 6 updates/s against 172 with 1")
+    p.add_argument(
+        "--peer-threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads for d3rlpy (0: torch's default). 1 by default: on the loaded 2-core "
+        "machine torch with 2 threads ran BC 256x256 at 6 updates/s against 172 with 1",
+    )
     p.add_argument("--algos", default="all", help="registry table: comma list or 'all' (every OFFLINE module)")
     p.add_argument("--no-registry", action="store_true")
     p.add_argument("--no-grid", action="store_true")
@@ -356,21 +435,33 @@ def main(argv=None):
         print("RESULT " + json.dumps(jaxrl_worker(json.loads(a.worker))), flush=True)
         return
     if a.peer and not Path(a.peer_python).exists():
-        sys.exit(f"d3rlpy environment not found at {a.peer_python}: run `bash benchmarks/setup_d3rlpy_env.sh` "
-                 "first, or leave out --peer")
+        sys.exit(
+            f"d3rlpy environment not found at {a.peer_python}: run `bash benchmarks/setup_d3rlpy_env.sh` "
+            "first, or leave out --peer"
+        )
 
     hidden = [int(h) for h in a.hidden.split(",")]
     data_dir = Path(a.data_dir)
     n_sets = max(1, a.grid_datasets)
-    sets, low, high = make_datasets([data_dir / f"pendulum-random-{a.size}-{i}.hdf5" for i in range(n_sets)],
-                                    a.size)
+    sets, low, high = make_datasets([data_dir / f"pendulum-random-{a.size}-{i}.hdf5" for i in range(n_sets)], a.size)
     main_set = [sets[0]["path"]]
     jaxrl = (sys.executable, [str(Path(__file__).resolve()), "--worker"])
     peer = (a.peer_python, [str(HERE / "peers" / "d3rlpy_offline.py")])
-    base = {"hidden": hidden, "batch_size": a.batch_size, "per_iteration": a.per_iteration, "updates": a.updates,
-            "warmup": a.warmup, "repeats": a.repeats}
-    report = {"hardware": hardware(), "uptime_start": uptime(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-              "args": {**vars(a), "hidden": hidden}, "datasets": sets}
+    base = {
+        "hidden": hidden,
+        "batch_size": a.batch_size,
+        "per_iteration": a.per_iteration,
+        "updates": a.updates,
+        "warmup": a.warmup,
+        "repeats": a.repeats,
+    }
+    report = {
+        "hardware": hardware(),
+        "uptime_start": uptime(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "args": {**vars(a), "hidden": hidden},
+        "datasets": sets,
+    }
     print(f"hardware {json.dumps(report['hardware'])}\n{report['uptime_start']}", flush=True)
     t_start = time.perf_counter()
     out = Path(a.out)
@@ -388,7 +479,7 @@ def main(argv=None):
             r = run_job(*python_argv, job, a.timeout, a.xla_flags)
         except Exception as e:  # one failed measurement should not lose the others
             r = {"error": str(e)}
-        r["load"] = "%.2f" % os.getloadavg()[0]
+        r["load"] = f"{os.getloadavg()[0]:.2f}"
         return r
 
     def log(msg):
@@ -399,17 +490,31 @@ def main(argv=None):
         for name in a.peer_algos.split(","):
             j = attempt(jaxrl, {**base, "algo": name, "datasets": main_set})
             settings = peer_settings(name)
-            d = attempt(peer, {"algo": name, "dataset": main_set[0], "action_low": low, "action_high": high,
-                               "hidden": hidden, "batch_size": a.batch_size, "settings": settings,
-                               "updates": a.peer_updates, "warmup": a.warmup, "repeats": a.repeats,
-                               "threads": a.peer_threads})
+            d = attempt(
+                peer,
+                {
+                    "algo": name,
+                    "dataset": main_set[0],
+                    "action_low": low,
+                    "action_high": high,
+                    "hidden": hidden,
+                    "batch_size": a.batch_size,
+                    "settings": settings,
+                    "updates": a.peer_updates,
+                    "warmup": a.warmup,
+                    "repeats": a.repeats,
+                    "threads": a.peer_threads,
+                },
+            )
             row = {"algo": name, "settings": settings, "jaxrl": j, "d3rlpy": d, "load": j["load"] + "/" + d["load"]}
             if "error" not in j and "error" not in d:
                 row["ratio"] = j["updates_per_s"] / d["updates_per_s"]
                 row["ratio_update_only"] = j["updates_per_s"] / d["update_only_updates_per_s"]
-                log(f"{name:8s} jaxrl {j['updates_per_s']:8.0f}/s (compile {j['compile_s']:.1f}s)  d3rlpy "
+                log(
+                    f"{name:8s} jaxrl {j['updates_per_s']:8.0f}/s (compile {j['compile_s']:.1f}s)  d3rlpy "
                     f"{d['updates_per_s']:7.0f}/s (update only {d['update_only_updates_per_s']:.0f}/s)  "
-                    f"ratio {row['ratio']:.1f}x  load {row['load']}")
+                    f"ratio {row['ratio']:.1f}x  load {row['load']}"
+                )
                 report.setdefault("versions", j["versions"])
                 report.setdefault("peer_versions", d["versions"])
                 report.setdefault("device", j["device"])
@@ -424,10 +529,21 @@ def main(argv=None):
         report["profiles"] = {}
         for name in to_profile:
             trace = str(data_dir / f"trace-{name}")
-            r = attempt(jaxrl, {**base, "algo": name, "datasets": main_set, "warmup": 1, "repeats": 1,
-                                "updates": a.profile_updates, "profile": trace})
-            report["profiles"][name] = r.get("profile_top", [{"name": r.get("error", "?")[-200:], "total_ms": 0,
-                                                              "count": 0}])
+            r = attempt(
+                jaxrl,
+                {
+                    **base,
+                    "algo": name,
+                    "datasets": main_set,
+                    "warmup": 1,
+                    "repeats": 1,
+                    "updates": a.profile_updates,
+                    "profile": trace,
+                },
+            )
+            report["profiles"][name] = r.get(
+                "profile_top", [{"name": r.get("error", "?")[-200:], "total_ms": 0, "count": 0}]
+            )
             report.setdefault("profile_updates", a.profile_updates)
             log(f"profiled {name}: {trace}")
             save()
@@ -437,12 +553,23 @@ def main(argv=None):
         g = {"algo": a.grid_algo, "seeds": a.grid_seeds, "datasets": len(names), "updates_per_run": a.updates}
         report["grid"] = g
         for mode in ("vmap", "sequential"):
-            r = attempt(jaxrl, {**base, "algo": a.grid_algo, "datasets": names, "seeds": a.grid_seeds,
-                                "grid": {"dataset_index": list(range(len(names)))}, "mode": mode})
+            r = attempt(
+                jaxrl,
+                {
+                    **base,
+                    "algo": a.grid_algo,
+                    "datasets": names,
+                    "seeds": a.grid_seeds,
+                    "grid": {"dataset_index": list(range(len(names)))},
+                    "mode": mode,
+                },
+            )
             g[mode] = r
             if "error" not in r:
-                log(f"grid {a.grid_algo} {mode:10s} {r['updates_per_s']:8.0f} updates/s ({r['runs']} runs, median "
-                    f"{r['median_s']:.2f}s, compile {r['compile_s']:.1f}s)")
+                log(
+                    f"grid {a.grid_algo} {mode:10s} {r['updates_per_s']:8.0f} updates/s ({r['runs']} runs, median "
+                    f"{r['median_s']:.2f}s, compile {r['compile_s']:.1f}s)"
+                )
             else:
                 log(f"grid {mode}: FAILED {r['error'][-500:]}")
             save()
@@ -460,8 +587,10 @@ def main(argv=None):
             if "error" not in r:
                 report.setdefault("versions", r["versions"])
                 report.setdefault("device", r["device"])
-                log(f"{name:12s} {r['updates_per_s']:8.0f} updates/s (compile {r['compile_s']:.1f}s, median "
-                    f"{r['median_s']:.3f}s)")
+                log(
+                    f"{name:12s} {r['updates_per_s']:8.0f} updates/s (compile {r['compile_s']:.1f}s, median "
+                    f"{r['median_s']:.3f}s)"
+                )
             else:
                 log(f"{name}: FAILED {r['error'][-300:]}")
             save()

@@ -23,8 +23,10 @@ orthogonal = jax.nn.initializers.orthogonal()
 
 @jax.jit
 def init(key):
-    return [jax.vmap(lambda k: orthogonal(k, (SIZE, SIZE)))(jax.random.split(k, RUNS))
-            for k in jax.random.split(key, MATRICES)]
+    return [
+        jax.vmap(lambda k: orthogonal(k, (SIZE, SIZE)))(jax.random.split(k, RUNS))
+        for k in jax.random.split(key, MATRICES)
+    ]
 
 
 if __name__ == "__main__":

@@ -55,16 +55,51 @@ FLAG_SETS = {
 
 def program_argv(name: str, python: str, data: Path, scratch: Path) -> list[str]:
     if name == "iql-cli":
-        return [python, "-m", "jaxrl", "train", "iql", "--dataset", str(data), "--seeds", "3",
-                "--out", str(scratch / "run")]
+        return [
+            python,
+            "-m",
+            "jaxrl",
+            "train",
+            "iql",
+            "--dataset",
+            str(data),
+            "--seeds",
+            "3",
+            "--out",
+            str(scratch / "run"),
+        ]
     if name == "mtsac-64":
-        return [python, str(HERE / "multitask_scaling.py"), "--tasks", "1", "64", "--aggregators", "sum",
-                "--agg-tasks", "1", "--repeats", "3", "--out", str(scratch / "multitask_scaling.md")]
+        return [
+            python,
+            str(HERE / "multitask_scaling.py"),
+            "--tasks",
+            "1",
+            "64",
+            "--aggregators",
+            "sum",
+            "--agg-tasks",
+            "1",
+            "--repeats",
+            "3",
+            "--out",
+            str(scratch / "multitask_scaling.md"),
+        ]
     if name == "minimal":
         return [python, str(HERE / "repro_xla_cpu_stall.py")]
     if name == "iql-8":
-        return [python, str(HERE / "offline.py"), "--no-registry", "--repeats", "3", "--timeout", "100000",
-                "--data-dir", str(scratch.parent / "offline-data"), "--out", str(scratch / "offline")]
+        return [
+            python,
+            str(HERE / "offline.py"),
+            "--no-registry",
+            "--repeats",
+            "3",
+            "--timeout",
+            "100000",
+            "--data-dir",
+            str(scratch.parent / "offline-data"),
+            "--out",
+            str(scratch / "offline"),
+        ]
     raise ValueError(f"unknown program {name!r}: one of iql-cli, mtsac-64, iql-8, minimal")
 
 
@@ -107,19 +142,28 @@ def native_stacks(pid: int) -> str:
     for p in descendants(pid):
         if shutil.which("gdb") is None:
             return "(gdb not found)"
-        r = subprocess.run(["gdb", "-p", str(p), "-batch", "-ex", "thread apply all bt 30"], capture_output=True,
-                           text=True, timeout=120)
-        text.append(f"===== pid {p}: {Path(f'/proc/{p}/cmdline').read_text().replace(chr(0), ' ')[:300]}\n"
-                    if Path(f"/proc/{p}/cmdline").exists() else f"===== pid {p}\n")
+        r = subprocess.run(
+            ["gdb", "-p", str(p), "-batch", "-ex", "thread apply all bt 30"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        text.append(
+            f"===== pid {p}: {Path(f'/proc/{p}/cmdline').read_text().replace(chr(0), ' ')[:300]}\n"
+            if Path(f"/proc/{p}/cmdline").exists()
+            else f"===== pid {p}\n"
+        )
         text.append(r.stdout)
     return "".join(text)
 
 
-def run_once(argv: list[str], env: dict, timeout: float, idle_window: float, idle_cpu: float,
-             stacks_path: Path | None) -> dict:
+def run_once(
+    argv: list[str], env: dict, timeout: float, idle_window: float, idle_cpu: float, stacks_path: Path | None
+) -> dict:
     t0 = time.monotonic()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     samples: list[tuple[float, float]] = []
     outcome = None
     stderr_file = tempfile.TemporaryFile(mode="w+")
@@ -162,16 +206,21 @@ def run_once(argv: list[str], env: dict, timeout: float, idle_window: float, idl
 
 
 def interpreter_versions(python: str) -> dict:
-    code = ("import json, sys, importlib.metadata as md; print(json.dumps({'python': sys.version.split()[0], "
-            "**{p: md.version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint')}}))")
+    code = (
+        "import json, sys, importlib.metadata as md; print(json.dumps({'python': sys.version.split()[0], "
+        "**{p: md.version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint')}}))"
+    )
     return json.loads(subprocess.run([python, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
 def ensure_dataset(python: str, path: Path) -> None:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([python, "-m", "jaxrl", "dataset", "make", "Pendulum-v1", "--kind", "medium-replay",
-                        "--out", str(path)], check=True, capture_output=True)
+        subprocess.run(
+            [python, "-m", "jaxrl", "dataset", "make", "Pendulum-v1", "--kind", "medium-replay", "--out", str(path)],
+            check=True,
+            capture_output=True,
+        )
 
 
 def markdown(records: list[dict], bounds: dict) -> str:
@@ -179,15 +228,20 @@ def markdown(records: list[dict], bounds: dict) -> str:
     for r in records:
         v = r["versions"]
         groups[(r["program"], f"Python {v['python']}, jax {v['jax']}", r["flags"])].append(r)
-    lines = ["# Stall check: runs that finish, by Python / JAX version and XLA flags", "",
-             "Made by `benchmarks/stall_check.py` (see its docstring for the programs and flag sets). Each run is a "
-             "fresh process on this 2-core x86_64 CPU; a run is *stalled* when its CPU time grew by less than "
-             f"{bounds['idle_cpu']} s over {bounds['idle_window']:.0f} s (XLA:CPU's lost wake-up: every thread "
-             "idle, the main thread in `BlockUntilReady`), *timeout* when still busy after the bound. Wall times "
-             "include compilation (no persistent compilation cache) and were measured on a machine that was "
-             "sometimes running other work, so they are upper bounds.", "",
-             "| program | setup | XLA flags | runs | completed | stalled | timeout / failed | wall s (median, max) "
-             "| bound s |", "|---|---|---|---:|---:|---:|---:|---|---:|"]
+    lines = [
+        "# Stall check: runs that finish, by Python / JAX version and XLA flags",
+        "",
+        "Made by `benchmarks/stall_check.py` (see its docstring for the programs and flag sets). Each run is a "
+        "fresh process on this 2-core x86_64 CPU; a run is *stalled* when its CPU time grew by less than "
+        f"{bounds['idle_cpu']} s over {bounds['idle_window']:.0f} s (XLA:CPU's lost wake-up: every thread "
+        "idle, the main thread in `BlockUntilReady`), *timeout* when still busy after the bound. Wall times "
+        "include compilation (no persistent compilation cache) and were measured on a machine that was "
+        "sometimes running other work, so they are upper bounds.",
+        "",
+        "| program | setup | XLA flags | runs | completed | stalled | timeout / failed | wall s (median, max) "
+        "| bound s |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|",
+    ]
     for (program, setup, flags), rs in sorted(groups.items()):
         n = len(rs)
         c = sum(r["outcome"] == "completed" for r in rs)
@@ -231,24 +285,51 @@ def main(argv=None) -> None:
                 env.pop("XLA_FLAGS", None)
             stacks = Path(a.stacks_dir) / f"{program}-{tag}-{flags}.txt"
             for i in range(a.runs):
-                scratch = Path(tempfile.mkdtemp(prefix=f"{program}-", dir=work.mkdir(parents=True, exist_ok=True)
-                                                or work))
-                rec = run_once(program_argv(program, a.python, data, scratch), env, a.timeout, a.idle_window,
-                               a.idle_cpu, None if stacks.exists() else stacks)
+                scratch = Path(
+                    tempfile.mkdtemp(prefix=f"{program}-", dir=work.mkdir(parents=True, exist_ok=True) or work)
+                )
+                rec = run_once(
+                    program_argv(program, a.python, data, scratch),
+                    env,
+                    a.timeout,
+                    a.idle_window,
+                    a.idle_cpu,
+                    None if stacks.exists() else stacks,
+                )
                 if a.keep_outputs:
                     kept = Path(a.keep_outputs) / f"{program}-{tag}-{flags}-{i + 1}"
-                    shutil.copytree(scratch, kept, dirs_exist_ok=True,
-                                    ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "*.hdf5"))
+                    shutil.copytree(
+                        scratch,
+                        kept,
+                        dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "*.hdf5"),
+                    )
                 shutil.rmtree(scratch, ignore_errors=True)
-                rec.update(program=program, flags=flags, versions=versions, timeout_s=a.timeout,
-                           load=round(os.getloadavg()[0], 2), date=time.strftime("%Y-%m-%d %H:%M:%S"))
+                rec.update(
+                    program=program,
+                    flags=flags,
+                    versions=versions,
+                    timeout_s=a.timeout,
+                    load=round(os.getloadavg()[0], 2),
+                    date=time.strftime("%Y-%m-%d %H:%M:%S"),
+                )
                 records.append(rec)
-                print(f"{program} {tag} {flags} run {i + 1}/{a.runs}: {rec['outcome']} after {rec['wall_s']} s "
-                      f"(cpu {rec['cpu_s']} s, load {rec['load']})", flush=True)
+                print(
+                    f"{program} {tag} {flags} run {i + 1}/{a.runs}: {rec['outcome']} after {rec['wall_s']} s "
+                    f"(cpu {rec['cpu_s']} s, load {rec['load']})",
+                    flush=True,
+                )
                 out.parent.mkdir(parents=True, exist_ok=True)
-                out.write_text(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(),
-                                                       "cores": os.cpu_count()}, "bounds": bounds,
-                                           "records": records}, indent=1))
+                out.write_text(
+                    json.dumps(
+                        {
+                            "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+                            "bounds": bounds,
+                            "records": records,
+                        },
+                        indent=1,
+                    )
+                )
                 out.with_suffix(".md").write_text(markdown(records, bounds))
 
 

@@ -42,21 +42,48 @@ DEFAULT_PEER_PYTHON = HERE / ".venv-rejax" / "bin" / "python"
 # jaxrl's is by global norm, so "off" is the one setting that means the same in both), no learning-rate decay
 # (rejax has none). SAC: 64x64 networks (rejax's default size), jaxrl's learning rate and Polyak rate.
 SETTINGS = {
-    "ppo": {"env": "CartPole-v1", "num_envs": 64, "num_steps": 64, "num_epochs": 8, "num_minibatches": 16,
-            "learning_rate": 3e-4, "gamma": 0.99, "gae_lambda": 0.95, "clip_eps": 0.2, "vf_coef": 0.5,
-            "ent_coef": 0.01, "hidden": [64, 64], "activation": "tanh", "max_grad_norm": None},
-    "sac": {"env": "Pendulum-v1", "num_envs": 1, "batch_size": 256, "buffer_size": 100_000,
-            "learning_starts": 1_000, "learning_rate": 1e-3, "gamma": 0.99, "tau": 0.005, "hidden": [64, 64],
-            "activation": "relu", "updates_per_step": 1},
+    "ppo": {
+        "env": "CartPole-v1",
+        "num_envs": 64,
+        "num_steps": 64,
+        "num_epochs": 8,
+        "num_minibatches": 16,
+        "learning_rate": 3e-4,
+        "gamma": 0.99,
+        "gae_lambda": 0.95,
+        "clip_eps": 0.2,
+        "vf_coef": 0.5,
+        "ent_coef": 0.01,
+        "hidden": [64, 64],
+        "activation": "tanh",
+        "max_grad_norm": None,
+    },
+    "sac": {
+        "env": "Pendulum-v1",
+        "num_envs": 1,
+        "batch_size": 256,
+        "buffer_size": 100_000,
+        "learning_starts": 1_000,
+        "learning_rate": 1e-3,
+        "gamma": 0.99,
+        "tau": 0.005,
+        "hidden": [64, 64],
+        "activation": "relu",
+        "updates_per_step": 1,
+    },
 }
 
 # Per mode: (total env steps per call summed over runs, in the scaling sweep), (env steps per run, seeds) of the
 # final-return run.
 MODES = {
-    "full": {"ppo": {"sweep_total": 4 * 2**20, "return_steps": 500_000 // 4096 * 4096, "seeds": 8},
-             "sac": {"sweep_total": 32_768, "return_steps": 20_000, "seeds": 8}},
-    "quick": {"ppo": {"sweep_total": 2**18, "return_steps": 500_000 // 4096 * 4096, "seeds": 4},
-              "sac": {"sweep_total": 4_096, "return_steps": 20_000, "seeds": 4}},
+    "full": {
+        "ppo": {"sweep_total": 4 * 2**20, "return_steps": 500_000 // 4096 * 4096, "seeds": 8},
+        "sac": {"sweep_total": 32_768, "return_steps": 20_000, "seeds": 8},
+    },
+    "quick": {
+        "ppo": {"sweep_total": 2**18, "return_steps": 500_000 // 4096 * 4096, "seeds": 4},
+        "sac": {"sweep_total": 4_096, "return_steps": 20_000, "seeds": 4},
+    },
 }
 
 
@@ -65,18 +92,37 @@ def jaxrl_config(algo_name: str, s: dict, total_env_steps: int):
     from jaxrl.algos.single import ppo, sac
 
     if algo_name == "ppo":
-        return ppo.Config(num_envs=s["num_envs"], num_steps=s["num_steps"], num_epochs=s["num_epochs"],
-                          num_minibatches=s["num_minibatches"], learning_rate=s["learning_rate"],
-                          gamma=s["gamma"], gae_lambda=s["gae_lambda"], clip_eps=s["clip_eps"],
-                          vf_coef=s["vf_coef"], ent_coef=s["ent_coef"], hidden=tuple(s["hidden"]),
-                          activation=s["activation"], anneal_lr=False,
-                          # jaxrl requires a finite clip: 1e6 is never reached, i.e. off, as in rejax
-                          max_grad_norm=s["max_grad_norm"] if s["max_grad_norm"] is not None else 1e6,
-                          total_env_steps=total_env_steps)
-    return sac.Config(num_envs=s["num_envs"], batch_size=s["batch_size"], buffer_size=s["buffer_size"],
-                      learning_starts=s["learning_starts"], learning_rate=s["learning_rate"], gamma=s["gamma"],
-                      tau=s["tau"], hidden=tuple(s["hidden"]), activation=s["activation"],
-                      updates_per_step=s["updates_per_step"], total_env_steps=total_env_steps)
+        return ppo.Config(
+            num_envs=s["num_envs"],
+            num_steps=s["num_steps"],
+            num_epochs=s["num_epochs"],
+            num_minibatches=s["num_minibatches"],
+            learning_rate=s["learning_rate"],
+            gamma=s["gamma"],
+            gae_lambda=s["gae_lambda"],
+            clip_eps=s["clip_eps"],
+            vf_coef=s["vf_coef"],
+            ent_coef=s["ent_coef"],
+            hidden=tuple(s["hidden"]),
+            activation=s["activation"],
+            anneal_lr=False,
+            # jaxrl requires a finite clip: 1e6 is never reached, i.e. off, as in rejax
+            max_grad_norm=s["max_grad_norm"] if s["max_grad_norm"] is not None else 1e6,
+            total_env_steps=total_env_steps,
+        )
+    return sac.Config(
+        num_envs=s["num_envs"],
+        batch_size=s["batch_size"],
+        buffer_size=s["buffer_size"],
+        learning_starts=s["learning_starts"],
+        learning_rate=s["learning_rate"],
+        gamma=s["gamma"],
+        tau=s["tau"],
+        hidden=tuple(s["hidden"]),
+        activation=s["activation"],
+        updates_per_step=s["updates_per_step"],
+        total_env_steps=total_env_steps,
+    )
 
 
 def jaxrl_worker(job: dict) -> dict:
@@ -114,10 +160,16 @@ def jaxrl_worker(job: dict) -> dict:
         if i >= job["warmup"]:
             times.append(time.perf_counter() - t0)
 
-    out = {"compile_s": compile_s, "times_s": times, "rss_before_compile_mb": rss_before, "iterations": n_iter,
-           "env_steps_per_run": n_iter * cfg.env_steps_per_iteration}
-    out["updates_per_run"] = (n_iter * cfg.num_epochs * cfg.num_minibatches if algo_name == "ppo"
-                              else n_iter * cfg.updates_per_step)
+    out = {
+        "compile_s": compile_s,
+        "times_s": times,
+        "rss_before_compile_mb": rss_before,
+        "iterations": n_iter,
+        "env_steps_per_run": n_iter * cfg.env_steps_per_iteration,
+    }
+    out["updates_per_run"] = (
+        n_iter * cfg.num_epochs * cfg.num_minibatches if algo_name == "ppo" else n_iter * cfg.updates_per_step
+    )
     if job.get("evaluate"):
         episodes = job.get("eval_episodes", 128)
         eval_env = VmapEnv(_base_stack(env, env_params), episodes)
@@ -157,10 +209,16 @@ def hardware() -> dict:
         mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
         mem_gb = None
-    return {"devices": [str(d) for d in jax.devices()], "backend": jax.default_backend(), "cpu_model": cpu,
-            "cpu_cores": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)),
-            "memory_gb": round(mem_gb, 1) if mem_gb else None, "platform": platform.platform(),
-            "python": platform.python_version()}
+    return {
+        "devices": [str(d) for d in jax.devices()],
+        "backend": jax.default_backend(),
+        "cpu_model": cpu,
+        "cpu_cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "memory_gb": round(mem_gb, 1) if mem_gb else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
 
 
 # jaxlib 0.10.2's CPU runtime can hang (all threads idle, never returning) in jaxrl's vmapped SAC program when
@@ -174,12 +232,11 @@ def run_job(python: str, argv: list[str], job: dict, timeout: float, xla_flags: 
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if xla_flags:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-    proc = subprocess.run([python, *argv, json.dumps(job)], capture_output=True, text=True, timeout=timeout,
-                          env=env)
+    proc = subprocess.run([python, *argv, json.dumps(job)], capture_output=True, text=True, timeout=timeout, env=env)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"worker failed (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = json.loads(lines[-1][len("RESULT ") :])
     out["process_wall_s"] = time.perf_counter() - t0
     return out
 
@@ -204,28 +261,43 @@ def fmt(x, spec):
 
 def markdown(report: dict) -> str:
     hw = report["hardware"]
-    lines = [f"# Throughput: jaxrl vs rejax ({report['mode']} mode)", "",
-             f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
-             f"{hw['memory_gb']} GiB; JAX devices {', '.join(hw['devices'])}. jax {report['versions'].get('jax')}.",
-             f"Timed calls: median of {report['repeats']} after {report['warmup']} warm-up "
-             f"(final-return rows: 1 timed call). Sums over the runs in one program. "
-             f"XLA_FLAGS for both: `{report['xla_flags']}`.", ""]
-    lines += ["| algo | library | runs | env steps/run | env-steps/s | updates/s | compile s | run s (median) "
-              "| peak RSS MB | device peak MB | final return | jaxrl deterministic return |",
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# Throughput: jaxrl vs rejax ({report['mode']} mode)",
+        "",
+        f"Hardware: {hw['cpu_model']}, {hw['usable_cores']} usable cores ({hw['cpu_cores']} seen), "
+        f"{hw['memory_gb']} GiB; JAX devices {', '.join(hw['devices'])}. jax {report['versions'].get('jax')}.",
+        f"Timed calls: median of {report['repeats']} after {report['warmup']} warm-up "
+        f"(final-return rows: 1 timed call). Sums over the runs in one program. "
+        f"XLA_FLAGS for both: `{report['xla_flags']}`.",
+        "",
+    ]
+    lines += [
+        "| algo | library | runs | env steps/run | env-steps/s | updates/s | compile s | run s (median) "
+        "| peak RSS MB | device peak MB | final return | jaxrl deterministic return |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in report["results"]:
         if "error" in r:
-            lines.append(f"| {r['algo']} | {r['library']} | {r['runs']} | {r.get('kind', '')} | error: "
-                         f"{r['error'].splitlines()[-1][:80]} |||||||")
+            lines.append(
+                f"| {r['algo']} | {r['library']} | {r['runs']} | {r.get('kind', '')} | error: "
+                f"{r['error'].splitlines()[-1][:80]} |||||||"
+            )
             continue
         lines.append(
             f"| {r['algo']} | {r['library']} | {r['runs']}{' (returns)' if r['kind'] == 'returns' else ''} "
             f"| {r['env_steps_per_run']} | {r['env_steps_per_s']:,.0f} | {r['updates_per_s']:,.1f} "
-            f"| {r['compile_s']:.1f} | {r['median_s']:.2f} | {r['peak_rss_mb']:.0f} | {fmt(r.get('device_peak_mb'), '.0f')} "
-            f"| {fmt(r.get('final_return_mean'), '.1f')} | {fmt(r.get('final_return_deterministic_mean'), '.1f')} |")
+            f"| {r['compile_s']:.1f} | {r['median_s']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {fmt(r.get('device_peak_mb'), '.0f')} "
+            f"| {fmt(r.get('final_return_mean'), '.1f')} | {fmt(r.get('final_return_deterministic_mean'), '.1f')} |"
+        )
     if report.get("ratios"):
-        lines += ["", "jaxrl / rejax env-steps/s (same algo, runs, length):", "",
-                  "| algo | runs | kind | ratio |", "|---|---:|---|---:|"]
+        lines += [
+            "",
+            "jaxrl / rejax env-steps/s (same algo, runs, length):",
+            "",
+            "| algo | runs | kind | ratio |",
+            "|---|---:|---|---:|",
+        ]
         for q in report["ratios"]:
             lines.append(f"| {q['algo']} | {q['runs']} | {q['kind']} | {q['ratio']:.2f}x |")
     lines += ["", "Settings (both libraries):", "", "```", json.dumps(report["settings"], indent=1), "```", ""]
@@ -239,16 +311,36 @@ def write_report(args, mode: str, hw: dict, results: list, t_start: float) -> st
         if r["library"] != "jaxrl" or "error" in r:
             continue
         for q in results:
-            if (q["library"] == "rejax" and "error" not in q and (q["algo"], q["runs"], q["kind"]) ==
-                    (r["algo"], r["runs"], r["kind"])):
-                ratios.append({"algo": r["algo"], "runs": r["runs"], "kind": r["kind"],
-                               "ratio": r["env_steps_per_s"] / q["env_steps_per_s"]})
+            if (
+                q["library"] == "rejax"
+                and "error" not in q
+                and (q["algo"], q["runs"], q["kind"]) == (r["algo"], r["runs"], r["kind"])
+            ):
+                ratios.append(
+                    {
+                        "algo": r["algo"],
+                        "runs": r["runs"],
+                        "kind": r["kind"],
+                        "ratio": r["env_steps_per_s"] / q["env_steps_per_s"],
+                    }
+                )
     versions = next((r["versions"] for r in results if r["library"] == "jaxrl" and "versions" in r), {})
     peer_versions = next((r["versions"] for r in results if r["library"] == "rejax" and "versions" in r), {})
-    report = {"mode": mode, "hardware": hw, "xla_flags": args.xla_flags, "versions": versions, "peer_versions": peer_versions,
-              "repeats": args.repeats, "warmup": args.warmup, "settings": SETTINGS, "modes": MODES[mode],
-              "results": results, "ratios": ratios, "total_seconds": time.perf_counter() - t_start,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    report = {
+        "mode": mode,
+        "hardware": hw,
+        "xla_flags": args.xla_flags,
+        "versions": versions,
+        "peer_versions": peer_versions,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "settings": SETTINGS,
+        "modes": MODES[mode],
+        "results": results,
+        "ratios": ratios,
+        "total_seconds": time.perf_counter() - t_start,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
@@ -283,8 +375,10 @@ def main(argv=None):
     print(f"hardware: {json.dumps(hw)}", flush=True)
     peer = not args.no_peer
     if peer and not Path(args.peer_python).exists():
-        sys.exit(f"rejax environment not found at {args.peer_python}: run `bash benchmarks/setup_rejax_env.sh` "
-                 "first, or pass --no-peer")
+        sys.exit(
+            f"rejax environment not found at {args.peer_python}: run `bash benchmarks/setup_rejax_env.sh` "
+            "first, or pass --no-peer"
+        )
     libraries = {"jaxrl": (sys.executable, [str(Path(__file__).resolve()), "--worker"])}
     if peer:
         libraries["rejax"] = (args.peer_python, [str(HERE / "peers" / "rejax_throughput.py")])
@@ -306,22 +400,34 @@ def main(argv=None):
             settings = dict(SETTINGS[algo])
             if kind == "sweep" and algo == "sac":
                 settings["learning_starts"] = 0  # every env step does its update: short sweep runs time updates
-            job = {"algo": algo, "settings": settings, "runs": runs, "total_env_steps": steps,
-                   "warmup": warmup, "repeats": repeats, "evaluate": evaluate, "eval_episodes": 128, "seed": 0}
+            job = {
+                "algo": algo,
+                "settings": settings,
+                "runs": runs,
+                "total_env_steps": steps,
+                "warmup": warmup,
+                "repeats": repeats,
+                "evaluate": evaluate,
+                "eval_episodes": 128,
+                "seed": 0,
+            }
             row = {"kind": kind, "algo": algo, "library": lib, "runs": runs}
             try:
                 row.update(summarize(run_job(python, argv0, job, args.timeout, args.xla_flags), runs))
-                print(f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib:5s} runs={runs:3d} {kind:7s} "
-                      f"steps/run={row['env_steps_per_run']:>7d} env-steps/s={row['env_steps_per_s']:>10,.0f} "
-                      f"updates/s={row['updates_per_s']:>9,.1f} compile={row['compile_s']:5.1f}s "
-                      f"median={row['median_s']:.3f}s (times {['%.3f' % t for t in row['times_s']]}) "
-                      f"peakRSS={row['peak_rss_mb']:.0f}MB"
-                      + (f" return={row['final_return_mean']:.1f}" if "final_return_mean" in row else ""),
-                      flush=True)
+                print(
+                    f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib:5s} runs={runs:3d} {kind:7s} "
+                    f"steps/run={row['env_steps_per_run']:>7d} env-steps/s={row['env_steps_per_s']:>10,.0f} "
+                    f"updates/s={row['updates_per_s']:>9,.1f} compile={row['compile_s']:5.1f}s "
+                    f"median={row['median_s']:.3f}s (times {[f'{t:.3f}' for t in row['times_s']]}) "
+                    f"peakRSS={row['peak_rss_mb']:.0f}MB"
+                    + (f" return={row['final_return_mean']:.1f}" if "final_return_mean" in row else ""),
+                    flush=True,
+                )
             except Exception as e:  # keep going: one failed measurement should not lose the others
                 row["error"] = str(e)
-                print(f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib} runs={runs} {kind}: FAILED {e}",
-                      flush=True)
+                print(
+                    f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib} runs={runs} {kind}: FAILED {e}", flush=True
+                )
             row["loadavg_1m"] = os.getloadavg()[0]  # other work on the machine skews the timings
             results.append(row)
             write_report(args, mode, hw, results, t_start)  # partial results survive an interrupted run

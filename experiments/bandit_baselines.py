@@ -39,7 +39,8 @@ def main() -> None:
         f"Mean total reward per trial of n pulls over {args.num_tasks} tasks with k arms, arm means i.i.d."
         " U[0, 1] (± standard error). Greedy / epsilon-greedy (epsilon = 0.1) act on the Beta(1, 1) posterior"
         " mean; UCB1 (c = 1) pulls each arm once first; Thompson sampling uses the Beta(1, 1) posterior;"
-        " win-stay lose-shift (not in the RL^2 table) repeats a winning arm and leaves a losing one for a random other.",
+        " win-stay lose-shift (not in the RL^2 table) repeats a winning arm and leaves a losing one"
+        " for a random other.",
         "",
         header,
         "|" + "---|" * (len(SETTINGS) + 1),

@@ -45,24 +45,44 @@ def main() -> None:
     for name in args.variants.split(","):
         cfg = dataclasses.replace(BASE, total_env_steps=args.steps, **VARIANTS[name])
         start = time.perf_counter()
-        res = train("maml", family, cfg, seeds=args.seeds, num_chunks=2, eval_episodes=args.eval_episodes,
-                    progress=False, checkpoint=False, tensorboard=False)
+        res = train(
+            "maml",
+            family,
+            cfg,
+            seeds=args.seeds,
+            num_chunks=2,
+            eval_episodes=args.eval_episodes,
+            progress=False,
+            checkpoint=False,
+            tensorboard=False,
+        )
         wall = time.perf_counter() - start
         curve = np.asarray(res.metrics["adaptation"])[:, -1]  # [seeds, k]
         curves[name] = curve
-        lines.append(f"| {name} | " + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(curve.mean(0), curve.std(0)))
-                     + f" | {wall:.0f} |")
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(curve.mean(0), curve.std(0)))
+            + f" | {wall:.0f} |"
+        )
         print(name, np.round(curve, 2).tolist(), f"{wall:.0f}s", flush=True)
     k = BASE.eval_inner_steps + 1
-    text = "\n".join([
-        "# MAML 2-D navigation: adaptation curve on 40 held-out goals", "",
-        f"Host: {platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()}; "
-        f"{args.steps:,} env steps per seed, {args.seeds} seeds (mean ± std over seeds), "
-        f"{args.eval_episodes} episodes per measurement, {BASE.num_trajectories} trajectories per inner step.", "",
-        "| variant | " + " | ".join(f"k={i}" for i in range(k)) + " | wall s |",
-        "|---|" + "---|" * (k + 1), *lines, "",
-        f"Config (each variant overrides its fields): `{dataclasses.replace(BASE, total_env_steps=args.steps)}`",
-        f"Variants: {', '.join(f'{n}: {VARIANTS[n]}' for n in args.variants.split(','))}", ""])
+    text = "\n".join(
+        [
+            "# MAML 2-D navigation: adaptation curve on 40 held-out goals",
+            "",
+            f"Host: {platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()}; "
+            f"{args.steps:,} env steps per seed, {args.seeds} seeds (mean ± std over seeds), "
+            f"{args.eval_episodes} episodes per measurement, {BASE.num_trajectories} trajectories per inner step.",
+            "",
+            "| variant | " + " | ".join(f"k={i}" for i in range(k)) + " | wall s |",
+            "|---|" + "---|" * (k + 1),
+            *lines,
+            "",
+            f"Config (each variant overrides its fields): `{dataclasses.replace(BASE, total_env_steps=args.steps)}`",
+            f"Variants: {', '.join(f'{n}: {VARIANTS[n]}' for n in args.variants.split(','))}",
+            "",
+        ]
+    )
     print(text)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:

@@ -53,38 +53,126 @@ HORIZON = 200
 
 # label -> (registered algorithm, GPU config for 200-step episodes)
 GPU = {
-    "rl2": ("rl2", rl2.Config(num_tasks=128, episodes_per_trial=2, horizon=HORIZON, hidden_size=128,
-                              learning_rate=3e-4, gamma=0.99, gae_lambda=0.95, num_epochs=4, num_minibatches=4,
-                              ent_coef=0.0, total_env_steps=100_000_000)),
-    "maml-promp": ("maml", maml.Config(num_tasks=40, num_trajectories=20, num_inner_steps=1, inner_lr=0.1,
-                                       outer="promp", outer_lr=1e-3, num_outer_epochs=5, clip_eps=0.3,
-                                       hidden=(64, 64), activation="tanh", eval_inner_steps=2, horizon=HORIZON,
-                                       memory_limit_gb=40.0, total_env_steps=160_000_000)),
-    "maml-trpo": ("maml", maml.Config(num_tasks=40, num_trajectories=20, num_inner_steps=1, inner_lr=0.1,
-                                      outer="trpo", max_kl=0.01, hidden=(64, 64), activation="tanh",
-                                      eval_inner_steps=2, horizon=HORIZON, memory_limit_gb=40.0,
-                                      total_env_steps=160_000_000)),
-    "pearl": ("pearl", pearl.Config(num_train_tasks=100, tasks_per_iteration=5, prior_episodes=2,
-                                    posterior_episodes=3, latent_dim=5, hidden=(300, 300, 300),
-                                    encoder_hidden=(200, 200, 200), learning_rate=3e-4, encoder_learning_rate=3e-4,
-                                    meta_batch=16, batch_size=256, context_batch_size=100, kl_weight=0.1,
-                                    reward_scale=5.0, buffer_size=100_000, updates_per_iteration=2000,
-                                    adaptation_episodes=3, horizon=HORIZON, total_env_steps=5_000_000)),
+    "rl2": (
+        "rl2",
+        rl2.Config(
+            num_tasks=128,
+            episodes_per_trial=2,
+            horizon=HORIZON,
+            hidden_size=128,
+            learning_rate=3e-4,
+            gamma=0.99,
+            gae_lambda=0.95,
+            num_epochs=4,
+            num_minibatches=4,
+            ent_coef=0.0,
+            total_env_steps=100_000_000,
+        ),
+    ),
+    "maml-promp": (
+        "maml",
+        maml.Config(
+            num_tasks=40,
+            num_trajectories=20,
+            num_inner_steps=1,
+            inner_lr=0.1,
+            outer="promp",
+            outer_lr=1e-3,
+            num_outer_epochs=5,
+            clip_eps=0.3,
+            hidden=(64, 64),
+            activation="tanh",
+            eval_inner_steps=2,
+            horizon=HORIZON,
+            memory_limit_gb=40.0,
+            total_env_steps=160_000_000,
+        ),
+    ),
+    "maml-trpo": (
+        "maml",
+        maml.Config(
+            num_tasks=40,
+            num_trajectories=20,
+            num_inner_steps=1,
+            inner_lr=0.1,
+            outer="trpo",
+            max_kl=0.01,
+            hidden=(64, 64),
+            activation="tanh",
+            eval_inner_steps=2,
+            horizon=HORIZON,
+            memory_limit_gb=40.0,
+            total_env_steps=160_000_000,
+        ),
+    ),
+    "pearl": (
+        "pearl",
+        pearl.Config(
+            num_train_tasks=100,
+            tasks_per_iteration=5,
+            prior_episodes=2,
+            posterior_episodes=3,
+            latent_dim=5,
+            hidden=(300, 300, 300),
+            encoder_hidden=(200, 200, 200),
+            learning_rate=3e-4,
+            encoder_learning_rate=3e-4,
+            meta_batch=16,
+            batch_size=256,
+            context_batch_size=100,
+            kl_weight=0.1,
+            reward_scale=5.0,
+            buffer_size=100_000,
+            updates_per_iteration=2000,
+            adaptation_episodes=3,
+            horizon=HORIZON,
+            total_env_steps=5_000_000,
+        ),
+    ),
 }
 
 # The same algorithms at toy size (10-step episodes, a couple of iterations): shows every piece runs end to end.
 SMOKE_HORIZON = 10
 SMOKE = {
-    "rl2": dict(num_tasks=2, episodes_per_trial=2, hidden_size=16, num_epochs=1, num_minibatches=1,
-                total_env_steps=2 * 2 * 2 * SMOKE_HORIZON),
-    "maml-promp": dict(num_tasks=2, num_trajectories=2, hidden=(16, 16), num_outer_epochs=1, eval_inner_steps=1,
-                       total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON),
-    "maml-trpo": dict(num_tasks=2, num_trajectories=2, hidden=(16, 16), cg_iters=2, eval_inner_steps=1,
-                      total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON),
-    "pearl": dict(num_train_tasks=2, tasks_per_iteration=2, prior_episodes=1, posterior_episodes=1,
-                  hidden=(16, 16), encoder_hidden=(16, 16), meta_batch=2, batch_size=16, context_batch_size=8,
-                  buffer_size=64, updates_per_iteration=2, adaptation_episodes=2,
-                  total_env_steps=3 * 2 * 2 * SMOKE_HORIZON),
+    "rl2": dict(
+        num_tasks=2,
+        episodes_per_trial=2,
+        hidden_size=16,
+        num_epochs=1,
+        num_minibatches=1,
+        total_env_steps=2 * 2 * 2 * SMOKE_HORIZON,
+    ),
+    "maml-promp": dict(
+        num_tasks=2,
+        num_trajectories=2,
+        hidden=(16, 16),
+        num_outer_epochs=1,
+        eval_inner_steps=1,
+        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
+    ),
+    "maml-trpo": dict(
+        num_tasks=2,
+        num_trajectories=2,
+        hidden=(16, 16),
+        cg_iters=2,
+        eval_inner_steps=1,
+        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
+    ),
+    "pearl": dict(
+        num_train_tasks=2,
+        tasks_per_iteration=2,
+        prior_episodes=1,
+        posterior_episodes=1,
+        hidden=(16, 16),
+        encoder_hidden=(16, 16),
+        meta_batch=2,
+        batch_size=16,
+        context_batch_size=8,
+        buffer_size=64,
+        updates_per_iteration=2,
+        adaptation_episodes=2,
+        total_env_steps=3 * 2 * 2 * SMOKE_HORIZON,
+    ),
 }
 
 
@@ -115,8 +203,7 @@ def main(argv=None) -> int:
     parser.add_argument("--eval-episodes", type=int, default=None, help="trials per held-out task; 5 (1 smoke)")
     parser.add_argument("--ant-forward-backward", action="store_true", help="ant-dir with th in {0, pi}")
     parser.add_argument("--out", default="runs/meta_locomotion", help="parent of the run directories")
-    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results",
-                                                          "meta_locomotion.md"))
+    parser.add_argument("--results", default=os.path.join(os.path.dirname(__file__), "results", "meta_locomotion.md"))
     args = parser.parse_args(argv)
     labels = [a for a in args.algos.split(",") if a]
     names = [e for e in args.envs.split(",") if e]
@@ -138,25 +225,47 @@ def main(argv=None) -> int:
             algo, cfg = config_for(label, smoke, args.steps)
             start = time.perf_counter()
             out_dir = None if smoke else os.path.join(args.out, f"{label}-{name}")
-            res = train(algo, family_and_tasks, cfg, seeds=seeds, out_dir=out_dir, num_chunks=num_chunks,
-                        eval_episodes=eval_episodes, progress=not smoke, checkpoint=not smoke,
-                        tensorboard=not smoke)
+            res = train(
+                algo,
+                family_and_tasks,
+                cfg,
+                seeds=seeds,
+                out_dir=out_dir,
+                num_chunks=num_chunks,
+                eval_episodes=eval_episodes,
+                progress=not smoke,
+                checkpoint=not smoke,
+                tensorboard=not smoke,
+            )
             wall = time.perf_counter() - start
             final = final_episode_return(label, cfg, res.metrics)
             curve = np.asarray(res.metrics["adaptation"])[:, -1].mean(axis=0)
             if not np.all(np.isfinite(final)):
                 raise FloatingPointError(f"{label} on {name}: non-finite meta-test return {final}")
-            lines.append(f"| {name} | {label} | {final.mean():.1f} ± {final.std():.1f} | "
-                         f"{' / '.join(f'{c:.1f}' for c in curve)} | {cfg.total_env_steps:,} | {wall:.0f} |")
+            lines.append(
+                f"| {name} | {label} | {final.mean():.1f} ± {final.std():.1f} | "
+                f"{' / '.join(f'{c:.1f}' for c in curve)} | {cfg.total_env_steps:,} | {wall:.0f} |"
+            )
             print(lines[-1], flush=True)
-    header = ["| family | algorithm | one episode after adaptation | adaptation curve | env steps | wall s |",
-              "|---|---|---|---|---|---|"]
-    text = "\n".join([
-        "# Meta-RL on brax locomotion" + (" (smoke settings: NOT a result)" if smoke else ""), "",
-        f"Host: {platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()} "
-        f"({jax.devices()[0].device_kind}); {seeds} seeds (mean ± std), {num_test} held-out tasks, "
-        f"{eval_episodes} meta-test trials per task, {horizon}-step episodes.", "", *header, *lines, "",
-        f"Total {time.perf_counter() - total_start:.0f} s.", ""])
+    header = [
+        "| family | algorithm | one episode after adaptation | adaptation curve | env steps | wall s |",
+        "|---|---|---|---|---|---|",
+    ]
+    text = "\n".join(
+        [
+            "# Meta-RL on brax locomotion" + (" (smoke settings: NOT a result)" if smoke else ""),
+            "",
+            f"Host: {platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()} "
+            f"({jax.devices()[0].device_kind}); {seeds} seeds (mean ± std), {num_test} held-out tasks, "
+            f"{eval_episodes} meta-test trials per task, {horizon}-step episodes.",
+            "",
+            *header,
+            *lines,
+            "",
+            f"Total {time.perf_counter() - total_start:.0f} s.",
+            "",
+        ]
+    )
     print(text)
     if not smoke:
         os.makedirs(os.path.dirname(args.results), exist_ok=True)

@@ -47,11 +47,30 @@ ALGOS = {  # label -> (registered algorithm, config overrides)
 }
 REFERENCE = {"mt_sac": 0.49, "mh_sac": 0.61, "pcgrad": 0.72, "cagrad": 0.83}  # CAGrad paper, MT10, mtrl setup
 
-SHORT = dict(num_envs=10, total_env_steps=10_000, batch_size=64, buffer_size=20_000, learning_starts=250,
-             hidden=(128, 128), learning_rate=3e-4, monitor_conflicts=False)
-FULL = dict(num_envs=10, total_env_steps=20_000_000, batch_size=128, buffer_size=100_000, learning_starts=1_500,
-            hidden=(400, 400, 400), learning_rate=3e-4, gamma=0.99, tau=0.005, init_alpha=1.0,
-            updates_per_step=1, monitor_conflicts=True)
+SHORT = dict(
+    num_envs=10,
+    total_env_steps=10_000,
+    batch_size=64,
+    buffer_size=20_000,
+    learning_starts=250,
+    hidden=(128, 128),
+    learning_rate=3e-4,
+    monitor_conflicts=False,
+)
+FULL = dict(
+    num_envs=10,
+    total_env_steps=20_000_000,
+    batch_size=128,
+    buffer_size=100_000,
+    learning_starts=1_500,
+    hidden=(400, 400, 400),
+    learning_rate=3e-4,
+    gamma=0.99,
+    tau=0.005,
+    init_alpha=1.0,
+    updates_per_step=1,
+    monitor_conflicts=True,
+)
 
 
 def main(argv=None) -> int:
@@ -84,12 +103,22 @@ def main(argv=None) -> int:
     num_evals = args.num_evals or (10 if args.full else 2)
     eval_episodes = args.eval_episodes or (10 if args.full else 2)
     out = args.out or f"runs/metaworld-{args.benchmark}-{args.algo}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"{args.algo} on Meta-World {args.benchmark}: {config.total_env_steps} env steps "
-          f"({config.total_env_steps // num_tasks} per task), {seeds} seed(s) -> {out}", flush=True)
+    print(
+        f"{args.algo} on Meta-World {args.benchmark}: {config.total_env_steps} env steps "
+        f"({config.total_env_steps // num_tasks} per task), {seeds} seed(s) -> {out}",
+        flush=True,
+    )
     t0 = time.perf_counter()
-    result = train_host(module, f"metaworld:{args.benchmark}", config, seeds=seeds, out_dir=out,
-                        num_evals=num_evals, eval_episodes=eval_episodes,
-                        env_kwargs=dict(reward_function_version=args.reward_function_version))
+    result = train_host(
+        module,
+        f"metaworld:{args.benchmark}",
+        config,
+        seeds=seeds,
+        out_dir=out,
+        num_evals=num_evals,
+        eval_episodes=eval_episodes,
+        env_kwargs=dict(reward_function_version=args.reward_function_version),
+    )
     wall = time.perf_counter() - t0
     s = result.summary
     success = np.asarray(s["eval_success"])  # [runs, tasks]
@@ -99,12 +128,16 @@ def main(argv=None) -> int:
         print(f"  {name:28s} {value:.2f}")
     ref = REFERENCE.get(args.algo) if args.benchmark == "MT10" else None
     print(f"mean success {success.mean():.3f}" + (f"  (published, full MT10 run: {ref:.2f})" if ref else ""))
-    print(f"{s['env_steps']} env steps per run in {wall:.0f} s ({s['env_steps_per_second']:.0f} env-steps/s "
-          f"all runs; host env {s['host_env_seconds']:.0f} s, device {s['device_seconds']:.0f} s, evaluation "
-          f"{s['eval_seconds']:.0f} s, compile {s['compile_seconds']:.0f} s)")
+    print(
+        f"{s['env_steps']} env steps per run in {wall:.0f} s ({s['env_steps_per_second']:.0f} env-steps/s "
+        f"all runs; host env {s['host_env_seconds']:.0f} s, device {s['device_seconds']:.0f} s, evaluation "
+        f"{s['eval_seconds']:.0f} s, compile {s['compile_seconds']:.0f} s)"
+    )
     versions = json.loads((Path(out) / "config.json").read_text())["versions"]
-    print(f"metaworld {versions.get('metaworld')}, mujoco {versions.get('mujoco')}, reward function "
-          f"{s['env_metadata']['reward_function_version']}; run directory {out}")
+    print(
+        f"metaworld {versions.get('metaworld')}, mujoco {versions.get('mujoco')}, reward function "
+        f"{s['env_metadata']['reward_function_version']}; run directory {out}"
+    )
     return 0
 
 

@@ -75,11 +75,16 @@ def run_row(label: str, row: Row, suite: str, seeds: int, steps: int) -> dict:
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in row.overrides.items()}
     cfg = replace(module.Config(), total_env_steps=row.total_env_steps or steps, **overrides)
     t0 = time.perf_counter()
-    result = train(row.algo, suite, cfg, seeds=seeds, num_chunks=4, progress=False, tensorboard=False,
-                   checkpoint=False)
+    result = train(row.algo, suite, cfg, seeds=seeds, num_chunks=4, progress=False, tensorboard=False, checkpoint=False)
     wall = time.perf_counter() - t0
-    out = {"algo": row.algo, "overrides": row.overrides, "seeds": seeds, "env_steps": result.summary["env_steps"],
-           "wall_seconds": wall, "compile_seconds": result.summary["compile_seconds"]}
+    out = {
+        "algo": row.algo,
+        "overrides": row.overrides,
+        "seeds": seeds,
+        "env_steps": result.summary["env_steps"],
+        "wall_seconds": wall,
+        "compile_seconds": result.summary["compile_seconds"],
+    }
     for suffix in ("", "_shared"):
         if f"eval_success{suffix}" not in result.summary:
             continue
@@ -88,8 +93,11 @@ def run_row(label: str, row: Row, suite: str, seeds: int, steps: int) -> dict:
         out[f"success{suffix}"] = success.mean(-1).tolist()  # per seed, averaged over tasks
         out[f"success_per_task{suffix}"] = success.mean(0).tolist()
         out[f"return{suffix}"] = ret.mean(-1).tolist()
-    print(f"{suite:22s} {label:28s} success {np.mean(out['success']):.3f} +- {np.std(out['success']):.3f} "
-          f"return {np.mean(out['return']):.2f} ({wall:.0f} s)", flush=True)
+    print(
+        f"{suite:22s} {label:28s} success {np.mean(out['success']):.3f} +- {np.std(out['success']):.3f} "
+        f"return {np.mean(out['return']):.2f} ({wall:.0f} s)",
+        flush=True,
+    )
     return out
 
 
@@ -103,10 +111,15 @@ def write_markdown(results: dict, path: Path) -> None:
     for derived, (base, _) in DERIVED.items():
         if base in labels and derived not in labels:
             labels.insert(labels.index(base) + 1, derived)
-    lines = ["# Multi-task success (MT50-style table, JAX-native suites)", "",
-             "Final evaluation success rate (%), averaged over the suite's tasks; mean +- std over seeds (vmapped "
-             "in one program). Return in brackets. Produced by `experiments/multitask_table.py`.", "",
-             "| Method | " + " | ".join(suites) + " |", "|---" * (len(suites) + 1) + "|"]
+    lines = [
+        "# Multi-task success (MT50-style table, JAX-native suites)",
+        "",
+        "Final evaluation success rate (%), averaged over the suite's tasks; mean +- std over seeds (vmapped "
+        "in one program). Return in brackets. Produced by `experiments/multitask_table.py`.",
+        "",
+        "| Method | " + " | ".join(suites) + " |",
+        "|---" * (len(suites) + 1) + "|",
+    ]
     for label in labels:
         cells = []
         for s in suites:
@@ -121,10 +134,12 @@ def write_markdown(results: dict, path: Path) -> None:
     lines += ["", "Runs:", ""]
     for s in suites:
         for label, r in results[s].items():
-            lines.append(f"- {s}, {label}: `{r['algo']}` {json.dumps(r['overrides'])}, {r['seeds']} seeds, "
-                         f"{r['env_steps']} env steps per run, {r['wall_seconds']:.0f} s wall "
-                         f"(compile {r['compile_seconds']:.0f} s); per-task success "
-                         f"{[round(x, 2) for x in r['success_per_task']]}")
+            lines.append(
+                f"- {s}, {label}: `{r['algo']}` {json.dumps(r['overrides'])}, {r['seeds']} seeds, "
+                f"{r['env_steps']} env steps per run, {r['wall_seconds']:.0f} s wall "
+                f"(compile {r['compile_seconds']:.0f} s); per-task success "
+                f"{[round(x, 2) for x in r['success_per_task']]}"
+            )
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -51,14 +51,36 @@ from pathlib import Path
 import numpy as np
 
 # The issue's columns, in the order of the D4RL paper's tables, then the newer methods.
-ALGOS = ("bc", "sac_offline", "bear", "brac_p", "brac_v", "awr", "bcq", "cql", "iql", "td3_bc", "rebrac", "edac",
-         "mopo", "morel")
+ALGOS = (
+    "bc",
+    "sac_offline",
+    "bear",
+    "brac_p",
+    "brac_v",
+    "awr",
+    "bcq",
+    "cql",
+    "iql",
+    "td3_bc",
+    "rebrac",
+    "edac",
+    "mopo",
+    "morel",
+)
 KINDS = ("medium", "medium-replay", "medium-expert")
 
 
-def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_steps: int, behaviour_envs: int,
-                 seed: int = 0, behaviour_hidden: tuple[int, ...] = (64, 64),
-                 behaviour_chunks: int | None = None) -> list[str]:
+def make_or_load(
+    env_name: str,
+    kinds,
+    data_dir: Path,
+    size: int,
+    behaviour_steps: int,
+    behaviour_envs: int,
+    seed: int = 0,
+    behaviour_hidden: tuple[int, ...] = (64, 64),
+    behaviour_chunks: int | None = None,
+) -> list[str]:
     """Paths of the generated datasets of ``kinds`` (one behaviour run for all, cached as HDF5; the file names
     carry the behaviour recipe, so a changed recipe never reuses older files)."""
     from jaxrl.data import formats
@@ -74,9 +96,16 @@ def make_or_load(env_name: str, kinds, data_dir: Path, size: int, behaviour_step
     paths = {k: data_dir / f"{tag}-{k}-{size}-{recipe}.hdf5" for k in kinds}
     missing = [k for k, p in paths.items() if not p.exists()]
     if missing:
-        made = generate.make_datasets(env_name, missing, size=size, seed=seed, total_env_steps=behaviour_steps,
-                                      num_envs=behaviour_envs, hidden=tuple(behaviour_hidden),
-                                      num_chunks=behaviour_chunks)
+        made = generate.make_datasets(
+            env_name,
+            missing,
+            size=size,
+            seed=seed,
+            total_env_steps=behaviour_steps,
+            num_envs=behaviour_envs,
+            hidden=tuple(behaviour_hidden),
+            num_chunks=behaviour_chunks,
+        )
         for k, d in made.items():
             formats.save(d, paths[k])
     return [str(paths[k]) for k in kinds]
@@ -86,8 +115,20 @@ def minari_paths(root: str, env: str, kinds) -> list[str]:
     return [str(Path(root).expanduser() / env / k) for k in kinds]
 
 
-def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(64, 64), num_chunks=10,
-              overrides=None, eval_episodes=10, log=print, table=None, save=None):
+def run_table(
+    paths,
+    kinds,
+    algo_names=ALGOS,
+    seeds=3,
+    updates=10_000,
+    hidden=(64, 64),
+    num_chunks=10,
+    overrides=None,
+    eval_episodes=10,
+    log=print,
+    table=None,
+    save=None,
+):
     """``{(kind, algo): {"last": [seeds], "best": [seeds]}}`` plus ``("_wall", algo)`` seconds. Algorithms
     already in ``table`` are skipped (a resumed run); ``save(table)`` is called after each algorithm."""
     from jaxrl import algos
@@ -102,12 +143,21 @@ def run_table(paths, kinds, algo_names=ALGOS, seeds=3, updates=10_000, hidden=(6
             log(f"{name}: already in the saved table")
             continue
         module = algos.get(name)
-        cfg = module.Config(hidden=tuple(hidden), total_env_steps=updates, updates_per_iteration=100,
-                            **(overrides or {}).get(name, {}))
+        cfg = module.Config(
+            hidden=tuple(hidden), total_env_steps=updates, updates_per_iteration=100, **(overrides or {}).get(name, {})
+        )
         t0 = time.perf_counter()
         try:
-            result = train(name, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(kinds)))},
-                           num_chunks=num_chunks, eval_episodes=eval_episodes, progress=False)
+            result = train(
+                name,
+                env,
+                cfg,
+                seeds=seeds,
+                grid={"dataset_index": list(range(len(kinds)))},
+                num_chunks=num_chunks,
+                eval_episodes=eval_episodes,
+                progress=False,
+            )
         except NonFiniteError as e:  # the run loop stops the whole program at a NaN: the column records it
             table[("_wall", name)] = time.perf_counter() - t0
             table[("_error", name)] = str(e)
@@ -142,17 +192,23 @@ def format_table(table, env_name, kinds, algo_names) -> str:
         out.append(f"Normalised score ({stat}), mean ± std over seeds:\n")
         out.append("| dataset | " + " | ".join(algo_names) + " |")
         out.append("|---|" + "---:|" * len(algo_names))
-        cell = lambda k, a: (f"{np.mean(table[(k, a)][stat]):.1f} ± {np.std(table[(k, a)][stat]):.1f}"
-                             if (k, a) in table else "NaN")
+        cell = lambda k, a: (
+            f"{np.mean(table[(k, a)][stat]):.1f} ± {np.std(table[(k, a)][stat]):.1f}" if (k, a) in table else "NaN"
+        )
         for kind in kinds:
             out.append(f"| {env_name}-{kind} | " + " | ".join(cell(kind, a) for a in algo_names) + " |")
-        means = [f"{np.mean([np.mean(table[(k, a)][stat]) for k in kinds]):.1f}" if (kinds[0], a) in table
-                 else "NaN" for a in algo_names]
+        means = [
+            f"{np.mean([np.mean(table[(k, a)][stat]) for k in kinds]):.1f}" if (kinds[0], a) in table else "NaN"
+            for a in algo_names
+        ]
         out.append("| average | " + " | ".join(means) + " |\n")
     walls = ", ".join(f"{a} {table[('_wall', a)]:.0f}" for a in algo_names)
     out.append(f"Wall seconds per algorithm (all seeds x kinds in one program, compile included): {walls}.")
-    out += [f"\n{a}: stopped by the run loop's NaN check: {table[('_error', a)]}" for a in algo_names
-            if ("_error", a) in table]
+    out += [
+        f"\n{a}: stopped by the run loop's NaN check: {table[('_error', a)]}"
+        for a in algo_names
+        if ("_error", a) in table
+    ]
     return "\n".join(out)
 
 
@@ -189,43 +245,74 @@ def main():
     p.add_argument("--size", type=int, default=5_000, help="rows of the medium / expert datasets")
     p.add_argument("--behaviour-steps", type=int, default=60_000)
     p.add_argument("--behaviour-envs", type=int, default=4)
-    p.add_argument("--behaviour-hidden", type=_widths, default=(64, 64),
-                   help="the SAC behaviour policy's hidden widths")
-    p.add_argument("--behaviour-chunks", type=int, default=None,
-                   help="evaluations of the behaviour run (default one per 500 steps of each env; the medium policy "
-                        "is the evaluated one closest to a third of expert)")
+    p.add_argument(
+        "--behaviour-hidden", type=_widths, default=(64, 64), help="the SAC behaviour policy's hidden widths"
+    )
+    p.add_argument(
+        "--behaviour-chunks",
+        type=int,
+        default=None,
+        help="evaluations of the behaviour run (default one per 500 steps of each env; the medium policy "
+        "is the evaluated one closest to a third of expert)",
+    )
     p.add_argument("--data-dir", default="datasets")
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
     p.add_argument("--set", action="append", default=[], help="ALGO.FIELD=VALUE (repeatable)")
-    p.add_argument("--out", default=None, help="markdown table; its .json beside it is saved after each algorithm "
-                   "and a re-run with the same --out skips the algorithms already there")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="markdown table; its .json beside it is saved after each algorithm "
+        "and a re-run with the same --out skips the algorithms already there",
+    )
     a = p.parse_args()
     kinds, names = a.kinds.split(","), a.algos.split(",")
     overrides = parse_overrides(a.set)
     if a.minari_root:
         paths, env_name = minari_paths(a.minari_root, a.minari_env, kinds), a.minari_env
     else:
-        paths, env_name = make_or_load(a.env, kinds, Path(a.data_dir), a.size, a.behaviour_steps,
-                                       a.behaviour_envs, behaviour_hidden=a.behaviour_hidden,
-                                       behaviour_chunks=a.behaviour_chunks), a.env
+        paths, env_name = (
+            make_or_load(
+                a.env,
+                kinds,
+                Path(a.data_dir),
+                a.size,
+                a.behaviour_steps,
+                a.behaviour_envs,
+                behaviour_hidden=a.behaviour_hidden,
+                behaviour_chunks=a.behaviour_chunks,
+            ),
+            a.env,
+        )
     t0 = time.perf_counter()
     partial = Path(a.out).with_suffix(".json") if a.out else None
     saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None
     save = (lambda t: partial.write_text(_to_json(t))) if partial is not None else None
-    table = run_table(paths, kinds, names, a.seeds, a.updates, a.hidden,
-                      num_chunks=a.chunks, overrides=overrides, eval_episodes=a.eval_episodes, table=saved,
-                      save=save)
+    table = run_table(
+        paths,
+        kinds,
+        names,
+        a.seeds,
+        a.updates,
+        a.hidden,
+        num_chunks=a.chunks,
+        overrides=overrides,
+        eval_episodes=a.eval_episodes,
+        table=saved,
+        save=save,
+    )
     import jax
 
     done_before = [n for n in names if saved and ("_wall", n) in saved]
     resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
     hidden = ",".join(map(str, a.hidden))
-    header = (f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {hidden}, batch 256, "
-              f"{a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best chunk). "
-              f"Datasets: {', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
-              f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
-              f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n")
+    header = (
+        f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {hidden}, batch 256, "
+        f"{a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best chunk). "
+        f"Datasets: {', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
+        f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
+        f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n"
+    )
     text = header + format_table(table, env_name, kinds, names)
     print(text)
     if a.out:

@@ -91,16 +91,23 @@ def main():
     import matplotlib.pyplot as plt
 
     starts = np.array(STARTS, np.float32)
-    results = {name: optimise(starts, flag, args.steps, args.lr) for name, flag in (("Adam", False), ("Adam+PCGrad", True))}
+    results = {
+        name: optimise(starts, flag, args.steps, args.lr) for name, flag in (("Adam", False), ("Adam+PCGrad", True))
+    }
     tails = {name: np.asarray(tail_mean_loss(traj)) for name, (traj, _) in results.items()}
     print(f"{'start':>14} | {'method':>11} | {'final theta':>18} | {'final L1+L2':>11} | {'mean last 10%':>13}")
     for s, start in enumerate(STARTS):
         for name, (traj, loss) in results.items():
             end = np.asarray(traj[s, -1])
-            print(f"{str(start):>14} | {name:>11} | ({end[0]:7.3f}, {end[1]:7.3f}) | {float(loss[s]):11.2f} | "
-                  f"{tails[name][s]:13.2f}")
+            print(
+                f"{str(start):>14} | {name:>11} | ({end[0]:7.3f}, {end[1]:7.3f}) | {float(loss[s]):11.2f} | "
+                f"{tails[name][s]:13.2f}"
+            )
         adam, pc = tails["Adam"][s], tails["Adam+PCGrad"][s]
-        print(f"{'':>14}   -> mean of last 10%: {'PCGrad lower' if pc < adam else 'plain Adam lower'} by {abs(adam - pc):.2f}")
+        print(
+            f"{'':>14}   -> mean of last 10%: {'PCGrad lower' if pc < adam else 'plain Adam lower'} "
+            f"by {abs(adam - pc):.2f}"
+        )
 
     xs, ys = np.meshgrid(np.linspace(-10, 10, 300), np.linspace(-10, 10, 300))
     grid = jnp.stack([xs.ravel(), ys.ravel()], axis=1)
@@ -108,15 +115,23 @@ def main():
     fig, ax = plt.subplots(figsize=(7, 6))
     contour = ax.contourf(xs, ys, zs, levels=40, cmap="viridis")
     fig.colorbar(contour, ax=ax, label="L1 + L2")
-    for name, color, width in (("Adam+PCGrad", "white", 2.5), ("Adam", "tab:red", 1.2)):  # Adam on top: paths share a stretch
+    for name, color, width in (
+        ("Adam+PCGrad", "white", 2.5),
+        ("Adam", "tab:red", 1.2),
+    ):  # Adam on top: paths share a stretch
         traj = np.asarray(results[name][0])
         for s in range(len(STARTS)):
             ax.plot(traj[s, :, 0], traj[s, :, 1], color=color, lw=width, label=name if s == 0 else None)
             ax.plot(*traj[s, -1], marker="*", color=color, ms=10)
     ax.plot(starts[:, 0], starts[:, 1], "ko", ms=5, label="start")
     ax.axvline(-2.0, color="k", ls=":", lw=0.8)
-    ax.set(xlabel="theta_1", ylabel="theta_2", xlim=(-10, 10), ylim=(-10, 10),
-           title=f"PCGrad toy: Adam lr={args.lr:g}, {args.steps} steps")
+    ax.set(
+        xlabel="theta_1",
+        ylabel="theta_2",
+        xlim=(-10, 10),
+        ylim=(-10, 10),
+        title=f"PCGrad toy: Adam lr={args.lr:g}, {args.steps} steps",
+    )
     ax.legend(loc="center right")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=120, bbox_inches="tight")

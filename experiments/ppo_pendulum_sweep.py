@@ -51,8 +51,16 @@ def main() -> None:
     grid = json.loads(args.grid) if args.grid else None
 
     t0 = time.perf_counter()
-    r = train("ppo", "Pendulum-v1", cfg, seeds=args.seeds, grid=grid, num_chunks=args.num_chunks,
-              progress=False, compilation_cache=False)
+    r = train(
+        "ppo",
+        "Pendulum-v1",
+        cfg,
+        seeds=args.seeds,
+        grid=grid,
+        num_chunks=args.num_chunks,
+        progress=False,
+        compilation_cache=False,
+    )
     wall = time.perf_counter() - t0
 
     ev = r.metrics["eval_return"]  # [seeds, *grid, chunks]
@@ -66,14 +74,18 @@ def main() -> None:
         for idx in itertools.product(*(range(len(grid[n])) for n in names)):
             point = {n: grid[n][i] for n, i in zip(names, idx)}
             curve = ev[(slice(None), *idx)]  # [seeds, chunks]
-            print(f"{point}: final mean {curve[:, -1].mean():8.1f}  per-seed "
-                  f"{np.round(curve[:, -1], 1).tolist()}  curve(mean) {np.round(curve.mean(0), 0).tolist()}")
+            print(
+                f"{point}: final mean {curve[:, -1].mean():8.1f}  per-seed "
+                f"{np.round(curve[:, -1], 1).tolist()}  curve(mean) {np.round(curve.mean(0), 0).tolist()}"
+            )
     else:
         final = ev[:, -1]
         print(f"eval-return curve (mean over seeds): {np.round(ev.mean(0), 1).tolist()}")
         print(f"final eval return per seed: {np.round(final, 1).tolist()}")
-        print(f"mean final eval return over {args.seeds} seeds: {final.mean():.1f}  "
-              f"(env steps per seed: {r.summary['env_steps']})")
+        print(
+            f"mean final eval return over {args.seeds} seeds: {final.mean():.1f}  "
+            f"(env steps per seed: {r.summary['env_steps']})"
+        )
 
 
 if __name__ == "__main__":

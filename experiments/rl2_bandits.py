@@ -38,8 +38,9 @@ RESULTS = os.path.join(os.path.dirname(__file__), "results")
 # RL^2 configs per cell (pulls n, arms k). For n = 100 the entropy bonus (0.05, not 0.01) and an embedding layer
 # before the GRU take RL^2 past win-stay lose-shift, the memoryless policy it otherwise settles on
 # (rl2_bandits_n100_sweep.md).
-_N100 = dict(num_tasks=128, episodes_per_trial=100, hidden_size=64, embed=(64,), ent_coef=0.05,
-             total_env_steps=61_440_000)
+_N100 = dict(
+    num_tasks=128, episodes_per_trial=100, hidden_size=64, embed=(64,), ent_coef=0.05, total_env_steps=61_440_000
+)
 CONFIGS = {
     (10, 5): rl2.Config(num_tasks=256, episodes_per_trial=10, hidden_size=64, total_env_steps=1_500_000),
     (10, 10): rl2.Config(num_tasks=256, episodes_per_trial=10, hidden_size=64, total_env_steps=3_000_000),
@@ -59,29 +60,44 @@ def _cells(spec: str) -> list[tuple[int, int]]:
     for part in spec.split(","):
         n, _, k = part.partition("x")
         if not (n.isdigit() and k.isdigit()) or (int(n), int(k)) not in CONFIGS:
-            raise SystemExit(f"--cells {spec!r}: use none, small, big, all or a comma list of cells from "
-                             f"{[f'{n}x{k}' for n, k in CONFIGS]}")
+            raise SystemExit(
+                f"--cells {spec!r}: use none, small, big, all or a comma list of cells from "
+                f"{[f'{n}x{k}' for n, k in CONFIGS]}"
+            )
         cells.append((int(n), int(k)))
     return cells
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cells", default="small",
-                        help="small, big, all, cells like 100x5,100x10, or none (rebuild the table from the JSON)")
+    parser.add_argument(
+        "--cells",
+        default="small",
+        help="small, big, all, cells like 100x5,100x10, or none (rebuild the table from the JSON)",
+    )
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--num-tasks", type=int, default=10_000, help="tasks for the baseline rows")
     parser.add_argument("--eval-trials", type=int, default=10)
     parser.add_argument("--total-env-steps", type=int, default=None, help="override the RL^2 budget per cell")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override any rl2.Config field in every cell (repeatable), e.g. --set hidden_size=256")
-    parser.add_argument("--out", default=os.path.join(RESULTS, "rl2_bandits.md"),
-                        help="the table; the per-cell RL^2 results go next to it as .json")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override any rl2.Config field in every cell (repeatable), e.g. --set hidden_size=256",
+    )
+    parser.add_argument(
+        "--out",
+        default=os.path.join(RESULTS, "rl2_bandits.md"),
+        help="the table; the per-cell RL^2 results go next to it as .json",
+    )
     args = parser.parse_args()
     cells = _cells(args.cells)
     configs = dict(CONFIGS)
     if args.total_env_steps:
-        configs = {cell: dataclasses.replace(cfg, total_env_steps=args.total_env_steps) for cell, cfg in configs.items()}
+        configs = {
+            cell: dataclasses.replace(cfg, total_env_steps=args.total_env_steps) for cell, cfg in configs.items()
+        }
     if args.set:
         fields = {f: ast.literal_eval(v) for f, _, v in (s.partition("=") for s in args.set)}
         configs = {cell: dataclasses.replace(cfg, **fields) for cell, cfg in configs.items()}
@@ -91,21 +107,35 @@ def main() -> None:
     rows: dict[str, dict] = {}
     for name, by_cell in bb.table(key, settings, num_tasks=args.num_tasks, tuned=True).items():
         label = f"{name} (tuned)" if name in bb.TUNABLE else name
-        rows[label] = {cell: f"{mean:.2f}" + ("" if value is None else f" ({bb.TUNABLE[name][0]} {value:g})")
-                       for cell, (mean, _, value) in by_cell.items()}
+        rows[label] = {
+            cell: f"{mean:.2f}" + ("" if value is None else f" ({bb.TUNABLE[name][0]} {value:g})")
+            for cell, (mean, _, value) in by_cell.items()
+        }
 
     new = {}
     for n, k in cells:
         cfg = configs[(n, k)]
         start = time.perf_counter()
-        res = train("rl2", envs.make("bandit", num_arms=k, num_test_tasks=HELD_OUT_TASKS), cfg, seeds=args.seeds,
-                    num_chunks=5, eval_episodes=args.eval_trials, progress=False, checkpoint=False,
-                    tensorboard=False)
+        res = train(
+            "rl2",
+            envs.make("bandit", num_arms=k, num_test_tasks=HELD_OUT_TASKS),
+            cfg,
+            seeds=args.seeds,
+            num_chunks=5,
+            eval_episodes=args.eval_trials,
+            progress=False,
+            checkpoint=False,
+            tensorboard=False,
+        )
         final = np.asarray(res.metrics["eval_return"])[..., -1].reshape(-1)
-        new[f"{n}x{k}"] = {"per_seed": np.round(final, 3).tolist(), "env_steps": cfg.total_env_steps,
-                           "wall_s": round(time.perf_counter() - start), "seeds": args.seeds, "config": str(cfg),
-                           "host": f"{platform.processor() or platform.machine()}, jax {jax.__version__}, "
-                                   f"{jax.default_backend()}"}
+        new[f"{n}x{k}"] = {
+            "per_seed": np.round(final, 3).tolist(),
+            "env_steps": cfg.total_env_steps,
+            "wall_s": round(time.perf_counter() - start),
+            "seeds": args.seeds,
+            "config": str(cfg),
+            "host": f"{platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()}",
+        }
         print(f"n={n}, k={k}: {new[f'{n}x{k}']}", flush=True)
     cache = os.path.splitext(args.out)[0] + ".json"
     done = json.load(open(cache)) if os.path.exists(cache) else {}
@@ -127,17 +157,25 @@ def main() -> None:
         # reference.
         held_out = envs.make("bandit", num_arms=k, num_test_tasks=HELD_OUT_TASKS)[1].arm_means
         same = bb.total_rewards(bb.greedy_trial, jax.random.fold_in(key, n * k), jnp.repeat(held_out, 50, 0), n)
-        notes.append(f"- n={n}, k={k}: per-seed {run['per_seed']} (greedy on the same held-out tasks: "
-                     f"{float(same.mean()):.2f}), {run['env_steps']:,} env steps per seed, "
-                     f"{run['wall_s']} s wall for {run['seeds']} vmapped seeds (compile included; {run['host']})\n"
-                     f"  `{run['config']}`")
+        notes.append(
+            f"- n={n}, k={k}: per-seed {run['per_seed']} (greedy on the same held-out tasks: "
+            f"{float(same.mean()):.2f}), {run['env_steps']:,} env steps per seed, "
+            f"{run['wall_s']} s wall for {run['seeds']} vmapped seeds (compile included; {run['host']})\n"
+            f"  `{run['config']}`"
+        )
     header = "| method | " + " | ".join(f"n={n}, k={k}" for n, k in settings) + " |"
-    lines = ["# RL^2 bandit table (Duan et al. 2016, table 1)", "",
-             "Mean total reward per trial. Baseline rows: "
-             f"{args.num_tasks} tasks per cell (experiments/bandit_baselines.py has their standard errors); "
-             "epsilon-greedy and UCB1 have their parameter tuned per cell on other tasks, as in the paper (the "
-             "value chosen in brackets); win-stay lose-shift is not in the paper's table. RL^2: final meta-test "
-             f"on {HELD_OUT_TASKS} held-out tasks, mean ± std over seeds.", "", header, "|" + "---|" * (len(settings) + 1)]
+    lines = [
+        "# RL^2 bandit table (Duan et al. 2016, table 1)",
+        "",
+        "Mean total reward per trial. Baseline rows: "
+        f"{args.num_tasks} tasks per cell (experiments/bandit_baselines.py has their standard errors); "
+        "epsilon-greedy and UCB1 have their parameter tuned per cell on other tasks, as in the paper (the "
+        "value chosen in brackets); win-stay lose-shift is not in the paper's table. RL^2: final meta-test "
+        f"on {HELD_OUT_TASKS} held-out tasks, mean ± std over seeds.",
+        "",
+        header,
+        "|" + "---|" * (len(settings) + 1),
+    ]
     for name, vals in rows.items():
         lines.append(f"| {name} | " + " | ".join(vals[s] for s in settings) + " |")
     lines.append("| RL^2 (paper) | " + " | ".join(PAPER[s] for s in settings) + " |")

@@ -18,7 +18,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import numbers
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -26,7 +27,9 @@ import numpy as np
 __all__ = [
     "ConfigError",
     "hyper",
+    "index",
     "static",
+    "config_name",
     "config",
     "hyper_fields",
     "static_fields",
@@ -41,20 +44,58 @@ class ConfigError(ValueError):
     """An invalid configuration value, raised before anything compiles."""
 
 
-def hyper(default: float, *, low: float | None = None, high: float | None = None,
-          low_open: bool = False, high_open: bool = False, help: str = "") -> Any:
+def hyper(
+    default: float,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    help: str = "",
+) -> Any:
     """A traced numeric hyperparameter in ``[low, high]`` (``(low`` / ``high)`` when open)."""
-    return dataclasses.field(default=default, metadata=dict(
-        static=False, low=low, high=high, low_open=low_open, high_open=high_open, choices=None, help=help))
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            static=False, low=low, high=high, low_open=low_open, high_open=high_open, choices=None, help=help
+        ),
+    )
 
 
-def static(default: Any, *, low: float | None = None, high: float | None = None,
-           choices: Iterable[Any] | None = None, help: str = "") -> Any:
+def index(default: int = 0, *, help: str = "") -> Any:
+    """A traced integer index (which stacked dataset, which task): an int32 pytree leaf, so a grid over it
+    (``grid={"dataset_index": [0, 1, 2]}``) is one batched config, like a ``hyper`` field. Must be an integer >= 0;
+    the upper bound depends on the data and is checked where the data is known."""
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            static=False, integer=True, low=0, high=None, low_open=False, high_open=False, choices=None, help=help
+        ),
+    )
+
+
+def static(
+    default: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    choices: Iterable[Any] | None = None,
+    help: str = "",
+) -> Any:
     """A static (shape- or control-flow-changing) field; optional range or choices."""
     kw = dict(default_factory=lambda: tuple(default)) if isinstance(default, (list, tuple)) else dict(default=default)
-    return dataclasses.field(**kw, metadata=dict(
-        static=True, low=low, high=high, low_open=False, high_open=False,
-        choices=tuple(choices) if choices is not None else None, help=help))
+    return dataclasses.field(
+        **kw,
+        metadata=dict(
+            static=True,
+            low=low,
+            high=high,
+            low_open=False,
+            high_open=False,
+            choices=tuple(choices) if choices is not None else None,
+            help=help,
+        ),
+    )
 
 
 def _is_static(f: dataclasses.Field) -> bool:
@@ -88,6 +129,12 @@ def _range_text(md) -> str:
     return " and ".join(parts)
 
 
+def config_name(cls_or_cfg) -> str:
+    """``<algo>.Config``: the prefix of every error about a config (the module's last name and the class)."""
+    cls = cls_or_cfg if isinstance(cls_or_cfg, type) else type(cls_or_cfg)
+    return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__qualname__}"
+
+
 def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
     md = f.metadata
     where = f"{cls_name}.{f.name}"
@@ -104,12 +151,18 @@ def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
         arr = np.asarray(value)
         if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
             raise ConfigError(f"{where} must be a real number, got dtype {arr.dtype}")
+        if md.get("integer") and not (np.issubdtype(arr.dtype, np.integer) or np.all(arr == np.round(arr))):
+            raise ConfigError(f"{where}={value!r} must be an integer")
         if not np.all(np.isfinite(arr)):
             raise ConfigError(f"{where}={value!r} must be finite")
     else:
-        if f.default is not dataclasses.MISSING and type(f.default) is int and not isinstance(value, bool):
-            if not isinstance(value, numbers.Integral):
-                raise ConfigError(f"{where}={value!r} must be an integer")
+        if (
+            f.default is not dataclasses.MISSING
+            and type(f.default) is int
+            and not isinstance(value, bool)
+            and not isinstance(value, numbers.Integral)
+        ):
+            raise ConfigError(f"{where}={value!r} must be an integer")
         if md.get("low") is None and md.get("high") is None:
             return
         arr = np.asarray(value)
@@ -124,17 +177,25 @@ def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
 
 
 def config(cls):
-    """Decorator: frozen keyword-only dataclass, validated on construction, registered as a pytree."""
+    """Decorator: frozen keyword-only dataclass, validated on construction, registered as a pytree.
+
+    A class attribute ``renamed = {"old_name": "new_name"}`` (inherited, merged) keeps old field names working
+    for one release: ``Config(old_name=v)`` sets ``new_name`` with a ``DeprecationWarning``."""
     user_post_init = getattr(cls, "__post_init__", None)
+    if getattr(user_post_init, "_jaxrl_validates", False):
+        user_post_init = getattr(user_post_init, "_jaxrl_user", None)  # a base config's, wrapped already
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            _check_value(type(self).__qualname__, f, getattr(self, f.name))
+            _check_value(config_name(self), f, getattr(self, f.name))
         if user_post_init is not None:
             user_post_init(self)  # cross-field checks
 
+    __post_init__._jaxrl_validates = True
+    __post_init__._jaxrl_user = user_post_init
     cls.__post_init__ = __post_init__
     cls = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
+    _accept_renamed(cls)
     data_names = hyper_fields(cls)
     meta_names = static_fields(cls)
 
@@ -153,14 +214,59 @@ def config(cls):
     return cls
 
 
+def renamed_fields(cls_or_cfg) -> dict[str, str]:
+    """Old field name -> new field name, over the class and its bases (see :func:`config`)."""
+    cls = cls_or_cfg if isinstance(cls_or_cfg, type) else type(cls_or_cfg)
+    out: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        out.update(vars(klass).get("renamed", {}))
+    return out
+
+
+def _new_names(cls, kwargs: dict[str, Any]) -> dict[str, Any]:
+    import warnings
+
+    renamed = renamed_fields(cls)
+    out = {}
+    for k, v in kwargs.items():
+        if k in renamed:
+            new = renamed[k]
+            warnings.warn(
+                f"{config_name(cls)}.{k} is now {new!r}; the old name stops working in the next release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            if new in kwargs:
+                raise ConfigError(f"{config_name(cls)}: {k!r} and {new!r} are the same field; pass only {new!r}")
+            k = new
+        out[k] = v
+    return out
+
+
+def _accept_renamed(cls) -> None:
+    if not renamed_fields(cls):
+        return
+    dataclass_init = cls.__init__
+
+    def __init__(self, **kwargs):
+        dataclass_init(self, **_new_names(cls, kwargs))
+
+    __init__.__doc__ = dataclass_init.__doc__
+    __init__.__signature__ = __import__("inspect").signature(dataclass_init)
+    cls.__init__ = __init__
+
+
 def replace(cfg, **changes):
     """``dataclasses.replace`` that names close matches for an unknown field."""
     names = [f.name for f in dataclasses.fields(cfg)]
+    changes = _new_names(type(cfg), changes)
     for k in changes:
         if k not in names:
             hint = close_matches(k, names)
-            raise ConfigError(f"{type(cfg).__qualname__} has no field {k!r}"
-                              + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f"; fields: {names}"))
+            raise ConfigError(
+                f"{config_name(cfg)} has no field {k!r}"
+                + (f"; did you mean {', '.join(map(repr, hint))}?" if hint else f"; fields: {names}")
+            )
     return dataclasses.replace(cfg, **changes)
 
 
@@ -180,6 +286,7 @@ def to_dict(cfg) -> dict[str, Any]:
 def from_dict(cls, values: dict[str, Any]):
     """Build a config from :func:`to_dict` output (JSON lists back to tuples for static fields)."""
     kwargs = {}
+    values = {renamed_fields(cls).get(k, k): v for k, v in values.items()}  # a run saved before a rename
     for f in dataclasses.fields(cls):
         if f.name in values:
             v = values[f.name]

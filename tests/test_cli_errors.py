@@ -32,8 +32,14 @@ def write_d4rl_file(path, env_name=None, rows=64):
 
 
 def run_cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "jaxrl", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "jaxrl", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"},
+        timeout=600,
+    )
 
 
 @pytest.fixture
@@ -46,15 +52,21 @@ def files(tmp_path):
 
 ERRORS = {
     "dataset-names-no-env": (["bc", "--dataset", "nameless.hdf5"], ["does not name its env", "--env"]),
-    "env-differs-from-dataset": (["bc", "--dataset", "named.hdf5", "--env", "MountainCarContinuous-v0"],
-                                 ["'Pendulum-v1', not 'MountainCarContinuous-v0'", "--env"]),
-    "online-algo-with-dataset": (["ppo", "--dataset", "named.hdf5"],
-                                 ["ppo is not an offline algorithm; --dataset is for: ", "bc, ", "iql, "]),
+    "env-differs-from-dataset": (
+        ["bc", "--dataset", "named.hdf5", "--env", "MountainCarContinuous-v0"],
+        ["'Pendulum-v1', not 'MountainCarContinuous-v0'", "--env"],
+    ),
+    "online-algo-with-dataset": (
+        ["ppo", "--dataset", "named.hdf5"],
+        ["ppo is not an offline algorithm; --dataset is for: ", "bc, ", "iql, "],
+    ),
     "run-block-0": (["sac", "--run-block", "0"], ["--run-block", "must be >= 1"]),
     "out-is-a-file": (["sac", "--out", "a_file"], ["--out a_file", "a_file is an existing file"]),
     "out-under-a-file": (["sac", "--out", "a_file/run"], ["--out a_file/run", "a_file is an existing file"]),
-    "playground-extra-missing": (["sac", "--env", "playground:CartpoleBalance"],
-                                 ["'playground:CartpoleBalance'", "pip install 'jaxrl[playground]'"]),
+    "playground-extra-missing": (
+        ["sac", "--env", "playground:CartpoleBalance"],
+        ["'playground:CartpoleBalance'", "pip install 'jaxrl[playground]'"],
+    ),
 }
 
 
@@ -75,9 +87,34 @@ def test_mistake_is_one_error_line(files, case):
 
 
 def test_env_option_names_the_env_of_a_nameless_dataset_and_seed_starts_the_seeds(files):
-    proc = run_cli("train", "bc", "--env", "Pendulum-v1", "--dataset", "nameless.hdf5", "--total-env-steps", 200,
-                 "--updates-per-iteration", 100, "--hidden", 8, 8, "--batch-size", 16, "--num-chunks", 1,
-                 "--eval-episodes", 1, "--seeds", 2, "--seed", 5, "--out", "run", cwd=files)
+    proc = run_cli(
+        "train",
+        "bc",
+        "--env",
+        "Pendulum-v1",
+        "--dataset",
+        "nameless.hdf5",
+        "--total-env-steps",
+        200,
+        "--updates-per-iteration",
+        100,
+        "--hidden",
+        8,
+        8,
+        "--batch-size",
+        16,
+        "--num-chunks",
+        1,
+        "--eval-episodes",
+        1,
+        "--seeds",
+        2,
+        "--seed",
+        5,
+        "--out",
+        "run",
+        cwd=files,
+    )
     assert proc.returncode == 0, proc.stderr
     config = json.loads((files / "run" / "config.json").read_text())
     summary = json.loads((files / "run" / "summary.json").read_text())

@@ -74,8 +74,7 @@ def test_grid_refusals_before_compiling():
 
 
 def test_grid_expansion_is_seed_major():
-    batched, runs = grid_lib.expand(ppo.Config(), [0, 1], {"learning_rate": [1e-3, 3e-4, 1e-4],
-                                                           "gamma": [0.9, 0.99]})
+    batched, runs = grid_lib.expand(ppo.Config(), [0, 1], {"learning_rate": [1e-3, 3e-4, 1e-4], "gamma": [0.9, 0.99]})
     assert len(runs) == 12 and runs[7] == {"seed": 1, "point": {"learning_rate": 1e-3, "gamma": 0.99}}
     assert batched.learning_rate.shape == (12,) and batched.learning_rate.dtype == np.float32
     np.testing.assert_allclose(batched.gamma.reshape(2, 3, 2)[1, 2], [0.9, 0.99], rtol=1e-6)

@@ -20,22 +20,31 @@ def _toy(n_eps=(3, 2), obs_dim=2, act_dim=1, discrete=False, last_timeout=True):
     for e, length in enumerate(n_eps):
         states = np.arange(k, k + length + 1, dtype=np.float32)[:, None] * np.ones((1, obs_dim), np.float32)
         k += length + 1
-        obs.append(states[:-1]); nxt.append(states[1:])
+        obs.append(states[:-1])
+        nxt.append(states[1:])
         if discrete:
             act.append(np.arange(length) % 3)
         else:
             act.append(np.linspace(-1, 1, length * act_dim, dtype=np.float32).reshape(length, act_dim))
         rew.append(np.arange(1, length + 1, dtype=np.float32) * (e + 1))
-        t = np.zeros(length, np.float32); o = np.zeros(length, np.float32)
+        t = np.zeros(length, np.float32)
+        o = np.zeros(length, np.float32)
         if e == len(n_eps) - 1 and last_timeout:
             o[-1] = 1
         else:
             t[-1] = 1
-        term.append(t); tout.append(o)
+        term.append(t)
+        tout.append(o)
     cat = lambda xs: np.concatenate(xs, 0)
-    return ds.make_dataset(cat(obs), cat(act), cat(rew), cat(nxt), cat(term), cat(tout),
-                           info=dict(name="toy", kind="medium", env_name="Toy-v0",
-                                     random_return=-1.0, expert_return=9.0, seed=3))
+    return ds.make_dataset(
+        cat(obs),
+        cat(act),
+        cat(rew),
+        cat(nxt),
+        cat(term),
+        cat(tout),
+        info=dict(name="toy", kind="medium", env_name="Toy-v0", random_return=-1.0, expert_return=9.0, seed=3),
+    )
 
 
 # ----------------------------------------------------------------------------------------------- views
@@ -105,12 +114,15 @@ def test_subsample_stack_vmap():
 # --------------------------------------------------------------------------------------------- validate
 
 
-@pytest.mark.parametrize("field,mutate,match", [
-    ("rewards", lambda f: f["rewards"].__setitem__(2, np.nan), r"rewards: contains NaN \(first at index 2\)"),
-    ("observations", lambda f: f["observations"].__setitem__((1, 0), np.inf), r"observations: contains inf"),
-    ("terminals", lambda f: f["terminals"].__setitem__(1, 0.5), r"terminals: not boolean-valued"),
-    ("actions", lambda f: f.__setitem__("actions", f["actions"][:-1]), r"actions: has 4 rows.*mismatched"),
-])
+@pytest.mark.parametrize(
+    "field,mutate,match",
+    [
+        ("rewards", lambda f: f["rewards"].__setitem__(2, np.nan), r"rewards: contains NaN \(first at index 2\)"),
+        ("observations", lambda f: f["observations"].__setitem__((1, 0), np.inf), r"observations: contains inf"),
+        ("terminals", lambda f: f["terminals"].__setitem__(1, 0.5), r"terminals: not boolean-valued"),
+        ("actions", lambda f: f.__setitem__("actions", f["actions"][:-1]), r"actions: has 4 rows.*mismatched"),
+    ],
+)
 def test_validate_errors(field, mutate, match):
     f = ds.to_numpy(_toy())
     mutate(f)
@@ -188,14 +200,19 @@ def _write_d4rl_raw(path, **over):
                 h.create_dataset(k, data=v)
 
 
-@pytest.mark.parametrize("over,match", [
-    (dict(rewards=np.array([1, np.nan, 3, 2, 4], np.float32)), r"rewards: contains NaN \(first at index 1\)"),
-    (dict(actions=np.zeros((4, 1), np.float32)), r"actions: has 4 rows but observations has 5"),
-    (dict(terminals=np.array([0, 0, 2, 0, 0], np.int64)), r"terminals: not boolean-valued: 2 at index 2"),
-    (dict(rewards=None), r"rewards: missing key"),
-    ({k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in ds.to_numpy(_toy()).items()},
-     r"observations: dataset is empty"),
-])
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        (dict(rewards=np.array([1, np.nan, 3, 2, 4], np.float32)), r"rewards: contains NaN \(first at index 1\)"),
+        (dict(actions=np.zeros((4, 1), np.float32)), r"actions: has 4 rows but observations has 5"),
+        (dict(terminals=np.array([0, 0, 2, 0, 0], np.int64)), r"terminals: not boolean-valued: 2 at index 2"),
+        (dict(rewards=None), r"rewards: missing key"),
+        (
+            {k: np.zeros((0,) + v.shape[1:], v.dtype) for k, v in ds.to_numpy(_toy()).items()},
+            r"observations: dataset is empty",
+        ),
+    ],
+)
 def test_malformed_d4rl(tmp_path, over, match):
     path = tmp_path / "bad.hdf5"
     _write_d4rl_raw(path, **over)

@@ -116,8 +116,9 @@ def test_brax_names_resolve():
 
 def test_evaluate_counts_first_episode_only():
     env, params = envs.make("CartPole-v1")
-    returns = jax.jit(lambda k: evaluate(VmapEnv(env, 4), params, lambda o, k: jnp.zeros(4, jnp.int32), k, 4,
-                                         500))(jax.random.PRNGKey(0))
+    returns = jax.jit(lambda k: evaluate(VmapEnv(env, 4), params, lambda o, k: jnp.zeros(4, jnp.int32), k, 4, 500))(
+        jax.random.PRNGKey(0)
+    )
     assert returns.shape == (4,) and (returns > 5).all() and (returns < 20).all()  # always-left falls quickly
 
 
@@ -172,8 +173,9 @@ def test_fast_permutation_is_a_uniform_permutation():
     assert len(counts) == 6 and np.sum((counts - 5000.0) ** 2 / 5000.0) < 20.5
     # n = 4096: where element 0 lands is uniform over 8 bins of positions
     first = np.argmax(perms == 0, axis=1)
-    many = np.asarray(jax.vmap(lambda k: jnp.argmax(permutation(k, 4096) == 0))(
-        jax.random.split(jax.random.PRNGKey(2), 8000)))
+    many = np.asarray(
+        jax.vmap(lambda k: jnp.argmax(permutation(k, 4096) == 0))(jax.random.split(jax.random.PRNGKey(2), 8000))
+    )
     _, bins = np.unique(many // 512, return_counts=True)
     assert first.shape == (64,) and len(bins) == 8 and np.sum((bins - 1000.0) ** 2 / 1000.0) < 24.3  # 7 dof, 0.999
 

@@ -35,8 +35,9 @@ def test_every_kind_is_valid_with_reference_returns(tiny_run, all_kinds):
         assert np.asarray(ds.episode_ends(d))[-1] == 1
     assert all_kinds["random"].size == all_kinds["medium"].size == all_kinds["expert"].size == 300
     assert all_kinds["medium-expert"].size == 600
-    np.testing.assert_array_equal(np.asarray(all_kinds["medium-expert"].observations[:300]),
-                                  np.asarray(all_kinds["medium"].observations))
+    np.testing.assert_array_equal(
+        np.asarray(all_kinds["medium-expert"].observations[:300]), np.asarray(all_kinds["medium"].observations)
+    )
     # medium-replay: everything the behaviour run had collected by the medium chunk.
     assert all_kinds["medium-replay"].size == tiny_run.buffer_sizes[tiny_run.medium_chunk]
     target = tiny_run.random_return + (tiny_run.expert_return - tiny_run.random_return) / 3
@@ -64,7 +65,7 @@ def test_medium_replay_of_parallel_envs_is_one_contiguous_stream_per_env():
     obs, nxt = np.asarray(d.observations), np.asarray(d.next_observations)
     ends = np.asarray(ds.episode_ends(d)) > 0
     np.testing.assert_allclose(obs[1:][~ends[:-1]], nxt[:-1][~ends[:-1]], atol=1e-6)
-    assert ends[rows // 4 - 1::rows // 4].all()  # each stream's last row ends it
+    assert ends[rows // 4 - 1 :: rows // 4].all()  # each stream's last row ends it
     np.testing.assert_array_equal(obs[: rows // 4], np.asarray(run.buffer.obs)[0:rows:4])  # env 0's steps
 
 
@@ -75,8 +76,26 @@ def test_unknown_kind_is_a_clear_error():
 
 def test_cli_make_and_info(tmp_path, capsys):
     out = tmp_path / "random.hdf5"
-    assert main(["dataset", "make", "Pendulum-v1", "--kind", "random", "--out", str(out), "--size", "200",
-                 "--behaviour-steps", "400", "--hidden", "8,8"]) == 0
+    assert (
+        main(
+            [
+                "dataset",
+                "make",
+                "Pendulum-v1",
+                "--kind",
+                "random",
+                "--out",
+                str(out),
+                "--size",
+                "200",
+                "--behaviour-steps",
+                "400",
+                "--hidden",
+                "8,8",
+            ]
+        )
+        == 0
+    )
     d = formats.load(out)
     assert d.size == 200 and d.info.kind == "random" and d.info.expert_return is not None
     capsys.readouterr()

@@ -44,8 +44,9 @@ def twin_q(wo, wa, b):
 OBS = np.array([[1.0, 0.0], [0.0, 2.0]], np.float32)
 NEXT_OBS = np.array([[0.5, 1.0], [1.0, -1.0]], np.float32)
 ACTIONS = np.array([[0.2], [-0.4]], np.float32)
-BATCH = Batch(jnp.asarray(OBS), jnp.asarray(ACTIONS), jnp.asarray([1.0, -0.5]), jnp.asarray(NEXT_OBS),
-              jnp.asarray([0.0, 1.0]))
+BATCH = Batch(
+    jnp.asarray(OBS), jnp.asarray(ACTIONS), jnp.asarray([1.0, -0.5]), jnp.asarray(NEXT_OBS), jnp.asarray([0.0, 1.0])
+)
 # twin linear critics: Q_e(s, a) = s . wo_e + a . wa_e + b_e
 Q = twin_q([[1.0, 0.5], [-1.0, 2.0]], [[2.0], [-1.0]], [0.1, 0.3])
 
@@ -65,16 +66,22 @@ def test_gaussian_kl_known_answer():
 
 def _vae_fns():
     """Encoder ignores its inputs (mean m, log-std ls per latent); decoder D(s, z) = tanh(s . u + z . v)."""
-    encode = lambda p, obs, a: (jnp.broadcast_to(p["m"], obs.shape[:-1] + p["m"].shape),
-                                jnp.broadcast_to(p["ls"], obs.shape[:-1] + p["ls"].shape))
+    encode = lambda p, obs, a: (
+        jnp.broadcast_to(p["m"], obs.shape[:-1] + p["m"].shape),
+        jnp.broadcast_to(p["ls"], obs.shape[:-1] + p["ls"].shape),
+    )
     decode = lambda p, obs, z: jnp.tanh(obs @ p["u"] + z @ p["v"])
     return encode, decode
 
 
 def test_vae_loss_reference():
     encode, decode = _vae_fns()
-    params = {"m": jnp.array([0.3, -0.2]), "ls": jnp.array([-10.0, 0.5]),  # -10 is clipped to -4
-              "u": jnp.array([[0.5], [-0.25]]), "v": jnp.array([[1.0], [2.0]])}
+    params = {
+        "m": jnp.array([0.3, -0.2]),
+        "ls": jnp.array([-10.0, 0.5]),  # -10 is clipped to -4
+        "u": jnp.array([[0.5], [-0.25]]),
+        "v": jnp.array([[1.0], [2.0]]),
+    }
     key = jax.random.PRNGKey(3)
     loss, m = J.vae_loss(params, BATCH, key, encode_apply=encode, decode_apply=decode, kl_weight=0.5)
     eps = np.asarray(jax.random.normal(key, (2, 2)))
@@ -88,7 +95,8 @@ def test_vae_loss_reference():
     np.testing.assert_allclose(float(loss), recon_loss + 0.5 * kl, rtol=1e-5)
     # the latent is reparameterised: the reconstruction term has a gradient w.r.t. the encoder's mean
     g = jax.grad(lambda p: G.vae_loss(p, BATCH, key, encode_apply=encode, decode_apply=decode, kl_weight=0.0)[0])(
-        params)
+        params
+    )
     assert np.all(np.abs(np.asarray(g["m"])) > 0)
 
 
@@ -104,8 +112,12 @@ def test_clipped_latent_and_perturbation_known_answer():
 
 
 def test_soft_clipped_value_known_answer():
-    q = jnp.array([[[1.0, 0.0], [3.0, -1.0], [2.0, 5.0]],    # critic 1: [N=3, B=2]
-                   [[2.0, 4.0], [0.0, -3.0], [2.5, 1.0]]])  # critic 2
+    q = jnp.array(
+        [
+            [[1.0, 0.0], [3.0, -1.0], [2.0, 5.0]],  # critic 1: [N=3, B=2]
+            [[2.0, 4.0], [0.0, -3.0], [2.5, 1.0]],
+        ]
+    )  # critic 2
     # lambda = 0.75: per candidate 0.75 min + 0.25 max
     # b=0: n0 0.75*1 + 0.25*2 = 1.25, n1 0.75*0 + 0.25*3 = 0.75, n2 0.75*2 + 0.25*2.5 = 2.125 -> 2.125
     # b=1: n0 0.75*0 + 0.25*4 = 1.0, n1 0.75*-3 + 0.25*-1 = -2.5, n2 0.75*1 + 0.25*5 = 2.0 -> 2.0
@@ -122,10 +134,22 @@ def test_bcq_critic_loss_reference():
     perturb = lambda p, obs, a: jnp.broadcast_to(p["x"], a.shape)  # xi_raw constant
     target_pert = {"x": jnp.array([math.atanh(0.4)])}  # Phi tanh = 0.1 * 0.4 = 0.04
     target_q = twin_q([[0.5, 0.5], [1.0, -1.0]], [[1.0], [3.0]], [0.0, 0.2])
-    loss, m = J.bcq_critic_loss(Q, BATCH, jax.random.PRNGKey(0), q_apply=q_apply, target_q_params=target_q,
-                                perturb_apply=perturb, target_perturb_params=target_pert, vae_params=vae,
-                                decode_apply=_const_decoder, latent_dim=3, discount=0.9, lam=0.75,
-                                max_perturbation=0.1, num_samples=4)
+    loss, m = J.bcq_critic_loss(
+        Q,
+        BATCH,
+        jax.random.PRNGKey(0),
+        q_apply=q_apply,
+        target_q_params=target_q,
+        perturb_apply=perturb,
+        target_perturb_params=target_pert,
+        vae_params=vae,
+        decode_apply=_const_decoder,
+        latent_dim=3,
+        discount=0.9,
+        lam=0.75,
+        max_perturbation=0.1,
+        num_samples=4,
+    )
     a_next = np.clip(NEXT_OBS @ np.array([[0.5], [-0.5]]) + 0.04, -1, 1)  # [[-0.21], [1.0 -> 1.0]]
     q1, q2 = q_np(0, NEXT_OBS, a_next, target_q), q_np(1, NEXT_OBS, a_next, target_q)
     v = 0.75 * np.minimum(q1, q2) + 0.25 * np.maximum(q1, q2)  # all N candidates equal
@@ -139,8 +163,18 @@ def test_bcq_target_maximises_over_candidates():
     """With z-dependent candidates the target is the max over N of the soft-clipped value (N=1 <= N=16)."""
     decode = lambda p, obs, z: jnp.tanh(z[..., :1] * 4.0)
     perturb = lambda p, obs, a: jnp.zeros_like(a)
-    kw = dict(q_apply=q_apply, target_q_params=Q, perturb_apply=perturb, target_perturb_params={}, vae_params={},
-              decode_apply=decode, latent_dim=1, discount=0.9, lam=0.75, max_perturbation=0.05)
+    kw = dict(
+        q_apply=q_apply,
+        target_q_params=Q,
+        perturb_apply=perturb,
+        target_perturb_params={},
+        vae_params={},
+        decode_apply=decode,
+        latent_dim=1,
+        discount=0.9,
+        lam=0.75,
+        max_perturbation=0.05,
+    )
     key = jax.random.PRNGKey(1)
     y1 = J.bcq_critic_loss(Q, BATCH, key, num_samples=1, **kw)[1]["target"]
     y16 = J.bcq_critic_loss(Q, BATCH, key, num_samples=16, **kw)[1]["target"]
@@ -155,8 +189,15 @@ def test_bcq_actor_loss_known_answer_and_gradient():
     vae = {"d": jnp.array([[0.0], [0.0]])}  # G(s) = 0
     perturb = lambda p, obs, a: jnp.broadcast_to(p["w"], a.shape)
     params = {"w": jnp.array([0.3])}
-    kw = dict(perturb_apply=perturb, q_apply=q_apply, q_params=Q, vae_params=vae, decode_apply=_const_decoder,
-              latent_dim=2, max_perturbation=0.1)
+    kw = dict(
+        perturb_apply=perturb,
+        q_apply=q_apply,
+        q_params=Q,
+        vae_params=vae,
+        decode_apply=_const_decoder,
+        latent_dim=2,
+        max_perturbation=0.1,
+    )
     loss, m = J.bcq_actor_loss(params, BATCH, jax.random.PRNGKey(0), **kw)
     a = 0.1 * math.tanh(0.3)
     expected = -np.mean(q_np(0, OBS, np.full((2, 1), a)))  # Q_1 only
@@ -172,7 +213,7 @@ def test_bcq_actor_loss_known_answer_and_gradient():
 def test_algae_f_and_grad_known_answer():
     x = jnp.array([-2.0, 0.0, 1.0, 4.0])
     np.testing.assert_allclose(np.asarray(G.algae_f(x, 2.0)), [2.0, 0.0, 0.5, 8.0], rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(G.algae_f(x, 1.5)), [2 ** 1.5 / 1.5, 0.0, 1 / 1.5, 8 / 1.5], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(G.algae_f(x, 1.5)), [2**1.5 / 1.5, 0.0, 1 / 1.5, 8 / 1.5], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(G.algae_f_grad(x, 2.0)), [0.0, 0.0, 1.0, 4.0], rtol=1e-6)
     np.testing.assert_allclose(np.asarray(G.algae_f_grad(x, 1.5)), [0.0, 0.0, 1.0, 2.0], rtol=1e-6)
     # f_grad is f's derivative for x > 0
@@ -196,8 +237,16 @@ def test_algae_objectives_known_answer():
 
 
 def test_algae_backup_known_answer():
-    y = G.algae_backup(jnp.array([1.0, 1.0]), jnp.array([0.0, 1.0]), jnp.array([2.0, 2.0]), jnp.array([4.0, 4.0]),
-                       jnp.array([-1.0, -1.0]), discount=0.9, entropy_coef=0.2, online_mix=0.05)
+    y = G.algae_backup(
+        jnp.array([1.0, 1.0]),
+        jnp.array([0.0, 1.0]),
+        jnp.array([2.0, 2.0]),
+        jnp.array([4.0, 4.0]),
+        jnp.array([-1.0, -1.0]),
+        discount=0.9,
+        entropy_coef=0.2,
+        online_mix=0.05,
+    )
     # 1 + 0.9 (0.05 * 2 + 0.95 * 4 + 0.2) = 4.69; terminal: 1
     np.testing.assert_allclose(np.asarray(y), [4.69, 1.0], rtol=1e-6)
 
@@ -216,8 +265,9 @@ def _algae_reference(pol_w, discount=0.9, alpha=0.1, p=1.5, mix=0.05):
     target = np.minimum(q_np(0, NEXT_OBS, a_tp1, TARGET_NU), q_np(1, NEXT_OBS, a_tp1, TARGET_NU))
     dual, policy = 0.0, 0.0
     for e in range(2):
-        y = np.array([1.0, -0.5]) + discount * np.array([1.0, 0.0]) * (mix * q_np(e, NEXT_OBS, a_tp1)
-                                                                      + (1 - mix) * target)
+        y = np.array([1.0, -0.5]) + discount * np.array([1.0, 0.0]) * (
+            mix * q_np(e, NEXT_OBS, a_tp1) + (1 - mix) * target
+        )
         r = y - q_np(e, OBS, ACTIONS)
         nu0 = q_np(e, np.asarray(INIT_OBS), a_0)
         dual += alpha * (1 - discount) * nu0.mean() + np.mean(np.abs(r) ** p / p)
@@ -227,18 +277,45 @@ def _algae_reference(pol_w, discount=0.9, alpha=0.1, p=1.5, mix=0.05):
 
 def test_algaedice_losses_reference():
     kw = dict(init_observations=INIT_OBS, discount=0.9, alpha=0.1, p=1.5, entropy_coef=0.3, online_mix=0.05)
-    nu_loss, m = J.algaedice_nu_loss(Q, BATCH, jax.random.PRNGKey(0), nu_apply=q_apply, target_nu_params=TARGET_NU,
-                                     policy_apply=det_policy, policy_params=POLICY, **kw)
-    actor_loss, am = J.algaedice_actor_loss(POLICY, BATCH, jax.random.PRNGKey(0), policy_apply=det_policy,
-                                            nu_apply=q_apply, nu_params=Q, target_nu_params=TARGET_NU, **kw)
+    nu_loss, m = J.algaedice_nu_loss(
+        Q,
+        BATCH,
+        jax.random.PRNGKey(0),
+        nu_apply=q_apply,
+        target_nu_params=TARGET_NU,
+        policy_apply=det_policy,
+        policy_params=POLICY,
+        **kw,
+    )
+    actor_loss, am = J.algaedice_actor_loss(
+        POLICY,
+        BATCH,
+        jax.random.PRNGKey(0),
+        policy_apply=det_policy,
+        nu_apply=q_apply,
+        nu_params=Q,
+        target_nu_params=TARGET_NU,
+        **kw,
+    )
     dual, policy = _algae_reference(np.asarray(POLICY["w"]))
     np.testing.assert_allclose(float(nu_loss), dual, rtol=1e-5)
     np.testing.assert_allclose(float(actor_loss), policy, rtol=1e-5)
     assert float(am["entropy"]) == 0.0  # deterministic policy: log pi = 0, the entropy term vanishes
     # policy gradient: finite differences of the reference with the f' weight frozen
-    g = jax.jit(jax.grad(lambda pp: G.algaedice_actor_loss(pp, BATCH, jax.random.PRNGKey(0), policy_apply=det_policy,
-                                                          nu_apply=q_apply, nu_params=Q, target_nu_params=TARGET_NU,
-                                                          **kw)[0]))(POLICY)
+    g = jax.jit(
+        jax.grad(
+            lambda pp: G.algaedice_actor_loss(
+                pp,
+                BATCH,
+                jax.random.PRNGKey(0),
+                policy_apply=det_policy,
+                nu_apply=q_apply,
+                nu_params=Q,
+                target_nu_params=TARGET_NU,
+                **kw,
+            )[0]
+        )
+    )(POLICY)
     h = 1e-3
     w = np.asarray(POLICY["w"], np.float64)
     for i in range(2):
@@ -249,9 +326,20 @@ def test_algaedice_losses_reference():
         fd = (_frozen_policy(w + dw, w) - _frozen_policy(w - dw, w)) / (2 * h)
         np.testing.assert_allclose(float(g["w"][i, 0]), fd, rtol=1e-3, atol=1e-5)
     # nu's gradient flows through nu(s', a') only via the online mix
-    grad_nu = lambda mix: jax.jit(jax.grad(lambda q: G.algaedice_nu_loss(
-        q, BATCH, jax.random.PRNGKey(0), nu_apply=q_apply, target_nu_params=TARGET_NU, policy_apply=det_policy,
-        policy_params=POLICY, **dict(kw, online_mix=mix))[0]))(Q)
+    grad_nu = lambda mix: jax.jit(
+        jax.grad(
+            lambda q: G.algaedice_nu_loss(
+                q,
+                BATCH,
+                jax.random.PRNGKey(0),
+                nu_apply=q_apply,
+                target_nu_params=TARGET_NU,
+                policy_apply=det_policy,
+                policy_params=POLICY,
+                **dict(kw, online_mix=mix),
+            )[0]
+        )
+    )(Q)
     assert not np.allclose(np.asarray(grad_nu(0.05)["wo"]), np.asarray(grad_nu(0.0)["wo"]))
 
 
@@ -261,8 +349,9 @@ def _frozen_policy(w, w_weight, discount=0.9, alpha=0.1, p=1.5, mix=0.05):
         target = np.minimum(q_np(0, NEXT_OBS, a_tp1, TARGET_NU), q_np(1, NEXT_OBS, a_tp1, TARGET_NU))
         out = []
         for e in range(2):
-            y = np.array([1.0, -0.5]) + discount * np.array([1.0, 0.0]) * (mix * q_np(e, NEXT_OBS, a_tp1)
-                                                                          + (1 - mix) * target)
+            y = np.array([1.0, -0.5]) + discount * np.array([1.0, 0.0]) * (
+                mix * q_np(e, NEXT_OBS, a_tp1) + (1 - mix) * target
+            )
             out.append((y - q_np(e, OBS, ACTIONS), q_np(e, np.asarray(INIT_OBS), a_0)))
         return out
 
@@ -273,11 +362,17 @@ def _frozen_policy(w, w_weight, discount=0.9, alpha=0.1, p=1.5, mix=0.05):
 
 
 def test_losses_jit_and_vmap_over_hyperparameters():
-    kw = dict(nu_apply=q_apply, target_nu_params=TARGET_NU, policy_apply=det_policy, policy_params=POLICY,
-              init_observations=INIT_OBS, discount=0.9, p=1.5)
+    kw = dict(
+        nu_apply=q_apply,
+        target_nu_params=TARGET_NU,
+        policy_apply=det_policy,
+        policy_params=POLICY,
+        init_observations=INIT_OBS,
+        discount=0.9,
+        p=1.5,
+    )
     alphas = jnp.array([0.0, 0.1, 1.0])
-    losses = jax.jit(jax.vmap(lambda a: G.algaedice_nu_loss(Q, BATCH, jax.random.PRNGKey(0), alpha=a, **kw)[0]))(
-        alphas)
+    losses = jax.jit(jax.vmap(lambda a: G.algaedice_nu_loss(Q, BATCH, jax.random.PRNGKey(0), alpha=a, **kw)[0]))(alphas)
     for a, l in zip([0.0, 0.1, 1.0], np.asarray(losses)):
         np.testing.assert_allclose(l, _algae_reference(np.asarray(POLICY["w"]), alpha=a)[0], rtol=1e-5)
     lams = jnp.array([0.0, 0.75, 1.0])

@@ -3,7 +3,8 @@ or an ensemble; model-based): each tiny case (tests/golden/cases.py) on the stor
 (tests/golden/offline_dataset.npz) reproduces its recorded fixture, bit for bit on the recording's platform
 (tests/golden/harness.py).
 
-Record: ``python tests/golden/record.py [NAME ...]``. Run: ``python -m pytest -m slow -n 2 --dist loadfile tests/test_golden_*.py``.
+Record: ``python tests/golden/record.py [NAME ...]``. Run: ``python -m pytest -m slow -n 2 --dist loadfile
+tests/test_golden_*.py``.
 """
 
 from golden import harness

@@ -1,9 +1,11 @@
 """Golden metrics of the online algorithms (single-task, multi-task, meta-RL): each tiny case (tests/golden/cases.py)
 reproduces its recorded fixture, bit for bit on the recording's platform (tests/golden/harness.py).
 
-Record: ``python tests/golden/record.py [NAME ...]``. Run: ``python -m pytest -m slow -n 2 --dist loadfile tests/test_golden_*.py``.
+Record: ``python tests/golden/record.py [NAME ...]``. Run: ``python -m pytest -m slow -n 2 --dist loadfile
+tests/test_golden_*.py``.
 """
 
+import numpy as np
 from golden import cases, harness
 
 from jaxrl import algos
@@ -23,3 +25,16 @@ def test_every_registered_algorithm_has_a_golden_case_in_one_file():
 def test_golden_run_reproduces_fixture(name):
     problems = harness.differences(name)
     assert not problems, "\n".join(problems)
+
+
+def test_a_state_leaf_that_only_moved_is_the_same_leaf_and_a_changed_one_is_reported():
+    leaf = np.arange(6, dtype=np.float32).reshape(2, 3)
+    other = leaf + 1
+    recorded = harness.fingerprint({"params": leaf, "opt": other})
+    # a refactor put params and optimiser state into one record: the same values under new paths
+    moved = harness.fingerprint({"actor": {"params": leaf, "opt_state": other}})
+    assert harness.compare("x", recorded, moved, exact=True) == []
+    assert harness.compare("x", recorded, moved, exact=False) == []
+    changed = harness.fingerprint({"actor": {"params": leaf, "opt_state": other + 1e-3}})
+    problems = harness.compare("x", recorded, changed, exact=True)
+    assert len(problems) == 1 and "missing [\"['opt']\"]" in problems[0], problems

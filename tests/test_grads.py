@@ -149,7 +149,9 @@ def test_pcgrad_random_order():
     # no key: fixed order 0..K-1
     np.testing.assert_allclose(run(grads.pcgrad(), jnp.array(G))[0], _pcgrad_reference(G, [range(3)] * 3), rtol=1e-5)
     # with a key: each task visits the others in some order; every result must match one choice of orders
-    candidates = [_pcgrad_reference(G, orders) for orders in itertools.product(itertools.permutations(range(3)), repeat=3)]
+    candidates = [
+        _pcgrad_reference(G, orders) for orders in itertools.product(itertools.permutations(range(3)), repeat=3)
+    ]
     seen = set()
     ds = jax.vmap(lambda k: run(grads.pcgrad(), jnp.array(G), key=k)[0])(jax.random.split(jax.random.key(0), 8))
     for d in np.asarray(ds):
@@ -289,11 +291,9 @@ def test_shared_solver_and_gram_helpers_known_answers():
     num_conflicts, _ = base.conflict_stats(M)
     assert int(num_conflicts) == 1
     # Euclidean projection: subtract tau with sum(max(v - tau, 0)) = 1; here tau = 1/3 -> (1/6, 1/6, 2/3)
-    np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([0.5, 0.5, 1.0])), [1 / 6, 1 / 6, 2 / 3],
-                               atol=1e-6)
+    np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([0.5, 0.5, 1.0])), [1 / 6, 1 / 6, 2 / 3], atol=1e-6)
     np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([2.0, 0.0])), [1.0, 0.0], atol=1e-6)
     np.testing.assert_allclose(solvers.project_simplex(jnp.asarray([0.2, 0.3])), [0.45, 0.55], atol=1e-6)
     # min over the simplex of w^T M w for M = diag(1, 4): w = (4/5, 1/5)
-    np.testing.assert_allclose(solvers.min_norm_weights(jnp.diag(jnp.asarray([1.0, 4.0])), 500), [0.8, 0.2],
-                               atol=1e-3)
+    np.testing.assert_allclose(solvers.min_norm_weights(jnp.diag(jnp.asarray([1.0, 4.0])), 500), [0.8, 0.2], atol=1e-3)
     assert grads.pcgrad.__module__ == surgery.__name__ and grads.imtl_g.__module__ == imtl.__name__

@@ -89,8 +89,16 @@ def test_sample_shapes_and_ranges(cheetah_vel, ant_dir):
 
 def test_registry_families_and_suites():
     names = envs.list_envs()
-    for n in ("cheetah-vel", "cheetah-dir", "ant-dir", "ant-goal", "cheetah-vel-4", "ant-dir-2", "ant-goal-8",
-              "cheetah-dir-2"):
+    for n in (
+        "cheetah-vel",
+        "cheetah-dir",
+        "ant-dir",
+        "ant-goal",
+        "cheetah-vel-4",
+        "ant-dir-2",
+        "ant-goal-8",
+        "cheetah-dir-2",
+    ):
         assert n in names
     family, test_tasks = envs.make("cheetah-vel", num_test_tasks=5)
     assert isinstance(family, L.LocomotionFamily) and family.horizon == L.DEFAULT_HORIZON == 200
@@ -132,8 +140,11 @@ def test_meta_algorithms_accept_the_families(cheetah_vel):
     tasks = cheetah_vel.sample(jax.random.PRNGKey(1), 2)
     rl2.make(rl2.Config(num_tasks=2, num_minibatches=1, episodes_per_trial=2, horizon=HORIZON), cheetah_vel, tasks)
     maml.make(maml.Config(num_tasks=2, num_trajectories=2, horizon=HORIZON, hidden=(16, 16)), cheetah_vel, tasks)
-    pearl.make(pearl.Config(num_train_tasks=2, tasks_per_iteration=2, horizon=HORIZON, buffer_size=64,
-                            total_env_steps=10_000), cheetah_vel, tasks)
+    pearl.make(
+        pearl.Config(num_train_tasks=2, tasks_per_iteration=2, horizon=HORIZON, buffer_size=64, total_env_steps=10_000),
+        cheetah_vel,
+        tasks,
+    )
     with pytest.raises(ConfigError, match="horizon"):
         maml.make(maml.Config(horizon=200), cheetah_vel, tasks)
     with pytest.raises(ConfigError, match="horizon"):
@@ -174,7 +185,7 @@ def _check_episode_mechanics(env, obs0, obs, term, trunc, info):
     assert not term.any()  # no early termination (the ant's is off by default)
     np.testing.assert_array_equal(trunc, np.broadcast_to(np.arange(1, STEPS + 1) % HORIZON == 0, trunc.shape))
     # before the time limit the observation is the stepped one; at it, the auto-reset one (final kept in info)
-    np.testing.assert_array_equal(info["final_observation"][:, :HORIZON - 1], obs[:, :HORIZON - 1])
+    np.testing.assert_array_equal(info["final_observation"][:, : HORIZON - 1], obs[:, : HORIZON - 1])
     assert not np.allclose(info["final_observation"][:, HORIZON - 1], obs[:, HORIZON - 1])
 
 
@@ -233,8 +244,12 @@ def test_ant_reward_recomputed_from_brax(ant_run):
 
 
 def test_suites_append_omega_to_the_observation():
-    for name, obs_dim, k, kwargs in (("cheetah-vel-4", 17, 4, {}), ("cheetah-vel-4", 17, 4, {"contexts": "task"}),
-                                     ("ant-goal-2", 29, 2, {"contexts": "task"}), ("cheetah-dir-2", 17, 2, {})):
+    for name, obs_dim, k, kwargs in (
+        ("cheetah-vel-4", 17, 4, {}),
+        ("cheetah-vel-4", 17, 4, {"contexts": "task"}),
+        ("ant-goal-2", 29, 2, {"contexts": "task"}),
+        ("cheetah-dir-2", 17, 2, {}),
+    ):
         suite, params = envs.make(name, horizon=HORIZON, **kwargs)
         env = make_multitask_env(suite, envs_per_task=1)
         obs, _ = jax.eval_shape(env.reset, jax.random.PRNGKey(0), params)

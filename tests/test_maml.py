@@ -12,8 +12,9 @@ from jaxrl.algos.meta import maml
 from jaxrl.algos.meta.common import estimate_unrolled_bytes
 from jaxrl.config import ConfigError
 
-TINY = dict(num_tasks=2, num_trajectories=2, hidden=(8,), horizon=5, total_env_steps=40, num_outer_epochs=1,
-            eval_inner_steps=1)
+TINY = dict(
+    num_tasks=2, num_trajectories=2, hidden=(8,), horizon=5, total_env_steps=40, num_outer_epochs=1, eval_inner_steps=1
+)
 
 
 def _family(n=2):
@@ -67,8 +68,15 @@ def test_adapt_is_pure_and_second_order_differs_from_first_order():
     assert abs(float(jvp) - float(fd)) > 0.05 * abs(float(fd))
 
 
-@pytest.mark.parametrize("extra", [dict(first_order=True, num_inner_steps=2, eval_inner_steps=2),
-                                   dict(outer="reptile"), dict(num_inner_steps=0), dict(outer="trpo")])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(first_order=True, num_inner_steps=2, eval_inner_steps=2),
+        dict(outer="reptile"),
+        dict(num_inner_steps=0),
+        dict(outer="trpo"),
+    ],
+)
 def test_step_and_evaluate_variants(extra):
     family, tasks = _family()
     cfg = maml.Config(**{**TINY, **extra})
@@ -91,8 +99,18 @@ def test_vmapped_seeds_and_run_loop_summary(tmp_path):
     from jaxrl.run import train
 
     cfg = maml.Config(**{**TINY, "total_env_steps": 80, "eval_inner_steps": 2})
-    train("maml", _family(), cfg, seeds=2, out_dir=tmp_path, num_chunks=2, eval_episodes=2, progress=False,
-          checkpoint=False, tensorboard=False)
+    train(
+        "maml",
+        _family(),
+        cfg,
+        seeds=2,
+        out_dir=tmp_path,
+        num_chunks=2,
+        eval_episodes=2,
+        progress=False,
+        checkpoint=False,
+        tensorboard=False,
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert "adaptation" in summary and len(summary["adaptation"]) == 2 and len(summary["adaptation"][0]) == 3
 
@@ -137,10 +155,28 @@ def test_maml_nav2d_one_step_beats_pre_adaptation_and_pretrained():
     from jaxrl.run import train
 
     fam = envs.make("nav2d", num_test_tasks=40)
-    res_maml = train("maml", fam, maml.Config(**LEARN, outer="trpo"), seeds=2, num_chunks=2, eval_episodes=20,
-                     progress=False, checkpoint=False, tensorboard=False)
-    res_pre = train("maml", fam, maml.Config(**LEARN, num_inner_steps=0), seeds=2, num_chunks=2,
-                    eval_episodes=20, progress=False, checkpoint=False, tensorboard=False)
+    res_maml = train(
+        "maml",
+        fam,
+        maml.Config(**LEARN, outer="trpo"),
+        seeds=2,
+        num_chunks=2,
+        eval_episodes=20,
+        progress=False,
+        checkpoint=False,
+        tensorboard=False,
+    )
+    res_pre = train(
+        "maml",
+        fam,
+        maml.Config(**LEARN, num_inner_steps=0),
+        seeds=2,
+        num_chunks=2,
+        eval_episodes=20,
+        progress=False,
+        checkpoint=False,
+        tensorboard=False,
+    )
     m = np.asarray(res_maml.metrics["adaptation"])[:, -1]  # [seeds, k]
     p = np.asarray(res_pre.metrics["adaptation"])[:, -1]
     print("MAML adaptation per seed:", m, "\npretrained adaptation per seed:", p)

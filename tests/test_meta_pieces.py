@@ -186,15 +186,17 @@ def test_dice_value_and_first_derivative_is_reinforce():
     jac = jax.jacobian(lp)(params)  # [T, 3, 4]
     reinforce = jnp.einsum("t,tij->ij", rtg - disc * baseline, jac)
     for surrogate in meta.SURROGATES:
-        g = jax.grad(lambda p: meta.surrogate_objective(lp(p), rewards, surrogate=surrogate, discount=gamma,
-                                                        baseline=baseline))(params)
+        g = jax.grad(
+            lambda p: meta.surrogate_objective(lp(p), rewards, surrogate=surrogate, discount=gamma, baseline=baseline)
+        )(params)
         np.testing.assert_allclose(g, reinforce, rtol=1e-5, atol=1e-6)
     # batch axis = mean over trajectories; mask zeroes padded steps
     batched = meta.dice_objective(jnp.stack([lp(params)] * 2), jnp.stack([rewards, 2 * rewards]), gamma)
     np.testing.assert_allclose(batched, 1.5 * jnp.sum(disc * rewards), rtol=1e-6)
     mask = jnp.array([1.0, 1.0, 0.0, 0.0])
-    np.testing.assert_allclose(meta.dice_objective(lp(params), rewards, gamma, mask=mask),
-                               jnp.sum((disc * rewards)[:2]), rtol=1e-6)
+    np.testing.assert_allclose(
+        meta.dice_objective(lp(params), rewards, gamma, mask=mask), jnp.sum((disc * rewards)[:2]), rtol=1e-6
+    )
     with pytest.raises(ValueError, match="surrogate"):
         meta.surrogate_objective(lp(params), rewards, surrogate="bogus")
 
@@ -239,8 +241,9 @@ def _sampled_meta_objective(theta, key, surrogate, first_order):
     key_inner, key_outer = jax.random.split(key)
     a = jax.random.categorical(key_inner, jax.lax.stop_gradient(theta), shape=(N_INNER, 1))  # [B, T=1]
     batch = meta.PGBatch(observations=None, actions=a, rewards=R_ARMS[a])
-    adapted = meta.vpg_inner_step(theta, batch, log_prob_fn=_bandit_log_prob, alpha=ALPHA, surrogate=surrogate,
-                                  first_order=first_order)
+    adapted = meta.vpg_inner_step(
+        theta, batch, log_prob_fn=_bandit_log_prob, alpha=ALPHA, surrogate=surrogate, first_order=first_order
+    )
     b = jax.random.categorical(key_outer, jax.lax.stop_gradient(adapted), shape=(M_OUTER, 1))
     return meta.dice_objective(_bandit_log_prob(adapted, None, b), R_ARMS[b])
 
@@ -276,8 +279,19 @@ def test_maml_second_order_known_answer(meta_gradients):
     exact = meta_gradients["exact"]
     assert np.all(np.abs(np.asarray(mean - exact)) < 4 * np.asarray(se) + 1e-5), (mean, exact, se)
     # the second-order term matters here: the exact gradient differs from the first-order one (J'(theta'))
-    assert float(jnp.max(jnp.abs(exact - jax.grad(lambda th: jax.nn.softmax(th) @ R_ARMS)(
-        THETA + ALPHA * jax.grad(lambda th: jax.nn.softmax(th) @ R_ARMS)(THETA))))) > 0.01
+    assert (
+        float(
+            jnp.max(
+                jnp.abs(
+                    exact
+                    - jax.grad(lambda th: jax.nn.softmax(th) @ R_ARMS)(
+                        THETA + ALPHA * jax.grad(lambda th: jax.nn.softmax(th) @ R_ARMS)(THETA)
+                    )
+                )
+            )
+        )
+        > 0.01
+    )
 
 
 def test_maml_first_order_and_naive_do_not_match(meta_gradients):
@@ -287,6 +301,7 @@ def test_maml_first_order_and_naive_do_not_match(meta_gradients):
 
 def test_lvc_equals_dice_for_one_step_episodes():
     """With T = 1 the LVC and DiCE surrogates coincide in every derivative: same sampled meta-gradient."""
+
     @jax.jit
     def both(key):
         return [jax.grad(lambda th: _sampled_meta_objective(th, key, s, False))(THETA) for s in ("lvc", "dice")]
@@ -313,9 +328,12 @@ def test_vpg_inner_step_value_and_per_parameter_alpha():
 
 def test_bandit_baselines_match_reference_values():
     reference = {"random": 5.0, "UCB1": 5.7, "Thompson": 5.9, "greedy": 6.6}  # 5 arms, 10 pulls
-    results = jax.jit(lambda key: {
-        name: bb.mean_total_reward(fn, key, num_arms=5, num_pulls=10, num_tasks=20000)
-        for name, fn in bb.BASELINES.items()})(jax.random.key(7))  # one compile for all strategies
+    results = jax.jit(
+        lambda key: {
+            name: bb.mean_total_reward(fn, key, num_arms=5, num_pulls=10, num_tasks=20000)
+            for name, fn in bb.BASELINES.items()
+        }
+    )(jax.random.key(7))  # one compile for all strategies
     for name, value in reference.items():
         assert abs(float(results[name][0]) - value) < 0.15, (name, results[name])
     assert 5.9 < float(results["epsilon-greedy"][0]) < 6.7
@@ -334,8 +352,9 @@ def test_tuning_ucb1_beats_its_textbook_constant_on_100_pulls():
     # the paper tuned c per cell, and so does the table.
     c = bb.tune("UCB1", jax.random.key(4), num_arms=5, num_pulls=100, num_tasks=2000)
     assert c in bb.TUNABLE["UCB1"][1] and c < 1.0
-    tuned, _ = bb.mean_total_reward(partial(bb.ucb1_trial, c=c), jax.random.key(5), num_arms=5, num_pulls=100,
-                                    num_tasks=2000)
+    tuned, _ = bb.mean_total_reward(
+        partial(bb.ucb1_trial, c=c), jax.random.key(5), num_arms=5, num_pulls=100, num_tasks=2000
+    )
     textbook, _ = bb.mean_total_reward(bb.ucb1_trial, jax.random.key(5), num_arms=5, num_pulls=100, num_tasks=2000)
     assert float(tuned) > float(textbook) + 5.0, (float(tuned), float(textbook))
 
@@ -343,12 +362,12 @@ def test_tuning_ucb1_beats_its_textbook_constant_on_100_pulls():
 def test_bandit_trial_vmaps_over_tasks_and_is_sane():
     means = jnp.array([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
     keys = jax.random.split(jax.random.key(0), 2)
-    all_totals = jax.jit(lambda ks, ms: {name: jax.vmap(lambda k, m: fn(k, m, 20))(ks, ms)
-                                         for name, fn in bb.BASELINES.items()})(keys, means)
+    all_totals = jax.jit(
+        lambda ks, ms: {name: jax.vmap(lambda k, m: fn(k, m, 20))(ks, ms) for name, fn in bb.BASELINES.items()}
+    )(keys, means)
     for name, totals in all_totals.items():
         assert totals.shape == (2,)
         assert float(totals[1]) == 20.0  # every arm always pays
         assert 0.0 <= float(totals[0]) <= 20.0
         if name in ("greedy", "UCB1", "Thompson"):
             assert float(totals[0]) >= 14.0, (name, totals)  # finds the only paying arm quickly
-

@@ -137,7 +137,7 @@ def test_adapter_appends_one_hot_and_keeps_the_true_successor():
     assert obs.shape == (3, 4 + 3) and obs.dtype == np.float32 and env.obs_dim == 7
     np.testing.assert_array_equal(obs[:, 4:], np.eye(3))
     action = np.ones((3, 2), np.float32)
-    for t in range(3):
+    for _ in range(3):
         out = env.step(action)
     assert out.episode_done.all() and out.truncated.all() and not out.terminated.any()
     np.testing.assert_allclose(out.next_obs[:, :2], 0.6, atol=1e-6)  # the final observation, before the reset
@@ -184,8 +184,17 @@ def test_evaluate_oracle_and_idle_policies():
 def test_host_training_writes_the_run_directory(tmp_path):
     # multi-head SAC + PCGrad (the plain MT-SAC path runs in the learning test and the MT10 end-to-end test)
     cfg = mh_sac.Config(num_envs=3, total_env_steps=60, **TINY, aggregator="pcgrad")
-    result = train_host(mh_sac, lambda seed: fake_env(seed, horizon=6), cfg, seeds=2, out_dir=tmp_path / "run",
-                        num_evals=2, eval_episodes=2, tensorboard=False, progress=False)
+    result = train_host(
+        mh_sac,
+        lambda seed: fake_env(seed, horizon=6),
+        cfg,
+        seeds=2,
+        out_dir=tmp_path / "run",
+        num_evals=2,
+        eval_episodes=2,
+        tensorboard=False,
+        progress=False,
+    )
     run = tmp_path / "run"
     spec = json.loads((run / "config.json").read_text())
     assert spec["env_metadata"]["tasks"] == ["task-0", "task-1", "task-2"]
@@ -205,13 +214,19 @@ def test_host_training_writes_the_run_directory(tmp_path):
 
 def test_host_training_config_errors():
     with pytest.raises(ConfigError, match="num_envs=4 must equal the host env's 3 envs"):
-        train_host("mt_sac", lambda seed: fake_env(seed), mt_sac.Config(num_envs=4, **TINY, total_env_steps=8),
-                   progress=False)
+        train_host(
+            "mt_sac", lambda seed: fake_env(seed), mt_sac.Config(num_envs=4, **TINY, total_env_steps=8), progress=False
+        )
     with pytest.raises(ConfigError, match="host training runs MT-SAC-style"):
         train_host("mt_ppo", lambda seed: fake_env(seed))
     with pytest.raises(ConfigError, match="static field"):
-        train_host("mt_sac", lambda seed: fake_env(seed), mt_sac.Config(num_envs=3, **TINY, total_env_steps=8),
-                   grid={"batch_size": [8, 16]}, progress=False)
+        train_host(
+            "mt_sac",
+            lambda seed: fake_env(seed),
+            mt_sac.Config(num_envs=3, **TINY, total_env_steps=8),
+            grid={"batch_size": [8, 16]},
+            progress=False,
+        )
 
 
 # ------------------------------------------------------------------------------------------ with Meta-World
@@ -256,8 +271,18 @@ def test_mt10_scripted_experts_succeed_under_metaworld_evaluation(mt10):
 
 def test_mt10_host_training_end_to_end(metaworld, tmp_path):
     cfg = mt_sac.Config(num_envs=10, total_env_steps=200, **TINY)
-    result = train_host("mt_sac", "metaworld:MT10", cfg, seeds=1, out_dir=tmp_path / "mt10", num_evals=1,
-                        eval_episodes=1, env_kwargs=dict(max_episode_steps=20), tensorboard=False, progress=False)
+    result = train_host(
+        "mt_sac",
+        "metaworld:MT10",
+        cfg,
+        seeds=1,
+        out_dir=tmp_path / "mt10",
+        num_evals=1,
+        eval_episodes=1,
+        env_kwargs=dict(max_episode_steps=20),
+        tensorboard=False,
+        progress=False,
+    )
     spec = json.loads((tmp_path / "mt10" / "config.json").read_text())
     assert spec["versions"]["metaworld"] == "3.1.1"
     assert spec["env_metadata"]["reward_function_version"] == "v2" and spec["env"] == "metaworld:MT10"
@@ -266,24 +291,60 @@ def test_mt10_host_training_end_to_end(metaworld, tmp_path):
     assert int(result.state.buffer.size[0, 0]) == 20
 
 
-
 def test_cli_trains_on_metaworld_through_the_host_loop(metaworld, tmp_path, capsys):
     from jaxrl.run.cli import main
 
     out = tmp_path / "cli"
-    assert main(["train", "mt_sac", "--env", "metaworld:MT10", "--out", str(out), "--num-envs", "10",
-                 "--total-env-steps", "100", "--batch-size", "8", "--learning-starts", "4", "--hidden", "16", "16",
-                 "--buffer-size", "128", "--num-chunks", "1", "--eval-episodes", "1"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "mt_sac",
+                "--env",
+                "metaworld:MT10",
+                "--out",
+                str(out),
+                "--num-envs",
+                "10",
+                "--total-env-steps",
+                "100",
+                "--batch-size",
+                "8",
+                "--learning-starts",
+                "4",
+                "--hidden",
+                "16",
+                "16",
+                "--buffer-size",
+                "128",
+                "--num-chunks",
+                "1",
+                "--eval-episodes",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert "eval_return per run" in capsys.readouterr().out
     assert np.shape(json.loads((out / "summary.json").read_text())["eval_success"]) == (1, 10)
+
 
 @pytest.mark.learning
 def test_host_mt_sac_learns_the_stand_in_tasks(tmp_path):
     """The host loop learns: MT-SAC with host collection solves 3 point-robot tasks (goals 120 degrees apart,
     told apart only by omega) to >= 90% success on every task, in 2 seeds."""
-    cfg = mt_sac.Config(num_envs=3, total_env_steps=3_000, batch_size=64, learning_starts=100, hidden=(64, 64),
-                        buffer_size=5_000, init_alpha=0.1, monitor_conflicts=False)
-    result = train_host("mt_sac", lambda seed: fake_env(seed, horizon=10), cfg, seeds=2, num_evals=2,
-                        eval_episodes=5, progress=False)
+    cfg = mt_sac.Config(
+        num_envs=3,
+        total_env_steps=3_000,
+        batch_size=64,
+        learning_starts=100,
+        hidden=(64, 64),
+        buffer_size=5_000,
+        init_alpha=0.1,
+        monitor_conflicts=False,
+    )
+    result = train_host(
+        "mt_sac", lambda seed: fake_env(seed, horizon=10), cfg, seeds=2, num_evals=2, eval_episodes=5, progress=False
+    )
     success = np.asarray(result.summary["eval_success"])  # [2 runs, 3 tasks]
     assert success.shape == (2, 3) and success.min() >= 0.9, success

@@ -16,8 +16,16 @@ from jaxrl.algos.multitask import common as mt
 from jaxrl.algos.multitask import distral, mh_sac, mt_sac
 from jaxrl.config import ConfigError
 from jaxrl.data.types import Transition
-from jaxrl.envs.multitask import (MultiTaskEnv, append_context, blocked_task_ids, check_task_ids, evaluate_tasks,
-                                  infer_task_id, make_multitask_env, round_robin_task_ids)
+from jaxrl.envs.multitask import (
+    MultiTaskEnv,
+    append_context,
+    blocked_task_ids,
+    check_task_ids,
+    evaluate_tasks,
+    infer_task_id,
+    make_multitask_env,
+    round_robin_task_ids,
+)
 from jaxrl.losses import distral as dl
 from jaxrl.tasks.gridworld import make_corners_suite
 from jaxrl.tasks.point_goal import make_point_goal_suite
@@ -159,8 +167,7 @@ def test_mt_sac_summed_gradient_equals_per_task_sum():
     suite, params = envs.make("point-goal-4")
     outs = []
     for monitor in (True, False):
-        _, state, _ = _one_step(mt_sac, mt_sac.Config(**TINY, monitor_conflicts=monitor), suite, params,
-                                steps=10)
+        _, state, _ = _one_step(mt_sac, mt_sac.Config(**TINY, monitor_conflicts=monitor), suite, params, steps=10)
         outs.append(state.params)
     for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
@@ -169,8 +176,7 @@ def test_mt_sac_summed_gradient_equals_per_task_sum():
 def test_multi_head_sac_has_a_head_per_task():
     suite, params = envs.make("point-goal-4")
     assert mh_sac.Config().multi_head and not mt_sac.Config().multi_head
-    algo, state, metrics = _one_step(mh_sac, mh_sac.Config(**TINY, monitor_conflicts=False), suite, params,
-                                    steps=10)
+    algo, state, metrics = _one_step(mh_sac, mh_sac.Config(**TINY, monitor_conflicts=False), suite, params, steps=10)
     heads = [x for p, x in jax.tree_util.tree_leaves_with_path(state.params.actor) if "_Heads" in str(p)]
     assert heads and all(h.shape[0] == 4 for h in heads)
     # the head for task k acts only on task k: the same observation gives different actions per head
@@ -202,15 +208,33 @@ def test_mt_sac_pcgrad_in_run_loop_metrics_summary_and_per_task_temperature(tmp_
     from jaxrl.run import train
 
     cfg = mt_sac.Config(**TINY, aggregator="pcgrad", total_env_steps=48)
-    result = train("mt_sac", "point-goal-4", cfg, seeds=2, num_chunks=2, eval_episodes=2, progress=False,
-                   out_dir=tmp_path / "run", tensorboard=False, checkpoint=False)
+    result = train(
+        "mt_sac",
+        "point-goal-4",
+        cfg,
+        seeds=2,
+        num_chunks=2,
+        eval_episodes=2,
+        progress=False,
+        out_dir=tmp_path / "run",
+        tensorboard=False,
+        checkpoint=False,
+    )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert np.shape(summary["eval_success"]) == (2, 4) and np.shape(summary["eval_return"]) == (2, 4)
     assert np.shape(summary["eval_success_best"]) == (2, 4)
     metrics = result.metrics  # [seeds, chunks, ...]
     assert metrics["train_return_per_task"].shape == (2, 2, 4) and metrics["alpha_per_task"].shape == (2, 2, 4)
-    for name in ("critic_mean_cosine", "critic_num_conflicts", "actor_mean_cosine", "actor_num_conflicts",
-                 "return_spread", "success_spread", "train_success_per_task", "entropy_per_task"):
+    for name in (
+        "critic_mean_cosine",
+        "critic_num_conflicts",
+        "actor_mean_cosine",
+        "actor_num_conflicts",
+        "return_spread",
+        "success_spread",
+        "train_success_per_task",
+        "entropy_per_task",
+    ):
         assert name in metrics, name
     assert np.all(np.isfinite(metrics["actor_mean_cosine"]))
     state = result.state
@@ -227,8 +251,9 @@ def _gauss(mu, sigma):
 
 
 def test_distral_regularised_reward_known_answer():
-    r = dl.distral_regularised_reward(jnp.array([1.0, -2.0]), jnp.array([-1.0, 0.5]), jnp.array([-3.0, 0.5]),
-                                      c_kl=0.5, c_ent=0.1)
+    r = dl.distral_regularised_reward(
+        jnp.array([1.0, -2.0]), jnp.array([-1.0, 0.5]), jnp.array([-3.0, 0.5]), c_kl=0.5, c_ent=0.1
+    )
     # 1 - 0.5 * (-1 + 3) - 0.1 * (-1) = 0.1 ; -2 - 0 - 0.05 = -2.05
     np.testing.assert_allclose(r, [0.1, -2.05], atol=1e-6)
 
@@ -255,53 +280,111 @@ def test_distral_distill_loss_known_answer_and_gradients():
     policy_apply = lambda p, obs: _gauss(jnp.broadcast_to(p, obs.shape), 0.5 * jnp.ones_like(obs))
     shared_apply = lambda p, obs: _gauss(jnp.broadcast_to(p, obs.shape), 2.0 * jnp.ones_like(obs))
     mu0 = jnp.array([0.0])
-    loss, m = dl.distral_distill_loss(mu0, batch, shared_apply=shared_apply, policy_params=jnp.array([1.0]),
-                                      policy_apply=policy_apply, key=jax.random.PRNGKey(0))
+    loss, m = dl.distral_distill_loss(
+        mu0,
+        batch,
+        shared_apply=shared_apply,
+        policy_params=jnp.array([1.0]),
+        policy_apply=policy_apply,
+        key=jax.random.PRNGKey(0),
+    )
     want = np.log(2.0) + 0.5 * np.log(2 * np.pi) + (0.25 + 1.0) / 8
     np.testing.assert_allclose(loss, want, rtol=5e-3)
-    g_shared = jax.grad(lambda p: dl.distral_distill_loss(p, batch, shared_apply=shared_apply,
-                                                          policy_params=jnp.array([1.0]), policy_apply=policy_apply,
-                                                          key=jax.random.PRNGKey(0))[0])(mu0)
+    g_shared = jax.grad(
+        lambda p: dl.distral_distill_loss(
+            p,
+            batch,
+            shared_apply=shared_apply,
+            policy_params=jnp.array([1.0]),
+            policy_apply=policy_apply,
+            key=jax.random.PRNGKey(0),
+        )[0]
+    )(mu0)
     np.testing.assert_allclose(g_shared, [-(1.0 - 0.0) / 4.0], rtol=2e-2)  # d/dmu0 = -(mu_i - mu0) / s0^2
-    g_policy = jax.grad(lambda p: dl.distral_distill_loss(mu0, batch, shared_apply=shared_apply, policy_params=p,
-                                                          policy_apply=policy_apply, key=jax.random.PRNGKey(0))[0])(
-        jnp.array([1.0]))
+    g_policy = jax.grad(
+        lambda p: dl.distral_distill_loss(
+            mu0, batch, shared_apply=shared_apply, policy_params=p, policy_apply=policy_apply, key=jax.random.PRNGKey(0)
+        )[0]
+    )(jnp.array([1.0]))
     np.testing.assert_allclose(g_policy, 0.0)  # pi_i is fixed in distillation
 
 
 def test_distral_actor_and_critic_losses_known_answer():
     obs = jnp.zeros((3, 1))
-    batch = Transition(obs, jnp.zeros((3, 1)), jnp.array([1.0, 0.0, -1.0]), obs, jnp.array([False, False, True]),
-                       jnp.zeros(3, bool))
+    batch = Transition(
+        obs, jnp.zeros((3, 1)), jnp.array([1.0, 0.0, -1.0]), obs, jnp.array([False, False, True]), jnp.zeros(3, bool)
+    )
     policy_apply = lambda p, o: _gauss(jnp.broadcast_to(p, o.shape), jnp.ones_like(o))
     shared_apply = lambda p, o: _gauss(jnp.broadcast_to(p, o.shape), 2.0 * jnp.ones_like(o))
     critic_apply = lambda p, o, a: jnp.stack([p[0] + 0 * a[..., 0], p[1] + 0 * a[..., 0]])  # [E=2, B]
     key = jax.random.PRNGKey(3)
     c_kl, c_ent, gamma = 0.3, 0.1, 0.9
-    loss, _ = dl.distral_critic_loss(jnp.array([0.5, 1.0]), batch, critic_apply=critic_apply,
-                                     target_critic_params=jnp.array([2.0, 3.0]), policy_params=jnp.array([0.0]),
-                                     policy_apply=policy_apply, shared_params=jnp.array([0.0]),
-                                     shared_apply=shared_apply, c_kl=c_kl, c_ent=c_ent, gamma=gamma, key=key)
+    loss, _ = dl.distral_critic_loss(
+        jnp.array([0.5, 1.0]),
+        batch,
+        critic_apply=critic_apply,
+        target_critic_params=jnp.array([2.0, 3.0]),
+        policy_params=jnp.array([0.0]),
+        policy_apply=policy_apply,
+        shared_params=jnp.array([0.0]),
+        shared_apply=shared_apply,
+        c_kl=c_kl,
+        c_ent=c_ent,
+        gamma=gamma,
+        key=key,
+    )
     a, lp_i = _gauss(jnp.zeros((3, 1)), jnp.ones((3, 1))).sample_and_log_prob(seed=key)
     lp_0 = _gauss(jnp.zeros((3, 1)), 2 * jnp.ones((3, 1))).log_prob(a)
     y = np.array([1.0, 0.0, -1.0]) + gamma * np.array([1, 1, 0]) * (2.0 + c_kl * lp_0 - (c_kl + c_ent) * lp_i)
     want = np.mean((0.5 - y) ** 2) + np.mean((1.0 - y) ** 2)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
-    aloss, m = dl.distral_actor_loss(jnp.array([0.0]), batch, policy_apply=policy_apply, critic_apply=critic_apply,
-                                     critic_params=jnp.array([2.0, 3.0]), shared_params=jnp.array([0.0]),
-                                     shared_apply=shared_apply, c_kl=c_kl, c_ent=c_ent, key=key)
+    aloss, m = dl.distral_actor_loss(
+        jnp.array([0.0]),
+        batch,
+        policy_apply=policy_apply,
+        critic_apply=critic_apply,
+        critic_params=jnp.array([2.0, 3.0]),
+        shared_params=jnp.array([0.0]),
+        shared_apply=shared_apply,
+        c_kl=c_kl,
+        c_ent=c_ent,
+        key=key,
+    )
     a, lp_i = _gauss(jnp.zeros((3, 1)), jnp.ones((3, 1))).sample_and_log_prob(seed=key)
     lp_0 = _gauss(jnp.zeros((3, 1)), 2 * jnp.ones((3, 1))).log_prob(a)
     np.testing.assert_allclose(aloss, np.mean((c_kl + c_ent) * lp_i - c_kl * lp_0 - 2.0), rtol=1e-5)
-    g_shared = jax.grad(lambda s: dl.distral_actor_loss(
-        jnp.array([0.0]), batch, policy_apply=policy_apply, critic_apply=critic_apply,
-        critic_params=jnp.array([2.0, 3.0]), shared_params=s, shared_apply=shared_apply, c_kl=c_kl, c_ent=c_ent,
-        key=key)[0])(jnp.array([0.5]))
+    g_shared = jax.grad(
+        lambda s: dl.distral_actor_loss(
+            jnp.array([0.0]),
+            batch,
+            policy_apply=policy_apply,
+            critic_apply=critic_apply,
+            critic_params=jnp.array([2.0, 3.0]),
+            shared_params=s,
+            shared_apply=shared_apply,
+            c_kl=c_kl,
+            c_ent=c_ent,
+            key=key,
+        )[0]
+    )(jnp.array([0.5]))
     np.testing.assert_allclose(g_shared, 0.0)  # pi_0 is trained by distillation only
     # jit + vmap over a task axis
-    vm = jax.jit(jax.vmap(lambda p: dl.distral_actor_loss(
-        p, batch, policy_apply=policy_apply, critic_apply=critic_apply, critic_params=jnp.array([2.0, 3.0]),
-        shared_params=jnp.array([0.0]), shared_apply=shared_apply, c_kl=c_kl, c_ent=c_ent, key=key)[0]))
+    vm = jax.jit(
+        jax.vmap(
+            lambda p: dl.distral_actor_loss(
+                p,
+                batch,
+                policy_apply=policy_apply,
+                critic_apply=critic_apply,
+                critic_params=jnp.array([2.0, 3.0]),
+                shared_params=jnp.array([0.0]),
+                shared_apply=shared_apply,
+                c_kl=c_kl,
+                c_ent=c_ent,
+                key=key,
+            )[0]
+        )
+    )
     assert vm(jnp.zeros((4, 1))).shape == (4,)
 
 
@@ -322,12 +405,20 @@ def test_distral_step_and_evaluate():
 def _train(name, cfg, seeds=2, **kw):
     from jaxrl.run import train
 
-    return train(name, kw.pop("env", "point-goal-4"), cfg, seeds=seeds, num_chunks=4, progress=False,
-                 tensorboard=False, checkpoint=False, **kw)
+    return train(
+        name,
+        kw.pop("env", "point-goal-4"),
+        cfg,
+        seeds=seeds,
+        num_chunks=4,
+        progress=False,
+        tensorboard=False,
+        checkpoint=False,
+        **kw,
+    )
 
 
-LEARN = dict(num_envs=4, batch_size=64, hidden=(64, 64), init_alpha=0.1, learning_starts=250,
-             total_env_steps=12_000)
+LEARN = dict(num_envs=4, batch_size=64, hidden=(64, 64), init_alpha=0.1, learning_starts=250, total_env_steps=12_000)
 
 
 @pytest.mark.learning

@@ -21,8 +21,10 @@ RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
 
 _compiles: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
-    lambda event, duration, **kw: _compiles.append(kw.get("fun_name", "?"))
-    if event.endswith("backend_compile_duration") else None)
+    lambda event, duration, **kw: (
+        _compiles.append(kw.get("fun_name", "?")) if event.endswith("backend_compile_duration") else None
+    )
+)
 
 
 def _count_compiles(fn):
@@ -38,8 +40,11 @@ def test_offline_env_stacks_and_rescales(tiny_data, tiny_env):
     env, _ = tiny_env
     assert env.num_datasets == 2 and env.valid_rows == (400, 300)
     assert env.data.observations.shape == (2, 400, 3)
-    np.testing.assert_allclose(np.asarray(env.data.actions[1, :300, 0]),
-                               np.clip(np.asarray(tiny_data[1].actions[:, 0]) / 2.0, -1 + 1e-4, 1 - 1e-4), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(env.data.actions[1, :300, 0]),
+        np.clip(np.asarray(tiny_data[1].actions[:, 0]) / 2.0, -1 + 1e-4, 1 - 1e-4),
+        atol=1e-6,
+    )
     sampler = oc.init_sampler(env, np.int32(1), 0.99)
     batch = oc.sample_batch(env, sampler, jax.random.PRNGKey(0), 2000)
     rows = np.asarray(env.data.observations[1, :300])
@@ -70,8 +75,14 @@ def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
 
     log_alpha = {}
     for target in (-1e3, 1e3):  # the gap P - Q_data is O(1) here: far above -1e3, far below 1e3
-        cfg = cql.Config(**dict(TINY, updates_per_iteration=1), cql_variant=variant, lagrange=True,
-                         target_action_gap=target, cql_alpha=1.0, cql_alpha_learning_rate=0.1)
+        cfg = cql.Config(
+            **dict(TINY, updates_per_iteration=1),
+            cql_variant=variant,
+            lagrange=True,
+            target_action_gap=target,
+            cql_alpha=1.0,
+            cql_alpha_learning_rate=0.1,
+        )
         algo = cql.make(cfg, *tiny_env)
         step = jax.jit(algo.step)
         state = jax.jit(algo.init)(jax.random.PRNGKey(0))
@@ -136,8 +147,7 @@ def test_run_directory_records_dataset_and_resumes(tmp_path, tiny_data):
 def test_seeds_x_datasets_one_program_matches_runs_alone(tiny_env):
     cfg = algos.get("bc").Config(**TINY)
     kw = dict(RUN, run_block=2)
-    sweep, compiles = _count_compiles(lambda: train("bc", tiny_env, cfg, seeds=2, grid={"dataset_index": [0, 1]},
-                                                    **kw))
+    sweep, compiles = _count_compiles(lambda: train("bc", tiny_env, cfg, seeds=2, grid={"dataset_index": [0, 1]}, **kw))
     assert sweep.axes == ("seed", "dataset_index", "chunk")
     assert compiles.count("jit(chunk_one)") == 1 and compiles.count("jit(init_one)") == 1
     import dataclasses
@@ -189,8 +199,7 @@ def test_wrong_action_dimension(tiny_data):
 
 def test_empty_dataset(tiny_data):
     d = tiny_data[0]
-    empty = ds.make_dataset(*(np.asarray(getattr(d, f))[:0] for f in ds.ARRAY_FIELDS), check=False,
-                            info=d.info)
+    empty = ds.make_dataset(*(np.asarray(getattr(d, f))[:0] for f in ds.ARRAY_FIELDS), check=False, info=d.info)
     with pytest.raises(ds.DatasetError, match="empty"):
         oc.make_offline_env(empty)
 
@@ -226,9 +235,32 @@ def test_cli_train_with_dataset(tmp_path, tiny_data, capsys):
     path = tmp_path / "a.npz"
     formats.save(tiny_data[0], path)
     out = tmp_path / "run"
-    assert main(["train", "bc", "--dataset", str(path), "--out", str(out), "--total-env-steps", "10",
-                 "--updates-per-iteration", "5", "--batch-size", "32", "--hidden", "16", "16",
-                 "--num-chunks", "2", "--eval-episodes", "2"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "bc",
+                "--dataset",
+                str(path),
+                "--out",
+                str(out),
+                "--total-env-steps",
+                "10",
+                "--updates-per-iteration",
+                "5",
+                "--batch-size",
+                "32",
+                "--hidden",
+                "16",
+                "16",
+                "--num-chunks",
+                "2",
+                "--eval-episodes",
+                "2",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert "normalized_score_last" in summary
 
@@ -264,8 +296,11 @@ def test_bc_on_expert_reaches_90(pendulum_datasets):
 # Medium-replay is mostly poor episodes (returns from random to a few near-expert ones): imitation copies the
 # average, value learning picks out the good actions. TD3+BC gets alpha = 10 (the paper's 2.5 keeps it close to
 # BC; its own ablation favours a weaker BC term on lower-quality data).
-MEDIUM_REPLAY_RUNS = {"iql": dict(updates=20_000), "cql": dict(updates=20_000),
-                      "td3_bc": dict(updates=10_000, alpha=10.0)}
+MEDIUM_REPLAY_RUNS = {
+    "iql": dict(updates=20_000),
+    "cql": dict(updates=20_000),
+    "td3_bc": dict(updates=10_000, alpha=10.0),
+}
 
 
 @pytest.mark.learning
@@ -295,9 +330,11 @@ def _value_gaps(name, env, **overrides):
     out = [check(result.run_state(i), jax.random.PRNGKey(7), 20) for i in range(2)]
     q = np.stack([np.asarray(o["q_estimate"]) for o in out])
     g = np.stack([np.asarray(o["policy_return"]) for o in out])
-    print(f"{name} {overrides}: Q(s, pi(s)) - data MC return per chunk {np.round(data_gap, 1)}; at initial states "
-          f"Q {q.mean():.1f} vs the policy's discounted return {g.mean():.1f} (Q - G per seed "
-          f"{np.round((q - g).mean(axis=1), 1)}, Q < G at {(q < g).mean():.0%})")
+    print(
+        f"{name} {overrides}: Q(s, pi(s)) - data MC return per chunk {np.round(data_gap, 1)}; at initial states "
+        f"Q {q.mean():.1f} vs the policy's discounted return {g.mean():.1f} (Q - G per seed "
+        f"{np.round((q - g).mean(axis=1), 1)}, Q < G at {(q < g).mean():.0%})"
+    )
     return data_gap, (q - g).mean(axis=1)
 
 
@@ -322,18 +359,20 @@ def test_cql_q_stays_below_the_data_monte_carlo_return(pendulum_datasets):
     # measured (expert data, 2 seeds, 10k updates): Q(s, pi(s)) - data MC per chunk 14.9 11.0 6.6 2.6 -0.7 -2.4
     # -3.5 -4.3 -4.8 -5.2 (score 93.8, 82.4); with cql_alpha 1 and no warm start it stayed above (15.2 -> 1.4)
     data_gap, _ = _value_gaps("cql", pendulum_datasets["expert"], **CQL_AUTHORS)
-    assert (data_gap[len(data_gap) // 2:] < 0).all()  # conservative: below the data's return
+    assert (data_gap[len(data_gap) // 2 :] < 0).all()  # conservative: below the data's return
 
 
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (expert data, 2 seeds, 10k updates; Q at 20 initial states per seed against the "
-                   "deterministic policy's discounted return there): cql_alpha 5 with bc_steps 5000: Q - G per "
-                   "seed -5.5 / +207.6 (Q -132.3 vs G -233.3 on average, Q < G at 57% of the states; score 93.8, "
-                   "82.4); a second measurement of the same config: +31.7 / +204.0; cql_alpha 1: "
-                   "-106.1 vs -743.7 (score about -40); naive SAC -68.6 vs -776.2. Q stays near the data's values "
-                   "while the policy still fails from some initial states the narrow data never shows",
-                   strict=False)
+@pytest.mark.xfail(
+    reason="measured (expert data, 2 seeds, 10k updates; Q at 20 initial states per seed against the "
+    "deterministic policy's discounted return there): cql_alpha 5 with bc_steps 5000: Q - G per "
+    "seed -5.5 / +207.6 (Q -132.3 vs G -233.3 on average, Q < G at 57% of the states; score 93.8, "
+    "82.4); a second measurement of the same config: +31.7 / +204.0; cql_alpha 1: "
+    "-106.1 vs -743.7 (score about -40); naive SAC -68.6 vs -776.2. Q stays near the data's values "
+    "while the policy still fails from some initial states the narrow data never shows",
+    strict=False,
+)
 def test_cql_stays_below_its_policys_return(pendulum_datasets):
     _, true_gap = _value_gaps("cql", pendulum_datasets["expert"], **CQL_AUTHORS)
     assert (true_gap < 0).all()  # conservative: below what its policy really gets

@@ -28,7 +28,7 @@ def tiny_config(name, **kw):
 
 def test_registered():
     assert algos.get("bcq") is bcq and algos.get("algaedice") is algaedice
-    assert algos.default_env("bcq") == "Pendulum-v1" and bcq.OFFLINE and algaedice.OFFLINE
+    assert algos.default_env("bcq") == "Pendulum-v1" and algos.is_offline("bcq") and algos.is_offline("algaedice")
 
 
 @pytest.mark.integration
@@ -60,13 +60,24 @@ def test_bcq_act_picks_the_best_candidate_within_phi(tiny_env):
     from jaxrl.losses.generative import bcq_candidates
 
     actor = nets.make_mlp(1, cfg.hidden, cfg.activation)
-    cand = bcq_candidates(obs, key, vae_params=p.vae, decode_apply=vae.decode, latent_dim=2,
-                          perturb_apply=actor.apply, perturb_params=p.actor, max_perturbation=0.05,
-                          num_samples=8, latent_clip=0.5)
-    q = nets.make_value_network(cfg.hidden, cfg.activation).apply(jax.tree.map(lambda x: x[0], p.critic),
-                                                                   jnp.broadcast_to(obs, (8, 5, 3)), cand)
-    np.testing.assert_allclose(np.asarray(a[:, 0]), np.asarray(cand[jnp.argmax(q, axis=0), jnp.arange(5), 0]),
-                               rtol=1e-6)
+    cand = bcq_candidates(
+        obs,
+        key,
+        vae_params=p.vae,
+        decode_apply=vae.decode,
+        latent_dim=2,
+        perturb_apply=actor.apply,
+        perturb_params=p.actor,
+        max_perturbation=0.05,
+        num_samples=8,
+        latent_clip=0.5,
+    )
+    q = nets.make_value_network(cfg.hidden, cfg.activation).apply(
+        jax.tree.map(lambda x: x[0], p.critic), jnp.broadcast_to(obs, (8, 5, 3)), cand
+    )
+    np.testing.assert_allclose(
+        np.asarray(a[:, 0]), np.asarray(cand[jnp.argmax(q, axis=0), jnp.arange(5), 0]), rtol=1e-6
+    )
     # single observation (no batch axis) works too
     assert jax.jit(algo.act)(state, obs[0], key).shape == (1,)
 
@@ -102,16 +113,19 @@ def test_algaedice_batch_init_states_and_delayed_actor(tiny_env):
 # ------------------------------------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("name,field,value,match", [
-    ("bcq", "lam", 1.5, r"Config.lam=1.5 is out of range: must be >= 0 and <= 1"),
-    ("bcq", "max_perturbation", -0.1, r"Config.max_perturbation=-0.1 is out of range: must be >= 0"),
-    ("bcq", "latent_clip", 0.0, r"Config.latent_clip=0.0 is out of range: must be > 0"),
-    ("bcq", "num_samples", 0, r"Config.num_samples=0 is out of range: must be >= 1"),
-    ("algaedice", "gamma", 1.0, r"Config.gamma=1.0 is out of range: must be >= 0 and < 1"),
-    ("algaedice", "f_exponent", 1.0, r"Config.f_exponent=1.0 is out of range: must be > 1"),
-    ("algaedice", "algae_alpha", -1.0, r"Config.algae_alpha=-1.0 is out of range: must be >= 0"),
-    ("algaedice", "init_states", "random", r"Config.init_states='random' is not allowed: choose one of"),
-])
+@pytest.mark.parametrize(
+    "name,field,value,match",
+    [
+        ("bcq", "lam", 1.5, r"Config.lam=1.5 is out of range: must be >= 0 and <= 1"),
+        ("bcq", "max_perturbation", -0.1, r"Config.max_perturbation=-0.1 is out of range: must be >= 0"),
+        ("bcq", "latent_clip", 0.0, r"Config.latent_clip=0.0 is out of range: must be > 0"),
+        ("bcq", "num_samples", 0, r"Config.num_samples=0 is out of range: must be >= 1"),
+        ("algaedice", "gamma", 1.0, r"Config.gamma=1.0 is out of range: must be >= 0 and < 1"),
+        ("algaedice", "f_exponent", 1.0, r"Config.f_exponent=1.0 is out of range: must be > 1"),
+        ("algaedice", "algae_alpha", -1.0, r"Config.algae_alpha=-1.0 is out of range: must be >= 0"),
+        ("algaedice", "init_states", "random", r"Config.init_states='random' is not allowed: choose one of"),
+    ],
+)
 def test_bad_config_names_the_field(name, field, value, match):
     with pytest.raises(ConfigError, match=match):
         tiny_config(name, **{field: value})
@@ -119,8 +133,11 @@ def test_bad_config_names_the_field(name, field, value, match):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_bad_input_before_compiling(name, tiny_env):
-    with pytest.raises(ConfigError, match=rf"{name}.Config.batch_size=512 is larger than the data: the smallest "
-                                          r"dataset has 300"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{name}.Config.batch_size=512 is larger than the data: the smallest "
+        r"dataset has 300",
+    ):
         train(name, tiny_env, tiny_config(name, batch_size=512), **RUN)
     with pytest.raises(ConfigError, match=r"dataset_index=2 is out of range"):
         train(name, tiny_env, tiny_config(name, dataset_index=2), **RUN)

@@ -23,8 +23,14 @@ from jaxrl.run import generate, train
 from jaxrl.tasks.line_world import LineParams, LineWorld, scripted_behaviour
 
 CONSTRAINED = ("brac_p", "brac_v", "bear")
-TINY = dict(hidden=(16, 16), batch_size=32, updates_per_iteration=5, total_env_steps=10, behaviour_pretrain_updates=5,
-            behaviour_components=2)
+TINY = dict(
+    hidden=(16, 16),
+    batch_size=32,
+    updates_per_iteration=5,
+    total_env_steps=10,
+    behaviour_pretrain_updates=5,
+    behaviour_components=2,
+)
 RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
 
 
@@ -50,13 +56,25 @@ def test_bear_critic_loss_known_answer():
     # E = 2 linear critics, B = 2 states (obs dim 1), A = 1, M = 2 sampled next actions.
     q = {"wo": jnp.array([[1.0], [0.0]]), "wa": jnp.array([[1.0], [2.0]]), "b": jnp.array([0.0, 0.5])}  # s + a; 2a + .5
     tq = {"wo": jnp.array([[2.0], [1.0]]), "wa": jnp.array([[-1.0], [1.0]]), "b": jnp.zeros(2)}  # 2s - a; s + a
-    batch = oc.Batch(observations=jnp.array([[1.0], [2.0]]), actions=jnp.array([[0.5], [-1.0]]),
-                     rewards=jnp.array([1.0, 0.0]), next_observations=jnp.array([[1.0], [0.0]]),
-                     terminals=jnp.array([0.0, 1.0]), mc_returns=jnp.zeros(2))
+    batch = oc.Batch(
+        observations=jnp.array([[1.0], [2.0]]),
+        actions=jnp.array([[0.5], [-1.0]]),
+        rewards=jnp.array([1.0, 0.0]),
+        next_observations=jnp.array([[1.0], [0.0]]),
+        terminals=jnp.array([0.0, 1.0]),
+        mc_returns=jnp.zeros(2),
+    )
     a_next = jnp.array([[[0.0], [1.0]], [[1.0], [-1.0]]])  # [M, B, A]
-    loss, m = jax.jit(functools.partial(
-        bear_critic_loss, q_apply=_q_apply, policy_apply=lambda p, o: _FixedSamples(a_next), num_samples=2,
-        discount=0.9, lambda_mix=0.75))(q, batch, jax.random.PRNGKey(0), target_q_params=tq, policy_params=None)
+    loss, m = jax.jit(
+        functools.partial(
+            bear_critic_loss,
+            q_apply=_q_apply,
+            policy_apply=lambda p, o: _FixedSamples(a_next),
+            num_samples=2,
+            discount=0.9,
+            lambda_mix=0.75,
+        )
+    )(q, batch, jax.random.PRNGKey(0), target_q_params=tq, policy_params=None)
     # state 0 (s' = 1): sample 0 (a' = 0): Qhat = (2, 1) -> 0.75*1 + 0.25*2 = 1.25;
     #                   sample 1 (a' = 1): Qhat = (1, 2) -> 0.75*1 + 0.25*2 = 1.25; max = 1.25; y = 1 + 0.9 * 1.25
     # state 1 terminal: y = 0
@@ -68,9 +86,18 @@ def test_bear_critic_loss_known_answer():
     # the max over samples matters: state 0 with samples (0, 1) under lambda_mix = 0 (pure max):
     # max_e per sample = (2, 2) -> 2; with lambda_mix = 1 (pure min) = (1, 1) -> 1
     for lam, v in ((0.0, 2.0), (1.0, 1.0)):
-        _, m = bear_critic_loss(q, batch, jax.random.PRNGKey(0), q_apply=_q_apply, target_q_params=tq,
-                                     policy_apply=lambda p, o: _FixedSamples(a_next), policy_params=None,
-                                     discount=0.9, lambda_mix=lam, num_samples=2)
+        _, m = bear_critic_loss(
+            q,
+            batch,
+            jax.random.PRNGKey(0),
+            q_apply=_q_apply,
+            target_q_params=tq,
+            policy_apply=lambda p, o: _FixedSamples(a_next),
+            policy_params=None,
+            discount=0.9,
+            lambda_mix=lam,
+            num_samples=2,
+        )
         np.testing.assert_allclose(m["target"], (1.0 + 0.9 * v) / 2, rtol=1e-6)
 
 
@@ -86,20 +113,25 @@ def test_tanh_gaussian_mixture_log_prob_known_answer():
     log_prob = jax.jit(lambda a: TanhGaussianMixture(logits, loc, log_scale).log_prob(a))
     for a in (-0.5, 0.0, 0.9):
         u, jac = math.atanh(a), math.log(1 - a * a)
-        want = math.log(0.25 * math.exp(_normal_logpdf(u, -1, 0.5) - jac)
-                        + 0.75 * math.exp(_normal_logpdf(u, 1, 1) - jac))
+        want = math.log(
+            0.25 * math.exp(_normal_logpdf(u, -1, 0.5) - jac) + 0.75 * math.exp(_normal_logpdf(u, 1, 1) - jac)
+        )
         np.testing.assert_allclose(log_prob(jnp.array([[a]])), [want], rtol=1e-5)
     # one component = distrax's tanh-Gaussian
-    one = TanhGaussianMixture(jnp.zeros((3, 1)), jnp.array([[[0.3]], [[-0.2]], [[1.0]]]),
-                                   jnp.log(jnp.full((3, 1, 1), 0.7)))
-    ref = distrax.Transformed(distrax.MultivariateNormalDiag(jnp.array([[0.3], [-0.2], [1.0]]), jnp.full((3, 1), 0.7)),
-                              distrax.Block(distrax.Tanh(), ndims=1))
+    one = TanhGaussianMixture(
+        jnp.zeros((3, 1)), jnp.array([[[0.3]], [[-0.2]], [[1.0]]]), jnp.log(jnp.full((3, 1, 1), 0.7))
+    )
+    ref = distrax.Transformed(
+        distrax.MultivariateNormalDiag(jnp.array([[0.3], [-0.2], [1.0]]), jnp.full((3, 1), 0.7)),
+        distrax.Block(distrax.Tanh(), ndims=1),
+    )
     a = jnp.array([[0.1], [-0.7], [0.95]])
     np.testing.assert_allclose(jax.jit(lambda a: one.log_prob(a))(a), jax.jit(lambda a: ref.log_prob(a))(a), rtol=1e-5)
     # actions on the bounds stay finite; samples broadcast over a leading sample axis
     assert np.all(np.isfinite(np.asarray(log_prob(jnp.array([[1.0], [-1.0]])))))
     s = jax.jit(lambda k: TanhGaussianMixture(logits, loc, log_scale).sample(seed=k, sample_shape=(4000,)))(
-        jax.random.PRNGKey(1))
+        jax.random.PRNGKey(1)
+    )
     assert s.shape == (4000, 1, 1) and log_prob(s).shape == (4000, 1)
     # P(a < -0.2) = 0.25 Phi((atanh(-0.2) + 1) / 0.5) + 0.75 Phi(atanh(-0.2) - 1)
     phi = lambda z: 0.5 * (1 + math.erf(z / math.sqrt(2)))
@@ -133,8 +165,9 @@ def test_line_world_dynamics_and_rewards():
     _, _, r, _, _ = step(key, state.replace(pos=jnp.float32(0.3)), jnp.array([-0.5]), params)
     assert float(r) == 0.0
     # truncation at the horizon through the gymnax step
-    _, _, _, term, trunc, _ = env.step(key, state.replace(pos=jnp.float32(0.0), time=jnp.int32(19)),
-                                       jnp.array([-1.0]), params)
+    _, _, _, term, trunc, _ = env.step(
+        key, state.replace(pos=jnp.float32(0.0), time=jnp.int32(19)), jnp.array([-1.0]), params
+    )
     assert bool(trunc) and not bool(term)
     with pytest.raises(ValueError, match="unknown parameter"):
         envs.make("line-world", goal=3)
@@ -142,16 +175,22 @@ def test_line_world_dynamics_and_rewards():
 
 def test_line_world_under_jit_and_vmap():
     env, _ = envs.make("line-world", start_low=0.0, start_high=0.9)
-    params = LineParams(start_low=jnp.zeros(8), start_high=jnp.linspace(0.0, 0.9, 8), step_size=jnp.full(8, 0.25),
-                        zone_width=jnp.full(8, 0.25), max_steps_in_episode=jnp.full(8, 20, jnp.int32))
+    params = LineParams(
+        start_low=jnp.zeros(8),
+        start_high=jnp.linspace(0.0, 0.9, 8),
+        step_size=jnp.full(8, 0.25),
+        zone_width=jnp.full(8, 0.25),
+        max_steps_in_episode=jnp.full(8, 20, jnp.int32),
+    )
     keys = jax.random.split(jax.random.PRNGKey(1), 8)
     obs, state = jax.jit(jax.vmap(env.reset))(keys, params)
     assert obs.shape == (8, 1) and float(obs[0, 0]) == 0.0
     assert np.all(np.asarray(obs[:, 0]) <= np.asarray(params.start_high) + 1e-6)
     actions = jnp.ones((8, 1))
     obs2, _, r, term, trunc, info = jax.jit(jax.vmap(env.step))(keys, state, actions, params)
-    np.testing.assert_allclose(np.asarray(info["final_observation"]), np.minimum(np.asarray(obs) + 0.25, 1.0),
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(info["final_observation"]), np.minimum(np.asarray(obs) + 0.25, 1.0), rtol=1e-6
+    )
     assert r.shape == term.shape == (8,)
     # the scripted behaviour policy: mostly left (a ~ -0.8), right with probability 0.2
     a = scripted_behaviour()(jnp.zeros((4000, 1)), jax.random.PRNGKey(2))
@@ -165,9 +204,16 @@ def test_line_world_under_jit_and_vmap():
 @pytest.fixture(scope="module")
 def tiny_env():
     env, params = envs.make("Pendulum-v1")
-    d = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(0), 300,
-                                 info=ds.DatasetInfo(name="a", kind="random", env_name="Pendulum-v1",
-                                                     random_return=-1200.0, expert_return=-150.0))
+    d = generate.rollout_dataset(
+        env,
+        params,
+        None,
+        jax.random.PRNGKey(0),
+        300,
+        info=ds.DatasetInfo(
+            name="a", kind="random", env_name="Pendulum-v1", random_return=-1200.0, expert_return=-150.0
+        ),
+    )
     return oc.make_offline_env(d)
 
 
@@ -193,17 +239,20 @@ def test_registry_names_and_variants():
         brac_p.Config(variant="v")
 
 
-@pytest.mark.parametrize("cls, field, value, match", [
-    (brac_p.Config, "alpha", -1.0, r"alpha=-1.0 is out of range: must be >= 0"),
-    (brac_v.Config, "alpha", -0.5, r"alpha=-0.5 is out of range: must be >= 0"),
-    (brac_p.Config, "alpha_learning_rate", 0.0, r"alpha_learning_rate=0.0 is out of range: must be > 0"),
-    (brac_p.Config, "num_kl_samples", 0, r"num_kl_samples=0 is out of range: must be >= 1"),
-    (bear.Config, "epsilon", -0.1, r"epsilon=-0.1 is out of range: must be >= 0"),
-    (bear.Config, "sigma", 0.0, r"sigma=0.0 is out of range: must be > 0"),
-    (bear.Config, "lambda_mix", 1.5, r"lambda_mix=1.5 is out of range: must be >= 0 and <= 1"),
-    (bear.Config, "kernel", "rbf", r"kernel='rbf' is not allowed"),
-    (bear.Config, "behaviour_components", 0, r"behaviour_components=0 is out of range: must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "cls, field, value, match",
+    [
+        (brac_p.Config, "alpha", -1.0, r"alpha=-1.0 is out of range: must be >= 0"),
+        (brac_v.Config, "alpha", -0.5, r"alpha=-0.5 is out of range: must be >= 0"),
+        (brac_p.Config, "alpha_learning_rate", 0.0, r"alpha_learning_rate=0.0 is out of range: must be > 0"),
+        (brac_p.Config, "num_kl_samples", 0, r"num_kl_samples=0 is out of range: must be >= 1"),
+        (bear.Config, "epsilon", -0.1, r"epsilon=-0.1 is out of range: must be >= 0"),
+        (bear.Config, "sigma", 0.0, r"sigma=0.0 is out of range: must be > 0"),
+        (bear.Config, "lambda_mix", 1.5, r"lambda_mix=1.5 is out of range: must be >= 0 and <= 1"),
+        (bear.Config, "kernel", "rbf", r"kernel='rbf' is not allowed"),
+        (bear.Config, "behaviour_components", 0, r"behaviour_components=0 is out of range: must be >= 1"),
+    ],
+)
 def test_bad_input_names_the_field(cls, field, value, match):
     with pytest.raises(ConfigError, match=match):
         cls(**{field: value})
@@ -248,15 +297,31 @@ def line_world_data():
     assert expert_return == 1.0 and abs(random_return) < 0.1
     # uniform starts over the line and short episodes, so every state is covered
     collect = LineParams(start_low=0.0, start_high=1.0, max_steps_in_episode=4)
-    data = generate.rollout_dataset(env, collect, scripted_behaviour(), jax.random.PRNGKey(0), 10_000,
-                                    info=ds.DatasetInfo(name="line-world-behaviour", kind="behaviour",
-                                                        env_name="line-world", random_return=random_return,
-                                                        expert_return=expert_return))
+    data = generate.rollout_dataset(
+        env,
+        collect,
+        scripted_behaviour(),
+        jax.random.PRNGKey(0),
+        10_000,
+        info=ds.DatasetInfo(
+            name="line-world-behaviour",
+            kind="behaviour",
+            env_name="line-world",
+            random_return=random_return,
+            expert_return=expert_return,
+        ),
+    )
     return oc.make_offline_env(data, (env, params))
 
 
-LINE = dict(hidden=(64, 64), updates_per_iteration=100, total_env_steps=1_000, behaviour_pretrain_updates=1_000,
-            gamma=0.9, tau=0.02)
+LINE = dict(
+    hidden=(64, 64),
+    updates_per_iteration=100,
+    total_env_steps=1_000,
+    behaviour_pretrain_updates=1_000,
+    gamma=0.9,
+    tau=0.02,
+)
 BEAR_LINE = dict(kernel="gaussian", sigma=0.2, epsilon=1.2, lagrange_learning_rate=1e-2)
 
 
@@ -271,14 +336,14 @@ def test_line_world_support_constraint_beats_distribution_matching(line_world_da
         result = train(name, line_world_data, cfg, seeds=3, num_chunks=2, eval_episodes=5, progress=False)
         scores[name] = np.asarray(result.summary["normalized_score_last"])
         algo = module.make(cfg, env, env_params)
-        first_action[name] = np.array([float(algo.act(result.run_state(i), start, None, True)[0, 0])
-                                       for i in range(3)])
+        first_action[name] = np.array([float(algo.act(result.run_state(i), start, None, True)[0, 0]) for i in range(3)])
         print(name, "normalised score (last) per seed:", scores[name], "action at S:", first_action[name])
         if name == "bear":  # the behaviour model kept both modes: about 20% of its samples go right
             state = result.run_state(0)
             beh = make_tanh_gaussian_mixture(1, cfg.hidden, cfg.activation, cfg.behaviour_components)
             samples = beh.apply(state.params.behaviour, jnp.linspace(0, 0.95, 20)[:, None]).sample(
-                seed=jax.random.PRNGKey(0), sample_shape=(500,))
+                seed=jax.random.PRNGKey(0), sample_shape=(500,)
+            )
             frac_right = float(np.mean(np.asarray(samples) > 0))
             print("behaviour model: fraction of right actions", frac_right)
             assert 0.1 < frac_right < 0.3

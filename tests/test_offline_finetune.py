@@ -50,7 +50,7 @@ def test_finetune_builds_runs_and_mixes_offline_data(variant, tiny_env):
     staged = variant == "cal_ql"
     # step by step: 12 online rows; staged (Cal-QL): the first 4-step episode of each env (8 rows), 2 + 2 staged
     assert int(state.buffer.size) == (308 if staged else 312)
-    online = np.asarray(state.buffer.data.observations[300:int(state.buffer.size)])
+    online = np.asarray(state.buffer.data.observations[300 : int(state.buffer.size)])
     assert not (online == 0).all(axis=1).any()
     if staged:
         assert np.asarray(state.staging.length).tolist() == [2, 2]
@@ -71,8 +71,14 @@ def test_episode_staging_returns_to_go_by_hand():
     dones = [(False, False), (False, False), (True, False), (False, False)]
     stage = jax.jit(finetune.stage_step)
     for t, (r, d) in enumerate(zip(rewards, dones)):
-        rows = oc.Batch(jnp.full((2, 1), float(t)), jnp.zeros((2, 1)), jnp.array(r), jnp.zeros((2, 1)),
-                        jnp.array(d, jnp.float32), jnp.zeros(2))
+        rows = oc.Batch(
+            jnp.full((2, 1), float(t)),
+            jnp.zeros((2, 1)),
+            jnp.array(r),
+            jnp.zeros((2, 1)),
+            jnp.array(d, jnp.float32),
+            jnp.zeros(2),
+        )
         staging, buffer = stage(staging, buffer, rows, jnp.array(d), 0.5)
         if t == 2:  # env 0's episode is in; env 1's still staged
             assert int(buffer.size) == 3
@@ -113,8 +119,15 @@ def test_calql_critic_loss_known_answer():
     obs = jnp.array([[1.0], [2.0]])
     p = dict(w=jnp.array([[0.5], [-1.0]]), b=jnp.array([0.0, 1.0]))  # two members
     batch = oc.Batch(obs, jnp.zeros((2, 2)), jnp.zeros(2), obs, jnp.ones(2), jnp.zeros(2))
-    kw = dict(q_apply=_flat_q, target_q_params=p, policy_apply=_uniform_policy, policy_params=None, discount=0.9,
-              cql_alpha=2.0, num_samples=3)
+    kw = dict(
+        q_apply=_flat_q,
+        target_q_params=p,
+        policy_apply=_uniform_policy,
+        policy_params=None,
+        discount=0.9,
+        cql_alpha=2.0,
+        num_samples=3,
+    )
     key = jax.random.key(0)
     cql = jax.jit(functools.partial(L.cql_critic_loss, **kw))(p, batch, key)[1]
     np.testing.assert_allclose(cql["cql_gap"], 2 * math.log(2), rtol=1e-5)
@@ -123,8 +136,7 @@ def test_calql_critic_loss_known_answer():
     loss, m = jax.jit(functools.partial(L.calql_critic_loss, **kw))(p, batch._replace(mc_returns=mc), key)
     # member 0, row 0: gap A log 2 + log 3. member 1, row 0 (Q = 0): soft max of 3 at e^0 and 6 at e^(0.5 + log 4)
     gap_m1_r0 = 2 * math.log(2) + math.log((1 + 2 * 4 * math.exp(0.5)) / 3)
-    gaps = np.array([[2 * math.log(2) + math.log(3), 2 * math.log(2)],
-                     [gap_m1_r0, 2 * math.log(2)]])  # [E, B]
+    gaps = np.array([[2 * math.log(2) + math.log(3), 2 * math.log(2)], [gap_m1_r0, 2 * math.log(2)]])  # [E, B]
     np.testing.assert_allclose(m["cql_gap"], gaps.mean(), rtol=1e-5)
     np.testing.assert_allclose(loss, m["td_loss"] + 2.0 * gaps.mean(1).sum(), rtol=1e-5)
     np.testing.assert_allclose(m["td_loss"], cql["td_loss"], rtol=1e-6)  # the TD part is CQL's
@@ -149,8 +161,10 @@ def _finetune_gain(variant, env_pair, offline_updates, online_steps, **overrides
     run = jax.jit(lambda s: jax.lax.scan(lambda c, _: (ft.step(c)[0], None), s, None, length=online_steps)[0])
     state = run(state)
     after = float(jax.jit(ft.evaluate, static_argnums=2)(state, jax.random.PRNGKey(2), 10)["normalized_score"])
-    print(f"{variant} offline ({offline_updates} updates) {before:.1f} -> fine-tuned ({online_steps} env steps) "
-          f"{after:.1f}")
+    print(
+        f"{variant} offline ({offline_updates} updates) {before:.1f} -> fine-tuned ({online_steps} env steps) "
+        f"{after:.1f}"
+    )
     return before, after
 
 

@@ -13,7 +13,6 @@ from jaxrl.data import dataset as ds
 from jaxrl.losses import offline as L
 
 
-
 class _Jitted:
     """``J.name(*args, **kw)`` = ``jax.jit(partial(L.name, **kw))(*args)``: one compile per call instead of
     one per eager op (much faster on a small, shared CPU)."""
@@ -63,9 +62,14 @@ B, O, A, E = 3, 2, 2, 2
 OBS = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
 NXT = jnp.array([[0.5, 0.5], [1.0, 1.0], [-1.0, 0.0]])
 ACT = jnp.array([[0.5, -0.5], [0.0, 0.25], [-0.75, 0.5]])
-BATCH = Batch(observations=OBS, actions=ACT, rewards=jnp.array([1.0, 0.0, -1.0]),
-                        next_observations=NXT, terminals=jnp.array([0.0, 1.0, 0.0]),
-                        next_actions=jnp.array([[0.25, 0.25], [0.0, 0.0], [0.5, -0.5]]))
+BATCH = Batch(
+    observations=OBS,
+    actions=ACT,
+    rewards=jnp.array([1.0, 0.0, -1.0]),
+    next_observations=NXT,
+    terminals=jnp.array([0.0, 1.0, 0.0]),
+    next_actions=jnp.array([[0.25, 0.25], [0.0, 0.0], [0.5, -0.5]]),
+)
 QP = dict(wo=jnp.array([[1.0, -1.0], [0.5, 2.0]]), wa=jnp.array([[1.0, 0.0], [2.0, -1.0]]), b=jnp.array([0.0, 0.5]))
 QT = dict(wo=jnp.array([[0.5, -1.0], [1.0, 1.0]]), wa=jnp.array([[0.5, 1.0], [1.0, 0.5]]), b=jnp.array([0.1, 0.0]))
 VP = dict(w=jnp.array([1.0, -0.5]), b=jnp.array(0.2))
@@ -91,13 +95,14 @@ def test_expectile_known_answer():
 
 
 def test_weights_known_answer():
-    np.testing.assert_allclose(J.exp_advantage_weights(jnp.array([0.0, 1.0, 10.0]), 1.0, 100.0),
-                               [1.0, math.e, 100.0], rtol=1e-6)
-    np.testing.assert_allclose(J.awr_weights(jnp.array([-1.0, 2.0, 100.0]), 2.0, 20.0),
-                               [math.exp(-0.5), math.e, 20.0], rtol=1e-6)
+    np.testing.assert_allclose(
+        J.exp_advantage_weights(jnp.array([0.0, 1.0, 10.0]), 1.0, 100.0), [1.0, math.e, 100.0], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        J.awr_weights(jnp.array([-1.0, 2.0, 100.0]), 2.0, 20.0), [math.exp(-0.5), math.e, 20.0], rtol=1e-6
+    )
     np.testing.assert_array_equal(J.crr_weights(jnp.array([-1.0, 0.0, 2.0]), mode="binary"), [0, 0, 1])
-    np.testing.assert_allclose(J.crr_weights(jnp.array([1.0]), mode="exp", temperature=0.5), [math.e ** 2],
-                               rtol=1e-6)
+    np.testing.assert_allclose(J.crr_weights(jnp.array([1.0]), mode="exp", temperature=0.5), [math.e**2], rtol=1e-6)
 
 
 def test_cql_pieces_known_answer():
@@ -114,8 +119,11 @@ def test_cql_pieces_known_answer():
 def test_mmd_known_answer():
     x, y = jnp.zeros((2, 1)), jnp.ones((2, 1))
     np.testing.assert_allclose(J.mmd_squared(x, y, kernel="gaussian", sigma=1.0), 2 - 2 * math.exp(-0.5), rtol=1e-6)
-    np.testing.assert_allclose(J.mmd_squared(jnp.zeros((1, 1)), jnp.full((1, 1), 2.0), kernel="laplacian",
-                                             sigma=1.0), 2 - 2 * math.exp(-2.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        J.mmd_squared(jnp.zeros((1, 1)), jnp.full((1, 1), 2.0), kernel="laplacian", sigma=1.0),
+        2 - 2 * math.exp(-2.0),
+        rtol=1e-6,
+    )
     np.testing.assert_allclose(J.mmd_squared(x, x), 0.0, atol=1e-7)
     # x = {0, 2}, y = {0}, laplacian sigma = 1: kxx = (2 + 2e^-2)/4, kxy = (1 + e^-2)/2, kyy = 1
     xx = jnp.array([[0.0], [2.0]])
@@ -140,12 +148,17 @@ def test_model_based_pieces_known_answer():
     preds = jnp.array([[[0.0], [0.0]], [[0.1], [1.0]], [[0.2], [3.0]]])  # [E=3, B=2, D=1]
     np.testing.assert_allclose(J.ensemble_disagreement(preds), [0.2, 3.0], rtol=1e-6)
     r, d, u = J.morel_halting(preds, jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0]), threshold=1.0, r_max=10.0)
-    np.testing.assert_allclose(r, [1.0, -10.0]); np.testing.assert_array_equal(d, [0, 1])
+    np.testing.assert_allclose(r, [1.0, -10.0])
+    np.testing.assert_array_equal(d, [0, 1])
     np.testing.assert_array_equal(u, [0, 1])
-    np.testing.assert_allclose(J.gaussian_nll(jnp.zeros(1), jnp.zeros(1), jnp.ones(1)),
-                               0.5 * (1 + math.log(2 * math.pi)), rtol=1e-6)
-    np.testing.assert_allclose(J.gaussian_nll(jnp.zeros(1), jnp.log(jnp.full(1, 4.0)), jnp.full(1, 2.0)),
-                               0.5 * (1 + math.log(4) + math.log(2 * math.pi)), rtol=1e-6)
+    np.testing.assert_allclose(
+        J.gaussian_nll(jnp.zeros(1), jnp.zeros(1), jnp.ones(1)), 0.5 * (1 + math.log(2 * math.pi)), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        J.gaussian_nll(jnp.zeros(1), jnp.log(jnp.full(1, 4.0)), jnp.full(1, 2.0)),
+        0.5 * (1 + math.log(4) + math.log(2 * math.pi)),
+        rtol=1e-6,
+    )
 
 
 def test_gradient_similarity_known_answer():
@@ -194,8 +207,9 @@ def test_td3_bc_and_rebrac_actor_known_answer():
     # min_e Q = [1.5, 3]; lambda = 1 / 2.25; bc = [0.25, 0]: mean([0.25 - 1.5/2.25, -3/2.25]) = -0.875
     loss, m = J.rebrac_actor_loss(actor, batch, actor_apply=actor_apply, q_apply=q_apply, q_params=q, beta=1.0)
     np.testing.assert_allclose(loss, -0.875, rtol=1e-6)
-    g = jax.grad(lambda p: J.td3_bc_actor_loss(p, batch, actor_apply=actor_apply, q_apply=q_apply,
-                                               q_params=q)[0])(actor)
+    g = jax.grad(lambda p: J.td3_bc_actor_loss(p, batch, actor_apply=actor_apply, q_apply=q_apply, q_params=q)[0])(
+        actor
+    )
     # d/dw [-lambda mean(o + 2 w o) + mean((w o - a)^2)] at w = .5 (lambda fixed):
     # -lambda mean(2 o) + mean(2 (w o - a) o) = -(2.5 / 3) 3 + mean([1, 0]) = -2.5 + 0.5
     np.testing.assert_allclose(g["w"], [[-2.0]], rtol=1e-6)
@@ -208,7 +222,7 @@ def test_iql_losses_reference():
     q_data = q_ref(QT, OBS, ACT).min(0)
     v = NP(OBS) @ NP(VP["w"]) + 0.2
     u = q_data - v
-    want = np.mean(np.where(u < 0, 0.3, 0.7) * u ** 2)
+    want = np.mean(np.where(u < 0, 0.3, 0.7) * u**2)
     loss, _ = J.iql_value_loss(VP, BATCH, value_apply=v_apply, q_apply=q_apply, target_q_params=QT, expectile=0.7)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
 
@@ -219,14 +233,27 @@ def test_iql_losses_reference():
 
     w = np.minimum(np.exp(3.0 * u), 100.0)
     want = -np.mean(w * normal_logp(ACT, NP(OBS) @ NP(PP["w"]), PP["log_std"]))
-    loss, _ = J.iql_actor_loss(PP, BATCH, policy_apply=policy_apply, q_apply=q_apply, target_q_params=QT,
-                               value_apply=v_apply, value_params=VP, inverse_temperature=3.0)
+    loss, _ = J.iql_actor_loss(
+        PP,
+        BATCH,
+        policy_apply=policy_apply,
+        q_apply=q_apply,
+        target_q_params=QT,
+        value_apply=v_apply,
+        value_params=VP,
+        inverse_temperature=3.0,
+    )
     np.testing.assert_allclose(loss, want, rtol=1e-5)
 
 
 def test_iql_jit_vmap_over_expectile_grid():
-    f = jax.jit(jax.vmap(lambda tau: J.iql_value_loss(VP, BATCH, value_apply=v_apply, q_apply=q_apply,
-                                                      target_q_params=QT, expectile=tau)[0]))
+    f = jax.jit(
+        jax.vmap(
+            lambda tau: J.iql_value_loss(
+                VP, BATCH, value_apply=v_apply, q_apply=q_apply, target_q_params=QT, expectile=tau
+            )[0]
+        )
+    )
     out = f(jnp.array([0.5, 0.7, 0.9]))
     single = J.iql_value_loss(VP, BATCH, value_apply=v_apply, q_apply=q_apply, target_q_params=QT, expectile=0.7)[0]
     np.testing.assert_allclose(out[1], single, rtol=1e-6)
@@ -238,11 +265,11 @@ def test_awr_awac_crr():
     v = NP(OBS) @ NP(VP["w"]) + 0.2
     loss, _ = J.awr_value_loss(VP, BATCH, value_apply=v_apply, returns=returns)
     np.testing.assert_allclose(loss, np.mean((v - NP(returns)) ** 2), rtol=1e-5)
-    loss, _ = J.awr_actor_loss(PP, BATCH, policy_apply=policy_apply, value_apply=v_apply, value_params=VP,
-                               returns=returns, temperature=0.5)
+    loss, _ = J.awr_actor_loss(
+        PP, BATCH, policy_apply=policy_apply, value_apply=v_apply, value_params=VP, returns=returns, temperature=0.5
+    )
     w = np.minimum(np.exp((NP(returns) - v) / 0.5), 20.0)
-    np.testing.assert_allclose(loss, -np.mean(w * normal_logp(ACT, NP(OBS) @ NP(PP["w"]), PP["log_std"])),
-                               rtol=1e-5)
+    np.testing.assert_allclose(loss, -np.mean(w * normal_logp(ACT, NP(OBS) @ NP(PP["w"]), PP["log_std"])), rtol=1e-5)
     # action-independent critic: A = 0 -> binary weights 0, exp weights 1 (plain BC)
     flat_q = dict(QP, wa=jnp.zeros_like(QP["wa"]))
     key = jax.random.key(0)
@@ -258,8 +285,15 @@ def test_awr_awac_crr():
 
 
 def _cql(q_params, key, **kw):
-    args = dict(q_apply=q_apply, target_q_params=QT, policy_apply=uniform_policy, policy_params=PP,
-                discount=0.9, cql_alpha=5.0, num_samples=4)
+    args = dict(
+        q_apply=q_apply,
+        target_q_params=QT,
+        policy_apply=uniform_policy,
+        policy_params=PP,
+        discount=0.9,
+        cql_alpha=5.0,
+        num_samples=4,
+    )
     args.update(kw)
     return jax.jit(functools.partial(L.cql_critic_loss, **args))(q_params, BATCH, key)
 
@@ -283,8 +317,18 @@ def test_cql_jit_vmap_grad():
     key = jax.random.key(2)
 
     def loss(p, alpha, k):
-        return J.cql_critic_loss(p, BATCH, k, q_apply=q_apply, target_q_params=QT, policy_apply=policy_apply,
-                                 policy_params=PP, discount=0.9, cql_alpha=alpha, num_samples=4)[0]
+        return J.cql_critic_loss(
+            p,
+            BATCH,
+            k,
+            q_apply=q_apply,
+            target_q_params=QT,
+            policy_apply=policy_apply,
+            policy_params=PP,
+            discount=0.9,
+            cql_alpha=alpha,
+            num_samples=4,
+        )[0]
 
     # a grid of alphas x seeds compiles once; a gradient step lowers the loss
     f = jax.jit(jax.vmap(jax.value_and_grad(loss), in_axes=(None, 0, 0)))
@@ -302,11 +346,23 @@ def test_bear_actor_near_deterministic():
     tight = dict(PP, log_std=jnp.full((A,), -20.0))
     behaviour = dict(w=jnp.zeros((O, A)), log_std=jnp.full((A,), -20.0))
     key = jax.random.key(3)
-    loss, m = J.bear_actor_loss(tight, BATCH, key, policy_apply=policy_apply, q_apply=q_apply, q_params=QP,
-                                behaviour_apply=policy_apply, behaviour_params=behaviour,
-                                log_lagrange=jnp.log(2.0), epsilon=0.05, kernel="gaussian", sigma=1.0, num_samples=3)
+    loss, m = J.bear_actor_loss(
+        tight,
+        BATCH,
+        key,
+        policy_apply=policy_apply,
+        q_apply=q_apply,
+        q_params=QP,
+        behaviour_apply=policy_apply,
+        behaviour_params=behaviour,
+        log_lagrange=jnp.log(2.0),
+        epsilon=0.05,
+        kernel="gaussian",
+        sigma=1.0,
+        num_samples=3,
+    )
     loc = NP(OBS) @ NP(PP["w"])
-    mmd = np.sqrt(2 - 2 * np.exp(-np.sum(loc ** 2, -1) / 2) + 1e-6)
+    mmd = np.sqrt(2 - 2 * np.exp(-np.sum(loc**2, -1) / 2) + 1e-6)
     q = q_ref(QP, OBS, loc).min(0)
     np.testing.assert_allclose(loss, np.mean(-q + 2.0 * (mmd - 0.05)), rtol=1e-4)
     np.testing.assert_allclose(m["mmd"], mmd.mean(), rtol=1e-4)
@@ -316,8 +372,15 @@ def test_bear_actor_near_deterministic():
 
 def test_brac():
     key = jax.random.key(4)
-    kw = dict(q_apply=q_apply, target_q_params=QT, policy_apply=policy_apply, policy_params=PP,
-              behaviour_apply=policy_apply, discount=0.9, alpha=0.5)
+    kw = dict(
+        q_apply=q_apply,
+        target_q_params=QT,
+        policy_apply=policy_apply,
+        policy_params=PP,
+        behaviour_apply=policy_apply,
+        discount=0.9,
+        alpha=0.5,
+    )
     # BRAC-v with a shifted behaviour policy: reference with the same samples
     beh = dict(PP, w=PP["w"] + 0.5)
     lv, mv = J.brac_critic_loss(QP, BATCH, key, behaviour_params=beh, num_samples=2, **kw)
@@ -331,8 +394,17 @@ def test_brac():
     np.testing.assert_allclose(mv["kl_tp1"], kl.mean(), rtol=1e-4)
     # actor: with an action-independent critic and identical behaviour, L = -mean min_e Q(s)
     flat_q = dict(QP, wa=jnp.zeros_like(QP["wa"]))
-    la, ma = J.brac_actor_loss(PP, BATCH, key, policy_apply=policy_apply, q_apply=q_apply, q_params=flat_q,
-                               behaviour_apply=policy_apply, behaviour_params=PP, alpha=1.0)
+    la, ma = J.brac_actor_loss(
+        PP,
+        BATCH,
+        key,
+        policy_apply=policy_apply,
+        q_apply=q_apply,
+        q_params=flat_q,
+        behaviour_apply=policy_apply,
+        behaviour_params=PP,
+        alpha=1.0,
+    )
     np.testing.assert_allclose(la, -np.mean(q_ref(flat_q, OBS, ACT).min(0)), rtol=1e-5)
 
 
@@ -341,9 +413,18 @@ def test_brac():
 
 def test_rebrac_critic_reference():
     actor = dict(w=jnp.array([[0.5, -0.5], [0.25, 0.5]]))
-    loss, m = J.rebrac_critic_loss(QP, BATCH, jax.random.key(5), q_apply=q_apply, target_q_params=QT,
-                                   actor_apply=actor_apply, target_actor_params=actor, discount=0.9, beta=0.1,
-                                   policy_noise=0.0)
+    loss, m = J.rebrac_critic_loss(
+        QP,
+        BATCH,
+        jax.random.key(5),
+        q_apply=q_apply,
+        target_q_params=QT,
+        actor_apply=actor_apply,
+        target_actor_params=actor,
+        discount=0.9,
+        beta=0.1,
+        policy_noise=0.0,
+    )
     a = np.clip(NP(NXT) @ NP(actor["w"]), -1, 1)
     bc = np.sum((a - NP(BATCH.next_actions)) ** 2, -1)
     y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * (q_ref(QT, NXT, a).min(0) - 0.1 * bc)
@@ -357,8 +438,11 @@ def test_dynamics_loss_reference():
     def dyn_apply(p, obs, act):  # mean = [obs, act] @ w, log_var = p["lv"]
         mean = jnp.concatenate([obs, act], -1) @ p["w"]
         return mean, jnp.broadcast_to(p["lv"], mean.shape)
-    params = dict(w=jnp.stack([jnp.zeros((O + A, O + 1)), 0.1 * jnp.ones((O + A, O + 1))]),
-                  lv=jnp.array([[0.0] * (O + 1), [math.log(2.0)] * (O + 1)]))
+
+    params = dict(
+        w=jnp.stack([jnp.zeros((O + A, O + 1)), 0.1 * jnp.ones((O + A, O + 1))]),
+        lv=jnp.array([[0.0] * (O + 1), [math.log(2.0)] * (O + 1)]),
+    )
     loss, m = J.gaussian_ensemble_dynamics_loss(params, BATCH, dynamics_apply=dyn_apply)
     target = np.concatenate([NP(NXT) - NP(OBS), NP(BATCH.rewards)[:, None]], -1)
     want = 0.0
@@ -376,11 +460,22 @@ def test_edac_critic():
     key = jax.random.key(6)
 
     def loss(p, eta):
-        return L.edac_critic_loss(p, BATCH, key, q_apply=q_apply, target_q_params=QT, policy_apply=policy_apply,
-                                  policy_params=PP, discount=0.9, entropy_coef=0.2, eta=eta)
+        return L.edac_critic_loss(
+            p,
+            BATCH,
+            key,
+            q_apply=q_apply,
+            target_q_params=QT,
+            policy_apply=policy_apply,
+            policy_params=PP,
+            discount=0.9,
+            entropy_coef=0.2,
+            eta=eta,
+        )
 
     (ls, ms), g = jax.jit(jax.vmap(jax.value_and_grad(loss, has_aux=True), in_axes=(None, 0)))(
-        QP, jnp.array([0.0, 1.0]))  # SAC-N and EDAC in one compile; grad of grad for the penalty
+        QP, jnp.array([0.0, 1.0])
+    )  # SAC-N and EDAC in one compile; grad of grad for the penalty
     np.testing.assert_allclose(ms["diversity"][0], 2 * (2 / math.sqrt(5)), rtol=1e-5)
     np.testing.assert_allclose(ls[1] - ls[0], ms["diversity"][0], rtol=1e-5)
     a, logp = policy_apply(PP, NXT).sample_and_log_prob(seed=key)
@@ -393,8 +488,11 @@ def test_edac_critic():
 def test_losses_on_sampled_dataset_batch():
     """The Dataset pytree is a valid batch: sample under jit, then a loss (IQL critic)."""
     d = ds.make_dataset(np.ones((8, O)), np.zeros((8, A)), np.arange(8.0), np.ones((8, O)), np.zeros(8))
-    step = jax.jit(lambda k: J.iql_critic_loss(QP, ds.sample(k, d, 4), q_apply=q_apply, value_apply=v_apply,
-                                               value_params=VP, discount=0.99)[0])
+    step = jax.jit(
+        lambda k: J.iql_critic_loss(
+            QP, ds.sample(k, d, 4), q_apply=q_apply, value_apply=v_apply, value_params=VP, discount=0.99
+        )[0]
+    )
     assert np.isfinite(float(step(jax.random.key(0))))
 
 
@@ -414,6 +512,7 @@ def test_cql_bc_actor_loss_known_answer():
     np.testing.assert_allclose(m1["entropy"], -float(jnp.mean(lp)), rtol=1e-6)
     # its gradient pulls the mean toward the data: d/dp mean_b (a_b - s_b p)^2 / 2 = mean_b -(a_b - s_b p) s_b,
     # at p = 0.5: (0 + -(1 - 0.5)) / 2 = -0.25
-    g = jax.grad(lambda p: L.cql_bc_actor_loss(p, batch, actor_apply=apply, alpha=0.0,
-                                               key=jax.random.PRNGKey(0))[0])(0.5)
+    g = jax.grad(lambda p: L.cql_bc_actor_loss(p, batch, actor_apply=apply, alpha=0.0, key=jax.random.PRNGKey(0))[0])(
+        0.5
+    )
     np.testing.assert_allclose(g, -0.25, rtol=1e-6)

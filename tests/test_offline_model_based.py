@@ -20,9 +20,19 @@ from jaxrl.losses.offline import gaussian_ensemble_dynamics_loss
 from jaxrl.run import generate, train
 
 REFS = dict(random_return=-1200.0, expert_return=-150.0)
-TINY = dict(hidden=(16, 16), model_hidden=(16, 16), num_members=3, num_elites=2, batch_size=32,
-            updates_per_iteration=5, total_env_steps=20, model_train_updates=10, rollout_batch_size=8,
-            rollout_horizon=3, model_retain_iterations=2)
+TINY = dict(
+    hidden=(16, 16),
+    model_hidden=(16, 16),
+    num_members=3,
+    num_elites=2,
+    batch_size=32,
+    updates_per_iteration=5,
+    total_env_steps=20,
+    model_train_updates=10,
+    rollout_batch_size=8,
+    rollout_horizon=3,
+    model_retain_iterations=2,
+)
 RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
 
 
@@ -31,8 +41,14 @@ def tiny_env():
     import jaxrl.envs
 
     env, params = jaxrl.envs.make("Pendulum-v1")
-    d = generate.rollout_dataset(env, params, None, jax.random.PRNGKey(0), 400,
-                                 info=ds.DatasetInfo(name="a", kind="random", env_name="Pendulum-v1", **REFS))
+    d = generate.rollout_dataset(
+        env,
+        params,
+        None,
+        jax.random.PRNGKey(0),
+        400,
+        info=ds.DatasetInfo(name="a", kind="random", env_name="Pendulum-v1", **REFS),
+    )
     return oc.make_offline_env(d)
 
 
@@ -68,8 +84,9 @@ def test_predict_units_and_loss_bound_term():
     dyn = models.make_dynamics(2, 1, hidden=(8,), num_members=3)
     params = dyn.init(jax.random.PRNGKey(0))
     batch = _linear_system(jax.random.PRNGKey(1), 16)
-    norm = models.Normalizer(jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 1.0, 0.5]), jnp.array([0.1, 0.2, 0.3]),
-                             jnp.array([2.0, 3.0, 4.0]))
+    norm = models.Normalizer(
+        jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 1.0, 0.5]), jnp.array([0.1, 0.2, 0.3]), jnp.array([2.0, 3.0, 4.0])
+    )
     mean, log_var = dyn.predict(params, norm, batch.observations, batch.actions)
     assert mean.shape == log_var.shape == (3, 16, 3)
     mean_n = dyn.normalized_mean(params, norm, batch.observations, batch.actions)
@@ -79,8 +96,9 @@ def test_predict_units_and_loss_bound_term():
     loss0, _ = models.model_loss(params, norm, batch, ensemble=dyn, logvar_bound_coef=0.0)
     loss1, _ = models.model_loss(params, norm, batch, ensemble=dyn, logvar_bound_coef=0.01)
     np.testing.assert_allclose(loss1 - loss0, 0.01 * 3 * 3 * (0.5 + 10.0), rtol=1e-4)
-    ref, _ = gaussian_ensemble_dynamics_loss(params, batch,
-                                             dynamics_apply=lambda p, o, a: dyn.predict_member(p, norm, o, a))
+    ref, _ = gaussian_ensemble_dynamics_loss(
+        params, batch, dynamics_apply=lambda p, o, a: dyn.predict_member(p, norm, o, a)
+    )
     np.testing.assert_allclose(loss0, ref, rtol=1e-6)
 
 
@@ -100,6 +118,7 @@ def test_ensemble_fits_linear_system():
             idx = jax.random.randint(k, (128,), 0, 2048)
             batch = jax.tree.map(lambda x: x[idx], data)
             return models.fit_step(dyn, tx, m, batch, logvar_bound_coef=0.01)
+
         return jax.lax.scan(update, model, jax.random.split(key, 800))
 
     model, metrics = fit(model, jax.random.PRNGKey(3))
@@ -108,12 +127,15 @@ def test_ensemble_fits_linear_system():
     next_obs = test.observations + mean[..., :2]
     rmse_s = float(jnp.sqrt(jnp.mean(jnp.square(next_obs - test.next_observations))))
     rmse_r = float(jnp.sqrt(jnp.mean(jnp.square(mean[..., 2] - test.rewards))))
-    print(f"linear system: next-state RMSE {rmse_s:.4f}, reward RMSE {rmse_r:.4f}, "
-          f"mean std {float(jnp.mean(jnp.exp(0.5 * log_var))):.4f}")
+    print(
+        f"linear system: next-state RMSE {rmse_s:.4f}, reward RMSE {rmse_r:.4f}, "
+        f"mean std {float(jnp.mean(jnp.exp(0.5 * log_var))):.4f}"
+    )
     assert rmse_s < 0.05 and rmse_r < 0.05
     assert float(jnp.mean(jnp.exp(0.5 * log_var))) < 0.1  # the noise-free system is learned as near-deterministic
-    mse = models.member_mse(dyn, model.params, model.norm, test.observations, test.actions, test.rewards,
-                            test.next_observations)
+    mse = models.member_mse(
+        dyn, model.params, model.norm, test.observations, test.actions, test.rewards, test.next_observations
+    )
     assert mse.shape == (3,) and float(jnp.max(mse)) < 0.01
     elites = models.select_elites(mse, 2)
     assert set(np.asarray(elites).tolist()) == set(np.argsort(np.asarray(mse))[:2].tolist())
@@ -128,9 +150,11 @@ def test_select_elites_known_answer():
 
 def _counting_step(limit):
     """obs + 1 each step, reward = obs[0], halts once obs[0] >= limit."""
+
     def step(key, obs, action):
         nxt = obs + 1.0
         return nxt, obs[:, 0] + 0 * action[:, 0], (nxt[:, 0] >= limit).astype(jnp.float32), {"x": obs[:, 0]}
+
     return step
 
 
@@ -145,7 +169,8 @@ def test_rollout_halting_known_answer_under_jit_and_vmap():
     np.testing.assert_array_equal(out.valid, [[1, 1, 1], [1, 0, 0], [0, 0, 0], [0, 0, 0]])
     np.testing.assert_array_equal(out.reward[:, 0], [0, 1, 2, 3])
     batched = jax.jit(jax.vmap(lambda k, s: models.rollout(k, policy, s, 4, step=_counting_step(2.0))))(
-        jax.random.split(jax.random.PRNGKey(0), 2), jnp.stack([start, start + 10.0]))
+        jax.random.split(jax.random.PRNGKey(0), 2), jnp.stack([start, start + 10.0])
+    )
     np.testing.assert_array_equal(batched.valid[0], out.valid)
     np.testing.assert_array_equal(batched.valid[1], [[1, 1, 1], [0, 0, 0], [0, 0, 0], [0, 0, 0]])
 
@@ -155,13 +180,15 @@ def test_model_rollout_samples_elites_under_vmap():
     tx = optax.adam(1e-3)
     norm = models.Normalizer(jnp.zeros(4), jnp.ones(4), jnp.zeros(4), jnp.ones(4))
     model = models.init_model(dyn, tx, jax.random.PRNGKey(0), norm, num_elites=2).replace(
-        elites=jnp.array([1, 3], jnp.int32))
+        elites=jnp.array([1, 3], jnp.int32)
+    )
     policy = lambda obs, key: jax.random.uniform(key, (obs.shape[0], 1), minval=-1, maxval=1)
 
     def go(key):
         def step(k, obs, act):
             pred = models.sample_step(dyn, model, k, obs, act)
             return pred.next_obs, pred.reward, jnp.zeros_like(pred.reward), {"member": pred.member}
+
         return models.rollout(key, policy, jnp.zeros((5, 3)), 6, step=step)
 
     out = jax.jit(jax.vmap(go))(jax.random.split(jax.random.PRNGKey(1), 2))
@@ -169,8 +196,9 @@ def test_model_rollout_samples_elites_under_vmap():
     assert set(np.unique(np.asarray(out.info["member"])).tolist()) <= {1, 3}
     np.testing.assert_array_equal(out.obs[:, 1:], out.next_obs[:, :-1])
     assert np.isfinite(np.asarray(out.next_obs)).all()
-    pred = models.sample_step(dyn, model, jax.random.PRNGKey(2), jnp.ones((5, 3)), jnp.zeros((5, 1)),
-                              deterministic=True)
+    pred = models.sample_step(
+        dyn, model, jax.random.PRNGKey(2), jnp.ones((5, 3)), jnp.zeros((5, 1)), deterministic=True
+    )
     mean, _ = dyn.predict(model.params, norm, jnp.ones((5, 3)), jnp.zeros((5, 1)))
     np.testing.assert_allclose(pred.next_obs, 1.0 + mean[pred.member, jnp.arange(5), :3], rtol=1e-6)
 
@@ -185,6 +213,7 @@ def test_phase_cond_exact_and_runs_one_branch_when_runs_agree():
         def fn(x):
             jax.debug.callback(lambda: calls.append(tag))
             return x + sign
+
         return fn
 
     f = jax.jit(jax.vmap(lambda p, x: phase_cond(p, branch("t", 1.0), branch("f", -1.0), x)))
@@ -200,8 +229,7 @@ def test_phase_cond_exact_and_runs_one_branch_when_runs_agree():
     jax.effects_barrier()
     assert sorted(calls) == ["f", "t"]
     g = jax.jit(jax.vmap(jax.vmap(lambda p, x: phase_cond(p, lambda y: y + 1, lambda y: y - 1, x))))
-    np.testing.assert_array_equal(g(jnp.array([[True, False], [False, False]]), jnp.zeros((2, 2))),
-                                  [[1, -1], [-1, -1]])
+    np.testing.assert_array_equal(g(jnp.array([[True, False], [False, False]]), jnp.zeros((2, 2))), [[1, -1], [-1, -1]])
     np.testing.assert_array_equal(jax.jit(lambda p: phase_cond(p, lambda: 1, lambda: 2))(False), 2)
 
 
@@ -210,12 +238,12 @@ def test_phase_cond_exact_and_runs_one_branch_when_runs_agree():
 
 def _pred():
     # E = 3 members, B = 2 rows, D = O + 1 = 3 (2 obs dims + reward)
-    mean = jnp.array([[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]],
-                      [[3.0, 4.0, 1.0], [0.1, 0.0, 1.0]],
-                      [[0.0, 0.0, 1.0], [0.0, 0.2, 1.0]]])
-    variance = jnp.array([[[1.0, 0.0, 0.0], [4.0, 0.0, 0.0]],
-                          [[9.0, 16.0, 0.0], [0.0, 0.0, 0.0]],
-                          [[100.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    mean = jnp.array(
+        [[[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]], [[3.0, 4.0, 1.0], [0.1, 0.0, 1.0]], [[0.0, 0.0, 1.0], [0.0, 0.2, 1.0]]]
+    )
+    variance = jnp.array(
+        [[[1.0, 0.0, 0.0], [4.0, 0.0, 0.0]], [[9.0, 16.0, 0.0], [0.0, 0.0, 0.0]], [[100.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]
+    )
     return models.Prediction(jnp.zeros((2, 2)), jnp.array([-1.0, -2.0]), mean, variance, jnp.zeros(2, jnp.int32))
 
 
@@ -354,6 +382,8 @@ def test_morel_beats_the_behaviour_policy_on_medium(pendulum_medium):
     result = train("morel", pendulum_medium, cfg, seeds=3, **LEARN_RUN)
     last = np.asarray(result.summary["normalized_score_last"])
     behaviour = _behaviour_score(pendulum_medium)
-    print(f"MOReL medium: last {np.round(last, 1)} (mean {last.mean():.1f}), behaviour {behaviour:.1f}, "
-          f"halted {np.asarray(result.metrics['halted'])[:, -1]}")
+    print(
+        f"MOReL medium: last {np.round(last, 1)} (mean {last.mean():.1f}), behaviour {behaviour:.1f}, "
+        f"halted {np.asarray(result.metrics['halted'])[:, -1]}"
+    )
     assert last.mean() >= behaviour + 10

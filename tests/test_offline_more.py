@@ -9,7 +9,8 @@ import pytest
 from test_offline_algos import LEARN, LEARN_RUN, RUN, TINY
 
 from jaxrl import algos, nets
-from jaxrl.algos.offline import awr, common as oc, rebrac
+from jaxrl.algos.offline import awr, rebrac
+from jaxrl.algos.offline import common as oc
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.run import train
@@ -22,12 +23,13 @@ def _cfg(name, **kw):
     return algos.get(name).Config(**{**TINY, **SMALL.get(name, {}), **kw})
 
 
-EXPECTED_METRICS = {"awr": ("value_loss", "actor_loss", "weight_mean", "value_target"),
-                    "crr": ("critic_loss", "actor_loss", "weight_mean", "advantage"),
-                    "rebrac": ("critic_loss", "actor_loss", "bc_penalty", "critic_bc_penalty", "q_policy",
-                               "mc_return"),
-                    "sac_n": ("critic_loss", "q_policy", "q_data", "q_std", "mc_return", "alpha"),
-                    "edac": ("critic_loss", "diversity", "q_std", "q_policy")}
+EXPECTED_METRICS = {
+    "awr": ("value_loss", "actor_loss", "weight_mean", "value_target"),
+    "crr": ("critic_loss", "actor_loss", "weight_mean", "advantage"),
+    "rebrac": ("critic_loss", "actor_loss", "bc_penalty", "critic_bc_penalty", "q_policy", "mc_return"),
+    "sac_n": ("critic_loss", "q_policy", "q_data", "q_std", "mc_return", "alpha"),
+    "edac": ("critic_loss", "diversity", "q_std", "q_policy"),
+}
 
 
 def _check_result(name, result, runs):
@@ -49,8 +51,7 @@ def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
 def test_edac_grid_over_eta_and_datasets_is_one_program(tiny_env):
     """EDAC through the run loop, its eta (0 = SAC-N) and the dataset as grid axes of one batched program."""
     assert algos.get("edac").OFFLINE
-    result = train("edac", tiny_env, _cfg("edac"), seeds=1, grid={"eta": [0.0, 1.0], "dataset_index": [0, 1]},
-                   **RUN)
+    result = train("edac", tiny_env, _cfg("edac"), seeds=1, grid={"eta": [0.0, 1.0], "dataset_index": [0, 1]}, **RUN)
     assert result.axes == ("seed", "eta", "dataset_index", "chunk")
     _check_result("edac", result, 4)
 
@@ -93,8 +94,15 @@ def test_sac_n_and_edac_share_the_maker(tiny_env):
 def test_dataset_lambda_returns_known_answer():
     """Two episodes: [r=1, 2 (timeout)] and [r=3 (terminal)], gamma = 0.5, lambda = 0.5, V(s') = [4, 6, 8], a
     padding row at the end."""
-    d = ds.make_dataset(np.zeros((4, 1)), np.zeros((4, 1)), [1.0, 2.0, 3.0, 0.0], np.zeros((4, 1)),
-                        [0.0, 0.0, 1.0, 0.0], [0.0, 1.0, 0.0, 0.0], mask=[1.0, 1.0, 1.0, 0.0])
+    d = ds.make_dataset(
+        np.zeros((4, 1)),
+        np.zeros((4, 1)),
+        [1.0, 2.0, 3.0, 0.0],
+        np.zeros((4, 1)),
+        [0.0, 0.0, 1.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        mask=[1.0, 1.0, 1.0, 0.0],
+    )
     v_tp1 = jnp.array([4.0, 6.0, 8.0, 9.0])
     got = jax.jit(awr.dataset_lambda_returns)(d, v_tp1, 0.5, 0.5)
     # row 1 (timeout: bootstraps, trace cut): 2 + 0.5 * 6 = 5
@@ -157,18 +165,21 @@ def test_rebrac_layer_norm_switch(tiny_env):
 # ------------------------------------------------------------------------------------------------ bad input
 
 
-@pytest.mark.parametrize("name, field, value, match", [
-    ("awr", "temperature", 0.0, r"temperature=0.0 is out of range: must be > 0"),
-    ("awr", "td_lambda", 1.5, r"td_lambda=1.5 is out of range: must be >= 0 and <= 1"),
-    ("awr", "returns", "gae", r"returns='gae' is not allowed: choose one of \['td_lambda', 'mc'\]"),
-    ("crr", "mode", "max", r"mode='max' is not allowed: choose one of \['binary', 'exp'\]"),
-    ("crr", "max_weight", -1.0, r"max_weight=-1.0 is out of range"),
-    ("rebrac", "actor_beta", -0.1, r"actor_beta=-0.1 is out of range: must be >= 0"),
-    ("rebrac", "critic_beta", -1.0, r"critic_beta=-1.0 is out of range: must be >= 0"),
-    ("sac_n", "num_critics", 1, r"num_critics=1 is out of range: must be >= 2"),
-    ("edac", "eta", -1.0, r"eta=-1.0 is out of range: must be >= 0"),
-    ("edac", "num_critics", 1, r"num_critics=1 is out of range: must be >= 2"),
-])
+@pytest.mark.parametrize(
+    "name, field, value, match",
+    [
+        ("awr", "temperature", 0.0, r"temperature=0.0 is out of range: must be > 0"),
+        ("awr", "td_lambda", 1.5, r"td_lambda=1.5 is out of range: must be >= 0 and <= 1"),
+        ("awr", "returns", "gae", r"returns='gae' is not allowed: choose one of \['td_lambda', 'mc'\]"),
+        ("crr", "mode", "max", r"mode='max' is not allowed: choose one of \['binary', 'exp'\]"),
+        ("crr", "max_weight", -1.0, r"max_weight=-1.0 is out of range"),
+        ("rebrac", "actor_beta", -0.1, r"actor_beta=-0.1 is out of range: must be >= 0"),
+        ("rebrac", "critic_beta", -1.0, r"critic_beta=-1.0 is out of range: must be >= 0"),
+        ("sac_n", "num_critics", 1, r"num_critics=1 is out of range: must be >= 2"),
+        ("edac", "eta", -1.0, r"eta=-1.0 is out of range: must be >= 0"),
+        ("edac", "num_critics", 1, r"num_critics=1 is out of range: must be >= 2"),
+    ],
+)
 def test_bad_config_names_the_field(name, field, value, match):
     with pytest.raises(ConfigError, match=match):
         algos.get(name).Config(**{field: value})
@@ -193,8 +204,10 @@ def test_edac_penalty_is_inert_for_one_dimensional_actions():
 
     q_apply = lambda p, obs, act: jnp.tanh(obs @ p["wo"] + act @ p["wa"]) @ p["out"]
     key = jax.random.PRNGKey(0)
-    params = {k: jax.random.normal(k2, (5,) + s) for (k, s), k2 in
-              zip({"wo": (3, 8), "wa": (1, 8), "out": (8,)}.items(), jax.random.split(key, 3))}
+    params = {
+        k: jax.random.normal(k2, (5,) + s)
+        for (k, s), k2 in zip({"wo": (3, 8), "wa": (1, 8), "out": (8,)}.items(), jax.random.split(key, 3))
+    }
     obs, act = jax.random.normal(key, (16, 3)), jax.random.uniform(key, (16, 1), minval=-1, maxval=1)
     grads = jax.jit(jax.grad(lambda p: edac_diversity_penalty(p, obs, act, q_apply=q_apply)))(params)
     assert max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads)) < 1e-6
@@ -213,8 +226,10 @@ def _learn(name, env, updates, seeds=3, **overrides):
     cfg = algos.get(name).Config(**{**LEARN, "total_env_steps": updates, **overrides})
     result = train(name, env, cfg, seeds=seeds, **LEARN_RUN)
     last = np.asarray(result.summary["normalized_score_last"])
-    print(f"{name} {overrides}: normalised score (last) per seed {np.round(last, 1)}, "
-          f"per chunk {np.round(np.asarray(result.metrics['normalized_score']).mean(0), 1)}")
+    print(
+        f"{name} {overrides}: normalised score (last) per seed {np.round(last, 1)}, "
+        f"per chunk {np.round(np.asarray(result.metrics['normalized_score']).mean(0), 1)}"
+    )
     return result, last
 
 
@@ -241,10 +256,13 @@ def test_crr_exp_on_expert(pendulum_datasets):
 
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (3 seeds, expert data): binary weights -21.3, 37.0, -15.7 at 10k updates (mean "
-                   "0.0; earlier random keys gave -15.8; the critic diverges: "
-                   "Q(s, a_data) climbs to +48 against a Monte-Carlo return of -16 while only ~6% of rows keep a "
-                   "positive weight), 24.0 at 3k updates, 7.1 at 5k updates with learning_rate 1e-4", strict=False)
+@pytest.mark.xfail(
+    reason="measured (3 seeds, expert data): binary weights -21.3, 37.0, -15.7 at 10k updates (mean "
+    "0.0; earlier random keys gave -15.8; the critic diverges: "
+    "Q(s, a_data) climbs to +48 against a Monte-Carlo return of -16 while only ~6% of rows keep a "
+    "positive weight), 24.0 at 3k updates, 7.1 at 5k updates with learning_rate 1e-4",
+    strict=False,
+)
 def test_crr_binary_on_expert(pendulum_datasets):
     _, last = _learn("crr", pendulum_datasets["expert"], 10_000, mode="binary")
     assert last.mean() >= 90
@@ -252,10 +270,13 @@ def test_crr_binary_on_expert(pendulum_datasets):
 
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (3 seeds, N = 10, expert data): -23.4 at 10k updates (Q(s, pi(s)) climbs to +34 "
-                   "against a Monte-Carlo return of -16: ten members are too few on data this narrow; the paper "
-                   "needs N up to 500 on D4RL expert data), -25.4 at 6k updates with init_alpha 0.01; -25.1 on "
-                   "medium-replay at 10k updates (Q still converging)", strict=False)
+@pytest.mark.xfail(
+    reason="measured (3 seeds, N = 10, expert data): -23.4 at 10k updates (Q(s, pi(s)) climbs to +34 "
+    "against a Monte-Carlo return of -16: ten members are too few on data this narrow; the paper "
+    "needs N up to 500 on D4RL expert data), -25.4 at 6k updates with init_alpha 0.01; -25.1 on "
+    "medium-replay at 10k updates (Q still converging)",
+    strict=False,
+)
 def test_sac_n_on_expert(pendulum_datasets):
     _, last = _learn("sac_n", pendulum_datasets["expert"], 10_000)
     assert last.mean() >= 70
@@ -263,10 +284,13 @@ def test_sac_n_on_expert(pendulum_datasets):
 
 @pytest.mark.learning
 @pytest.mark.slow
-@pytest.mark.xfail(reason="measured (3 seeds, N = 10, eta = 1, expert data): -23.7 at 10k updates, as SAC-N: "
-                   "Pendulum has ONE action dimension, where the diversity penalty has no gradient "
-                   "(test_edac_penalty_is_inert_for_one_dimensional_actions), so EDAC is SAC-N there; a test "
-                   "needs data of an env with >= 2 action dimensions", strict=False)
+@pytest.mark.xfail(
+    reason="measured (3 seeds, N = 10, eta = 1, expert data): -23.7 at 10k updates, as SAC-N: "
+    "Pendulum has ONE action dimension, where the diversity penalty has no gradient "
+    "(test_edac_penalty_is_inert_for_one_dimensional_actions), so EDAC is SAC-N there; a test "
+    "needs data of an env with >= 2 action dimensions",
+    strict=False,
+)
 def test_edac_on_expert(pendulum_datasets):
     result, last = _learn("edac", pendulum_datasets["expert"], 10_000)
     assert last.mean() >= 70
@@ -278,8 +302,9 @@ def reacher_expert():
     env steps, 5k rows (3 to 9 minutes to generate on a shared 2-core CPU)."""
     from jaxrl.run import generate
 
-    made = generate.make_datasets("brax:reacher", ("expert",), size=5_000, seed=0, total_env_steps=20_000,
-                                  num_chunks=10)
+    made = generate.make_datasets(
+        "brax:reacher", ("expert",), size=5_000, seed=0, total_env_steps=20_000, num_chunks=10
+    )
     return oc.make_offline_env(made["expert"])
 
 

@@ -18,8 +18,18 @@ from jaxrl.run import report as rp
 KNOWN = [0.0, 1.0, 2.0, 4.0, 6.0, 7.0, 9.0, 100.0]  # mean 16.125, median 5, IQM mean(2, 4, 6, 7) = 4.75
 
 
-def write_run_dir(path: Path, algo: str, env: str, values, *, seeds, grid=None, config=None, env_metadata=None,
-                  metric: str = "eval_return") -> Path:
+def write_run_dir(
+    path: Path,
+    algo: str,
+    env: str,
+    values,
+    *,
+    seeds,
+    grid=None,
+    config=None,
+    env_metadata=None,
+    metric: str = "eval_return",
+) -> Path:
     """A run directory as the README's contract describes it, with ``values [chunks, runs, ...]`` as ``metric``
     (runs seed-major over ``seeds`` x ``grid`` points)."""
     grid = grid or {}
@@ -28,16 +38,47 @@ def write_run_dir(path: Path, algo: str, env: str, values, *, seeds, grid=None, 
     values = np.asarray(values, dtype=float)
     assert values.shape[1] == len(runs)
     path.mkdir(parents=True)
-    (path / "config.json").write_text(json.dumps({
-        "algo": algo, "env": env, "config": {"learning_rate": 1e-3, "hidden": [16, 16], **(config or {})},
-        "seeds": list(seeds), "grid": grid, "num_chunks": len(values), "chunk_iterations": 10, "eval_episodes": 2,
-        "runs": runs, "env_metadata": env_metadata or {}}))
-    records = [{"chunk": c, "iteration": 10 * (c + 1), "env_steps": 100 * (c + 1), metric: v.tolist(),
-                "eval_return": v.tolist(), "loss": [0.5] * len(runs)} for c, v in enumerate(values)]
+    (path / "config.json").write_text(
+        json.dumps(
+            {
+                "algo": algo,
+                "env": env,
+                "config": {"learning_rate": 1e-3, "hidden": [16, 16], **(config or {})},
+                "seeds": list(seeds),
+                "grid": grid,
+                "num_chunks": len(values),
+                "chunk_iterations": 10,
+                "eval_episodes": 2,
+                "runs": runs,
+                "env_metadata": env_metadata or {},
+            }
+        )
+    )
+    records = [
+        {
+            "chunk": c,
+            "iteration": 10 * (c + 1),
+            "env_steps": 100 * (c + 1),
+            metric: v.tolist(),
+            "eval_return": v.tolist(),
+            "loss": [0.5] * len(runs),
+        }
+        for c, v in enumerate(values)
+    ]
     (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    (path / "summary.json").write_text(json.dumps({
-        "algo": algo, "env": env, metric: values[-1].tolist(), f"{metric}_best": values.max(axis=0).tolist(),
-        "eval_return_mean": float(values[-1].mean()), "runs": runs, "env_steps": 100 * len(values)}))
+    (path / "summary.json").write_text(
+        json.dumps(
+            {
+                "algo": algo,
+                "env": env,
+                metric: values[-1].tolist(),
+                f"{metric}_best": values.max(axis=0).tolist(),
+                "eval_return_mean": float(values[-1].mean()),
+                "runs": runs,
+                "env_steps": 100 * len(values),
+            }
+        )
+    )
     return path
 
 
@@ -50,8 +91,7 @@ def known_dir(tmp_path, name="ppo", algo="ppo", shift=0.0) -> Path:
 def test_known_scores_give_hand_computed_statistics(tmp_path):
     result = rp.report([known_dir(tmp_path)], target=10.0, reps=200)
     (row,) = result["groups"]
-    assert (result["metric"], result["by"], row["group"], row["runs"], row["tasks"]) == (
-        "eval_return", [], "ppo", 8, 1)
+    assert (result["metric"], result["by"], row["group"], row["runs"], row["tasks"]) == ("eval_return", [], "ppo", 8, 1)
     assert row["iqm"] == pytest.approx(4.75)
     assert row["mean"] == pytest.approx(16.125)
     assert row["median"] == pytest.approx(5.0)
@@ -69,13 +109,16 @@ def test_interval_estimates_match_rliable_with_tasks_as_strata(tmp_path):
     rliable's on the same matrix (another seed: within bootstrap noise)."""
     rng = np.random.default_rng(0)
     scores = rng.normal([[10.0, 50.0, 200.0]], 20.0, size=(6, 3))
-    dirs = [write_run_dir(tmp_path / env, "sac", env, [scores[:, k] - 1, scores[:, k]], seeds=range(6))
-            for k, env in enumerate(["a-v0", "b-v0", "c-v0"])]
+    dirs = [
+        write_run_dir(tmp_path / env, "sac", env, [scores[:, k] - 1, scores[:, k]], seeds=range(6))
+        for k, env in enumerate(["a-v0", "b-v0", "c-v0"])
+    ]
     (row,) = rp.report(dirs, by=["algo"], reps=4000)["groups"]
     assert (row["runs"], row["tasks"]) == (18, 3)
     np.random.seed(1)
-    iqm, iqm_ci = library.get_interval_estimates({"sac": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]),
-                                                 reps=4000)
+    iqm, iqm_ci = library.get_interval_estimates(
+        {"sac": scores}, lambda s: np.array([metrics.aggregate_iqm(s)]), reps=4000
+    )
     assert row["iqm"] == pytest.approx(float(iqm["sac"][0]))
     width = iqm_ci["sac"][1, 0] - iqm_ci["sac"][0, 0]
     np.testing.assert_allclose(row["iqm_ci"], iqm_ci["sac"][:, 0], atol=0.15 * width)
@@ -106,8 +149,15 @@ def test_groups_compare_by_algo_with_probability_of_improvement(tmp_path):
 def test_multitask_runs_stratify_by_task_and_draw_per_task_bars(tmp_path):
     tasks = ["reach", "push", "pick"]
     per_task = np.arange(24.0).reshape(4, 2, 3) / 24  # [chunks, runs, tasks]: eval_success [runs][tasks]
-    run_dir = write_run_dir(tmp_path / "mt", "mt_sac", "point-goal-3", per_task, seeds=range(2),
-                            env_metadata={"num_tasks": 3, "task_names": tasks}, metric="eval_success")
+    run_dir = write_run_dir(
+        tmp_path / "mt",
+        "mt_sac",
+        "point-goal-3",
+        per_task,
+        seeds=range(2),
+        env_metadata={"num_tasks": 3, "task_names": tasks},
+        metric="eval_success",
+    )
     result = rp.report([run_dir], metric="eval_success", out_dir=tmp_path / "out", reps=200)
     (row,) = result["groups"]
     assert (row["runs"], row["tasks"], result["target"]) == (2, 3, 1.0)
@@ -134,8 +184,11 @@ def test_two_dimensional_grid_groups_by_point_and_draws_a_heat_map(tmp_path):
     result = rp.report([run_dir], out_dir=tmp_path / "out", reps=200)
     assert result["by"] == ["clip", "learning_rate"]
     assert [r["group"] for r in result["groups"]] == [
-        "clip=0.1, learning_rate=0.0003", "clip=0.1, learning_rate=0.001",
-        "clip=0.2, learning_rate=0.0003", "clip=0.2, learning_rate=0.001"]
+        "clip=0.1, learning_rate=0.0003",
+        "clip=0.1, learning_rate=0.001",
+        "clip=0.2, learning_rate=0.0003",
+        "clip=0.2, learning_rate=0.001",
+    ]
     # run i is seed i // 4 at grid point i % 4 (learning_rate-major): clip=0.1, lr=3e-4 is point 3: runs 3 and 7
     assert result["groups"][0]["mean"] == pytest.approx((values[-1, 3] + values[-1, 7]) / 2)
     assert (tmp_path / "out" / "heatmap.png").stat().st_size > 0
@@ -144,8 +197,16 @@ def test_two_dimensional_grid_groups_by_point_and_draws_a_heat_map(tmp_path):
 def test_offline_runs_default_to_normalized_score_by_dataset(tmp_path):
     meta = {"offline": True, "env_name": "Pendulum-v1", "dataset_names": ["medium", "expert"]}
     values = [[10.0, 90.0, 20.0, 80.0], [30.0, 95.0, 40.0, 99.0]]  # seeds 0, 1 x datasets medium, expert
-    run_dir = write_run_dir(tmp_path / "iql", "iql", "dataset:/data/medium.hdf5", values, seeds=range(2),
-                            grid={"dataset_index": [0, 1]}, env_metadata=meta, metric="normalized_score")
+    run_dir = write_run_dir(
+        tmp_path / "iql",
+        "iql",
+        "dataset:/data/medium.hdf5",
+        values,
+        seeds=range(2),
+        grid={"dataset_index": [0, 1]},
+        env_metadata=meta,
+        metric="normalized_score",
+    )
     result = rp.report([run_dir], reps=200)
     assert (result["metric"], result["by"], result["target"]) == ("normalized_score", ["dataset"], 100.0)
     assert {r["group"]: r["mean"] for r in result["groups"]} == {"expert": 97.0, "medium": 35.0}
@@ -190,8 +251,12 @@ def test_plot_runs_draws_the_shared_band(tmp_path):
 def test_cli_writes_report_files(tmp_path):
     dirs = [known_dir(tmp_path, "ppo", "ppo"), known_dir(tmp_path, "sac", "sac", shift=1.0)]
     out = tmp_path / "report"
-    proc = subprocess.run([sys.executable, "-m", "jaxrl", "report", *map(str, dirs), "--by", "algo", "--out",
-                           str(out), "--reps", "200"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxrl", "report", *map(str, dirs), "--by", "algo", "--out", str(out), "--reps", "200"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     text = (out / "report.md").read_text()
     assert "| group | runs | IQM [95% CI] | mean [95% CI] | median | optimality gap | final / best |" in text
@@ -208,8 +273,9 @@ def test_cli_writes_report_files(tmp_path):
 def _bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "nometrics").mkdir()
-    (tmp_path / "nometrics" / "config.json").write_text(json.dumps({"algo": "ppo", "env": "x", "config": {},
-                                                                    "runs": []}))
+    (tmp_path / "nometrics" / "config.json").write_text(
+        json.dumps({"algo": "ppo", "env": "x", "config": {}, "runs": []})
+    )
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text("{}")
     ppo, sac = known_dir(tmp_path, "ppo", "ppo"), known_dir(tmp_path, "sac", "sac")
@@ -220,8 +286,10 @@ def _bad_inputs(tmp_path):
         "no metrics": ([tmp_path / "nometrics"], "has no logged chunks yet"),
         "algorithms": ([ppo, sac], "different algorithms (ppo, sac): say how to group them, e.g. --by algo"),
         "metric": ([ppo, "--metric", "eval_retrun"], "unknown metric 'eval_retrun'; did you mean ['eval_return']"),
-        "by": ([ppo, "--by", "learning_rat"], "cannot group by 'learning_rat': no such field; did you mean "
-                                              "['learning_rate']"),
+        "by": (
+            [ppo, "--by", "learning_rat"],
+            "cannot group by 'learning_rat': no such field; did you mean ['learning_rate']",
+        ),
     }
 
 
@@ -236,7 +304,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path, capsys):
 
 def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
     args, message = _bad_inputs(tmp_path)["metric"]
-    proc = subprocess.run([sys.executable, "-m", "jaxrl", "report", *map(str, args)], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxrl", "report", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr

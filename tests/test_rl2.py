@@ -62,8 +62,7 @@ def test_step_trial_inputs_and_evaluate_under_jit_and_vmap():
     states = jax.vmap(algo.init)(jax.random.split(jax.random.PRNGKey(0), 2))  # seeds as a vmap axis
     states, metrics = jax.jit(jax.vmap(algo.step))(states)
     assert metrics["trial_return"].shape == (2,) and np.isfinite(metrics["policy_loss"]).all()
-    out = jax.jit(jax.vmap(algo.evaluate, in_axes=(0, None, None)), static_argnums=2)(
-        states, jax.random.PRNGKey(1), 4)
+    out = jax.jit(jax.vmap(algo.evaluate, in_axes=(0, None, None)), static_argnums=2)(states, jax.random.PRNGKey(1), 4)
     assert out["adaptation"].shape == (2, cfg.episodes_per_trial)
     np.testing.assert_allclose(out["adaptation"].sum(-1), out["eval_return"], rtol=1e-5)
     # act: the carry threads the hidden state across calls
@@ -92,8 +91,18 @@ def test_run_loop_writes_adaptation_to_summary(tmp_path):
     from jaxrl.run import train
 
     cfg = rl2.Config(**{**TINY, "total_env_steps": 160})
-    train("rl2", envs.make("bandit", num_test_tasks=4), cfg, seeds=2, out_dir=tmp_path, num_chunks=2,
-          eval_episodes=2, progress=False, checkpoint=False, tensorboard=False)
+    train(
+        "rl2",
+        envs.make("bandit", num_test_tasks=4),
+        cfg,
+        seeds=2,
+        out_dir=tmp_path,
+        num_chunks=2,
+        eval_episodes=2,
+        progress=False,
+        checkpoint=False,
+        tensorboard=False,
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     text = json.dumps(summary)
     assert "adaptation" in text and "eval_return" in text
@@ -136,8 +145,17 @@ def test_rl2_learns_5_armed_bandits_10_pulls():
     from jaxrl.run import train
 
     cfg = rl2.Config(num_tasks=256, episodes_per_trial=10, hidden_size=64, total_env_steps=768_000)
-    result = train("rl2", envs.make("bandit", num_test_tasks=200), cfg, seeds=3, num_chunks=4, eval_episodes=10,
-                   progress=False, checkpoint=False, tensorboard=False)
+    result = train(
+        "rl2",
+        envs.make("bandit", num_test_tasks=200),
+        cfg,
+        seeds=3,
+        num_chunks=4,
+        eval_episodes=10,
+        progress=False,
+        checkpoint=False,
+        tensorboard=False,
+    )
     final = np.asarray(result.metrics["eval_return"])[..., -1].reshape(-1)
     print("RL2 5-arm 10-pull eval_return per seed:", final)
     assert final.shape == (3,)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.monitoring
@@ -16,8 +15,8 @@ import pytest
 
 from jaxrl.algos.single import ppo
 from jaxrl.config import config, hyper, static
-from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import NonFiniteError, resume, train
+from jaxrl.run import checkpoint as ckpt
 from jaxrl.run.logging import read_metrics
 
 TINY = dict(num_envs=4, num_steps=16, num_epochs=2, num_minibatches=2, hidden=(16, 16), total_env_steps=512)
@@ -27,8 +26,10 @@ ENV = "CartPole-v1"
 
 _compiles: list[str] = []
 jax.monitoring.register_event_duration_secs_listener(
-    lambda event, duration, **kw: _compiles.append(kw.get("fun_name", "?"))
-    if event.endswith("backend_compile_duration") else None)
+    lambda event, duration, **kw: (
+        _compiles.append(kw.get("fun_name", "?")) if event.endswith("backend_compile_duration") else None
+    )
+)
 
 
 def _count_compiles(fn):
@@ -51,8 +52,9 @@ def _assert_trees_equal(a, b):
 
 def _python(code: str, env=None, check=True):
     full_env = {**os.environ, "JAXRL_COMPILATION_CACHE": "0", **(env or {})}
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=full_env, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=full_env, timeout=600
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"subprocess failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -76,8 +78,9 @@ def alone_in_memory():
 @pytest.fixture(scope="module")
 def grid_run():
     cfg = ppo.Config(**TINY)
-    return _count_compiles(lambda: train("ppo", ENV, cfg, seeds=[0, 1, 2, 3],
-                                         grid={"learning_rate": [1e-3, 3e-4, 1e-4]}, **RUN))
+    return _count_compiles(
+        lambda: train("ppo", ENV, cfg, seeds=[0, 1, 2, 3], grid={"learning_rate": [1e-3, 3e-4, 1e-4]}, **RUN)
+    )
 
 
 def test_grid_compiles_once_and_matches_single_runs(grid_run, alone_in_memory):
@@ -148,7 +151,8 @@ def test_resume_in_new_process_is_exact(alone, tmp_path):
 def test_killed_checkpoint_writer_leaves_previous_checkpoint(alone, tmp_path):
     straight = alone[0]
     run_dir = tmp_path / "killed"
-    proc = _python(f"""
+    proc = _python(
+        f"""
         import os, signal
         import jaxrl.run.checkpoint as ckpt
         from jaxrl.algos.single import ppo
@@ -163,7 +167,9 @@ def test_killed_checkpoint_writer_leaves_previous_checkpoint(alone, tmp_path):
         ckpt._commit = commit
         train("ppo", "CartPole-v1", ppo.Config(**{TINY!r}, learning_rate=3e-4), seeds=[2], out_dir={str(run_dir)!r},
               num_chunks=2, eval_episodes=2, progress=False, run_block=2)
-        """, check=False)
+        """,
+        check=False,
+    )
     assert proc.returncode == -signal.SIGKILL
     assert any(p.name.startswith(".tmp-") for p in (run_dir / "checkpoints").iterdir())
     with pytest.warns(RuntimeWarning, match="incomplete checkpoint"):
@@ -173,12 +179,39 @@ def test_killed_checkpoint_writer_leaves_previous_checkpoint(alone, tmp_path):
     _assert_trees_equal(result.state, straight.state)
 
 
-def test_sigterm_then_cli_resume_ends_where_uninterrupted_run_ends(alone, tmp_path):
-    straight = alone[0]
+def test_sigterm_then_cli_resume_ends_where_uninterrupted_run_ends(tmp_path):
     run_dir = tmp_path / "sigterm"
-    args = ["train", "ppo", "--env", ENV, "--seeds", "1", "--num-envs", "4", "--num-steps", "16", "--num-epochs", "2",
-            "--num-minibatches", "2", "--hidden", "16", "16", "--total-env-steps", "512", "--learning-rate",
-            "3e-4", "--num-chunks", "2", "--eval-episodes", "2", "--run-block", "2", "--out", str(run_dir)]
+    args = [
+        "train",
+        "ppo",
+        "--env",
+        ENV,
+        "--seeds",
+        "1",
+        "--num-envs",
+        "4",
+        "--num-steps",
+        "16",
+        "--num-epochs",
+        "2",
+        "--num-minibatches",
+        "2",
+        "--hidden",
+        "16",
+        "16",
+        "--total-env-steps",
+        "512",
+        "--learning-rate",
+        "3e-4",
+        "--num-chunks",
+        "2",
+        "--eval-episodes",
+        "2",
+        "--run-block",
+        "2",
+        "--out",
+        str(run_dir),
+    ]
     # A real SIGTERM, delivered deterministically right after the first chunk is logged.
     proc = _python(f"""
         import os, signal, sys
@@ -195,8 +228,12 @@ def test_sigterm_then_cli_resume_ends_where_uninterrupted_run_ends(alone, tmp_pa
     assert len(read_metrics(run_dir)) == 1
     # Seed 0 here; compare with a straight in-process run of seed 0 (the CLI's --seeds 1).
     reference = train("ppo", ENV, ppo.Config(**TINY, learning_rate=3e-4), seeds=[0], out_dir=tmp_path / "ref", **RUN)
-    resumed = subprocess.run([sys.executable, "-m", "jaxrl.run.cli", "train", "--resume", str(run_dir)],
-                             capture_output=True, text=True, env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"})
+    resumed = subprocess.run(
+        [sys.executable, "-m", "jaxrl.run.cli", "train", "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"},
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "done: ppo on CartPole-v1" in resumed.stdout
     assert read_metrics(run_dir) == read_metrics(reference.run_dir)
@@ -206,7 +243,8 @@ def test_sigterm_then_cli_resume_ends_where_uninterrupted_run_ends(alone, tmp_pa
 def test_sharded_run_equals_one_device_run(grid_run, tmp_path):
     grid = grid_run[0]
     out = tmp_path / "sharded.npz"
-    _python(f"""
+    _python(
+        f"""
         import jax, numpy as np
         assert len(jax.local_devices()) == 4, jax.local_devices()
         from jaxrl.algos.single import ppo
@@ -216,7 +254,9 @@ def test_sharded_run_equals_one_device_run(grid_run, tmp_path):
                   run_block=2)
         assert len(r.summary["devices"]) == 4
         np.savez({str(out)!r}, **r.metrics)
-        """, env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"})
+        """,
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=4"},
+    )
     sharded = np.load(out)
     # Trajectories, episode statistics and evaluations are identical. Loss values agree to float rounding:
     # XLA:CPU compiles the 4-way partitioned program with other summation orders (measured: <= 1e-9 absolute).
@@ -247,16 +287,23 @@ class _NaNAlgo:
 
     @staticmethod
     def make(cfg, env, env_params):
-        from jaxrl.algos.common import Algorithm
         import jax.numpy as jnp
+
+        from jaxrl.algos.common import Algorithm
 
         def step(state):
             it = state + 1
             loss = jnp.where(it == 3, jnp.nan, cfg.scale * it)
             return it, {"critic_loss": loss}
 
-        return Algorithm(init=lambda key: jnp.zeros((), jnp.int32), step=step, act=None,
-                         evaluate=lambda s, k, n: jnp.zeros(()), config=cfg, env_steps_per_iteration=1)
+        return Algorithm(
+            init=lambda key: jnp.zeros((), jnp.int32),
+            step=step,
+            act=None,
+            evaluate=lambda s, k, n: jnp.zeros(()),
+            config=cfg,
+            env_steps_per_iteration=1,
+        )
 
 
 def test_nan_stops_the_run_naming_metric_and_iteration():
@@ -265,10 +312,8 @@ def test_nan_stops_the_run_naming_metric_and_iteration():
 
 
 def test_cli_list_help_and_clear_errors():
-    from jaxrl.run.cli import main
 
-    run = lambda *args: subprocess.run([sys.executable, "-m", "jaxrl.run.cli", *args], capture_output=True,
-                                       text=True)
+    run = lambda *args: subprocess.run([sys.executable, "-m", "jaxrl.run.cli", *args], capture_output=True, text=True)
     listed = run("list")
     assert listed.returncode == 0 and "ppo" in listed.stdout and "CartPole-v1" in listed.stdout
     helped = run("train", "sac", "--help")
@@ -329,8 +374,9 @@ def test_watchdog_stops_a_stalled_run_and_resume_is_exact(tmp_path):
 
     code = _STALL_CHILD.format(tiny=TINY)
     flag = tmp_path / "block"
-    run = lambda phase, run_dir: _python(f"import sys; sys.argv = ['x', {phase!r}, {str(run_dir)!r}, "
-                                         f"{str(flag)!r}]\n" + code, check=False)
+    run = lambda phase, run_dir: _python(
+        f"import sys; sys.argv = ['x', {phase!r}, {str(run_dir)!r}, {str(flag)!r}]\n" + code, check=False
+    )
     reference = run("train", tmp_path / "straight")  # same program, no stall
     assert reference.returncode == 0, reference.stderr
     flag.touch()
@@ -351,8 +397,10 @@ def test_watchdog_stops_a_stalled_run_and_resume_is_exact(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert read_metrics(stalled_dir) == read_metrics(tmp_path / "straight")
     final = json.loads((stalled_dir / "summary.json").read_text())
-    assert "stalled" not in final and final["eval_return"] == json.loads(
-        (tmp_path / "straight" / "summary.json").read_text())["eval_return"]
+    assert (
+        "stalled" not in final
+        and final["eval_return"] == json.loads((tmp_path / "straight" / "summary.json").read_text())["eval_return"]
+    )
 
 
 def test_resume_of_a_finished_run_changes_nothing(alone, tmp_path):
@@ -362,8 +410,13 @@ def test_resume_of_a_finished_run_changes_nothing(alone, tmp_path):
     shutil.copytree(alone[0].run_dir, run_dir)
     before = {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
     mtimes = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
-    proc = subprocess.run([sys.executable, "-m", "jaxrl", "train", "--resume", str(run_dir)], capture_output=True,
-                          text=True, env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jaxrl", "train", "--resume", str(run_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().count("\n") == 0 and "already complete" in proc.stdout
     after = {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}

@@ -46,8 +46,10 @@ def test_fisher_vector_product_matches_analytic_categorical_fisher():
     # analytic Fisher of a softmax-linear policy: mean_s (s s^T) kron (diag(p_s) - p_s p_s^T), W flattened row-major
     p = np.asarray(jax.nn.softmax(old_logits))
     s = np.asarray(states)
-    fisher = np.mean([np.kron(np.outer(s[i], s[i]), np.diag(p[i]) - np.outer(p[i], p[i])) for i in range(len(s))],
-                     axis=0)
+    fisher = np.mean(
+        [np.kron(np.outer(s[i], s[i]), np.diag(p[i]) - np.outer(p[i], p[i])) for i in range(len(s))], axis=0
+    )
+
     # the same matrix as E_s E_{a~pi}[grad log pi grad log pi^T]
     def score(w, st, a):
         return jax.grad(lambda ww: jax.nn.log_softmax(st @ ww)[a])(w).reshape(-1)
@@ -63,8 +65,9 @@ def test_fisher_vector_product_matches_analytic_categorical_fisher():
     fvp = trpo.fisher_vector_product(kl_fn, w_old, damping=0.0)
     np.testing.assert_allclose(np.asarray(fvp(v)).reshape(-1), fisher @ np.asarray(v).reshape(-1), atol=1e-5)
     damped = trpo.fisher_vector_product(kl_fn, w_old, damping=0.1)(v)
-    np.testing.assert_allclose(np.asarray(damped).reshape(-1), (fisher + 0.1 * np.eye(12)) @ np.asarray(v).reshape(-1),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(damped).reshape(-1), (fisher + 0.1 * np.eye(12)) @ np.asarray(v).reshape(-1), atol=1e-5
+    )
     # pytree params: a dict with two leaves gives the same product
     tree_kl = lambda prm: trpo.categorical_kl(old_logits, states @ prm["w"] + prm["b"])
     prm = {"w": w_old, "b": jnp.zeros((4,))}
@@ -78,8 +81,15 @@ def test_natural_gradient_step_quadratic_known_answer():
     g = jnp.array([1.0, -2.0, 0.5, 1.0])
     x0 = {"x": jnp.zeros(4)}
     delta = 0.01
-    new, m = trpo.natural_gradient_step(x0, lambda p: g @ p["x"], lambda p: 0.5 * p["x"] @ a @ p["x"], delta,
-                                        cg_iters=4, damping=0.0, backtrack_ratio=0.8)
+    new, m = trpo.natural_gradient_step(
+        x0,
+        lambda p: g @ p["x"],
+        lambda p: 0.5 * p["x"] @ a @ p["x"],
+        delta,
+        cg_iters=4,
+        damping=0.0,
+        backtrack_ratio=0.8,
+    )
     ainv_g = np.linalg.solve(np.asarray(a), np.asarray(g))
     full = np.sqrt(2 * delta / (np.asarray(g) @ ainv_g)) * ainv_g
     assert float(m["accepted"]) == 1.0
@@ -119,7 +129,7 @@ def test_line_search_respects_kl_and_improves_surrogate(max_kl):
 
 def test_line_search_backtracks_when_kl_model_is_too_optimistic():
     # the KL is quartic away from 0 while its Hessian at 0 is tiny: the full step overshoots and must be shrunk
-    kl = lambda p: 0.5 * 1e-3 * jnp.sum(p ** 2) + 10.0 * jnp.sum(p ** 4)
+    kl = lambda p: 0.5 * 1e-3 * jnp.sum(p**2) + 10.0 * jnp.sum(p**4)
     surr = lambda p: jnp.sum(p)
     new, m = trpo.natural_gradient_step(jnp.zeros(3), surr, kl, 0.01, damping=0.0, max_backtracks=40)
     assert float(m["accepted"]) == 1.0 and float(m["backtracks"]) > 0 and float(m["step_fraction"]) < 1.0

@@ -51,32 +51,69 @@ def make_algo(name: str, hidden, batch_size: int, s: dict):
     enc = VectorEncoderFactory(hidden_units=list(hidden), activation="relu")
     lr = s["learning_rate"]
     if name == "bc":  # deterministic tanh actor, MSE to the data's actions (jaxrl bc)
-        cfg = d3rlpy.algos.BCConfig(batch_size=batch_size, learning_rate=lr, policy_type="deterministic",
-                                    encoder_factory=enc)
+        cfg = d3rlpy.algos.BCConfig(
+            batch_size=batch_size, learning_rate=lr, policy_type="deterministic", encoder_factory=enc
+        )
     elif name == "cql":  # CQL(H) on SAC, fixed penalty weight (no Lagrange: alpha_learning_rate=0), twin critics
-        cfg = d3rlpy.algos.CQLConfig(batch_size=batch_size, actor_learning_rate=lr, critic_learning_rate=lr,
-                                     temp_learning_rate=lr, alpha_learning_rate=0.0, initial_alpha=1.0,
-                                     conservative_weight=s["cql_alpha"], n_action_samples=s["num_samples"],
-                                     initial_temperature=1.0, gamma=s["gamma"], tau=s["tau"], n_critics=2,
-                                     actor_encoder_factory=enc, critic_encoder_factory=enc)
+        cfg = d3rlpy.algos.CQLConfig(
+            batch_size=batch_size,
+            actor_learning_rate=lr,
+            critic_learning_rate=lr,
+            temp_learning_rate=lr,
+            alpha_learning_rate=0.0,
+            initial_alpha=1.0,
+            conservative_weight=s["cql_alpha"],
+            n_action_samples=s["num_samples"],
+            initial_temperature=1.0,
+            gamma=s["gamma"],
+            tau=s["tau"],
+            n_critics=2,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+        )
     elif name == "iql":
-        cfg = d3rlpy.algos.IQLConfig(batch_size=batch_size, actor_learning_rate=lr, critic_learning_rate=lr,
-                                     expectile=s["expectile"], weight_temp=s["inverse_temperature"],
-                                     max_weight=s["max_weight"], gamma=s["gamma"], tau=s["tau"], n_critics=2,
-                                     actor_encoder_factory=enc, critic_encoder_factory=enc,
-                                     value_encoder_factory=enc)
+        cfg = d3rlpy.algos.IQLConfig(
+            batch_size=batch_size,
+            actor_learning_rate=lr,
+            critic_learning_rate=lr,
+            expectile=s["expectile"],
+            weight_temp=s["inverse_temperature"],
+            max_weight=s["max_weight"],
+            gamma=s["gamma"],
+            tau=s["tau"],
+            n_critics=2,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+            value_encoder_factory=enc,
+        )
     elif name == "awac":
-        cfg = d3rlpy.algos.AWACConfig(batch_size=batch_size, actor_learning_rate=lr, critic_learning_rate=lr,
-                                      lam=s["temperature"], n_action_samples=s["num_samples"], gamma=s["gamma"],
-                                      tau=s["tau"], n_critics=2, actor_encoder_factory=enc,
-                                      critic_encoder_factory=enc)
+        cfg = d3rlpy.algos.AWACConfig(
+            batch_size=batch_size,
+            actor_learning_rate=lr,
+            critic_learning_rate=lr,
+            lam=s["temperature"],
+            n_action_samples=s["num_samples"],
+            gamma=s["gamma"],
+            tau=s["tau"],
+            n_critics=2,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+        )
     elif name == "td3_bc":
-        cfg = d3rlpy.algos.TD3PlusBCConfig(batch_size=batch_size, actor_learning_rate=lr, critic_learning_rate=lr,
-                                           alpha=s["alpha"], target_smoothing_sigma=s["policy_noise"],
-                                           target_smoothing_clip=s["noise_clip"],
-                                           update_actor_interval=s["policy_delay"], gamma=s["gamma"],
-                                           tau=s["tau"], n_critics=2, actor_encoder_factory=enc,
-                                           critic_encoder_factory=enc)
+        cfg = d3rlpy.algos.TD3PlusBCConfig(
+            batch_size=batch_size,
+            actor_learning_rate=lr,
+            critic_learning_rate=lr,
+            alpha=s["alpha"],
+            target_smoothing_sigma=s["policy_noise"],
+            target_smoothing_clip=s["noise_clip"],
+            update_actor_interval=s["policy_delay"],
+            gamma=s["gamma"],
+            tau=s["tau"],
+            n_critics=2,
+            actor_encoder_factory=enc,
+            critic_encoder_factory=enc,
+        )
     else:
         raise ValueError(f"algo {name!r}: d3rlpy peer knows bc, cql, iql, awac, td3_bc")
     return cfg.create(device="cpu:0")
@@ -124,14 +161,21 @@ def main(job: dict) -> dict:
     sample_s_per_batch = (time.perf_counter() - t) / min(n, 100)
     import importlib.metadata as md
 
-    return {"build_s": build_s, "times_s": times, "update_only_times_s": update_only, "updates_per_repeat": n,
-            "updates_per_s": n / statistics.median(times),
-            "update_only_updates_per_s": n / statistics.median(update_only),
-            "sample_ms_per_batch": 1e3 * sample_s_per_batch, "grad_step": int(algo.grad_step),
-            "torch_threads": torch.get_num_threads(), "rss_before_mb": rss_before,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "transitions": int(dataset.transition_count),
-            "versions": {p: md.version(p) for p in ("d3rlpy", "torch", "numpy")}}
+    return {
+        "build_s": build_s,
+        "times_s": times,
+        "update_only_times_s": update_only,
+        "updates_per_repeat": n,
+        "updates_per_s": n / statistics.median(times),
+        "update_only_updates_per_s": n / statistics.median(update_only),
+        "sample_ms_per_batch": 1e3 * sample_s_per_batch,
+        "grad_step": int(algo.grad_step),
+        "torch_threads": torch.get_num_threads(),
+        "rss_before_mb": rss_before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "transitions": int(dataset.transition_count),
+        "versions": {p: md.version(p) for p in ("d3rlpy", "torch", "numpy")},
+    }
 
 
 if __name__ == "__main__":

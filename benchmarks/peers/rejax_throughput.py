@@ -27,20 +27,42 @@ import numpy as np
 def make_algo(algo_name: str, s: dict, total_timesteps: int):
     import rejax
 
-    common = dict(env=s["env"], total_timesteps=total_timesteps, eval_freq=total_timesteps,
-                  skip_initial_evaluation=True, learning_rate=s["learning_rate"], gamma=s["gamma"])
+    common = dict(
+        env=s["env"],
+        total_timesteps=total_timesteps,
+        eval_freq=total_timesteps,
+        skip_initial_evaluation=True,
+        learning_rate=s["learning_rate"],
+        gamma=s["gamma"],
+    )
     if s.get("max_grad_norm") is not None:
         common["max_grad_norm"] = s["max_grad_norm"]  # rejax: optax.clip (element-wise); default inf = off
     if algo_name == "ppo":
-        cfg = dict(common, num_envs=s["num_envs"], num_steps=s["num_steps"], num_epochs=s["num_epochs"],
-                   num_minibatches=s["num_minibatches"], gae_lambda=s["gae_lambda"], clip_eps=s["clip_eps"],
-                   vf_coef=s["vf_coef"], ent_coef=s["ent_coef"],
-                   agent_kwargs={"activation": s["activation"], "hidden_layer_sizes": tuple(s["hidden"])})
+        cfg = dict(
+            common,
+            num_envs=s["num_envs"],
+            num_steps=s["num_steps"],
+            num_epochs=s["num_epochs"],
+            num_minibatches=s["num_minibatches"],
+            gae_lambda=s["gae_lambda"],
+            clip_eps=s["clip_eps"],
+            vf_coef=s["vf_coef"],
+            ent_coef=s["ent_coef"],
+            agent_kwargs={"activation": s["activation"], "hidden_layer_sizes": tuple(s["hidden"])},
+        )
     elif algo_name == "sac":
-        cfg = dict(common, num_envs=s["num_envs"], batch_size=s["batch_size"], buffer_size=s["buffer_size"],
-                   fill_buffer=s["learning_starts"], num_epochs=s["updates_per_step"], polyak=1.0 - s["tau"],
-                   target_update_freq=1, hidden_layer_sizes=tuple(s["hidden"]),
-                   agent_kwargs={"activation": s["activation"]})
+        cfg = dict(
+            common,
+            num_envs=s["num_envs"],
+            batch_size=s["batch_size"],
+            buffer_size=s["buffer_size"],
+            fill_buffer=s["learning_starts"],
+            num_epochs=s["updates_per_step"],
+            polyak=1.0 - s["tau"],
+            target_update_freq=1,
+            hidden_layer_sizes=tuple(s["hidden"]),
+            agent_kwargs={"activation": s["activation"]},
+        )
     else:
         raise ValueError(algo_name)
     return rejax.get_algo(algo_name).create(**cfg)

@@ -40,7 +40,6 @@ import time
 
 import torch
 import torch.nn as nn
-
 import torchopt
 
 
@@ -209,9 +208,14 @@ def main(job: dict) -> dict:
             times.append(time.perf_counter() - t0)
     import importlib.metadata as md
 
-    return {"times_s": times, "compile_s": 0.0, "torch_threads": torch.get_num_threads(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "versions": {p: md.version(p) for p in ("torch", "torchopt")}, "pid": os.getpid()}
+    return {
+        "times_s": times,
+        "compile_s": 0.0,
+        "torch_threads": torch.get_num_threads(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "versions": {p: md.version(p) for p in ("torch", "torchopt")},
+        "pid": os.getpid(),
+    }
 
 
 if __name__ == "__main__":

@@ -1,17 +1,34 @@
-"""Algorithm registry: ``get(name)`` returns the module with ``Config`` and ``make``."""
+"""Algorithm registry: ``get(name)`` returns the module with ``Config`` and ``make``; ``kind(name)`` says which
+family it belongs to and ``default_env(name)`` what it trains on when no env is given."""
 
 from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import NamedTuple
 
 from jaxrl.config import close_matches
 
-# name -> (module path, default environment)
-ALGORITHMS: dict[str, tuple[str, str]] = {
+KINDS = ("online", "offline", "multitask", "meta")
+
+
+class Entry(NamedTuple):
+    module: str  # import path of the module with Config and make
+    default_env: str
+    kind: str  # one of KINDS
+
+
+def _entries(kind: str, table: dict[str, tuple[str, str]]) -> dict[str, Entry]:
+    return {name: Entry(module, env, kind) for name, (module, env) in table.items()}
+
+
+# name -> (module path, default environment), by kind
+_TABLE: dict[str, tuple[str, str]] = {
     "ppo": ("jaxrl.algos.single.ppo", "CartPole-v1"),
     "sac": ("jaxrl.algos.single.sac", "Pendulum-v1"),
-    # offline (train on a dataset: `--dataset FILE`; the env is the dataset's env, used for evaluation)
+}
+# offline: train on a dataset (`--dataset FILE`); the env is the dataset's env, used for evaluation
+_OFFLINE: dict[str, tuple[str, str]] = {
     "bc": ("jaxrl.algos.offline.bc", "Pendulum-v1"),
     "sac_offline": ("jaxrl.algos.offline.sac_offline", "Pendulum-v1"),
     "iql": ("jaxrl.algos.offline.iql", "Pendulum-v1"),
@@ -30,16 +47,26 @@ ALGORITHMS: dict[str, tuple[str, str]] = {
     "edac": ("jaxrl.algos.offline.edac", "Pendulum-v1"),
     "bcq": ("jaxrl.algos.offline.bcq", "Pendulum-v1"),
     "algaedice": ("jaxrl.algos.offline.algaedice", "Pendulum-v1"),
+}
+_MULTITASK: dict[str, tuple[str, str]] = {
     "mt_sac": ("jaxrl.algos.multitask.mt_sac", "point-goal-4"),
     "mh_sac": ("jaxrl.algos.multitask.mh_sac", "point-goal-4"),
     "distral": ("jaxrl.algos.multitask.distral", "point-goal-4"),
     "mt_ppo": ("jaxrl.algos.multitask.mt_ppo", "cartpole-params-4"),
     "mt_trpo": ("jaxrl.algos.multitask.mt_trpo", "cartpole-params-4"),
     "te_ppo": ("jaxrl.algos.multitask.te_ppo", "cartpole-params-4"),
-    # meta-RL (env = a task family; its env_params are the held-out meta-test tasks)
+}
+# meta-RL: the env is a task family; its env_params are the held-out meta-test tasks
+_META: dict[str, tuple[str, str]] = {
     "rl2": ("jaxrl.algos.meta.rl2", "bandit"),
     "maml": ("jaxrl.algos.meta.maml", "nav2d"),
     "pearl": ("jaxrl.algos.meta.pearl", "point-robot"),
+}
+ALGORITHMS: dict[str, Entry] = {
+    **_entries("online", _TABLE),
+    **_entries("offline", _OFFLINE),
+    **_entries("multitask", _MULTITASK),
+    **_entries("meta", _META),
 }
 
 
@@ -51,18 +78,31 @@ def get(name: str) -> ModuleType:
     """The algorithm module for ``name``; an unknown name raises ``ValueError`` listing close matches."""
     if name not in ALGORITHMS:
         hint = close_matches(name, ALGORITHMS)
-        raise ValueError(f"unknown algorithm {name!r}; "
-                         + (f"did you mean {', '.join(map(repr, hint))}?" if hint else f"known: {names()}"))
-    return importlib.import_module(ALGORITHMS[name][0])
+        raise ValueError(
+            f"unknown algorithm {name!r}; "
+            + (f"did you mean {', '.join(map(repr, hint))}?" if hint else f"known: {names()}")
+        )
+    return importlib.import_module(ALGORITHMS[name].module)
 
 
 def default_env(name: str) -> str:
     get(name)
-    return ALGORITHMS[name][1]
+    return ALGORITHMS[name].default_env
+
+
+def kind(name_or_module: str | ModuleType) -> str:
+    """The family of an algorithm (a name or its module): one of :data:`KINDS`."""
+    name = name_or_module if isinstance(name_or_module, str) else name_of(name_or_module)
+    get(name)
+    return ALGORITHMS[name].kind
+
+
+def is_offline(name_or_module: str | ModuleType) -> bool:
+    return kind(name_or_module) == "offline"
 
 
 def name_of(module: ModuleType) -> str:
-    for name, (path, _) in ALGORITHMS.items():
-        if module.__name__ == path:
+    for name, entry in ALGORITHMS.items():
+        if module.__name__ == entry.module:
             return name
     return module.__name__

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,8 +68,9 @@ def make_evaluate(env, env_params, act: Callable) -> Callable:
 
     def evaluate(state, key, num_episodes: int) -> jax.Array:
         policy = lambda obs, k: act(state, obs, k, deterministic=True)
-        returns = rollout_lib.evaluate(VmapEnv(eval_env_base, num_episodes), env_params, policy, key,
-                                       num_episodes, horizon)
+        returns = rollout_lib.evaluate(
+            VmapEnv(eval_env_base, num_episodes), env_params, policy, key, num_episodes, horizon
+        )
         return jnp.mean(returns)
 
     return evaluate
@@ -109,9 +111,21 @@ def gradient_step(tx, grads, opt_state, params):
     return optax.apply_updates(params, updates), opt_state
 
 
-def sac_actor_temperature_step(tx, actor, actor_opt, log_alpha, alpha_opt, batch, key, *, actor_apply: Callable,
-                               critic_apply: Callable, critic_params: Any, target_entropy: float,
-                               actor_grads: Callable | None = None):
+def sac_actor_temperature_step(
+    tx,
+    actor,
+    actor_opt,
+    log_alpha,
+    alpha_opt,
+    batch,
+    key,
+    *,
+    actor_apply: Callable,
+    critic_apply: Callable,
+    critic_params: Any,
+    target_entropy: float,
+    actor_grads: Callable | None = None,
+):
     """SAC's steps after the critic's, shared by every SAC-based algorithm (single-task SAC, PEARL, the offline SAC
     family): the actor against the freshly updated critic (:func:`jaxrl.losses.sac.sac_actor_loss`, or
     ``actor_grads(actor, alpha) -> (grads, metrics)`` in its place, e.g. CQL's imitation warm start), then the
@@ -120,12 +134,17 @@ def sac_actor_temperature_step(tx, actor, actor_opt, log_alpha, alpha_opt, batch
     alpha = jnp.exp(log_alpha)
     if actor_grads is None:
         a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            actor, batch, actor_apply=actor_apply, critic_apply=critic_apply, critic_params=critic_params,
-            alpha=alpha, key=key)
+            actor,
+            batch,
+            actor_apply=actor_apply,
+            critic_apply=critic_apply,
+            critic_params=critic_params,
+            alpha=alpha,
+            key=key,
+        )
     else:
         a_grads, a_metrics = actor_grads(actor, alpha)
     actor, actor_opt = gradient_step(tx, a_grads, actor_opt, actor)
-    t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(log_alpha, -a_metrics["entropy"],
-                                                                      target_entropy)
+    t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(log_alpha, -a_metrics["entropy"], target_entropy)
     log_alpha, alpha_opt = gradient_step(tx, t_grad, alpha_opt, log_alpha)
     return actor, actor_opt, log_alpha, alpha_opt, {**a_metrics, **t_metrics}

@@ -23,7 +23,8 @@ A terminal and a timeout on the same step is allowed (Gymnasium's ``terminated a
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -96,21 +97,30 @@ class DatasetInfo:
     @property
     def metadata(self) -> dict:
         """The info as a plain dict (``extra`` flattened in)."""
-        out = dict(name=self.name, kind=self.kind, env_name=self.env_name,
-                   random_return=self.random_return, expert_return=self.expert_return)
+        out = dict(
+            name=self.name,
+            kind=self.kind,
+            env_name=self.env_name,
+            random_return=self.random_return,
+            expert_return=self.expert_return,
+        )
         out.update(dict(self.extra))
         return out
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "DatasetInfo":
+    def from_dict(cls, d: Mapping[str, Any]) -> DatasetInfo:
         d = dict(d)
+
         def _opt_float(v):
             return None if v is None else float(v)
+
         known = dict(
-            name=str(d.pop("name", "") or ""), kind=str(d.pop("kind", "") or ""),
+            name=str(d.pop("name", "") or ""),
+            kind=str(d.pop("kind", "") or ""),
             env_name=str(d.pop("env_name", "") or ""),
             random_return=_opt_float(d.pop("random_return", None)),
-            expert_return=_opt_float(d.pop("expert_return", None)))
+            expert_return=_opt_float(d.pop("expert_return", None)),
+        )
         extra = tuple(sorted((str(k), _hashable(v)) for k, v in d.items()))
         return cls(**known, extra=extra)
 
@@ -119,13 +129,13 @@ class DatasetInfo:
 class Dataset:
     """``N`` transitions; every array has leading axis ``[N]`` (see the module docstring)."""
 
-    observations: jax.Array       # [N, obs_dim] float32
-    actions: jax.Array            # [N, A] float32 or [N] int32
-    rewards: jax.Array            # [N] float32
+    observations: jax.Array  # [N, obs_dim] float32
+    actions: jax.Array  # [N, A] float32 or [N] int32
+    rewards: jax.Array  # [N] float32
     next_observations: jax.Array  # [N, obs_dim] float32
-    terminals: jax.Array          # [N] float32 in {0, 1}
-    timeouts: jax.Array           # [N] float32 in {0, 1}
-    mask: jax.Array | None = None          # [N] float32 in {0, 1}; None: all valid
+    terminals: jax.Array  # [N] float32 in {0, 1}
+    timeouts: jax.Array  # [N] float32 in {0, 1}
+    mask: jax.Array | None = None  # [N] float32 in {0, 1}; None: all valid
     next_actions: jax.Array | None = None  # [N, A] or [N]; see with_next_actions
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
@@ -156,9 +166,21 @@ def _cast(name: str, x: Any, xp=np) -> Any:
     return x  # non-numeric: left for validate() to reject
 
 
-def make_dataset(observations, actions, rewards, next_observations, terminals, timeouts=None, *,
-                 mask=None, next_actions=None, info: DatasetInfo | Mapping | None = None,
-                 check: bool = True, action_dim: int | None = None, obs_dim: int | None = None) -> Dataset:
+def make_dataset(
+    observations,
+    actions,
+    rewards,
+    next_observations,
+    terminals,
+    timeouts=None,
+    *,
+    mask=None,
+    next_actions=None,
+    info: DatasetInfo | Mapping | None = None,
+    check: bool = True,
+    action_dim: int | None = None,
+    obs_dim: int | None = None,
+) -> Dataset:
     """Builds a :class:`Dataset` from array-likes, casting to the conventional dtypes (numpy arrays).
 
     Missing ``timeouts`` are zeros. With ``check`` (default), :func:`validate` runs first on the raw arrays.
@@ -169,9 +191,16 @@ def make_dataset(observations, actions, rewards, next_observations, terminals, t
         info = DatasetInfo()
     elif not isinstance(info, DatasetInfo):
         info = DatasetInfo.from_dict(info)
-    raw = dict(observations=observations, actions=actions, rewards=rewards,
-               next_observations=next_observations, terminals=terminals, timeouts=timeouts,
-               mask=mask, next_actions=next_actions)
+    raw = dict(
+        observations=observations,
+        actions=actions,
+        rewards=rewards,
+        next_observations=next_observations,
+        terminals=terminals,
+        timeouts=timeouts,
+        mask=mask,
+        next_actions=next_actions,
+    )
     raw = {k: (None if v is None else np.asarray(v)) for k, v in raw.items()}
     if check:
         _validate_fields(raw, action_dim=action_dim, obs_dim=obs_dim)
@@ -202,8 +231,9 @@ def _validate_fields(f: Mapping[str, Any], *, action_dim=None, obs_dim=None) -> 
     if obs.ndim < 2:
         raise DatasetError(f"observations: shape {obs.shape}, expected [N, obs_dim]")
     if f["next_observations"].shape != obs.shape:
-        raise DatasetError(f"next_observations: shape {f['next_observations'].shape} differs from "
-                           f"observations {obs.shape}")
+        raise DatasetError(
+            f"next_observations: shape {f['next_observations'].shape} differs from observations {obs.shape}"
+        )
     if obs_dim is not None and obs.shape[1:] != (obs_dim,):
         raise DatasetError(f"observations: dimension {obs.shape[1:]} does not match the env's obs_dim {obs_dim}")
     for name in ("rewards", "terminals", "timeouts", "mask"):
@@ -218,14 +248,18 @@ def _validate_fields(f: Mapping[str, Any], *, action_dim=None, obs_dim=None) -> 
         if act.min() < 0:
             raise DatasetError(f"actions: negative discrete action {act.min()} at index {int(np.argmin(act))}")
         if action_dim is not None and act.max() >= action_dim:
-            raise DatasetError(f"actions: discrete action {act.max()} at index {int(np.argmax(act))} is out of "
-                               f"range for the env's {action_dim} actions (wrong action dim)")
+            raise DatasetError(
+                f"actions: discrete action {act.max()} at index {int(np.argmax(act))} is out of "
+                f"range for the env's {action_dim} actions (wrong action dim)"
+            )
     else:
         if act.ndim != 2:
             raise DatasetError(f"actions: continuous actions must have shape [N, action_dim], got {act.shape}")
         if action_dim is not None and act.shape[1] != action_dim:
-            raise DatasetError(f"actions: action dim {act.shape[1]} does not match the env's action dim "
-                               f"{action_dim} (wrong action dim)")
+            raise DatasetError(
+                f"actions: action dim {act.shape[1]} does not match the env's action dim "
+                f"{action_dim} (wrong action dim)"
+            )
     na = f.get("next_actions")
     if na is not None and na.shape != act.shape:
         raise DatasetError(f"next_actions: shape {na.shape} differs from actions {act.shape}")
@@ -250,8 +284,9 @@ def _validate_fields(f: Mapping[str, Any], *, action_dim=None, obs_dim=None) -> 
         raise DatasetError("mask: no valid rows (dataset is empty)")
 
 
-def validate(dataset: Dataset | Mapping[str, Any], *, action_dim: int | None = None,
-             obs_dim: int | None = None) -> None:
+def validate(
+    dataset: Dataset | Mapping[str, Any], *, action_dim: int | None = None, obs_dim: int | None = None
+) -> None:
     """Checks a dataset on the host and raises :class:`DatasetError` naming the field and the problem.
 
     Checks: every field present and numeric; non-empty; equal leading lengths; ``observations`` /
@@ -312,12 +347,18 @@ def episode_ids(dataset: Dataset) -> jax.Array:
 
 def discounted_returns(rewards_t: jax.Array, ends_t: jax.Array, discount: float | jax.Array) -> jax.Array:
     """Reverse scan ``G_t = r_t + discount * (1 - end_t) * G_{t+1}``, ``G_N = 0``, over ``[N]`` rows."""
+
     def step(g_tp1, x):
         r_t, end_t = x
         g_t = r_t + discount * (1.0 - end_t) * g_tp1
         return g_t, g_t
-    _, g = jax.lax.scan(step, jnp.zeros((), jnp.float32),
-                        (jnp.asarray(rewards_t, jnp.float32), jnp.asarray(ends_t, jnp.float32)), reverse=True)
+
+    _, g = jax.lax.scan(
+        step,
+        jnp.zeros((), jnp.float32),
+        (jnp.asarray(rewards_t, jnp.float32), jnp.asarray(ends_t, jnp.float32)),
+        reverse=True,
+    )
     return g
 
 
@@ -340,8 +381,7 @@ def episode_returns(dataset: Dataset) -> jax.Array:
     """``[N]`` total (undiscounted) return of the episode each row belongs to (0 on padding)."""
     ids = episode_ids(dataset)
     valid = _valid(dataset)
-    per_episode = jax.ops.segment_sum(jnp.asarray(dataset.rewards, jnp.float32) * valid, ids,
-                                      num_segments=dataset.size)
+    per_episode = jax.ops.segment_sum(jnp.asarray(dataset.rewards, jnp.float32) * valid, ids, num_segments=dataset.size)
     return per_episode[ids] * valid
 
 
@@ -380,9 +420,11 @@ def pad_to(dataset: Dataset, n: int) -> Dataset:
     if n < size:
         raise DatasetError(f"observations: cannot pad {size} rows down to {n}")
     valid = _valid(dataset)
+
     def pad(x):
         x = jnp.asarray(x)
         return jnp.concatenate([x, jnp.zeros((n - size,) + x.shape[1:], x.dtype)], axis=0)
+
     padded = jax.tree.map(pad, dataset.replace(mask=None))
     return padded.replace(mask=pad(valid))
 
@@ -418,9 +460,12 @@ def stack(datasets: Sequence[Dataset]) -> Dataset:
     if any(opt["next_actions"]) and not all(opt["next_actions"]):
         raise DatasetError("next_actions: present in some datasets and not others")
     infos = tuple(d.info for d in datasets)
-    info = DatasetInfo(name="+".join(i.name for i in infos), kind="stack",
-                       env_name="+".join(sorted({i.env_name for i in infos})),
-                       extra=(("members", infos),))
+    info = DatasetInfo(
+        name="+".join(i.name for i in infos),
+        kind="stack",
+        env_name="+".join(sorted({i.env_name for i in infos})),
+        extra=(("members", infos),),
+    )
     stripped = [p.replace(info=DatasetInfo()) for p in padded]
     out = jax.tree.map(lambda *xs: jnp.stack(xs), *stripped)
     return out.replace(info=info)
@@ -452,10 +497,16 @@ def to_numpy(dataset: Dataset) -> dict[str, np.ndarray]:
     return out
 
 
-
 def to_transition(dataset: Dataset):
     """The rows as a :class:`jaxrl.data.types.Transition` (``obs, action, reward, next_obs, terminated,
     truncated``), for code written against the online replay / rollout containers."""
     from jaxrl.data.types import Transition
-    return Transition(obs=dataset.observations, action=dataset.actions, reward=dataset.rewards,
-                      next_obs=dataset.next_observations, terminated=dataset.terminals, truncated=dataset.timeouts)
+
+    return Transition(
+        obs=dataset.observations,
+        action=dataset.actions,
+        reward=dataset.rewards,
+        next_obs=dataset.next_observations,
+        terminated=dataset.terminals,
+        truncated=dataset.timeouts,
+    )

@@ -32,17 +32,22 @@ import json
 import os
 import pathlib
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from jaxrl.data.dataset import Dataset, DatasetError, DatasetInfo, make_dataset, to_numpy
 
 __all__ = [
-    "load", "save",
-    "read_d4rl", "write_d4rl",
-    "read_minari", "write_minari",
-    "read_npz", "write_npz",
+    "load",
+    "save",
+    "read_d4rl",
+    "write_d4rl",
+    "read_minari",
+    "write_minari",
+    "read_npz",
+    "write_npz",
 ]
 
 PathLike = str | os.PathLike
@@ -109,6 +114,7 @@ def _fields_with_derived_next(fields: dict[str, np.ndarray | None]) -> dict[str,
 def write_d4rl(dataset: Dataset, path: PathLike) -> None:
     """Writes the D4RL HDF5 schema (terminals / timeouts as bool; info as ``metadata`` attributes)."""
     import h5py
+
     arrays = to_numpy(dataset)
     with h5py.File(path, "w") as f:
         for name, x in arrays.items():
@@ -133,13 +139,16 @@ _MAX_META_SIZE = 16  # larger metadata arrays (D4RL stores policy weights under 
 def _read_metadata_group(group) -> dict:
     """Scalars, strings and small arrays under ``metadata`` (attributes and datasets, ``/``-joined names)."""
     import h5py
+
     out: dict[str, Any] = {}
     for k, v in group.attrs.items():
         if np.size(v) <= _MAX_META_SIZE:
             out[k] = _py(v)
+
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset) and obj.size <= _MAX_META_SIZE:
             out.setdefault(name, _py(obj[()]))
+
     group.visititems(visit)
     return out
 
@@ -154,10 +163,12 @@ def _info_from_flat(meta: Mapping[str, Any], defaults: Mapping[str, Any] = ()) -
     return DatasetInfo.from_dict(d)
 
 
-def read_d4rl(path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None,
-              info: Mapping[str, Any] | None = None) -> Dataset:
+def read_d4rl(
+    path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None, info: Mapping[str, Any] | None = None
+) -> Dataset:
     """Reads a D4RL-schema HDF5 file into a validated :class:`Dataset` (numpy arrays)."""
     import h5py
+
     path = pathlib.Path(path)
     try:
         f = h5py.File(path, "r")
@@ -173,8 +184,10 @@ def read_d4rl(path: PathLike, *, action_dim: int | None = None, obs_dim: int | N
                 continue
             obj = f[name]
             if not isinstance(obj, h5py.Dataset):
-                raise DatasetError(f"{name}: expected an HDF5 dataset in {path.name}, found a {type(obj).__name__} "
-                                   "(nested observation/action structures are not supported)")
+                raise DatasetError(
+                    f"{name}: expected an HDF5 dataset in {path.name}, found a {type(obj).__name__} "
+                    "(nested observation/action structures are not supported)"
+                )
             fields[name] = np.asarray(obj[()])
         meta = _read_metadata_group(f["metadata"]) if "metadata" in f else {}
     if fields["next_observations"] is None:
@@ -189,8 +202,15 @@ def read_d4rl(path: PathLike, *, action_dim: int | None = None, obs_dim: int | N
 
 
 def _box_space(shape, dtype) -> str:
-    return json.dumps(dict(type="Box", dtype=str(np.dtype(dtype)), shape=list(shape),
-                           low=np.full(shape, -np.inf).tolist(), high=np.full(shape, np.inf).tolist()))
+    return json.dumps(
+        dict(
+            type="Box",
+            dtype=str(np.dtype(dtype)),
+            shape=list(shape),
+            low=np.full(shape, -np.inf).tolist(),
+            high=np.full(shape, np.inf).tolist(),
+        )
+    )
 
 
 def _minari_data_dir(path: pathlib.Path) -> pathlib.Path:
@@ -210,7 +230,9 @@ def write_minari(dataset: Dataset, path: PathLike, *, dataset_id: str | None = N
     (Minari stores one observation sequence per episode).
     """
     import h5py
+
     from jaxrl.data.dataset import episode_ends
+
     arrays = to_numpy(dataset)
     ends = np.asarray(episode_ends(dataset)) > 0
     valid = arrays["mask"] > 0 if "mask" in arrays else np.ones_like(ends)
@@ -229,14 +251,16 @@ def write_minari(dataset: Dataset, path: PathLike, *, dataset_id: str | None = N
     total_steps = 0
     with h5py.File(data_dir / "main_data.hdf5", "w", track_order=True) as f:
         for ep_id, (s, e) in enumerate(episodes):
-            if not np.array_equal(nxt[s:e - 1], obs[s + 1:e]):
-                bad = s + int(np.argmax(np.any((nxt[s:e - 1] != obs[s + 1:e]).reshape(e - 1 - s, -1), axis=1)))
-                raise DatasetError(f"next_observations: row {bad} differs from observations[{bad + 1}] inside an "
-                                   "episode; Minari stores one observation sequence per episode")
+            if not np.array_equal(nxt[s : e - 1], obs[s + 1 : e]):
+                bad = s + int(np.argmax(np.any((nxt[s : e - 1] != obs[s + 1 : e]).reshape(e - 1 - s, -1), axis=1)))
+                raise DatasetError(
+                    f"next_observations: row {bad} differs from observations[{bad + 1}] inside an "
+                    "episode; Minari stores one observation sequence per episode"
+                )
             g = f.create_group(f"episode_{ep_id}")
             g.attrs["id"] = ep_id
             g.attrs["total_steps"] = e - s
-            g.create_dataset("observations", data=np.concatenate([obs[s:e], nxt[e - 1:e]], axis=0))
+            g.create_dataset("observations", data=np.concatenate([obs[s:e], nxt[e - 1 : e]], axis=0))
             g.create_dataset("actions", data=arrays["actions"][s:e])
             g.create_dataset("rewards", data=arrays["rewards"][s:e])
             g.create_dataset("terminations", data=arrays["terminals"][s:e] > 0)
@@ -286,13 +310,15 @@ def _space_dim(space: Any, field: str) -> int | None:
     raise DatasetError(f"metadata.json: {field} type {kind!r} is not supported (Box or Discrete only)")
 
 
-def read_minari(path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None,
-                info: Mapping[str, Any] | None = None) -> Dataset:
+def read_minari(
+    path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None, info: Mapping[str, Any] | None = None
+) -> Dataset:
     """Reads a Minari dataset directory (or its ``data/`` dir, or ``main_data.hdf5``) into a :class:`Dataset`.
 
     ``action_dim`` / ``obs_dim`` default to the spaces recorded in ``metadata.json``.
     """
     import h5py
+
     data_dir = _minari_data_dir(pathlib.Path(path))
     meta_path, main_path = data_dir / "metadata.json", data_dir / "main_data.hdf5"
     if not meta_path.exists():
@@ -309,12 +335,12 @@ def read_minari(path: PathLike, *, action_dim: int | None = None, obs_dim: int |
         action_dim = _space_dim(meta.get("action_space"), "action_space")
     if obs_dim is None:
         obs_dim = _space_dim(meta.get("observation_space"), "observation_space")
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in
-                                          ("observations", "actions", "rewards", "next_observations",
-                                           "terminals", "timeouts")}
+    parts: dict[str, list[np.ndarray]] = {
+        k: [] for k in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts")
+    }
     with h5py.File(main_path, "r") as f:
         names = []
-        for k in f.keys():
+        for k in f:
             m = re.fullmatch(r"episode_(\d+)", k)
             if m:
                 names.append((int(m.group(1)), k))
@@ -328,20 +354,26 @@ def read_minari(path: PathLike, *, action_dim: int | None = None, obs_dim: int |
                 if key not in g:
                     raise DatasetError(f"{name}/{key}: missing key")
                 if not isinstance(g[key], h5py.Dataset):
-                    raise DatasetError(f"{name}/{key}: a {type(g[key]).__name__}, not a dataset "
-                                       "(Dict/Tuple spaces are not supported)")
+                    raise DatasetError(
+                        f"{name}/{key}: a {type(g[key]).__name__}, not a dataset (Dict/Tuple spaces are not supported)"
+                    )
                 ep[key] = np.asarray(g[key][()])
             t = ep["rewards"].shape[0] if ep["rewards"].ndim else -1
             if "total_steps" in g.attrs and int(g.attrs["total_steps"]) != t:
-                raise DatasetError(f"{name}/rewards: {t} rows but attribute total_steps = "
-                                   f"{int(g.attrs['total_steps'])} (mismatched lengths)")
+                raise DatasetError(
+                    f"{name}/rewards: {t} rows but attribute total_steps = "
+                    f"{int(g.attrs['total_steps'])} (mismatched lengths)"
+                )
             for key in ("actions", "terminations", "truncations"):
                 if ep[key].ndim == 0 or ep[key].shape[0] != t:
-                    raise DatasetError(f"{name}/{key}: {ep[key].shape[:1]} rows but rewards has {t} "
-                                       "(mismatched lengths)")
+                    raise DatasetError(
+                        f"{name}/{key}: {ep[key].shape[:1]} rows but rewards has {t} (mismatched lengths)"
+                    )
             if ep["observations"].ndim == 0 or ep["observations"].shape[0] != t + 1:
-                raise DatasetError(f"{name}/observations: {ep['observations'].shape[:1]} rows, expected "
-                                   f"total_steps + 1 = {t + 1} (mismatched lengths)")
+                raise DatasetError(
+                    f"{name}/observations: {ep['observations'].shape[:1]} rows, expected "
+                    f"total_steps + 1 = {t + 1} (mismatched lengths)"
+                )
             parts["observations"].append(ep["observations"][:-1])
             parts["next_observations"].append(ep["observations"][1:])
             parts["actions"].append(ep["actions"])
@@ -373,8 +405,9 @@ def write_npz(dataset: Dataset, path: PathLike) -> None:
     np.savez(path, **arrays, __info__=np.asarray(json.dumps(_info_to_json(dataset.info))))
 
 
-def read_npz(path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None,
-             info: Mapping[str, Any] | None = None) -> Dataset:
+def read_npz(
+    path: PathLike, *, action_dim: int | None = None, obs_dim: int | None = None, info: Mapping[str, Any] | None = None
+) -> Dataset:
     """Reads an ``.npz`` with D4RL key names (``np.load(..., allow_pickle=False)``)."""
     path = pathlib.Path(path)
     try:
@@ -422,8 +455,14 @@ def _format_of(path: pathlib.Path, format: str | None) -> str:
     raise DatasetError(f"{path}: cannot tell the format (a Minari directory, .hdf5/.h5 or .npz); pass format=")
 
 
-def load(path: PathLike, *, format: str | None = None, action_dim: int | None = None,
-         obs_dim: int | None = None, info: Mapping[str, Any] | None = None) -> Dataset:
+def load(
+    path: PathLike,
+    *,
+    format: str | None = None,
+    action_dim: int | None = None,
+    obs_dim: int | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> Dataset:
     """Reads and validates a dataset: a directory is Minari, ``.hdf5`` / ``.h5`` is D4RL, ``.npz`` is npz."""
     path = pathlib.Path(path)
     if not path.exists():

@@ -37,8 +37,7 @@ def add(state: ReplayState, items: Any) -> ReplayState:
     n = jax.tree.leaves(items)[0].shape[0]
     idx = (state.position + jnp.arange(n)) % state.capacity
     data = jax.tree.map(lambda buf, x: buf.at[idx].set(x.astype(buf.dtype)), state.data, items)
-    return ReplayState(data, (state.position + n) % state.capacity,
-                       jnp.minimum(state.size + n, state.capacity))
+    return ReplayState(data, (state.position + n) % state.capacity, jnp.minimum(state.size + n, state.capacity))
 
 
 def sample(state: ReplayState, key: jax.Array, batch_size: int) -> Any:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +11,9 @@ import jax.numpy as jnp
 from jaxrl.data.types import Transition
 
 
-def rollout(env: Any, env_params: Any, policy: Callable, env_state: Any, obs: jax.Array, key: jax.Array,
-            num_steps: int) -> tuple[Any, jax.Array, Transition, dict]:
+def rollout(
+    env: Any, env_params: Any, policy: Callable, env_state: Any, obs: jax.Array, key: jax.Array, num_steps: int
+) -> tuple[Any, jax.Array, Transition, dict]:
     """Run ``policy(obs, key) -> (action, extras)`` for ``num_steps`` steps of a (vectorised) env.
 
     Returns ``(env_state, obs, transitions [T, ...], infos [T, ...])``; ``transitions.next_obs`` holds the true
@@ -28,8 +30,7 @@ def rollout(env: Any, env_params: Any, policy: Callable, env_state: Any, obs: ja
         info = {k: v for k, v in info.items() if k != "final_observation"}
         return (env_state, next_obs), (tr, info)
 
-    (env_state, obs), (transitions, infos) = jax.lax.scan(one_step, (env_state, obs),
-                                                          jax.random.split(key, num_steps))
+    (env_state, obs), (transitions, infos) = jax.lax.scan(one_step, (env_state, obs), jax.random.split(key, num_steps))
     return env_state, obs, transitions, infos
 
 
@@ -39,13 +40,16 @@ def episode_metrics(infos: dict) -> dict:
     done = infos["episode_done"].astype(jnp.float32)
     n = done.sum()
     denom = jnp.maximum(n, 1.0)
-    return {"episode_return": (infos["episode_return"] * done).sum() / denom,
-            "episode_length": (infos["episode_length"] * done).sum() / denom,
-            "episodes": n}
+    return {
+        "episode_return": (infos["episode_return"] * done).sum() / denom,
+        "episode_length": (infos["episode_length"] * done).sum() / denom,
+        "episodes": n,
+    }
 
 
-def evaluate(env: Any, env_params: Any, act: Callable, key: jax.Array, num_episodes: int,
-             max_steps: int, discount: float = 1.0) -> jax.Array:
+def evaluate(
+    env: Any, env_params: Any, act: Callable, key: jax.Array, num_episodes: int, max_steps: int, discount: float = 1.0
+) -> jax.Array:
     """Return (undiscounted, or discounted by ``discount``) of ``act(obs, key) -> action`` in each of
     ``num_episodes`` parallel episodes, ``[num_episodes]``.
 

@@ -84,15 +84,16 @@ def make_brax(name: str, **kwargs) -> BraxAdapter:
 
     episode_length = kwargs.pop("max_steps_in_episode", 1000)
     full_name = f"brax:{name}:{kwargs['backend']}" if "backend" in kwargs else f"brax:{name}"
-    return BraxAdapter(brax.envs.get_environment(name, **kwargs), name=full_name,
-                       max_steps_in_episode=episode_length)
+    return BraxAdapter(brax.envs.get_environment(name, **kwargs), name=full_name, max_steps_in_episode=episode_length)
 
 
 def make_playground(name: str, **kwargs) -> BraxAdapter:
     try:
         from mujoco_playground import registry
     except ImportError as e:  # optional extra: an unusable env name, so one line on the command line
-        raise ValueError(f"environment 'playground:{name}' needs the optional extra MuJoCo Playground: pip install "
-                         f"'jaxrl[playground]' (importing it failed with: {e})") from None
+        raise ValueError(
+            f"environment 'playground:{name}' needs the optional extra MuJoCo Playground: pip install "
+            f"'jaxrl[playground]' (importing it failed with: {e})"
+        ) from None
     episode_length = kwargs.pop("max_steps_in_episode", 1000)
     return BraxAdapter(registry.load(name, **kwargs), name=f"playground:{name}", max_steps_in_episode=episode_length)

@@ -23,20 +23,30 @@ and ``packaging``, which metaworld imports without declaring it).
 from __future__ import annotations
 
 import importlib.metadata as md
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["MetaWorldEnv", "HostStep", "BENCHMARKS", "evaluate", "episode_success_rate", "import_metaworld",
-           "make_metaworld"]
+__all__ = [
+    "MetaWorldEnv",
+    "HostStep",
+    "BENCHMARKS",
+    "evaluate",
+    "episode_success_rate",
+    "import_metaworld",
+    "make_metaworld",
+]
 
 # Benchmark names (Meta-World's gymnasium ids without the "Meta-World/" prefix). The ML (meta-RL) vector envs
 # are not offered: with metaworld 3.1.1's defaults, building ML10-train and ML1-train failed its own assertions
 # on how tasks divide over envs (checked); a gymnasium vector env built by hand can still be passed in.
 BENCHMARKS = ("MT10", "MT25", "MT50")
 
-INSTALL_HINT = ('Meta-World is an optional extra of jaxrl: install it with `pip install -e ".[metaworld]"` '
-                "(metaworld==3.1.1, mujoco==3.3.0, packaging)")
+INSTALL_HINT = (
+    'Meta-World is an optional extra of jaxrl: install it with `pip install -e ".[metaworld]"` '
+    "(metaworld==3.1.1, mujoco==3.3.0, packaging)"
+)
 
 
 def import_metaworld():
@@ -91,10 +101,19 @@ class MetaWorldEnv:
         custom task sets); then ``benchmark`` is only a label.
     """
 
-    def __init__(self, benchmark: str = "MT10", *, seed: int | None = 0, reward_function_version: str = "v2",
-                 max_episode_steps: int | None = None, append_task_id: bool | None = None,
-                 vector_strategy: str = "sync", vector_kwargs: dict | None = None, vector_env: Any = None,
-                 task_names: list[str] | None = None):
+    def __init__(
+        self,
+        benchmark: str = "MT10",
+        *,
+        seed: int | None = 0,
+        reward_function_version: str = "v2",
+        max_episode_steps: int | None = None,
+        append_task_id: bool | None = None,
+        vector_strategy: str = "sync",
+        vector_kwargs: dict | None = None,
+        vector_env: Any = None,
+        task_names: list[str] | None = None,
+    ):
         if reward_function_version not in ("v1", "v2"):
             raise ValueError(f"reward_function_version={reward_function_version!r}: choose 'v1' or 'v2'")
         if max_episode_steps is not None and max_episode_steps < 1:
@@ -106,8 +125,13 @@ class MetaWorldEnv:
         if vector_env is None:
             gym_id, extra = _parse(benchmark)
             _, gymnasium = import_metaworld()
-            kwargs = dict(vector_strategy=vector_strategy, seed=seed, reward_function_version=reward_function_version,
-                          **extra, **dict(vector_kwargs or {}))
+            kwargs = dict(
+                vector_strategy=vector_strategy,
+                seed=seed,
+                reward_function_version=reward_function_version,
+                **extra,
+                **dict(vector_kwargs or {}),
+            )
             if max_episode_steps is not None:
                 kwargs["max_episode_steps"] = max_episode_steps
             vector_env = gymnasium.make_vec(gym_id, **kwargs)
@@ -125,14 +149,18 @@ class MetaWorldEnv:
         self.num_tasks = len(self.task_names)
         self.env_task_ids = np.asarray([self.task_names.index(n) for n in self.env_task_names], np.int32)
         if self.num_envs % self.num_tasks or not np.array_equal(
-                self.env_task_ids, np.repeat(np.arange(self.num_tasks), self.num_envs // self.num_tasks)):
+            self.env_task_ids, np.repeat(np.arange(self.num_tasks), self.num_envs // self.num_tasks)
+        ):
             raise ValueError(f"expected the same number of envs per task, grouped by task; got {self.env_task_names}")
         self.envs_per_task = self.num_envs // self.num_tasks
         if append_task_id is None:
             append_task_id = True
         self.append_task_id = bool(append_task_id)
-        self.contexts = (np.eye(self.num_tasks, dtype=np.float32) if self.append_task_id
-                         else np.zeros((self.num_tasks, 0), np.float32))
+        self.contexts = (
+            np.eye(self.num_tasks, dtype=np.float32)
+            if self.append_task_id
+            else np.zeros((self.num_tasks, 0), np.float32)
+        )
         self.context_dim = int(self.contexts.shape[1])
         self._omega = self.contexts[self.env_task_ids]  # [N, D]
         self.raw_obs_dim = int(np.prod(vector_env.single_observation_space.shape))
@@ -198,8 +226,9 @@ class MetaWorldEnv:
         ep_success, ep_return = self._ep_success.copy(), self._ep_return.astype(np.float32)
         self._ep_success[done] = False
         self._ep_return[done] = 0.0
-        return HostStep(obs, reward.astype(np.float32), terminated, truncated, success, next_obs, done, ep_success,
-                        ep_return)
+        return HostStep(
+            obs, reward.astype(np.float32), terminated, truncated, success, next_obs, done, ep_success, ep_return
+        )
 
     def set_terminate_on_success(self, on: bool) -> None:
         """Meta-World's evaluation switch: episodes end at the first success."""
@@ -212,13 +241,19 @@ class MetaWorldEnv:
 
     def metadata(self) -> dict:
         """What goes into ``config.json``: versions, reward-function version, episode length, the tasks."""
-        out = {"suite": "metaworld", "benchmark": self.benchmark, "host_adapter": "jaxrl.envs.metaworld",
-               "reward_function_version": self.reward_function_version,
-               "max_episode_steps": int(self.max_episode_steps), "tasks": self.task_names,
-               "envs_per_task": self.envs_per_task, "context": "one-hot task id" if self.append_task_id else "none",
-               "success": "episode success = info['success'] at any step; per task over the evaluation episodes "
-                          "(terminate on success during evaluation, as metaworld.evaluation)",
-               "seed": self.seed}
+        out = {
+            "suite": "metaworld",
+            "benchmark": self.benchmark,
+            "host_adapter": "jaxrl.envs.metaworld",
+            "reward_function_version": self.reward_function_version,
+            "max_episode_steps": int(self.max_episode_steps),
+            "tasks": self.task_names,
+            "envs_per_task": self.envs_per_task,
+            "context": "one-hot task id" if self.append_task_id else "none",
+            "success": "episode success = info['success'] at any step; per task over the evaluation episodes "
+            "(terminate on success during evaluation, as metaworld.evaluation)",
+            "seed": self.seed,
+        }
         try:
             import metaworld
 
@@ -251,8 +286,9 @@ def episode_success_rate(episode_success: np.ndarray, num_episodes: int) -> np.n
     return s[:, :num_episodes].sum(axis=1) / num_episodes
 
 
-def evaluate(env: MetaWorldEnv, policy: Callable[[np.ndarray], np.ndarray], num_episodes: int = 10, *,
-             seed: int | None = None) -> dict[str, np.ndarray]:
+def evaluate(
+    env: MetaWorldEnv, policy: Callable[[np.ndarray], np.ndarray], num_episodes: int = 10, *, seed: int | None = None
+) -> dict[str, np.ndarray]:
     """Meta-World's success rate of ``policy(obs [N, O + D]) -> actions [N, A]`` per task.
 
     As ``metaworld.evaluation.evaluation``: terminate on success during the evaluation, reset every env, step

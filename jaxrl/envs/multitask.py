@@ -22,7 +22,8 @@ ended), and ``final_observation`` gets the context too.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +33,18 @@ from gymnax.environments import spaces
 
 from jaxrl.envs.wrappers import EpisodeStats, RescaleAction, Wrapper
 
-__all__ = ["MultiTaskEnv", "MultiTaskState", "make_multitask_env", "blocked_task_ids", "round_robin_task_ids",
-           "append_context", "check_task_ids", "evaluate_tasks", "infer_task_id", "horizon_of"]
+__all__ = [
+    "MultiTaskEnv",
+    "MultiTaskState",
+    "make_multitask_env",
+    "blocked_task_ids",
+    "round_robin_task_ids",
+    "append_context",
+    "check_task_ids",
+    "evaluate_tasks",
+    "infer_task_id",
+    "horizon_of",
+]
 
 
 def blocked_task_ids(num_tasks: int, envs_per_task: int) -> np.ndarray:
@@ -57,8 +68,9 @@ def check_task_ids(task_ids, num_tasks: int) -> np.ndarray:
         raise ValueError(f"task_ids must be a non-empty 1-d integer array, got shape {ids.shape} dtype {ids.dtype}")
     bad = (ids < 0) | (ids >= num_tasks)
     if bad.any():
-        raise IndexError(f"task index {int(ids[bad][0])} is out of range: the suite has {num_tasks} tasks "
-                         f"(0..{num_tasks - 1})")
+        raise IndexError(
+            f"task index {int(ids[bad][0])} is out of range: the suite has {num_tasks} tasks (0..{num_tasks - 1})"
+        )
     return ids.astype(np.int32)
 
 
@@ -129,8 +141,10 @@ class MultiTaskEnv(Wrapper):
         leaves = jax.tree.leaves(params)
         if not leaves or any(np.ndim(x) == 0 or np.shape(x)[0] != self.num_tasks for x in leaves):
             shapes = [np.shape(x) for x in leaves[:3]]
-            raise ValueError(f"MultiTaskEnv needs the suite's stacked task params (every leaf [K={self.num_tasks}, "
-                             f"...]); got leaf shapes {shapes}")
+            raise ValueError(
+                f"MultiTaskEnv needs the suite's stacked task params (every leaf [K={self.num_tasks}, "
+                f"...]); got leaf shapes {shapes}"
+            )
         return jax.tree.map(lambda x: x[self.task_ids], params)
 
     def _omega(self):
@@ -145,8 +159,7 @@ class MultiTaskEnv(Wrapper):
     def step(self, key, state, action, params=None):
         per_env = self._params(params)
         keys = jax.random.split(key, self.num_envs)
-        obs, inner, reward, terminated, truncated, info = jax.vmap(self._env.step)(
-            keys, state.inner, action, per_env)
+        obs, inner, reward, terminated, truncated, info = jax.vmap(self._env.step)(keys, state.inner, action, per_env)
         if "success" in info:
             success = info["success"].astype(bool)
         elif self.success_fn is not None:
@@ -156,8 +169,13 @@ class MultiTaskEnv(Wrapper):
         done = jnp.logical_or(terminated, truncated)
         ep_success = jnp.logical_or(state.episode_success, success)
         omega = self._omega()
-        info = {**info, "task_id": self.task_ids, "success": success, "episode_success": ep_success,
-                "final_observation": append_context(info["final_observation"], omega)}
+        info = {
+            **info,
+            "task_id": self.task_ids,
+            "success": success,
+            "episode_success": ep_success,
+            "final_observation": append_context(info["final_observation"], omega),
+        }
         new_state = MultiTaskState(inner, jnp.where(done, False, ep_success))
         return append_context(obs, omega), new_state, reward, terminated, truncated, info
 
@@ -186,8 +204,9 @@ def _suite_parts(suite) -> tuple[Any, jax.Array, Callable | None]:
     return env, contexts, getattr(suite, "success_fn", None)
 
 
-def make_multitask_env(suite, envs_per_task: int = 1, *, task_ids=None, episode_stats: bool = True,
-                       rescale_actions: bool = True) -> MultiTaskEnv:
+def make_multitask_env(
+    suite, envs_per_task: int = 1, *, task_ids=None, episode_stats: bool = True, rescale_actions: bool = True
+) -> MultiTaskEnv:
     """The standard multi-task training stack of a :class:`~jaxrl.tasks.base.TaskSuite`:
     base env -> actions rescaled to ``[-1, 1]`` (Box actions) -> episode statistics -> ``K * envs_per_task``
     copies (blocked task assignment unless ``task_ids`` is given) with ``(s, omega)`` observations."""
@@ -203,8 +222,9 @@ def make_multitask_env(suite, envs_per_task: int = 1, *, task_ids=None, episode_
     return MultiTaskEnv(env, contexts, ids, success_fn)
 
 
-def evaluate_tasks(suite, params, act: Callable, key: jax.Array, episodes_per_task: int,
-                   horizon: int | None = None) -> dict[str, jax.Array]:
+def evaluate_tasks(
+    suite, params, act: Callable, key: jax.Array, episodes_per_task: int, horizon: int | None = None
+) -> dict[str, jax.Array]:
     """Per-task evaluation of ``act(obs_with_context [N, O+D], key) -> action [N, ...]``.
 
     Runs ``episodes_per_task`` parallel episodes of every task for ``horizon`` steps; each copy counts only its
@@ -229,5 +249,7 @@ def evaluate_tasks(suite, params, act: Callable, key: jax.Array, episodes_per_ta
 
     init = (env_state, obs, jnp.zeros(n), jnp.zeros(n, bool), jnp.ones(n))
     (_, _, returns, success, _), _ = jax.lax.scan(one_step, init, jax.random.split(run_key, horizon))
-    return {"eval_return": env.per_task(returns).mean(axis=1),
-            "eval_success": env.per_task(success.astype(jnp.float32)).mean(axis=1)}
+    return {
+        "eval_return": env.per_task(returns).mean(axis=1),
+        "eval_success": env.per_task(success.astype(jnp.float32)).mean(axis=1),
+    }

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from jaxrl.config import close_matches
 
-_BRAX_NAMES = ("ant", "halfcheetah", "hopper", "humanoid", "humanoidstandup", "inverted_pendulum",
-               "inverted_double_pendulum", "pusher", "reacher", "walker2d")
+_BRAX_NAMES = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "inverted_pendulum",
+    "inverted_double_pendulum",
+    "pusher",
+    "reacher",
+    "walker2d",
+)
 # ``brax:<name>:<backend>`` picks brax's physics pipeline; the name carries it so that datasets and run
 # directories re-create the same physics. On CPU "generalized" (brax's default for most robots) runs hopper at
 # ~70 steps/s with 8 envs, "positional" at ~27k and "spring" at ~60k (measured on this project's 2-core CPU).
@@ -65,8 +76,10 @@ def make(name: str, **kwargs) -> tuple[Any, Any]:
 
         if backend:
             if backend not in _BRAX_BACKENDS:
-                raise ValueError(f"unknown brax backend {backend!r} in {name!r}; choose one of "
-                                 f"{', '.join(_BRAX_BACKENDS)} (e.g. 'brax:{robot}:positional')")
+                raise ValueError(
+                    f"unknown brax backend {backend!r} in {name!r}; choose one of "
+                    f"{', '.join(_BRAX_BACKENDS)} (e.g. 'brax:{robot}:positional')"
+                )
             kwargs = {**kwargs, "backend": backend}
         env = make_brax(robot, **kwargs)
         return env, env.default_params

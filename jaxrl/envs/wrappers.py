@@ -64,7 +64,10 @@ class EpisodeStatsState:
 
 
 class EpisodeStats(Wrapper):
-    """Wraps a single (unbatched) env. Adds ``info["episode_return"]``, ``info["episode_length"]`` (valid where ``info["episode_done"]``)."""
+    """Wraps a single (unbatched) env.
+
+    Adds ``info["episode_return"]`` and ``info["episode_length"]`` (valid where ``info["episode_done"]``).
+    """
 
     def reset(self, key, params=None):
         obs, inner = self._env.reset(key, params)
@@ -89,10 +92,10 @@ class RunningStats:
     count: jax.Array
 
     @classmethod
-    def create(cls, shape) -> "RunningStats":
+    def create(cls, shape) -> RunningStats:
         return cls(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
 
-    def update(self, batch: jax.Array) -> "RunningStats":
+    def update(self, batch: jax.Array) -> RunningStats:
         batch = batch.reshape(-1, *self.mean.shape)
         b_mean, b_var, b_count = batch.mean(0), batch.var(0), batch.shape[0]
         delta = b_mean - self.mean

@@ -16,7 +16,8 @@ point ``sum_k w_k g_k`` with ``sum_k w_k = 1``, are therefore multiplied by ``K`
 from __future__ import annotations
 
 import builtins
-from typing import Any, Callable, NamedTuple, Optional
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +36,7 @@ __all__ = [
 
 PyTree = Any
 # (M [K, K], extra state, key or None) -> (task weights a [K], new extra state)
-WeightsFn = Callable[[jax.Array, Any, Optional[jax.Array]], tuple[jax.Array, Any]]
+WeightsFn = Callable[[jax.Array, Any, jax.Array | None], tuple[jax.Array, Any]]
 
 
 class Aggregator(NamedTuple):

@@ -6,7 +6,7 @@ one Gram matrix of a real network.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

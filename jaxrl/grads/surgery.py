@@ -8,8 +8,6 @@ originals; we track the [K, K] coefficients C using only the Gram matrix, and re
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 
@@ -18,7 +16,7 @@ from jaxrl.grads.base import Aggregator, make_aggregator
 __all__ = ["pcgrad", "gradvac"]
 
 
-def _task_order(key: Optional[jax.Array], num_tasks: int) -> jax.Array:
+def _task_order(key: jax.Array | None, num_tasks: int) -> jax.Array:
     """[K, K]: row i is the order in which task i visits the others (itself included, then skipped)."""
     if key is None:
         return jnp.tile(jnp.arange(num_tasks), (num_tasks, 1))
@@ -49,7 +47,9 @@ def _surgery(M: jax.Array, order: jax.Array, targets: jax.Array, beta) -> tuple[
         cos = jnp.clip(dot / jnp.where(valid, norm_i * norm_j, 1.0), -1.0, 1.0)
         target = targets[rows, j]
         sin_target = jnp.sqrt(jnp.maximum(1.0 - target**2, 1e-12))  # targets stay < 1 (EMA of cosines)
-        coef = norm_i * (target * jnp.sqrt(1.0 - cos**2) - cos * sin_target) / (jnp.where(valid, norm_j, 1.0) * sin_target)
+        coef = (
+            norm_i * (target * jnp.sqrt(1.0 - cos**2) - cos * sin_target) / (jnp.where(valid, norm_j, 1.0) * sin_target)
+        )
         C = C.at[rows, j].add(jnp.where(valid & (cos < target), coef, 0.0))
         targets = targets.at[rows, j].set(jnp.where(valid, (1.0 - beta) * target + beta * cos, target))
         return C, targets

@@ -19,7 +19,8 @@ Here the ``pi_i`` are trained soft actor-critic style (a per-task twin Q with th
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import distrax
 import jax
@@ -28,8 +29,9 @@ import jax.numpy as jnp
 from jaxrl.losses.sac import soft_td_target
 
 
-def distral_regularised_reward(reward: jax.Array, log_pi_i: jax.Array, log_pi_0: jax.Array,
-                               c_kl: float | jax.Array, c_ent: float | jax.Array) -> jax.Array:
+def distral_regularised_reward(
+    reward: jax.Array, log_pi_i: jax.Array, log_pi_0: jax.Array, c_kl: float | jax.Array, c_ent: float | jax.Array
+) -> jax.Array:
     """``R_i - c_KL (log pi_i - log pi_0) - c_Ent log pi_i``: the per-step Distral reward of task ``i``."""
     return reward - c_kl * (log_pi_i - log_pi_0) - c_ent * log_pi_i
 
@@ -37,7 +39,8 @@ def distral_regularised_reward(reward: jax.Array, log_pi_i: jax.Array, log_pi_0:
 def sample_with_prior(dist_i, dist_0, key: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """``a ~ pi_i`` (reparameterised) with ``log pi_i(a)`` and ``log pi_0(a)``.
 
-    For plain ``distrax.Transformed`` policies with the same parameter-free bijector (tanh-Gaussians) both log-densities are taken at
+    For plain ``distrax.Transformed`` policies with the same parameter-free bijector (tanh-Gaussians) both
+    log-densities are taken at
     the pre-squash sample ``u`` minus the shared ``log |det d tanh(u)/du|``; otherwise ``dist_0.log_prob(a)``.
     """
     # exact type: distrax's MultivariateNormalDiag is itself a Transformed (of a standard normal by an affine map
@@ -51,10 +54,21 @@ def sample_with_prior(dist_i, dist_0, key: jax.Array) -> tuple[jax.Array, jax.Ar
     return action, log_pi_i, dist_0.log_prob(action)
 
 
-def distral_critic_loss(critic_params: Any, batch: Any, *, critic_apply: Callable, target_critic_params: Any,
-                        policy_params: Any, policy_apply: Callable, shared_params: Any, shared_apply: Callable,
-                        c_kl: float | jax.Array, c_ent: float | jax.Array, gamma: float | jax.Array,
-                        key: jax.Array) -> tuple[jax.Array, dict]:
+def distral_critic_loss(
+    critic_params: Any,
+    batch: Any,
+    *,
+    critic_apply: Callable,
+    target_critic_params: Any,
+    policy_params: Any,
+    policy_apply: Callable,
+    shared_params: Any,
+    shared_apply: Callable,
+    c_kl: float | jax.Array,
+    c_ent: float | jax.Array,
+    gamma: float | jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """Soft Q-learning for task ``i`` under the Distral reward: ``sum_j E[(Q_j(s, a) - y)^2]`` with
 
         y = r + gamma (1 - terminated) (min_j Q'_j(s', a') + c_KL log pi_0(a'|s') - (c_KL + c_Ent) log pi_i(a'|s')),
@@ -75,9 +89,19 @@ def distral_critic_loss(critic_params: Any, batch: Any, *, critic_apply: Callabl
     return loss, {"critic_loss": loss, "q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
 
 
-def distral_actor_loss(policy_params: Any, batch: Any, *, policy_apply: Callable, critic_apply: Callable,
-                       critic_params: Any, shared_params: Any, shared_apply: Callable, c_kl: float | jax.Array,
-                       c_ent: float | jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+def distral_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    *,
+    policy_apply: Callable,
+    critic_apply: Callable,
+    critic_params: Any,
+    shared_params: Any,
+    shared_apply: Callable,
+    c_kl: float | jax.Array,
+    c_ent: float | jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """``E_s E_{a~pi_i}[(c_KL + c_Ent) log pi_i(a|s) - c_KL log pi_0(a|s) - min_j Q_j(s, a)]``
     (reparameterised; ``pi_0`` fixed: no gradient reaches ``shared_params``)."""
     dist_i = policy_apply(policy_params, batch.obs)
@@ -88,8 +112,15 @@ def distral_actor_loss(policy_params: Any, batch: Any, *, policy_apply: Callable
     return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_pi_i), "kl_to_shared": jnp.mean(log_pi_i - log_pi_0)}
 
 
-def distral_distill_loss(shared_params: Any, batch: Any, *, shared_apply: Callable, policy_params: Any,
-                         policy_apply: Callable, key: jax.Array) -> tuple[jax.Array, dict]:
+def distral_distill_loss(
+    shared_params: Any,
+    batch: Any,
+    *,
+    shared_apply: Callable,
+    policy_params: Any,
+    policy_apply: Callable,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """Distillation of ``pi_0`` on task ``i``: ``-E_{s~D_i} E_{a~pi_i(.|s)}[log pi_0(a|s)]`` (maximum
     likelihood of the task policy's actions at the task's states; ``pi_i`` fixed). Up to the constant entropy of
     ``pi_i`` this is ``E_s KL(pi_i(.|s) || pi_0(.|s))``."""

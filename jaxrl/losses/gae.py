@@ -6,8 +6,14 @@ import jax
 import jax.numpy as jnp
 
 
-def generalized_advantage_estimation(r_t: jax.Array, v_t: jax.Array, v_tp1: jax.Array, discount_t: jax.Array,
-                                     done_t: jax.Array, lambda_: float | jax.Array) -> tuple[jax.Array, jax.Array]:
+def generalized_advantage_estimation(
+    r_t: jax.Array,
+    v_t: jax.Array,
+    v_tp1: jax.Array,
+    discount_t: jax.Array,
+    done_t: jax.Array,
+    lambda_: float | jax.Array,
+) -> tuple[jax.Array, jax.Array]:
     """GAE(gamma, lambda) by a reverse scan over time-major ``[T, ...]`` inputs.
 
         delta_t = r_t + discount_t * V(s_{t+1}) - V(s_t)

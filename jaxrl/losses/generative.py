@@ -21,7 +21,8 @@ bound ``Phi tanh(.)`` is applied here so ``Phi`` can be a traced hyperparameter)
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,11 +35,23 @@ sg = jax.lax.stop_gradient
 
 __all__ = [
     # BCQ
-    "gaussian_kl_to_standard", "vae_loss", "clipped_latent", "decode_clipped", "perturb_actions",
-    "bcq_candidates", "bcq_actor_loss", "bcq_soft_clipped_value", "bcq_critic_loss",
+    "gaussian_kl_to_standard",
+    "vae_loss",
+    "clipped_latent",
+    "decode_clipped",
+    "perturb_actions",
+    "bcq_candidates",
+    "bcq_actor_loss",
+    "bcq_soft_clipped_value",
+    "bcq_critic_loss",
     # AlgaeDICE
-    "algae_f", "algae_f_grad", "algae_dual_objective", "algae_policy_objective", "algae_backup",
-    "algaedice_nu_loss", "algaedice_actor_loss",
+    "algae_f",
+    "algae_f_grad",
+    "algae_dual_objective",
+    "algae_policy_objective",
+    "algae_backup",
+    "algaedice_nu_loss",
+    "algaedice_actor_loss",
 ]
 
 
@@ -50,9 +63,17 @@ def gaussian_kl_to_standard(mean: Array, log_std: Array) -> Array:
     return -0.5 * (1.0 + 2.0 * log_std - jnp.square(mean) - jnp.exp(2.0 * log_std))
 
 
-def vae_loss(vae_params: Any, batch: Any, key: Array, *, encode_apply: Callable, decode_apply: Callable,
-             kl_weight: Array | float = 0.5, log_std_min: float = -4.0, log_std_max: float = 15.0
-             ) -> tuple[Array, Metrics]:
+def vae_loss(
+    vae_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    encode_apply: Callable,
+    decode_apply: Callable,
+    kl_weight: Array | float = 0.5,
+    log_std_min: float = -4.0,
+    log_std_max: float = 15.0,
+) -> tuple[Array, Metrics]:
     """BCQ's conditional VAE of the behaviour policy (Fujimoto et al. 2019, section 4 and appendix D):
 
     ``L = mean_{b,i} (D(s, z)_i - a_i)^2 + w mean_{b,j} KL(N(mu_j, sigma_j^2) || N(0, 1))``, with
@@ -76,8 +97,9 @@ def clipped_latent(key: Array, shape: tuple[int, ...], clip: Array | float = 0.5
     return jnp.clip(jax.random.normal(key, shape), -clip, clip)
 
 
-def decode_clipped(vae_params: Any, obs: Array, key: Array, *, decode_apply: Callable, latent_dim: int,
-                   clip: Array | float = 0.5) -> Array:
+def decode_clipped(
+    vae_params: Any, obs: Array, key: Array, *, decode_apply: Callable, latent_dim: int, clip: Array | float = 0.5
+) -> Array:
     """``G(s) = D(s, z)``, ``z`` from :func:`clipped_latent`: one behaviour-like action per row of ``obs``
     ``[..., O] -> [..., A]``."""
     z = clipped_latent(key, obs.shape[:-1] + (latent_dim,), clip)
@@ -89,14 +111,25 @@ def perturb_actions(actions: Array, xi_raw: Array, max_perturbation: Array | flo
     return jnp.clip(actions + max_perturbation * jnp.tanh(xi_raw), -1.0, 1.0)
 
 
-def bcq_candidates(obs: Array, key: Array, *, vae_params: Any, decode_apply: Callable, latent_dim: int,
-                   perturb_apply: Callable, perturb_params: Any, max_perturbation: Array | float,
-                   num_samples: int, latent_clip: Array | float = 0.5) -> Array:
+def bcq_candidates(
+    obs: Array,
+    key: Array,
+    *,
+    vae_params: Any,
+    decode_apply: Callable,
+    latent_dim: int,
+    perturb_apply: Callable,
+    perturb_params: Any,
+    max_perturbation: Array | float,
+    num_samples: int,
+    latent_clip: Array | float = 0.5,
+) -> Array:
     """``[N, ..., A]`` candidates ``a_n = a~_n + xi(s, a~_n)``, ``a~_n = G(s)`` (generated with no gradient to
     the VAE), for ``obs [..., O]``."""
     obs_n = jnp.broadcast_to(obs, (num_samples,) + obs.shape)
-    a_gen = sg(decode_clipped(vae_params, obs_n, key, decode_apply=decode_apply, latent_dim=latent_dim,
-                              clip=latent_clip))
+    a_gen = sg(
+        decode_clipped(vae_params, obs_n, key, decode_apply=decode_apply, latent_dim=latent_dim, clip=latent_clip)
+    )
     return perturb_actions(a_gen, perturb_apply(perturb_params, obs_n, a_gen), max_perturbation)
 
 
@@ -104,19 +137,28 @@ def _first_member(q_params: Any) -> Any:
     return jax.tree.map(lambda x: x[0], q_params)
 
 
-def bcq_actor_loss(perturb_params: Any, batch: Any, key: Array, *, perturb_apply: Callable, q_apply: Callable,
-                   q_params: Any, vae_params: Any, decode_apply: Callable, latent_dim: int,
-                   max_perturbation: Array | float, latent_clip: Array | float = 0.5) -> tuple[Array, Metrics]:
+def bcq_actor_loss(
+    perturb_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    perturb_apply: Callable,
+    q_apply: Callable,
+    q_params: Any,
+    vae_params: Any,
+    decode_apply: Callable,
+    latent_dim: int,
+    max_perturbation: Array | float,
+    latent_clip: Array | float = 0.5,
+) -> tuple[Array, Metrics]:
     """BCQ perturbation actor: ``L_xi = -mean_b Q_1(s, clip(a~ + Phi tanh(xi(s, a~)), -1, 1))``, ``a~ = G(s)``
     (one generated action per state; gradients reach only ``xi``; ``Q_1`` is member 0 of the ensemble)."""
     obs = batch.observations
-    a_gen = sg(decode_clipped(vae_params, obs, key, decode_apply=decode_apply, latent_dim=latent_dim,
-                              clip=latent_clip))
+    a_gen = sg(decode_clipped(vae_params, obs, key, decode_apply=decode_apply, latent_dim=latent_dim, clip=latent_clip))
     a = perturb_actions(a_gen, perturb_apply(perturb_params, obs, a_gen), max_perturbation)
     q1 = q_apply(_first_member(q_params), obs, a)
     loss = -jnp.mean(q1)
-    return loss, dict(actor_loss=loss, q_policy=jnp.mean(q1),
-                      perturbation=jnp.mean(jnp.abs(a - a_gen)))
+    return loss, dict(actor_loss=loss, q_policy=jnp.mean(q1), perturbation=jnp.mean(jnp.abs(a - a_gen)))
 
 
 def bcq_soft_clipped_value(q_samples: Array, lam: Array | float) -> Array:
@@ -127,19 +169,41 @@ def bcq_soft_clipped_value(q_samples: Array, lam: Array | float) -> Array:
     return jnp.max(mixed, axis=0)
 
 
-def bcq_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable, target_q_params: Any,
-                    perturb_apply: Callable, target_perturb_params: Any, vae_params: Any, decode_apply: Callable,
-                    latent_dim: int, discount: Array | float, lam: Array | float,
-                    max_perturbation: Array | float, num_samples: int = 10,
-                    latent_clip: Array | float = 0.5) -> tuple[Array, Metrics]:
+def bcq_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    perturb_apply: Callable,
+    target_perturb_params: Any,
+    vae_params: Any,
+    decode_apply: Callable,
+    latent_dim: int,
+    discount: Array | float,
+    lam: Array | float,
+    max_perturbation: Array | float,
+    num_samples: int = 10,
+    latent_clip: Array | float = 0.5,
+) -> tuple[Array, Metrics]:
     """BCQ critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
     ``y = r + discount (1 - d) sg[max_n (lambda min_e Qhat_e(s', a_n) + (1 - lambda) max_e Qhat_e(s', a_n))]``,
     ``a_n = a~_n + xihat(s', a~_n)``, ``a~_n = G(s')``, ``n = 1..N`` (target critics and target perturbation
     actor; :func:`bcq_soft_clipped_value`)."""
     obs_tp1 = batch.next_observations
-    cand = bcq_candidates(obs_tp1, key, vae_params=vae_params, decode_apply=decode_apply, latent_dim=latent_dim,
-                          perturb_apply=perturb_apply, perturb_params=target_perturb_params,
-                          max_perturbation=max_perturbation, num_samples=num_samples, latent_clip=latent_clip)
+    cand = bcq_candidates(
+        obs_tp1,
+        key,
+        vae_params=vae_params,
+        decode_apply=decode_apply,
+        latent_dim=latent_dim,
+        perturb_apply=perturb_apply,
+        perturb_params=target_perturb_params,
+        max_perturbation=max_perturbation,
+        num_samples=num_samples,
+        latent_clip=latent_clip,
+    )
     q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, cand)  # [E, N, B]
     v_tp1 = bcq_soft_clipped_value(q_tp1, lam)
     y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
@@ -163,8 +227,9 @@ def algae_f_grad(x: Array, p: Array | float) -> Array:
     return jnp.power(jnp.maximum(x, 0.0), p - 1.0)
 
 
-def algae_dual_objective(nu_t: Array, y_t: Array, nu_0: Array, *, discount: Array | float,
-                         alpha: Array | float, p: Array | float) -> Array:
+def algae_dual_objective(
+    nu_t: Array, y_t: Array, nu_0: Array, *, discount: Array | float, alpha: Array | float, p: Array | float
+) -> Array:
     """The off-policy Fenchel-dual objective ``nu`` minimises (Nachum et al. 2019, eq. 12, times ``alpha``):
 
     ``J(nu, pi) = alpha (1 - gamma) mean_b nu(s0_b, a0_b) + mean_b f_p(y_b - nu(s_b, a_b))``,
@@ -177,8 +242,9 @@ def algae_dual_objective(nu_t: Array, y_t: Array, nu_0: Array, *, discount: Arra
     return alpha * (1.0 - discount) * jnp.mean(nu_0) + jnp.mean(algae_f(y_t - nu_t, p))
 
 
-def algae_policy_objective(nu_t: Array, y_t: Array, nu_0: Array, *, discount: Array | float,
-                           alpha: Array | float, p: Array | float) -> Array:
+def algae_policy_objective(
+    nu_t: Array, y_t: Array, nu_0: Array, *, discount: Array | float, alpha: Array | float, p: Array | float
+) -> Array:
     """The policy's loss, minus the dual objective with ``f``'s derivative frozen (an envelope-theorem
     gradient of ``max_pi min_nu J``):
 
@@ -190,8 +256,17 @@ def algae_policy_objective(nu_t: Array, y_t: Array, nu_0: Array, *, discount: Ar
     return -jnp.mean(sg(algae_f_grad(resid, p)) * resid + alpha * (1.0 - discount) * nu_0)
 
 
-def algae_backup(r_t: Array, terminal_t: Array, nu_tp1: Array, target_nu_tp1: Array, log_prob_tp1: Array, *,
-                 discount: Array | float, entropy_coef: Array | float, online_mix: Array | float = 0.05) -> Array:
+def algae_backup(
+    r_t: Array,
+    terminal_t: Array,
+    nu_tp1: Array,
+    target_nu_tp1: Array,
+    log_prob_tp1: Array,
+    *,
+    discount: Array | float,
+    entropy_coef: Array | float,
+    online_mix: Array | float = 0.05,
+) -> Array:
     """Entropy-regularised backup with AlgaeDICE's mixed next value:
 
     ``y = r + gamma (1 - d) [m nu(s', a') + (1 - m) nuhat(s', a') - c log pi(a'|s')]``
@@ -203,54 +278,120 @@ def algae_backup(r_t: Array, terminal_t: Array, nu_tp1: Array, target_nu_tp1: Ar
     return td_target(r_t, discount, terminal_t, v_tp1)
 
 
-def _algae_terms(nu_params, target_nu_params, batch, init_observations, a_tp1, logp_tp1, a_0, *, nu_apply,
-                 discount, entropy_coef, online_mix):
+def _algae_terms(
+    nu_params,
+    target_nu_params,
+    batch,
+    init_observations,
+    a_tp1,
+    logp_tp1,
+    a_0,
+    *,
+    nu_apply,
+    discount,
+    entropy_coef,
+    online_mix,
+):
     nu_t = ensemble_q(nu_apply, nu_params, batch.observations, batch.actions)  # [E, B]
     nu_tp1 = ensemble_q(nu_apply, nu_params, batch.next_observations, a_tp1)  # [E, B]
     target_tp1 = jnp.min(ensemble_q(nu_apply, target_nu_params, batch.next_observations, a_tp1), axis=0)
-    y_t = algae_backup(batch.rewards[None], batch.terminals[None], nu_tp1, target_tp1[None],
-                       logp_tp1[None], discount=discount, entropy_coef=entropy_coef, online_mix=online_mix)
+    y_t = algae_backup(
+        batch.rewards[None],
+        batch.terminals[None],
+        nu_tp1,
+        target_tp1[None],
+        logp_tp1[None],
+        discount=discount,
+        entropy_coef=entropy_coef,
+        online_mix=online_mix,
+    )
     nu_0 = ensemble_q(nu_apply, nu_params, init_observations, a_0)  # [E, B0]
     return nu_t, y_t, nu_0
 
 
-def algaedice_nu_loss(nu_params: Any, batch: Any, key: Array, *, nu_apply: Callable, target_nu_params: Any,
-                      policy_apply: Callable, policy_params: Any, init_observations: Array,
-                      discount: Array | float, alpha: Array | float, p: Array | float,
-                      entropy_coef: Array | float = 0.0, online_mix: Array | float = 0.05
-                      ) -> tuple[Array, Metrics]:
+def algaedice_nu_loss(
+    nu_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    nu_apply: Callable,
+    target_nu_params: Any,
+    policy_apply: Callable,
+    policy_params: Any,
+    init_observations: Array,
+    discount: Array | float,
+    alpha: Array | float,
+    p: Array | float,
+    entropy_coef: Array | float = 0.0,
+    online_mix: Array | float = 0.05,
+) -> tuple[Array, Metrics]:
     """AlgaeDICE ``nu`` loss: ``L_nu = sum_e J(nu_e, pi)`` (:func:`algae_dual_objective` per ensemble member,
     with the backup :func:`algae_backup`; ``a' ~ pi(s')``, ``a0 ~ pi(s0)`` held fixed). Unlike a TD loss the
     gradient also flows through ``nu(s', a')`` (weight ``m``) and ``nu(s0, a0)``."""
     k_tp1, k_0 = jax.random.split(key)
-    a_tp1, logp_tp1 = jax.tree.map(sg, policy_apply(policy_params, batch.next_observations)
-                                   .sample_and_log_prob(seed=k_tp1))
+    a_tp1, logp_tp1 = jax.tree.map(
+        sg, policy_apply(policy_params, batch.next_observations).sample_and_log_prob(seed=k_tp1)
+    )
     a_0 = sg(policy_apply(policy_params, init_observations).sample(seed=k_0))
-    nu_t, y_t, nu_0 = _algae_terms(nu_params, target_nu_params, batch, init_observations, a_tp1, logp_tp1, a_0,
-                                   nu_apply=nu_apply, discount=discount, entropy_coef=entropy_coef,
-                                   online_mix=online_mix)
+    nu_t, y_t, nu_0 = _algae_terms(
+        nu_params,
+        target_nu_params,
+        batch,
+        init_observations,
+        a_tp1,
+        logp_tp1,
+        a_0,
+        nu_apply=nu_apply,
+        discount=discount,
+        entropy_coef=entropy_coef,
+        online_mix=online_mix,
+    )
     per_member = jax.vmap(lambda n, y, n0: algae_dual_objective(n, y, n0, discount=discount, alpha=alpha, p=p))(
-        nu_t, y_t, nu_0)
+        nu_t, y_t, nu_0
+    )
     loss = jnp.sum(per_member)
-    return loss, dict(nu_loss=loss, nu_data=jnp.mean(nu_t), nu_init=jnp.mean(nu_0),
-                      residual=jnp.mean(y_t - nu_t))
+    return loss, dict(nu_loss=loss, nu_data=jnp.mean(nu_t), nu_init=jnp.mean(nu_0), residual=jnp.mean(y_t - nu_t))
 
 
-def algaedice_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply: Callable, nu_apply: Callable,
-                         nu_params: Any, target_nu_params: Any, init_observations: Array,
-                         discount: Array | float, alpha: Array | float, p: Array | float,
-                         entropy_coef: Array | float = 0.0, online_mix: Array | float = 0.05
-                         ) -> tuple[Array, Metrics]:
+def algaedice_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    policy_apply: Callable,
+    nu_apply: Callable,
+    nu_params: Any,
+    target_nu_params: Any,
+    init_observations: Array,
+    discount: Array | float,
+    alpha: Array | float,
+    p: Array | float,
+    entropy_coef: Array | float = 0.0,
+    online_mix: Array | float = 0.05,
+) -> tuple[Array, Metrics]:
     """AlgaeDICE policy loss: the mean over ``nu`` ensemble members of :func:`algae_policy_objective`, with
     reparameterised ``a' ~ pi(s')`` (through both the online and the target ``nu`` at ``a'``, and its
-    ``log pi(a'|s')`` in the entropy-regularised backup) and ``a0 ~ pi(s0)``; ``nu``'s params get no gradient. Metrics carry ``log_prob`` (of ``a'``) for the temperature loss."""
+    ``log pi(a'|s')`` in the entropy-regularised backup) and ``a0 ~ pi(s0)``; ``nu``'s params get no gradient.
+    Metrics carry ``log_prob`` (of ``a'``) for the temperature loss.
+    """
     k_tp1, k_0 = jax.random.split(key)
     a_tp1, logp_tp1 = policy_apply(policy_params, batch.next_observations).sample_and_log_prob(seed=k_tp1)
     a_0 = policy_apply(policy_params, init_observations).sample(seed=k_0)
-    nu_t, y_t, nu_0 = _algae_terms(sg(nu_params), sg(target_nu_params), batch, init_observations, a_tp1, logp_tp1,
-                                   a_0, nu_apply=nu_apply, discount=discount, entropy_coef=entropy_coef,
-                                   online_mix=online_mix)
+    nu_t, y_t, nu_0 = _algae_terms(
+        sg(nu_params),
+        sg(target_nu_params),
+        batch,
+        init_observations,
+        a_tp1,
+        logp_tp1,
+        a_0,
+        nu_apply=nu_apply,
+        discount=discount,
+        entropy_coef=entropy_coef,
+        online_mix=online_mix,
+    )
     per_member = jax.vmap(lambda n, y, n0: algae_policy_objective(n, y, n0, discount=discount, alpha=alpha, p=p))(
-        nu_t, y_t, nu_0)
+        nu_t, y_t, nu_0
+    )
     loss = jnp.mean(per_member)
     return loss, dict(actor_loss=loss, entropy=-jnp.mean(logp_tp1), log_prob=jnp.mean(logp_tp1))

@@ -30,7 +30,8 @@ stochastic nodes that reward ``r_t`` depends on (causality); ``box(x) = exp(x - 
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -29,7 +29,8 @@ implementations of CQL, IQL and EDAC do).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,29 +42,60 @@ Metrics = dict[str, Array]
 
 __all__ = [
     # shared
-    "ensemble_q", "ensemble_q_samples", "td_target", "ensemble_mse", "lagrange_loss",
+    "ensemble_q",
+    "ensemble_q_samples",
+    "td_target",
+    "ensemble_mse",
+    "lagrange_loss",
     # BC
-    "bc_nll_loss", "bc_mse_loss", "weighted_bc_loss", "filtered_bc_mask",
+    "bc_nll_loss",
+    "bc_mse_loss",
+    "weighted_bc_loss",
+    "filtered_bc_mask",
     # IQL
-    "expectile_loss", "iql_value_loss", "iql_critic_loss", "iql_actor_loss",
+    "expectile_loss",
+    "iql_value_loss",
+    "iql_critic_loss",
+    "iql_actor_loss",
     # AWR / AWAC / CRR
-    "exp_advantage_weights", "awr_weights", "crr_weights", "awr_value_loss", "awr_actor_loss",
+    "exp_advantage_weights",
+    "awr_weights",
+    "crr_weights",
+    "awr_value_loss",
+    "awr_actor_loss",
     "advantage_weighted_actor_loss",
     # CQL
-    "cql_logsumexp", "cql_rho_estimate", "cql_critic_loss", "cql_alpha_loss",
+    "cql_logsumexp",
+    "cql_rho_estimate",
+    "cql_critic_loss",
+    "cql_alpha_loss",
     # Cal-QL
-    "calql_bound", "calql_critic_loss",
+    "calql_bound",
+    "calql_critic_loss",
     # BEAR
-    "gaussian_kernel", "laplacian_kernel", "mmd_squared", "bear_actor_loss",
+    "gaussian_kernel",
+    "laplacian_kernel",
+    "mmd_squared",
+    "bear_actor_loss",
     # BRAC
-    "kl_divergence_mc", "brac_critic_loss", "brac_actor_loss",
+    "kl_divergence_mc",
+    "brac_critic_loss",
+    "brac_actor_loss",
     # TD3+BC / ReBRAC
-    "td3_bc_actor_loss", "rebrac_actor_loss", "rebrac_critic_loss",
+    "td3_bc_actor_loss",
+    "rebrac_actor_loss",
+    "rebrac_critic_loss",
     # model-based
-    "gaussian_nll", "gaussian_ensemble_dynamics_loss", "mopo_uncertainty", "mopo_penalized_reward",
-    "ensemble_disagreement", "morel_halting",
+    "gaussian_nll",
+    "gaussian_ensemble_dynamics_loss",
+    "mopo_uncertainty",
+    "mopo_penalized_reward",
+    "ensemble_disagreement",
+    "morel_halting",
     # SAC-N / EDAC
-    "gradient_similarity", "edac_diversity_penalty", "edac_critic_loss",
+    "gradient_similarity",
+    "edac_diversity_penalty",
+    "edac_critic_loss",
 ]
 
 sg = jax.lax.stop_gradient
@@ -128,15 +160,13 @@ def bc_mse_loss(params: Any, batch: Any, *, actor_apply: Callable) -> tuple[Arra
     return loss, dict(bc_loss=loss)
 
 
-def weighted_bc_loss(params: Any, batch: Any, *, policy_apply: Callable, weights: Array
-                     ) -> tuple[Array, Metrics]:
+def weighted_bc_loss(params: Any, batch: Any, *, policy_apply: Callable, weights: Array) -> tuple[Array, Metrics]:
     """Weighted log-likelihood ``L = -mean_b sg[w_b] log pi(a_b | s_b)`` (AWR / AWAC / CRR / IQL actor;
     filtered BC with ``w = 1[top x% episode]``)."""
     log_prob = policy_apply(params, batch.observations).log_prob(batch.actions)
     w = sg(weights)
     loss = -jnp.mean(w * log_prob)
-    return loss, dict(actor_loss=loss, log_prob=jnp.mean(log_prob), weight_mean=jnp.mean(w),
-                      weight_max=jnp.max(w))
+    return loss, dict(actor_loss=loss, log_prob=jnp.mean(log_prob), weight_mean=jnp.mean(w), weight_max=jnp.max(w))
 
 
 def filtered_bc_mask(dataset: Any, fraction: float | Array) -> Array:
@@ -159,8 +189,15 @@ def expectile_loss(u: Array, expectile: Array | float) -> Array:
     return weight * jnp.square(u)
 
 
-def iql_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, q_apply: Callable,
-                   target_q_params: Any, expectile: Array | float) -> tuple[Array, Metrics]:
+def iql_value_loss(
+    value_params: Any,
+    batch: Any,
+    *,
+    value_apply: Callable,
+    q_apply: Callable,
+    target_q_params: Any,
+    expectile: Array | float,
+) -> tuple[Array, Metrics]:
     """IQL value loss ``L_V = mean_b L_tau(sg[min_e Qhat_e(s, a)] - V(s))`` (expectile regression)."""
     q_t = sg(jnp.min(ensemble_q(q_apply, target_q_params, batch.observations, batch.actions), axis=0))
     v_t = value_apply(value_params, batch.observations)
@@ -168,8 +205,9 @@ def iql_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, q_ap
     return loss, dict(value_loss=loss, v=jnp.mean(v_t), advantage=jnp.mean(q_t - v_t))
 
 
-def iql_critic_loss(q_params: Any, batch: Any, *, q_apply: Callable, value_apply: Callable,
-                    value_params: Any, discount: Array | float) -> tuple[Array, Metrics]:
+def iql_critic_loss(
+    q_params: Any, batch: Any, *, q_apply: Callable, value_apply: Callable, value_params: Any, discount: Array | float
+) -> tuple[Array, Metrics]:
     """IQL critic loss ``L_Q = sum_e mean_b (Q_e(s, a) - y)^2``, ``y = r + discount (1 - d) sg[V(s')]``."""
     v_tp1 = value_apply(value_params, batch.next_observations)
     y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
@@ -178,10 +216,18 @@ def iql_critic_loss(q_params: Any, batch: Any, *, q_apply: Callable, value_apply
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
 
 
-def iql_actor_loss(policy_params: Any, batch: Any, *, policy_apply: Callable, q_apply: Callable,
-                   target_q_params: Any, value_apply: Callable, value_params: Any,
-                   inverse_temperature: Array | float, max_weight: Array | float = 100.0
-                   ) -> tuple[Array, Metrics]:
+def iql_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    *,
+    policy_apply: Callable,
+    q_apply: Callable,
+    target_q_params: Any,
+    value_apply: Callable,
+    value_params: Any,
+    inverse_temperature: Array | float,
+    max_weight: Array | float = 100.0,
+) -> tuple[Array, Metrics]:
     """IQL advantage-weighted regression: ``L_pi = -mean_b min(exp(beta A), w_max) log pi(a|s)``,
     ``A = min_e Qhat_e(s, a) - V(s)`` (Kostrikov et al. 2022, eq. 7; ``w_max = 100``)."""
     q_t = jnp.min(ensemble_q(q_apply, target_q_params, batch.observations, batch.actions), axis=0)
@@ -194,8 +240,7 @@ def iql_actor_loss(policy_params: Any, batch: Any, *, policy_apply: Callable, q_
 # ====================================================================================== AWR / AWAC / CRR
 
 
-def exp_advantage_weights(adv: Array, inverse_temperature: Array | float,
-                          max_weight: Array | float = 100.0) -> Array:
+def exp_advantage_weights(adv: Array, inverse_temperature: Array | float, max_weight: Array | float = 100.0) -> Array:
     """``w = min(exp(beta * A), w_max)`` (IQL's / AWAC's exponentiated advantage, elementwise, no gradient)."""
     return sg(jnp.minimum(jnp.exp(inverse_temperature * adv), max_weight))
 
@@ -206,8 +251,9 @@ def awr_weights(adv: Array, temperature: Array | float, max_weight: Array | floa
     return sg(jnp.minimum(jnp.exp(adv / temperature), max_weight))
 
 
-def crr_weights(adv: Array, *, mode: str = "binary", temperature: Array | float = 1.0,
-                max_weight: Array | float = 20.0) -> Array:
+def crr_weights(
+    adv: Array, *, mode: str = "binary", temperature: Array | float = 1.0, max_weight: Array | float = 20.0
+) -> Array:
     """CRR weights (Wang et al. 2020, "Critic Regularized Regression"), elementwise, no gradient.
 
     ``mode="binary"``: ``f(A) = 1[A > 0]``; ``mode="exp"``: ``f(A) = min(exp(A / beta), w_max)``.
@@ -219,8 +265,7 @@ def crr_weights(adv: Array, *, mode: str = "binary", temperature: Array | float 
     raise ValueError(f"mode: {mode!r} is not 'binary' or 'exp'")
 
 
-def awr_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, returns: Array
-                   ) -> tuple[Array, Metrics]:
+def awr_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, returns: Array) -> tuple[Array, Metrics]:
     """AWR value regression ``L_V = mean_b (V(s_b) - R_b)^2`` onto Monte-Carlo returns ``R`` (e.g. sampled
     from :func:`jaxrl.data.dataset.monte_carlo_returns`)."""
     v_t = value_apply(value_params, batch.observations)
@@ -228,20 +273,38 @@ def awr_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, retu
     return loss, dict(value_loss=loss, v=jnp.mean(v_t))
 
 
-def awr_actor_loss(policy_params: Any, batch: Any, *, policy_apply: Callable, value_apply: Callable,
-                   value_params: Any, returns: Array, temperature: Array | float,
-                   max_weight: Array | float = 20.0) -> tuple[Array, Metrics]:
+def awr_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    *,
+    policy_apply: Callable,
+    value_apply: Callable,
+    value_params: Any,
+    returns: Array,
+    temperature: Array | float,
+    max_weight: Array | float = 20.0,
+) -> tuple[Array, Metrics]:
     """AWR actor ``L = -mean_b min(exp((R_b - V(s_b)) / beta), w_max) log pi(a_b | s_b)``."""
     adv = returns - value_apply(value_params, batch.observations)
-    loss, metrics = weighted_bc_loss(policy_params, batch, policy_apply=policy_apply,
-                                     weights=awr_weights(adv, temperature, max_weight))
+    loss, metrics = weighted_bc_loss(
+        policy_params, batch, policy_apply=policy_apply, weights=awr_weights(adv, temperature, max_weight)
+    )
     return loss, dict(metrics, advantage=jnp.mean(adv))
 
 
-def advantage_weighted_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply: Callable,
-                                  q_apply: Callable, q_params: Any, temperature: Array | float = 1.0,
-                                  max_weight: Array | float = 20.0, mode: str = "exp",
-                                  num_samples: int = 4) -> tuple[Array, Metrics]:
+def advantage_weighted_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    policy_apply: Callable,
+    q_apply: Callable,
+    q_params: Any,
+    temperature: Array | float = 1.0,
+    max_weight: Array | float = 20.0,
+    mode: str = "exp",
+    num_samples: int = 4,
+) -> tuple[Array, Metrics]:
     """AWAC / CRR actor: ``L = -mean_b f(A(s_b, a_b)) log pi(a_b | s_b)`` with
     ``A(s, a) = Q(s, a) - (1/M) sum_m Q(s, a_m)``, ``a_m ~ pi(.|s)``, ``Q = min_e Q_e``.
 
@@ -284,12 +347,25 @@ def cql_rho_estimate(q_samples: Array, temperature: Array | float = 1.0) -> Arra
     return jnp.sum(w * q_samples, axis=-2)
 
 
-def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable, target_q_params: Any,
-                    policy_apply: Callable, policy_params: Any, discount: Array | float,
-                    cql_alpha: Array | float, num_samples: int = 10, temperature: Array | float = 1.0,
-                    entropy_coef: Array | float = 0.0, variant: str = "H",
-                    action_low: float = -1.0, action_high: float = 1.0, policy_q_floor: Array | None = None
-                    ) -> tuple[Array, Metrics]:
+def cql_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    policy_apply: Callable,
+    policy_params: Any,
+    discount: Array | float,
+    cql_alpha: Array | float,
+    num_samples: int = 10,
+    temperature: Array | float = 1.0,
+    entropy_coef: Array | float = 0.0,
+    variant: str = "H",
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+    policy_q_floor: Array | None = None,
+) -> tuple[Array, Metrics]:
     """CQL critic: soft TD error plus the conservative gap, per ensemble member ``e``:
 
     ``L = sum_e mean_b [(Q_e(s, a) - y)^2 + alpha (P_e(s) - Q_e(s, a))]``,
@@ -324,16 +400,20 @@ def cql_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable,
         a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
         logp_rand = jnp.full(logp_cur.shape, -act_dim * math.log(action_high - action_low))
         q_rand = ensemble_q_samples(q_apply, q_params, obs, a_rand)
-        pushed = cql_logsumexp(jnp.concatenate([q_rand, q_cur, q_nxt], axis=1),
-                               jnp.concatenate([logp_rand, logp_cur, logp_nxt], axis=0), temperature)
+        pushed = cql_logsumexp(
+            jnp.concatenate([q_rand, q_cur, q_nxt], axis=1),
+            jnp.concatenate([logp_rand, logp_cur, logp_nxt], axis=0),
+            temperature,
+        )
     elif variant == "rho":
         pushed = cql_rho_estimate(jnp.concatenate([q_cur, q_nxt], axis=1), temperature)
     else:
         raise ValueError(f"variant: {variant!r} is not 'H' or 'rho'")
     gap_e = jnp.mean(pushed - q_t, axis=-1)  # [E]
     loss = td_loss + cql_alpha * jnp.sum(gap_e)
-    return loss, dict(critic_loss=loss, td_loss=td_loss, cql_gap=jnp.mean(gap_e), q=jnp.mean(q_t),
-                      target=jnp.mean(y_t), **extra)
+    return loss, dict(
+        critic_loss=loss, td_loss=td_loss, cql_gap=jnp.mean(gap_e), q=jnp.mean(q_t), target=jnp.mean(y_t), **extra
+    )
 
 
 def calql_bound(q_policy: Array, reference_value: Array) -> Array:
@@ -352,8 +432,9 @@ def calql_critic_loss(q_params: Any, batch: Any, key: Array, **kwargs) -> tuple[
     return cql_critic_loss(q_params, batch, key, policy_q_floor=batch.mc_returns, **kwargs)
 
 
-def cql_bc_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, alpha: Array | float, key: Array
-                      ) -> tuple[Array, Metrics]:
+def cql_bc_actor_loss(
+    actor_params: Any, batch: Any, *, actor_apply: Callable, alpha: Array | float, key: Array
+) -> tuple[Array, Metrics]:
     """CQL's actor warm start (the reference code's first ``policy_eval_start`` updates): SAC's actor loss with the
     data's log-likelihood in place of Q, ``L = mean_b [alpha log pi(a~_b | s_b) - log pi(a_b | s_b)]``,
     ``a~ ~ pi(.|s)`` reparameterised. Metrics as :func:`jaxrl.losses.sac.sac_actor_loss` (``actor_loss``,
@@ -400,10 +481,22 @@ def mmd_squared(x: Array, y: Array, *, kernel: str = "laplacian", sigma: Array |
     return kxx - 2.0 * kxy + kyy
 
 
-def bear_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply: Callable, q_apply: Callable,
-                    q_params: Any, behaviour_apply: Callable, behaviour_params: Any, log_lagrange: Array,
-                    epsilon: Array | float, num_samples: int = 5, kernel: str = "laplacian",
-                    sigma: Array | float = 20.0) -> tuple[Array, Metrics]:
+def bear_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    policy_apply: Callable,
+    q_apply: Callable,
+    q_params: Any,
+    behaviour_apply: Callable,
+    behaviour_params: Any,
+    log_lagrange: Array,
+    epsilon: Array | float,
+    num_samples: int = 5,
+    kernel: str = "laplacian",
+    sigma: Array | float = 20.0,
+) -> tuple[Array, Metrics]:
     """BEAR actor: ``L = mean_s [-min_e Q_e(s, a_1) + sg[lambda] (MMD(s) - eps)]``, ``a_m ~ pi(.|s)``
     (reparameterised), ``MMD(s) = sqrt(mmd_squared({a_m}, {b_m}) + 1e-6)`` against ``b_m ~ pi_beta(.|s)``.
 
@@ -424,9 +517,19 @@ def bear_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply:
 # ================================================================================================ BRAC
 
 
-def bear_critic_loss(q_params: Any, batch: Any, key: jax.Array, *, q_apply: Callable, target_q_params: Any,
-                     policy_apply: Callable, policy_params: Any, discount: Any, lambda_mix: Any,
-                     num_samples: int = 10) -> tuple[jax.Array, dict]:
+def bear_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: jax.Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    policy_apply: Callable,
+    policy_params: Any,
+    discount: Any,
+    lambda_mix: Any,
+    num_samples: int = 10,
+) -> tuple[jax.Array, dict]:
     """BEAR critic ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
 
     ``y = r + discount (1 - d) sg[max_m (lambda min_e Qhat_e(s', a'_m) + (1 - lambda) max_e Qhat_e(s', a'_m))]``,
@@ -451,10 +554,22 @@ def kl_divergence_mc(policy_dist: Any, behaviour_dist: Any, key: Array, num_samp
     return jnp.mean(logp - behaviour_dist.log_prob(a), axis=0)
 
 
-def brac_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable, target_q_params: Any,
-                     policy_apply: Callable, policy_params: Any, behaviour_apply: Callable,
-                     behaviour_params: Any, discount: Array | float, alpha: Array | float,
-                     value_penalty: bool = True, num_samples: int = 1) -> tuple[Array, Metrics]:
+def brac_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    policy_apply: Callable,
+    policy_params: Any,
+    behaviour_apply: Callable,
+    behaviour_params: Any,
+    discount: Array | float,
+    alpha: Array | float,
+    value_penalty: bool = True,
+    num_samples: int = 1,
+) -> tuple[Array, Metrics]:
     """BRAC critic ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha D(s')]``, ``a' ~ pi(.|s')``,
     ``D = KL(pi || pi_beta)`` (:func:`kl_divergence_mc`). ``value_penalty=False`` drops ``alpha D`` (BRAC-p:
@@ -473,9 +588,19 @@ def brac_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t), kl_tp1=jnp.mean(div))
 
 
-def brac_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply: Callable, q_apply: Callable,
-                    q_params: Any, behaviour_apply: Callable, behaviour_params: Any, alpha: Array | float,
-                    num_samples: int = 1) -> tuple[Array, Metrics]:
+def brac_actor_loss(
+    policy_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    policy_apply: Callable,
+    q_apply: Callable,
+    q_params: Any,
+    behaviour_apply: Callable,
+    behaviour_params: Any,
+    alpha: Array | float,
+    num_samples: int = 1,
+) -> tuple[Array, Metrics]:
     """BRAC actor ``L = mean_s [alpha D(s) - min_e Q_e(s, a)]``, ``a ~ pi(.|s)`` reparameterised,
     ``D = KL(pi || pi_beta)`` estimated by :func:`kl_divergence_mc` (behaviour params not trained here)."""
     obs = batch.observations
@@ -491,8 +616,15 @@ def brac_actor_loss(policy_params: Any, batch: Any, key: Array, *, policy_apply:
 # ======================================================================================= TD3+BC / ReBRAC
 
 
-def td3_bc_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, q_apply: Callable,
-                      q_params: Any, alpha: Array | float = 2.5) -> tuple[Array, Metrics]:
+def td3_bc_actor_loss(
+    actor_params: Any,
+    batch: Any,
+    *,
+    actor_apply: Callable,
+    q_apply: Callable,
+    q_params: Any,
+    alpha: Array | float = 2.5,
+) -> tuple[Array, Metrics]:
     """TD3+BC actor (Fujimoto & Gu, "A Minimalist Approach to Offline RL", NeurIPS 2021):
 
     ``L = -lambda mean_b Q_1(s, pi(s)) + mean_{b,i} (pi(s)_i - a_i)^2``, ``lambda = alpha / sg[mean_b |Q_1|]``,
@@ -507,8 +639,9 @@ def td3_bc_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, q
     return loss, dict(actor_loss=loss, bc_loss=bc, q=jnp.mean(q), lmbda=lam)
 
 
-def rebrac_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, q_apply: Callable,
-                      q_params: Any, beta: Array | float) -> tuple[Array, Metrics]:
+def rebrac_actor_loss(
+    actor_params: Any, batch: Any, *, actor_apply: Callable, q_apply: Callable, q_params: Any, beta: Array | float
+) -> tuple[Array, Metrics]:
     """ReBRAC actor (Tarasov et al., "Revisiting the Minimalist Approach to Offline RL", NeurIPS 2023):
 
     ``L = mean_b [beta ||pi(s) - a||^2 - lambda min_e Q_e(s, pi(s))]``, ``lambda = 1 / sg[mean_b |min_e Q_e|]``.
@@ -521,10 +654,22 @@ def rebrac_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, q
     return loss, dict(actor_loss=loss, bc_penalty=jnp.mean(bc), q=jnp.mean(q), lmbda=lam)
 
 
-def rebrac_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable, target_q_params: Any,
-                       actor_apply: Callable, target_actor_params: Any, discount: Array | float,
-                       beta: Array | float, policy_noise: Array | float = 0.2, noise_clip: Array | float = 0.5,
-                       action_low: float = -1.0, action_high: float = 1.0) -> tuple[Array, Metrics]:
+def rebrac_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    actor_apply: Callable,
+    target_actor_params: Any,
+    discount: Array | float,
+    beta: Array | float,
+    policy_noise: Array | float = 0.2,
+    noise_clip: Array | float = 0.5,
+    action_low: float = -1.0,
+    action_high: float = 1.0,
+) -> tuple[Array, Metrics]:
     """ReBRAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - beta ||a' - a'_data||^2]``,
     ``a' = clip(mu_targ(s') + clip(sigma eps, -c, c), low, high)`` (TD3 target smoothing),
@@ -548,24 +693,25 @@ def rebrac_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callab
 def gaussian_nll(mean: Array, log_var: Array, target: Array) -> Array:
     """Diagonal Gaussian negative log-likelihood, summed over the last axis:
     ``0.5 sum_i [(x_i - mu_i)^2 exp(-log var_i) + log var_i + log 2 pi]``."""
-    return 0.5 * jnp.sum(jnp.square(target - mean) * jnp.exp(-log_var) + log_var + math.log(2 * math.pi),
-                         axis=-1)
+    return 0.5 * jnp.sum(jnp.square(target - mean) * jnp.exp(-log_var) + log_var + math.log(2 * math.pi), axis=-1)
 
 
-def gaussian_ensemble_dynamics_loss(params: Any, batch: Any, *, dynamics_apply: Callable,
-                                    predict_delta: bool = True, per_member_batch: bool = False
-                                    ) -> tuple[Array, Metrics]:
+def gaussian_ensemble_dynamics_loss(
+    params: Any, batch: Any, *, dynamics_apply: Callable, predict_delta: bool = True, per_member_batch: bool = False
+) -> tuple[Array, Metrics]:
     """Ensemble of Gaussian dynamics models (MBPO / MOPO / MOReL): ``L = sum_e mean_b NLL_e``.
 
     ``dynamics_apply(params_e, obs [B, O], actions) -> (mean, log_var)``, each ``[B, O + 1]``, predicting
     ``x = [s' - s, r]`` (``[s', r]`` if not ``predict_delta``). ``params`` has a leading ``[E]`` axis. With
     ``per_member_batch`` every batch field has a leading ``[E]`` axis too (bootstrapped batches).
     """
+
     def member(p, obs, act, rew, nxt):
         delta = nxt - obs if predict_delta else nxt
         target = jnp.concatenate([delta, rew[..., None]], axis=-1)
         mean, log_var = dynamics_apply(p, obs, act)
         return jnp.mean(gaussian_nll(mean, log_var, target)), jnp.mean(jnp.square(mean - target))
+
     fields = (batch.observations, batch.actions, batch.rewards, batch.next_observations)
     axes = (0,) * 4 if per_member_batch else (None,) * 4
     nll, mse = jax.vmap(member, in_axes=(0,) + axes)(params, *fields)
@@ -594,8 +740,9 @@ def ensemble_disagreement(predictions: Array) -> Array:
     return jnp.max(jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1)), axis=(0, 1))
 
 
-def morel_halting(next_obs_predictions: Array, r_t: Array, terminal_t: Array, *, threshold: Array | float,
-                  r_max: Array | float) -> tuple[Array, Array, Array]:
+def morel_halting(
+    next_obs_predictions: Array, r_t: Array, terminal_t: Array, *, threshold: Array | float, r_max: Array | float
+) -> tuple[Array, Array, Array]:
     """MOReL's unknown-state halting (Kidambi et al., "MOReL: Model-Based Offline RL", NeurIPS 2020).
 
     A state-action is unknown when ``disc(s, a) = max_{i,j} ||f_i(s, a) - f_j(s, a)|| > threshold``; there the
@@ -618,7 +765,7 @@ def gradient_similarity(grads: Array, eps: float = 1e-10) -> Array:
     e = grads.shape[0]
     # sqrt(|g|^2 + eps^2), not |g| + eps: the norm's own derivative g/|g| is 0/0 at g = 0 (a member whose ReLUs
     # are all off at (s, a) has exactly zero action gradient), and one NaN there poisons every parameter
-    unit = grads / jnp.sqrt(jnp.sum(jnp.square(grads), axis=-1, keepdims=True) + eps ** 2)
+    unit = grads / jnp.sqrt(jnp.sum(jnp.square(grads), axis=-1, keepdims=True) + eps**2)
     sims = jnp.einsum("iba,jba->bij", unit, unit)
     off = jnp.sum(sims, axis=(1, 2)) - jnp.trace(sims, axis1=1, axis2=2)
     return off / max(e - 1, 1)
@@ -626,15 +773,27 @@ def gradient_similarity(grads: Array, eps: float = 1e-10) -> Array:
 
 def edac_diversity_penalty(q_params: Any, obs: Array, actions: Array, *, q_apply: Callable) -> Array:
     """``mean_b ES(s_b)`` (:func:`gradient_similarity`) at the dataset actions; differentiable in ``q_params``."""
+
     def grad_a(p):
         return jax.grad(lambda a: jnp.sum(q_apply(p, obs, a)))(actions)
+
     grads = jax.vmap(grad_a)(q_params)  # [E, B, A]
     return jnp.mean(gradient_similarity(grads))
 
 
-def edac_critic_loss(q_params: Any, batch: Any, key: Array, *, q_apply: Callable, target_q_params: Any,
-                     policy_apply: Callable, policy_params: Any, discount: Array | float,
-                     entropy_coef: Array | float, eta: Array | float = 0.0) -> tuple[Array, Metrics]:
+def edac_critic_loss(
+    q_params: Any,
+    batch: Any,
+    key: Array,
+    *,
+    q_apply: Callable,
+    target_q_params: Any,
+    policy_apply: Callable,
+    policy_params: Any,
+    discount: Array | float,
+    entropy_coef: Array | float,
+    eta: Array | float = 0.0,
+) -> tuple[Array, Metrics]:
     """SAC-N (``eta = 0``) / EDAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2 + eta mean_b ES(s)`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``."""
     a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_observations), key)

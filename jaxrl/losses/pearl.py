@@ -12,7 +12,8 @@ transitions per task, ``L`` latent dimensions.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +23,9 @@ from jaxrl.losses.sac import sac_critic_loss
 MIN_VARIANCE = 1e-7
 
 
-def product_of_gaussians(mu: jax.Array, var: jax.Array, mask: jax.Array | None = None,
-                         axis: int = -2) -> tuple[jax.Array, jax.Array]:
+def product_of_gaussians(
+    mu: jax.Array, var: jax.Array, mask: jax.Array | None = None, axis: int = -2
+) -> tuple[jax.Array, jax.Array]:
     """The product of ``N`` diagonal Gaussian factors ``N(mu_n, sigma_n^2)`` along ``axis``, normalised:
 
         sigma^2 = 1 / sum_n (1 / sigma_n^2),      mu = sigma^2 * sum_n (mu_n / sigma_n^2).
@@ -62,8 +64,9 @@ def sample_latent(key: jax.Array, mu: jax.Array, var: jax.Array) -> jax.Array:
     return mu + jnp.sqrt(var) * jax.random.normal(key, mu.shape, mu.dtype)
 
 
-def infer_posterior(encoder_params: Any, context: jax.Array, *, encoder_apply: Callable,
-                    mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+def infer_posterior(
+    encoder_params: Any, context: jax.Array, *, encoder_apply: Callable, mask: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array]:
     """``q(z | c)``: ``encoder_apply(params, context [..., N, D]) -> (mu_n, sigma_n^2)`` per transition, then
     :func:`product_of_gaussians` (or the prior where ``mask`` keeps nothing)."""
     mu_n, var_n = encoder_apply(encoder_params, context)
@@ -77,11 +80,23 @@ def with_latent(obs: jax.Array, z: jax.Array) -> jax.Array:
     return jnp.concatenate([obs, jnp.broadcast_to(z[:, None, :], (*obs.shape[:-1], z.shape[-1]))], axis=-1)
 
 
-def pearl_critic_encoder_loss(critic_params: Any, encoder_params: Any, batch: Any, context: jax.Array, *,
-                              encoder_apply: Callable, critic_apply: Callable, target_critic_params: Any,
-                              actor_params: Any, actor_apply: Callable, alpha: float | jax.Array,
-                              gamma: float | jax.Array, kl_weight: float | jax.Array,
-                              reward_scale: float | jax.Array = 1.0, key: jax.Array) -> tuple[jax.Array, dict]:
+def pearl_critic_encoder_loss(
+    critic_params: Any,
+    encoder_params: Any,
+    batch: Any,
+    context: jax.Array,
+    *,
+    encoder_apply: Callable,
+    critic_apply: Callable,
+    target_critic_params: Any,
+    actor_params: Any,
+    actor_apply: Callable,
+    alpha: float | jax.Array,
+    gamma: float | jax.Array,
+    kl_weight: float | jax.Array,
+    reward_scale: float | jax.Array = 1.0,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """The joint critic / encoder objective of PEARL (differentiate w.r.t. both parameter sets):
 
         z_m ~ q(z | c_m) = prod_n N(mu_phi(c_mn), sigma_phi^2(c_mn))       (reparameterised)
@@ -100,12 +115,25 @@ def pearl_critic_encoder_loss(critic_params: Any, encoder_params: Any, batch: An
     z = sample_latent(z_key, mu, var)
     z_bar = jax.lax.stop_gradient(z)
     flat = lambda x: x.reshape(-1, *x.shape[2:])
-    aug = batch._replace(obs=flat(with_latent(batch.obs, z)), next_obs=flat(with_latent(batch.next_obs, z_bar)),
-                         action=flat(batch.action), reward=reward_scale * flat(batch.reward),
-                         terminated=flat(batch.terminated), truncated=flat(batch.truncated))
-    bellman, metrics = sac_critic_loss(critic_params, aug, critic_apply=critic_apply,
-                                       target_critic_params=target_critic_params, actor_params=actor_params,
-                                       actor_apply=actor_apply, alpha=alpha, gamma=gamma, key=target_key)
+    aug = batch._replace(
+        obs=flat(with_latent(batch.obs, z)),
+        next_obs=flat(with_latent(batch.next_obs, z_bar)),
+        action=flat(batch.action),
+        reward=reward_scale * flat(batch.reward),
+        terminated=flat(batch.terminated),
+        truncated=flat(batch.truncated),
+    )
+    bellman, metrics = sac_critic_loss(
+        critic_params,
+        aug,
+        critic_apply=critic_apply,
+        target_critic_params=target_critic_params,
+        actor_params=actor_params,
+        actor_apply=actor_apply,
+        alpha=alpha,
+        gamma=gamma,
+        key=target_key,
+    )
     kl = jnp.mean(kl_to_standard_normal(mu, var))
     loss = bellman + kl_weight * kl
     metrics = {**metrics, "kl": kl, "z_var": jnp.mean(var), "z_mean_abs": jnp.mean(jnp.abs(mu)), "z": z_bar}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -26,8 +27,9 @@ def clipped_surrogate_loss(ratio: jax.Array, advantage: jax.Array, clip_eps: flo
     return -jnp.mean(jnp.minimum(unclipped, clipped))
 
 
-def value_loss(value: jax.Array, old_value: jax.Array, target: jax.Array,
-               clip_eps: float | jax.Array | None = None) -> jax.Array:
+def value_loss(
+    value: jax.Array, old_value: jax.Array, target: jax.Array, clip_eps: float | jax.Array | None = None
+) -> jax.Array:
     """``0.5 E[(V - G)^2]``; with ``clip_eps`` the pessimistic clipped form
     ``0.5 E[max((V - G)^2, (V_old + clip(V - V_old, -eps, eps) - G)^2)]``."""
     err = jnp.square(value - target)
@@ -37,9 +39,18 @@ def value_loss(value: jax.Array, old_value: jax.Array, target: jax.Array,
     return 0.5 * jnp.mean(err)
 
 
-def ppo_loss(params: Any, batch: PPOBatch, *, policy_apply: Callable, value_apply: Callable,
-             clip_eps: float | jax.Array, vf_coef: float | jax.Array, ent_coef: float | jax.Array,
-             clip_value: bool = True, normalize_advantages: bool = True) -> tuple[jax.Array, dict]:
+def ppo_loss(
+    params: Any,
+    batch: PPOBatch,
+    *,
+    policy_apply: Callable,
+    value_apply: Callable,
+    clip_eps: float | jax.Array,
+    vf_coef: float | jax.Array,
+    ent_coef: float | jax.Array,
+    clip_value: bool = True,
+    normalize_advantages: bool = True,
+) -> tuple[jax.Array, dict]:
     """Total PPO loss ``L_clip + vf_coef L_V - ent_coef H[pi]``.
 
     ``policy_apply(params, obs) -> distribution`` and ``value_apply(params, obs) -> V`` take the whole ``params``

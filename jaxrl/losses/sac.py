@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 
-def soft_td_target(reward: jax.Array, terminated: jax.Array, next_q: jax.Array, next_log_prob: jax.Array,
-                   alpha: float | jax.Array, gamma: float | jax.Array) -> jax.Array:
+def soft_td_target(
+    reward: jax.Array,
+    terminated: jax.Array,
+    next_q: jax.Array,
+    next_log_prob: jax.Array,
+    alpha: float | jax.Array,
+    gamma: float | jax.Array,
+) -> jax.Array:
     """``y = r + gamma (1 - terminated) (min_i Q_target_i(s', a') - alpha log pi(a'|s'))``, ``a' ~ pi(.|s')``.
 
     ``next_q`` has the ensemble axis first ``[E, B]``; the minimum over members counters over-estimation.
@@ -18,22 +25,38 @@ def soft_td_target(reward: jax.Array, terminated: jax.Array, next_q: jax.Array, 
     return reward + gamma * (1.0 - terminated.astype(reward.dtype)) * soft_v
 
 
-def sac_critic_loss(critic_params: Any, batch: Any, *, critic_apply: Callable, target_critic_params: Any,
-                    actor_params: Any, actor_apply: Callable, alpha: float | jax.Array, gamma: float | jax.Array,
-                    key: jax.Array) -> tuple[jax.Array, dict]:
+def sac_critic_loss(
+    critic_params: Any,
+    batch: Any,
+    *,
+    critic_apply: Callable,
+    target_critic_params: Any,
+    actor_params: Any,
+    actor_apply: Callable,
+    alpha: float | jax.Array,
+    gamma: float | jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """``sum_i E[(Q_i(s, a) - y)^2]`` over the ensemble members, with ``y`` from :func:`soft_td_target`
     (no gradient through the target). ``batch`` has ``obs, action, reward, next_obs, terminated``."""
     next_action, next_log_prob = actor_apply(actor_params, batch.next_obs).sample_and_log_prob(seed=key)
     next_q = critic_apply(target_critic_params, batch.next_obs, next_action)
-    target = jax.lax.stop_gradient(
-        soft_td_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, gamma))
+    target = jax.lax.stop_gradient(soft_td_target(batch.reward, batch.terminated, next_q, next_log_prob, alpha, gamma))
     q = critic_apply(critic_params, batch.obs, batch.action)  # [E, B]
     loss = jnp.sum(jnp.mean(jnp.square(q - target), axis=-1))
     return loss, {"critic_loss": loss, "q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
 
 
-def sac_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, critic_apply: Callable,
-                   critic_params: Any, alpha: float | jax.Array, key: jax.Array) -> tuple[jax.Array, dict]:
+def sac_actor_loss(
+    actor_params: Any,
+    batch: Any,
+    *,
+    actor_apply: Callable,
+    critic_apply: Callable,
+    critic_params: Any,
+    alpha: float | jax.Array,
+    key: jax.Array,
+) -> tuple[jax.Array, dict]:
     """``E_s E_{a~pi}[alpha log pi(a|s) - min_i Q_i(s, a)]`` (reparameterised through the tanh-Gaussian)."""
     action, log_prob = actor_apply(actor_params, batch.obs).sample_and_log_prob(seed=key)
     q = jnp.min(critic_apply(critic_params, batch.obs, action), axis=0)
@@ -41,8 +64,9 @@ def sac_actor_loss(actor_params: Any, batch: Any, *, actor_apply: Callable, crit
     return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
 
 
-def sac_temperature_loss(log_alpha: jax.Array, log_prob: jax.Array,
-                         target_entropy: float | jax.Array) -> tuple[jax.Array, dict]:
+def sac_temperature_loss(
+    log_alpha: jax.Array, log_prob: jax.Array, target_entropy: float | jax.Array
+) -> tuple[jax.Array, dict]:
     """``E[-alpha (log pi(a|s) + H_target)]`` with ``alpha = exp(log_alpha)``: alpha rises while the policy's
     entropy is below the target and falls above it."""
     alpha = jnp.exp(log_alpha)

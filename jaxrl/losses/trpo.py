@@ -20,14 +20,20 @@ Everything is jittable and vmappable (fixed CG iterations, a ``lax.while_loop`` 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-__all__ = ["conjugate_gradient", "fisher_vector_product", "natural_gradient_step", "surrogate_objective",
-           "categorical_kl"]
+__all__ = [
+    "conjugate_gradient",
+    "fisher_vector_product",
+    "natural_gradient_step",
+    "surrogate_objective",
+    "categorical_kl",
+]
 
 
 def surrogate_objective(log_prob: jax.Array, old_log_prob: jax.Array, advantage: jax.Array) -> jax.Array:
@@ -42,8 +48,9 @@ def categorical_kl(old_logits: jax.Array, logits: jax.Array) -> jax.Array:
     return jnp.mean(jnp.sum(jnp.exp(old_logp) * (old_logp - logp), axis=-1))
 
 
-def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, num_iters: int = 10,
-                       residual_tol: float = 1e-10) -> jax.Array:
+def conjugate_gradient(
+    matvec: Callable[[jax.Array], jax.Array], b: jax.Array, num_iters: int = 10, residual_tol: float = 1e-10
+) -> jax.Array:
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given only ``v -> A v``.
 
     Standard CG from ``x_0 = 0``: ``r_0 = p_0 = b``; ``alpha_i = r_i^T r_i / p_i^T A p_i``;
@@ -72,8 +79,9 @@ def conjugate_gradient(matvec: Callable[[jax.Array], jax.Array], b: jax.Array, n
     return x
 
 
-def fisher_vector_product(kl_fn: Callable[[Any], jax.Array], params: Any,
-                          damping: float | jax.Array = 0.0) -> Callable[[Any], Any]:
+def fisher_vector_product(
+    kl_fn: Callable[[Any], jax.Array], params: Any, damping: float | jax.Array = 0.0
+) -> Callable[[Any], Any]:
     """``v -> (F + damping I) v`` with ``F = Hessian of kl_fn at params`` (pytree ``v`` shaped like ``params``).
 
     Computed as ``jax.jvp(jax.grad(kl_fn), (params,), (v,))`` (forward-over-reverse Hessian-vector product). For
@@ -89,11 +97,19 @@ def fisher_vector_product(kl_fn: Callable[[Any], jax.Array], params: Any,
     return fvp
 
 
-def natural_gradient_step(params: Any, surrogate_fn: Callable[[Any], jax.Array],
-                          kl_fn: Callable[[Any], jax.Array], max_kl: float | jax.Array, *, cg_iters: int = 10,
-                          damping: float | jax.Array = 0.1, backtrack_ratio: float | jax.Array = 0.8,
-                          max_backtracks: int = 15, accept_ratio: float | jax.Array = 0.0,
-                          cg_residual_tol: float = 1e-10) -> tuple[Any, dict]:
+def natural_gradient_step(
+    params: Any,
+    surrogate_fn: Callable[[Any], jax.Array],
+    kl_fn: Callable[[Any], jax.Array],
+    max_kl: float | jax.Array,
+    *,
+    cg_iters: int = 10,
+    damping: float | jax.Array = 0.1,
+    backtrack_ratio: float | jax.Array = 0.8,
+    max_backtracks: int = 15,
+    accept_ratio: float | jax.Array = 0.0,
+    cg_residual_tol: float = 1e-10,
+) -> tuple[Any, dict]:
     """One TRPO step: natural-gradient direction by CG, KL-scaled full step, backtracking line search.
 
     Args:
@@ -142,8 +158,9 @@ def natural_gradient_step(params: Any, surrogate_fn: Callable[[Any], jax.Array],
         return j + 1, ok, surr, kl, frac
 
     zero = jnp.zeros((), flat.dtype)
-    j, ok, surr, kl, frac = jax.lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), jnp.zeros((), bool),
-                                                            surrogate_before, zero, zero))
+    j, ok, surr, kl, frac = jax.lax.while_loop(
+        cond, body, (jnp.zeros((), jnp.int32), jnp.zeros((), bool), surrogate_before, zero, zero)
+    )
     ok = ok & (beta > 0)
     new_flat = jnp.where(ok, flat + frac * full_step, flat)
     metrics = {

@@ -6,7 +6,8 @@ nothing outside this package depends on the module system. Policy heads return d
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -14,8 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu,
-                                    "elu": nn.elu}
+ACTIVATIONS: dict[str, Callable] = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu, "elu": nn.elu}
 
 
 class Network(NamedTuple):
@@ -64,8 +64,9 @@ class _Concat(nn.Module):
         return self.mlp(jnp.concatenate(inputs, axis=-1))
 
 
-def make_mlp(output_dim: int | None, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-             output_scale: float = 1.0) -> Network:
+def make_mlp(
+    output_dim: int | None, hidden: Sequence[int] = (64, 64), activation: str = "tanh", output_scale: float = 1.0
+) -> Network:
     return _network(_Concat(MLP(tuple(hidden), activation, output_dim, output_scale)))
 
 
@@ -76,8 +77,10 @@ def make_value_network(hidden: Sequence[int] = (64, 64), activation: str = "tanh
 
 def make_categorical_policy(num_actions: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> Network:
     """``apply(params, obs) -> distrax.Categorical`` (small-scale output init, as in PPO practice)."""
-    return _network(_Concat(MLP(tuple(hidden), activation, num_actions, 0.01)),
-                    head=lambda logits: distrax.Categorical(logits=logits))
+    return _network(
+        _Concat(MLP(tuple(hidden), activation, num_actions, 0.01)),
+        head=lambda logits: distrax.Categorical(logits=logits),
+    )
 
 
 class _GaussianHead(nn.Module):
@@ -100,22 +103,38 @@ class _GaussianHead(nn.Module):
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
-def make_gaussian_policy(action_dim: int, hidden: Sequence[int] = (64, 64), activation: str = "tanh", *,
-                         state_dependent_std: bool = False, log_std_init: float = 0.0) -> Network:
+def make_gaussian_policy(
+    action_dim: int,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    *,
+    state_dependent_std: bool = False,
+    log_std_init: float = 0.0,
+) -> Network:
     """Diagonal Gaussian (unbounded; the env wrapper clips): ``apply -> distrax.MultivariateNormalDiag``."""
     module = _GaussianHead(MLP(tuple(hidden), activation), action_dim, state_dependent_std, log_std_init, -20.0, 2.0)
     return _network(module, head=lambda ms: distrax.MultivariateNormalDiag(ms[0], jnp.exp(ms[1])))
 
 
-def make_tanh_gaussian_policy(action_dim: int, hidden: Sequence[int] = (256, 256), activation: str = "relu", *,
-                              log_std_min: float = -5.0, log_std_max: float = 2.0) -> Network:
+def make_tanh_gaussian_policy(
+    action_dim: int,
+    hidden: Sequence[int] = (256, 256),
+    activation: str = "relu",
+    *,
+    log_std_min: float = -5.0,
+    log_std_max: float = 2.0,
+) -> Network:
     """Tanh-squashed diagonal Gaussian on ``(-1, 1)^d`` (SAC): ``apply -> distrax.Transformed``.
 
     Use ``dist.sample_and_log_prob(seed=key)``: it never inverts tanh, so log-probs stay finite at the bounds.
     """
     module = _GaussianHead(MLP(tuple(hidden), activation), action_dim, True, 0.0, log_std_min, log_std_max)
-    return _network(module, head=lambda ms: distrax.Transformed(
-        distrax.MultivariateNormalDiag(ms[0], jnp.exp(ms[1])), distrax.Block(distrax.Tanh(), ndims=1)))
+    return _network(
+        module,
+        head=lambda ms: distrax.Transformed(
+            distrax.MultivariateNormalDiag(ms[0], jnp.exp(ms[1])), distrax.Block(distrax.Tanh(), ndims=1)
+        ),
+    )
 
 
 def mode(dist) -> jax.Array:

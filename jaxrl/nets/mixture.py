@@ -3,7 +3,7 @@ one by maximum likelihood; a single Gaussian would average the modes of a two-mo
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax

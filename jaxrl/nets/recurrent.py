@@ -14,7 +14,8 @@ GRU (Cho et al. 2014), as in flax's ``GRUCell``:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import distrax
 import flax.linen as nn
@@ -22,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.nets.core import ACTIVATIONS, MLP, Network, _dense
+from jaxrl.nets.core import ACTIVATIONS, MLP, _dense
 
 
 class RecurrentNetwork(NamedTuple):
@@ -114,8 +115,13 @@ class _ActorCriticHead(nn.Module):
         return out, value
 
 
-def make_gru(output_dim: int | None, hidden_size: int = 64, embed: Sequence[int] = (), activation: str = "tanh",
-             output_scale: float = 1.0) -> RecurrentNetwork:
+def make_gru(
+    output_dim: int | None,
+    hidden_size: int = 64,
+    embed: Sequence[int] = (),
+    activation: str = "tanh",
+    output_scale: float = 1.0,
+) -> RecurrentNetwork:
     """A GRU core (optionally after an embedding MLP and before a linear ``output_dim`` head)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r}: choose one of {list(ACTIVATIONS)}")
@@ -132,16 +138,25 @@ def actor_critic_outputs(raw, continuous: bool):
     return distrax.Categorical(logits=logits), value
 
 
-def make_gru_actor_critic(num_actions: int, continuous: bool = False, hidden_size: int = 64,
-                          embed: Sequence[int] = (), activation: str = "tanh",
-                          log_std_init: float = 0.0) -> RecurrentNetwork:
+def make_gru_actor_critic(
+    num_actions: int,
+    continuous: bool = False,
+    hidden_size: int = 64,
+    embed: Sequence[int] = (),
+    activation: str = "tanh",
+    log_std_init: float = 0.0,
+) -> RecurrentNetwork:
     """A GRU with a policy head (categorical logits, or diagonal Gaussian) and a value head.
 
     ``apply(params, h, x) -> (h', (distribution, value))``; ``unroll`` returns the raw head outputs, turned into
     ``(distribution, value)`` by :func:`actor_critic_outputs`.
     """
-    module = _GRUNet(int(hidden_size), tuple(embed), activation,
-                     _ActorCriticHead(int(num_actions), bool(continuous), float(log_std_init)))
+    module = _GRUNet(
+        int(hidden_size),
+        tuple(embed),
+        activation,
+        _ActorCriticHead(int(num_actions), bool(continuous), float(log_std_init)),
+    )
     return _make(module, int(hidden_size), head_fn=lambda raw: actor_critic_outputs(raw, continuous))
 
 

@@ -67,8 +67,12 @@ def latest(directory: str | os.PathLike) -> Path | None:
     directory = Path(directory)
     if directory.is_dir():
         for stale in [p for p in directory.iterdir() if p.name.startswith(_TMP)]:
-            warnings.warn(f"ignoring incomplete checkpoint {stale} (its writer was interrupted); "
-                          f"resuming from the previous complete checkpoint", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"ignoring incomplete checkpoint {stale} (its writer was interrupted); "
+                f"resuming from the previous complete checkpoint",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             shutil.rmtree(stale, ignore_errors=True)
     found = list_checkpoints(directory)
     return found[-1] if found else None

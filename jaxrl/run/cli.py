@@ -10,13 +10,11 @@ dataclasses.
     jaxrl dataset make ENV --kind KIND --out FILE | jaxrl dataset info FILE
 """
 
-
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 
@@ -29,18 +27,20 @@ def _train_args_class(module, default_env: str):
     from jaxrl.run.watchdog import Watchdog
 
     cfg_cls = module.Config
-    env_default = "(default: the dataset's env)" if getattr(module, "OFFLINE", False) else f"(default: {default_env})"
+    from jaxrl import algos
+
+    env_default = "(default: the dataset's env)" if algos.is_offline(module) else f"(default: {default_env})"
 
     @dataclasses.dataclass
     class TrainArgs:
         config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)
-        env: Annotated[Optional[str], tyro.conf.arg(metavar="STR", help_behavior_hint=env_default)] = None
+        env: Annotated[str | None, tyro.conf.arg(metavar="STR", help_behavior_hint=env_default)] = None
         """environment name (`jaxrl list`); offline algorithms: the env of a dataset file that does not name it"""
         seeds: int = 1
         """number of seeds, all in one compiled program"""
         seed: int = 0
         """the first seed: the runs' seeds are seed, seed+1, ... (re-run seed K of a sweep: --seeds 1 --seed K)"""
-        out: Optional[str] = None
+        out: str | None = None
         """run directory (default runs/ALGO-ENV-TIMESTAMP)"""
         grid: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
         """FIELD=v1,v2,... over a hyperparameter (repeatable); seeds x grid points run as one program"""
@@ -48,9 +48,9 @@ def _train_args_class(module, default_env: str):
         """host round-trips (log, evaluate, checkpoint) over the run"""
         eval_episodes: int = 10
         """deterministic-policy episodes per evaluation"""
-        run_block: Optional[int] = None
+        run_block: int | None = None
         """vmap runs in fixed blocks of this size: each run then matches itself run alone, bit for bit"""
-        resume: Optional[str] = None
+        resume: str | None = None
         """continue the run in this directory from its newest checkpoint"""
         dataset: Annotated[tuple[str, ...], tyro.conf.UseAppendAction] = ()
         """offline algorithms: dataset file (repeatable: datasets stacked, chosen by --grid dataset_index=0,1,..)"""
@@ -64,8 +64,12 @@ def _train_args_class(module, default_env: str):
         """turn the stall watchdog off"""
 
         def watchdog(self) -> Watchdog:
-            return Watchdog(enabled=not self.no_watchdog, first_chunk_seconds=self.stall_first_chunk,
-                            factor=self.stall_factor, margin_seconds=self.stall_margin)
+            return Watchdog(
+                enabled=not self.no_watchdog,
+                first_chunk_seconds=self.stall_first_chunk,
+                factor=self.stall_factor,
+                margin_seconds=self.stall_margin,
+            )
 
     return TrainArgs
 
@@ -80,31 +84,40 @@ def _train(argv: list[str]) -> int:
         result = resume(run_dir)
         return _report(result)
     if not argv or argv[0].startswith("-"):
-        print(f"usage: jaxrl train ALGO [options]  (ALGO one of {algos.names()}; "
-              f"`jaxrl train ALGO --help` lists its options)", file=sys.stderr)
+        print(
+            f"usage: jaxrl train ALGO [options]  (ALGO one of {algos.names()}; "
+            f"`jaxrl train ALGO --help` lists its options)",
+            file=sys.stderr,
+        )
         return 2
     import tyro
 
     name = argv[0]
     module = algos.get(name)
-    args = tyro.cli(_train_args_class(module, algos.default_env(name)), args=argv[1:], prog=f"jaxrl train {name}",
-                    description=(module.__doc__ or "").strip().splitlines()[0])
+    args = tyro.cli(
+        _train_args_class(module, algos.default_env(name)),
+        args=argv[1:],
+        prog=f"jaxrl train {name}",
+        description=(module.__doc__ or "").strip().splitlines()[0],
+    )
     if args.resume:
         return _report(resume(args.resume))
-    offline = getattr(module, "OFFLINE", False)
+    offline = algos.is_offline(name)
     if args.dataset and not offline:
-        offline_names = [n for n in algos.names() if getattr(algos.get(n), "OFFLINE", False)]
+        offline_names = [n for n in algos.names() if algos.is_offline(n)]
         raise ValueError(f"{name} is not an offline algorithm; --dataset is for: {', '.join(offline_names)}")
     if offline and not args.dataset:
-        raise ValueError(f"{name} is an offline algorithm: pass --dataset FILE (make one with `jaxrl dataset make "
-                         f"Pendulum-v1 --kind medium --out medium.hdf5`)")
+        raise ValueError(
+            f"{name} is an offline algorithm: pass --dataset FILE (make one with `jaxrl dataset make "
+            f"Pendulum-v1 --kind medium --out medium.hdf5`)"
+        )
     if args.dataset:
         from jaxrl.algos.offline.common import load_offline_env
 
         env, env_label = load_offline_env(list(args.dataset), args.env), Path(args.dataset[0]).stem
     else:
         env = args.env or algos.default_env(name)
-        env_label = env.replace(':', '_')
+        env_label = env.replace(":", "_")
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_run_dir(out)
     seeds = list(range(args.seed, args.seed + args.seeds))
@@ -112,12 +125,29 @@ def _train(argv: list[str]) -> int:
         # Meta-World steps on the host: collection there, every update jitted (jaxrl.run.host_train)
         from jaxrl.run.host_train import train_host
 
-        result = train_host(name, env, args.config, seeds=seeds, grid=grid_lib.parse_grid(args.grid),
-                            out_dir=out, num_evals=args.num_chunks, eval_episodes=args.eval_episodes)
+        result = train_host(
+            name,
+            env,
+            args.config,
+            seeds=seeds,
+            grid=grid_lib.parse_grid(args.grid),
+            out_dir=out,
+            num_evals=args.num_chunks,
+            eval_episodes=args.eval_episodes,
+        )
         return _report(result)
-    result = train(name, env, args.config, seeds=seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out,
-                   num_chunks=args.num_chunks, eval_episodes=args.eval_episodes, run_block=args.run_block,
-                   watchdog=args.watchdog())
+    result = train(
+        name,
+        env,
+        args.config,
+        seeds=seeds,
+        grid=grid_lib.parse_grid(args.grid),
+        out_dir=out,
+        num_chunks=args.num_chunks,
+        eval_episodes=args.eval_episodes,
+        run_block=args.run_block,
+        watchdog=args.watchdog(),
+    )
     return _report(result)
 
 
@@ -131,18 +161,22 @@ def _check_run_dir(out: str) -> None:
 def _report(result) -> int:
     s = result.summary
     if getattr(result, "already_complete", False):
-        print(f"{result.run_dir} is already complete ({s['iterations']} iterations, eval_return mean "
-              f"{s['eval_return_mean']:.1f}); nothing to resume, nothing changed")
+        print(
+            f"{result.run_dir} is already complete ({s['iterations']} iterations, eval_return mean "
+            f"{s['eval_return_mean']:.1f}); nothing to resume, nothing changed"
+        )
         return 0
     # multi-task runs report [runs][tasks]: show each run's mean over its tasks
     returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s["eval_return"])
     interrupted = getattr(result, "interrupted", False)
     state = "interrupted" if interrupted else "done"
-    print(f"{state}: {s['algo']} on {s['env']}, {s['env_steps']} env steps per run x {len(s['runs'])} runs\n"
-          f"  eval_return per run: [{returns}]  mean {s['eval_return_mean']:.1f}\n"
-          f"  {s['env_steps_per_second']:.3g} env-steps/s (all runs), compile {s['compile_seconds']:.1f} s, "
-          f"run {s['run_seconds']:.1f} s\n  run directory: {result.run_dir}"
-          + ("" if interrupted else f" (learning curves: {result.run_dir / 'curves.png'})"))
+    print(
+        f"{state}: {s['algo']} on {s['env']}, {s['env_steps']} env steps per run x {len(s['runs'])} runs\n"
+        f"  eval_return per run: [{returns}]  mean {s['eval_return_mean']:.1f}\n"
+        f"  {s['env_steps_per_second']:.3g} env-steps/s (all runs), compile {s['compile_seconds']:.1f} s, "
+        f"run {s['run_seconds']:.1f} s\n  run directory: {result.run_dir}"
+        + ("" if interrupted else f" (learning curves: {result.run_dir / 'curves.png'})")
+    )
     return 0
 
 
@@ -179,21 +213,32 @@ def _report_runs(argv: list[str]) -> int:
 
     from jaxrl.run.report import markdown, report
 
-    parser = argparse.ArgumentParser(prog="jaxrl report", description="a paper-style table of run directories: "
-                                     "IQM, mean, median, optimality gap with stratified bootstrap 95% CIs")
+    parser = argparse.ArgumentParser(
+        prog="jaxrl report",
+        description="a paper-style table of run directories: "
+        "IQM, mean, median, optimality gap with stratified bootstrap 95% CIs",
+    )
     parser.add_argument("run_dirs", nargs="+")
-    parser.add_argument("--by", nargs="+", action="extend", default=None,
-                        help="group by these fields: algo, env, dataset, seed, point, run_dir or any config field "
-                             "(default: every field that differs between runs, except seed)")
+    parser.add_argument(
+        "--by",
+        nargs="+",
+        action="extend",
+        default=None,
+        help="group by these fields: algo, env, dataset, seed, point, run_dir or any config field "
+        "(default: every field that differs between runs, except seed)",
+    )
     parser.add_argument("--metric", default=None, help="default normalized_score (offline runs) or eval_return")
     parser.add_argument("--out", default="report", help="directory for report.md, report.csv and PNGs")
-    parser.add_argument("--target", type=float, default=None,
-                        help="optimality-gap target (default 100 for normalised scores, 1 for success rates, "
-                             "else the best final score)")
+    parser.add_argument(
+        "--target",
+        type=float,
+        default=None,
+        help="optimality-gap target (default 100 for normalised scores, 1 for success rates, "
+        "else the best final score)",
+    )
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
     args = parser.parse_args(argv)
-    result = report(args.run_dirs, by=args.by, metric=args.metric, out_dir=args.out, target=args.target,
-                    reps=args.reps)
+    result = report(args.run_dirs, by=args.by, metric=args.metric, out_dir=args.out, target=args.target, reps=args.reps)
     print(markdown(result).split("\n## Run directories")[0].rstrip())
     print(f"wrote {', '.join(result['files'])}")
     return 0

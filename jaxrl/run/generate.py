@@ -22,15 +22,23 @@ It trains behaviour agents with the run loop, so it lives in ``run/`` (arrows po
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxrl.data.dataset import Dataset, DatasetError, DatasetInfo, make_dataset
 
-__all__ = ["KINDS", "BehaviourRun", "train_behaviour", "rollout_dataset", "make_datasets", "make_dataset_kind",
-           "check_kind"]
+__all__ = [
+    "KINDS",
+    "BehaviourRun",
+    "train_behaviour",
+    "rollout_dataset",
+    "make_datasets",
+    "make_dataset_kind",
+    "check_kind",
+]
 
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 
@@ -77,14 +85,31 @@ def _random_return(env, env_params, key, episodes: int) -> float:
 
     n_act = action_dim(env, env_params)
     policy = lambda obs, k: jax.random.uniform(k, (obs.shape[0], n_act), minval=-1.0, maxval=1.0)
-    rets = jax.jit(lambda k: rollout_lib.evaluate(VmapEnv(_base_stack(env, env_params), episodes), env_params,
-                                                  policy, k, episodes, max_episode_steps(env_params)))(key)
+    rets = jax.jit(
+        lambda k: rollout_lib.evaluate(
+            VmapEnv(_base_stack(env, env_params), episodes),
+            env_params,
+            policy,
+            k,
+            episodes,
+            max_episode_steps(env_params),
+        )
+    )(key)
     return float(np.mean(np.asarray(rets)))
 
 
-def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_000, hidden=(64, 64),
-                    num_chunks: int | None = None, seed: int = 0, eval_episodes: int = 10, num_envs: int = 1,
-                    sac_config: Any = None, env: tuple[Any, Any] | None = None) -> BehaviourRun:
+def train_behaviour(
+    env_name: str = "Pendulum-v1",
+    *,
+    total_env_steps: int = 20_000,
+    hidden=(64, 64),
+    num_chunks: int | None = None,
+    seed: int = 0,
+    eval_episodes: int = 10,
+    num_envs: int = 1,
+    sac_config: Any = None,
+    env: tuple[Any, Any] | None = None,
+) -> BehaviourRun:
     """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program).
 
     ``num_envs`` parallel envs with one update per step collect ``num_envs`` times more data per update: the
@@ -98,8 +123,13 @@ def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_
 
     env_obj, env_params = env if env is not None else envs.make(env_name)
     _box(env_obj, env_params)
-    cfg = sac_config or sac.Config(hidden=tuple(hidden), total_env_steps=total_env_steps, num_envs=num_envs,
-                                   buffer_size=total_env_steps, learning_starts=min(1000, total_env_steps // 4))
+    cfg = sac_config or sac.Config(
+        hidden=tuple(hidden),
+        total_env_steps=total_env_steps,
+        num_envs=num_envs,
+        buffer_size=total_env_steps,
+        learning_starts=min(1000, total_env_steps // 4),
+    )
     algo = sac.make(cfg, env_obj, env_params)
     if num_chunks is None:
         num_chunks = max(1, cfg.num_iterations // 500)
@@ -110,7 +140,7 @@ def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_
     run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.step(c)[0], None), s, None, length=chunk_len)[0])
     evaluate = jax.jit(algo.evaluate, static_argnums=2)
     states, evals, sizes = [], [], []
-    for c in range(cfg.num_iterations // chunk_len):
+    for _ in range(cfg.num_iterations // chunk_len):
         state = run_chunk(state)
         key, ek = jax.random.split(key)
         evals.append(float(evaluate(state, ek, eval_episodes)))
@@ -124,9 +154,20 @@ def train_behaviour(env_name: str = "Pendulum-v1", *, total_env_steps: int = 20_
     learned = np.asarray(sizes) > cfg.learning_starts
     error = np.where(learned, np.abs(np.asarray(evals) - target), np.inf)
     medium_chunk = int(np.argmin(error)) if learned.any() else len(evals) - 1
-    return BehaviourRun(env_name, env_obj, env_params, algo.act, states, np.asarray(evals), np.asarray(sizes),
-                        jax.tree.map(np.asarray, state.buffer.data), random_return, expert_return, medium_chunk,
-                        cfg.num_envs)
+    return BehaviourRun(
+        env_name,
+        env_obj,
+        env_params,
+        algo.act,
+        states,
+        np.asarray(evals),
+        np.asarray(sizes),
+        jax.tree.map(np.asarray, state.buffer.data),
+        random_return,
+        expert_return,
+        medium_chunk,
+        cfg.num_envs,
+    )
 
 
 def _to_native(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -134,8 +175,16 @@ def _to_native(actions: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.nda
     return (low + (np.clip(actions, -1.0, 1.0) + 1.0) * 0.5 * (high - low)).astype(np.float32)
 
 
-def rollout_dataset(env, env_params, policy: Callable | None, key: jax.Array, size: int, *,
-                    num_envs: int = 10, info: DatasetInfo | None = None) -> Dataset:
+def rollout_dataset(
+    env,
+    env_params,
+    policy: Callable | None,
+    key: jax.Array,
+    size: int,
+    *,
+    num_envs: int = 10,
+    info: DatasetInfo | None = None,
+) -> Dataset:
     """``size`` transitions of ``policy(obs [n, O], key) -> action [n, A] in [-1, 1]`` (None: uniform random)
     in ``num_envs`` parallel envs; each env's stream is stored contiguously, and its last row is a timeout
     unless that step ended an episode."""
@@ -154,8 +203,7 @@ def rollout_dataset(env, env_params, policy: Callable | None, key: jax.Array, si
     def collect(key):
         rk, sk = jax.random.split(key)
         obs, env_state = venv.reset(rk, env_params)
-        _, _, tr, _ = rollout_lib.rollout(venv, env_params, lambda o, k: (policy(o, k), ()), env_state, obs, sk,
-                                          steps)
+        _, _, tr, _ = rollout_lib.rollout(venv, env_params, lambda o, k: (policy(o, k), ()), env_state, obs, sk, steps)
         return tr
 
     tr = jax.tree.map(lambda x: np.swapaxes(np.asarray(x), 0, 1), collect(key))  # [num_envs, T, ...]
@@ -167,8 +215,15 @@ def rollout_dataset(env, env_params, policy: Callable | None, key: jax.Array, si
     terminals = flat(terminals)
     if terminals[-1] == 0:
         timeouts[-1] = 1.0
-    return make_dataset(flat(tr.obs), _to_native(flat(tr.action), low, high), flat(tr.reward), flat(tr.next_obs),
-                        terminals, timeouts, info=info)
+    return make_dataset(
+        flat(tr.obs),
+        _to_native(flat(tr.action), low, high),
+        flat(tr.reward),
+        flat(tr.next_obs),
+        terminals,
+        timeouts,
+        info=info,
+    )
 
 
 def _policy(run: BehaviourRun, chunk: int, deterministic: bool = False):
@@ -189,8 +244,12 @@ def _replay_dataset(run: BehaviourRun, rows: int, info: DatasetInfo) -> Dataset:
     low, high = _box(run.env, run.env_params)
     n = run.num_envs
     steps = rows // n
-    b = jax.tree.map(lambda x: np.asarray(x)[:steps * n].reshape(steps, n, *x.shape[1:]).swapaxes(0, 1)
-                     .reshape(steps * n, *x.shape[1:]), run.buffer)
+    b = jax.tree.map(
+        lambda x: (
+            np.asarray(x)[: steps * n].reshape(steps, n, *x.shape[1:]).swapaxes(0, 1).reshape(steps * n, *x.shape[1:])
+        ),
+        run.buffer,
+    )
     terminals = b.terminated.astype(np.float32)
     timeouts = b.truncated.astype(np.float32)
     last = np.arange(1, n + 1) * steps - 1
@@ -200,13 +259,26 @@ def _replay_dataset(run: BehaviourRun, rows: int, info: DatasetInfo) -> Dataset:
 
 def _concat(a: Dataset, b: Dataset, info: DatasetInfo) -> Dataset:
     cat = lambda x, y: np.concatenate([np.asarray(x), np.asarray(y)])
-    return make_dataset(cat(a.observations, b.observations), cat(a.actions, b.actions), cat(a.rewards, b.rewards),
-                        cat(a.next_observations, b.next_observations), cat(a.terminals, b.terminals),
-                        cat(a.timeouts, b.timeouts), info=info)
+    return make_dataset(
+        cat(a.observations, b.observations),
+        cat(a.actions, b.actions),
+        cat(a.rewards, b.rewards),
+        cat(a.next_observations, b.next_observations),
+        cat(a.terminals, b.terminals),
+        cat(a.timeouts, b.timeouts),
+        info=info,
+    )
 
 
-def make_datasets(env_name: str = "Pendulum-v1", kinds: Sequence[str] = KINDS, *, size: int = 10_000,
-                  seed: int = 0, run: BehaviourRun | None = None, **behaviour_kwargs) -> dict[str, Dataset]:
+def make_datasets(
+    env_name: str = "Pendulum-v1",
+    kinds: Sequence[str] = KINDS,
+    *,
+    size: int = 10_000,
+    seed: int = 0,
+    run: BehaviourRun | None = None,
+    **behaviour_kwargs,
+) -> dict[str, Dataset]:
     """Every requested kind from ONE behaviour run (trained here unless ``run`` is given).
 
     ``size`` rows for random / medium / expert; medium-expert has ``2 * size``; medium-replay has as many rows
@@ -218,10 +290,20 @@ def make_datasets(env_name: str = "Pendulum-v1", kinds: Sequence[str] = KINDS, *
         raise DatasetError(f"observations: size must be >= 1, got {size}")
     if run is None:
         run = train_behaviour(env_name, seed=seed, **behaviour_kwargs)
-    extra = (("behaviour", "sac"), ("medium_chunk", run.medium_chunk),
-             ("medium_return", float(run.eval_returns[run.medium_chunk])), ("seed", seed))
-    info = lambda kind: DatasetInfo(name=f"{env_name}-{kind}", kind=kind, env_name=env_name,
-                                    random_return=run.random_return, expert_return=run.expert_return, extra=extra)
+    extra = (
+        ("behaviour", "sac"),
+        ("medium_chunk", run.medium_chunk),
+        ("medium_return", float(run.eval_returns[run.medium_chunk])),
+        ("seed", seed),
+    )
+    info = lambda kind: DatasetInfo(
+        name=f"{env_name}-{kind}",
+        kind=kind,
+        env_name=env_name,
+        random_return=run.random_return,
+        expert_return=run.expert_return,
+        extra=extra,
+    )
     key = jax.random.PRNGKey(seed + 1)
     k_rand, k_med, k_exp = jax.random.split(key, 3)
     out: dict[str, Dataset] = {}
@@ -232,11 +314,13 @@ def make_datasets(env_name: str = "Pendulum-v1", kinds: Sequence[str] = KINDS, *
             if kind == "random":
                 cache[kind] = rollout_dataset(run.env, run.env_params, None, k_rand, size, info=info(kind))
             elif kind == "medium":
-                cache[kind] = rollout_dataset(run.env, run.env_params, _policy(run, run.medium_chunk), k_med, size,
-                                              info=info(kind))
+                cache[kind] = rollout_dataset(
+                    run.env, run.env_params, _policy(run, run.medium_chunk), k_med, size, info=info(kind)
+                )
             elif kind == "expert":
-                cache[kind] = rollout_dataset(run.env, run.env_params, _policy(run, len(run.states) - 1), k_exp,
-                                              size, info=info(kind))
+                cache[kind] = rollout_dataset(
+                    run.env, run.env_params, _policy(run, len(run.states) - 1), k_exp, size, info=info(kind)
+                )
             elif kind == "medium-replay":
                 cache[kind] = _replay_dataset(run, int(run.buffer_sizes[run.medium_chunk]), info(kind))
             elif kind == "medium-expert":

@@ -7,10 +7,10 @@ so per-run arrays reshape to ``[seeds, *grid_sizes, ...]``.
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import numbers
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -42,9 +42,11 @@ def check_grid(config: Any, grid: Mapping[str, Sequence[Any]]) -> None:
     hypers, statics = hyper_fields(config), static_fields(config)
     for name, values in grid.items():
         if name in statics:
-            raise ConfigError(f"cannot grid over {cls}.{name}: it is a static field (it changes array shapes or "
-                              f"control flow, so each value needs its own program). Griddable fields: "
-                              f"{list(hypers)}")
+            raise ConfigError(
+                f"cannot grid over {cls}.{name}: it is a static field (it changes array shapes or "
+                f"control flow, so each value needs its own program). Griddable fields: "
+                f"{list(hypers)}"
+            )
         if name not in hypers:
             hint = close_matches(name, hypers + statics)
             raise ConfigError(f"{cls} has no field {name!r}" + (f"; did you mean {hint}?" if hint else ""))
@@ -52,8 +54,7 @@ def check_grid(config: Any, grid: Mapping[str, Sequence[Any]]) -> None:
             raise ConfigError(f"grid values for {cls}.{name} must be a non-empty list of numbers, got {values!r}")
         for v in values:
             if isinstance(v, bool) or not isinstance(v, numbers.Real):
-                raise ConfigError(f"grid value {v!r} for {cls}.{name} must be a real number, "
-                                  f"got {type(v).__name__}")
+                raise ConfigError(f"grid value {v!r} for {cls}.{name} must be a real number, got {type(v).__name__}")
 
 
 def expand(config: Any, seeds: Sequence[int], grid: Mapping[str, Sequence[Any]] | None = None):

@@ -37,9 +37,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -85,8 +86,10 @@ def _resolve_algo(algo) -> tuple[ModuleType, str]:
     module = algo_registry.get(algo) if isinstance(algo, str) else algo
     name = algo if isinstance(algo, str) else algo_registry.name_of(module)
     if not issubclass(module.Config, mt_sac.Config):
-        raise ConfigError(f"host training runs MT-SAC-style algorithms ({list(HOST_ALGOS)}, with any "
-                          f"aggregator via config.aggregator); got {name!r}")
+        raise ConfigError(
+            f"host training runs MT-SAC-style algorithms ({list(HOST_ALGOS)}, with any "
+            f"aggregator via config.aggregator); got {name!r}"
+        )
     return module, name
 
 
@@ -102,12 +105,23 @@ def _env_factory(env, env_kwargs: Mapping[str, Any]) -> tuple[Callable[[int], An
     raise TypeError(f"env must be a Meta-World name ('metaworld:MT10') or a factory seed -> host env, got {env!r}")
 
 
-def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any] = "metaworld:MT10",
-               config: Any = None, *, seeds: int | Sequence[int] = 1,
-               grid: Mapping[str, Sequence[float]] | None = None, out_dir: str | os.PathLike | None = None,
-               num_evals: int = 10, eval_episodes: int = 10, env_kwargs: Mapping[str, Any] | None = None,
-               eval_env_kwargs: Mapping[str, Any] | None = None, tensorboard: bool = True, checkpoint: bool = True,
-               progress: bool = True, compilation_cache: str | bool | None = None) -> HostTrainResult:
+def train_host(
+    algo: str | ModuleType = "mt_sac",
+    env: str | Callable[[int], Any] = "metaworld:MT10",
+    config: Any = None,
+    *,
+    seeds: int | Sequence[int] = 1,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    num_evals: int = 10,
+    eval_episodes: int = 10,
+    env_kwargs: Mapping[str, Any] | None = None,
+    eval_env_kwargs: Mapping[str, Any] | None = None,
+    tensorboard: bool = True,
+    checkpoint: bool = True,
+    progress: bool = True,
+    compilation_cache: str | bool | None = None,
+) -> HostTrainResult:
     """Train ``algo`` (MT-SAC family) for every seed x grid point with host collection and jitted updates.
 
     Args:
@@ -141,8 +155,10 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
     first = train_envs[0]
     k, n, n_obs, n_act = first.num_tasks, first.num_envs, first.obs_dim, first.action_dim
     if config.num_envs != n:
-        raise ConfigError(f"{type(config).__qualname__}.num_envs={config.num_envs} must equal the host env's {n} "
-                          f"envs ({k} tasks x {n // k}): use num_envs={n}")
+        raise ConfigError(
+            f"{type(config).__qualname__}.num_envs={config.num_envs} must equal the host env's {n} "
+            f"envs ({k} tasks x {n // k}): use num_envs={n}"
+        )
     m = n // k
     task_ids = np.asarray(first.env_task_ids, np.int32)
     if not np.array_equal(task_ids, np.repeat(np.arange(k), m)):
@@ -176,8 +192,10 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
         metrics = {}
         if ready:
             (params, opt_state, buffer), metrics = jax.lax.scan(
-                learner_of(cfg).update, (state.params, state.opt_state, buffer),
-                jax.random.split(update_key, config.updates_per_step))
+                learner_of(cfg).update,
+                (state.params, state.opt_state, buffer),
+                jax.random.split(update_key, config.updates_per_step),
+            )
             metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
             state = HostState(params, opt_state, buffer, state.key)
         state, action = act_one(cfg, state, next_obs, explore_random=not ready)
@@ -190,8 +208,10 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
     donate = (1,) if jax.default_backend() != "cpu" else ()
     init_fn = jax.jit(jax.vmap(init_one))
     act_fns = {flag: jax.jit(jax.vmap(functools.partial(act_one, explore_random=flag))) for flag in (False, True)}
-    step_fns = {flag: jax.jit(jax.vmap(functools.partial(step_one, ready=flag)), donate_argnums=donate)
-                for flag in (False, True)}
+    step_fns = {
+        flag: jax.jit(jax.vmap(functools.partial(step_one, ready=flag)), donate_argnums=donate)
+        for flag in (False, True)
+    }
     eval_act_fn = jax.jit(eval_act_one)
     from jaxrl.envs.metaworld import evaluate
 
@@ -200,9 +220,15 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
     state = init_fn(cfgs, np.asarray([r["seed"] for r in runs], np.int32))
     # compile the variants this run uses ahead of time (shapes and dtypes of what the host will pass)
     obs0 = np.zeros((num_runs, n, n_obs), np.float32)
-    tr0 = Transition(obs0, np.zeros((num_runs, n, n_act), np.float32), np.zeros((num_runs, n), np.float32), obs0,
-                     np.zeros((num_runs, n), bool), np.zeros((num_runs, n), bool),
-                     np.broadcast_to(task_ids, (num_runs, n)))
+    tr0 = Transition(
+        obs0,
+        np.zeros((num_runs, n, n_act), np.float32),
+        np.zeros((num_runs, n), np.float32),
+        obs0,
+        np.zeros((num_runs, n), bool),
+        np.zeros((num_runs, n), bool),
+        np.broadcast_to(task_ids, (num_runs, n)),
+    )
     first_act = config.learning_starts > 0
     act_first = act_fns[first_act].lower(cfgs, state, obs0).compile()
     used = {m >= ready_at, total_iters * m >= ready_at}  # ready is monotone over iterations
@@ -220,20 +246,41 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
             key_name = f"{pkg}_version"
             if env_meta.get(key_name):
                 versions[pkg] = env_meta[key_name]
-        (run_dir / "config.json").write_text(json.dumps({
-            "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
-            "num_chunks": math.ceil(total_iters / eval_every), "chunk_iterations": eval_every,
-            "eval_episodes": eval_episodes, "runs": runs, "collection": "host (jaxrl.run.host_train)",
-            "env_kwargs": env_kwargs, "eval_env_kwargs": dict(eval_env_kwargs or {}),
-            "env_metadata": env_meta, "versions": versions}, indent=2, default=str))
+        (run_dir / "config.json").write_text(
+            json.dumps(
+                {
+                    "algo": algo_name,
+                    "env": env_name,
+                    "config": to_dict(config),
+                    "seeds": seeds,
+                    "grid": grid,
+                    "num_chunks": math.ceil(total_iters / eval_every),
+                    "chunk_iterations": eval_every,
+                    "eval_episodes": eval_episodes,
+                    "runs": runs,
+                    "collection": "host (jaxrl.run.host_train)",
+                    "env_kwargs": env_kwargs,
+                    "eval_env_kwargs": dict(eval_env_kwargs or {}),
+                    "env_metadata": env_meta,
+                    "versions": versions,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         log = MetricsLog(run_dir, tensorboard=tensorboard)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=total_iters * n, unit="step", unit_scale=True, desc=f"{algo_name} {env_name} x{num_runs}",
-                   file=sys.stderr)
+        bar = tqdm(
+            total=total_iters * n,
+            unit="step",
+            unit_scale=True,
+            desc=f"{algo_name} {env_name} x{num_runs}",
+            file=sys.stderr,
+        )
 
     obs = np.stack([e.reset() for e in train_envs])  # [R, N, O + D]
     state, actions = act_first(cfgs, state, obs)
@@ -252,9 +299,15 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
         outs = [e.step(a) for e, a in zip(train_envs, actions_np)]
         t1 = time.perf_counter()
         host_seconds += t1 - t0
-        tr = Transition(obs, actions_np, np.stack([o.reward for o in outs]), np.stack([o.next_obs for o in outs]),
-                        np.stack([o.terminated for o in outs]), np.stack([o.truncated for o in outs]),
-                        np.broadcast_to(task_ids, (num_runs, n)))
+        tr = Transition(
+            obs,
+            actions_np,
+            np.stack([o.reward for o in outs]),
+            np.stack([o.next_obs for o in outs]),
+            np.stack([o.terminated for o in outs]),
+            np.stack([o.truncated for o in outs]),
+            np.broadcast_to(task_ids, (num_runs, n)),
+        )
         obs = np.stack([o.obs for o in outs])
         ready = (it + 1) * m >= ready_at
         state, actions, metrics = step_compiled[ready](cfgs, state, tr, obs)
@@ -289,8 +342,9 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
         train_means = {}
         if chunk_metrics:
             host_metrics = jax.device_get(chunk_metrics)
-            train_means = {name: np.mean([np.asarray(m[name]) for m in host_metrics], axis=0)
-                           for name in host_metrics[0]}  # [R, ...]: the chunk's mean
+            train_means = {
+                name: np.mean([np.asarray(m[name]) for m in host_metrics], axis=0) for name in host_metrics[0]
+            }  # [R, ...]: the chunk's mean
         train_means.update({name: np.asarray(v) for name, v in mt.task_metrics(last_return, last_success).items()})
         _check_finite(train_means, iterations, runs, per_iteration=False)
         _check_finite(evals, iterations, runs, per_iteration=False)
@@ -317,15 +371,25 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
     for name in evals:
         summary[name] = history[name][-1].tolist()
         summary[f"{name}_best"] = np.max(np.stack(history[name]), axis=0).tolist()
-    summary.update({
-        "eval_return_mean": float(np.mean(history["eval_return"][-1])),
-        "eval_success_mean": float(np.mean(history["eval_success"][-1])),
-        "runs": runs, "env_metadata": env_meta, "iterations": total_iters, "env_steps": total_iters * n,
-        "env_steps_per_second": total_iters * n * num_runs / run_seconds if run_seconds else 0.0,
-        "host_env_seconds": host_seconds, "device_seconds": device_seconds, "eval_seconds": eval_seconds,
-        "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-        "devices": [str(d) for d in jax.local_devices()], "compilation_cache": cache_dir, "interrupted": False,
-    })
+    summary.update(
+        {
+            "eval_return_mean": float(np.mean(history["eval_return"][-1])),
+            "eval_success_mean": float(np.mean(history["eval_success"][-1])),
+            "runs": runs,
+            "env_metadata": env_meta,
+            "iterations": total_iters,
+            "env_steps": total_iters * n,
+            "env_steps_per_second": total_iters * n * num_runs / run_seconds if run_seconds else 0.0,
+            "host_env_seconds": host_seconds,
+            "device_seconds": device_seconds,
+            "eval_seconds": eval_seconds,
+            "compile_seconds": compile_seconds,
+            "run_seconds": run_seconds,
+            "devices": [str(d) for d in jax.local_devices()],
+            "compilation_cache": cache_dir,
+            "interrupted": False,
+        }
+    )
     for e in train_envs + ([eval_env] if eval_env is not None else []):
         close = getattr(e, "close", None)
         if close is not None:
@@ -334,8 +398,13 @@ def train_host(algo: str | ModuleType = "mt_sac", env: str | Callable[[int], Any
         log.close()
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if checkpoint:
-            ckpt.save(run_dir / "checkpoints", chunk - 1, state, {"iteration": total_iters,
-                                                                   "env_steps": total_iters * n}, keep=1)
+            ckpt.save(
+                run_dir / "checkpoints",
+                chunk - 1,
+                state,
+                {"iteration": total_iters, "env_steps": total_iters * n},
+                keep=1,
+            )
         from jaxrl.run.plot import plot_runs
 
         plot_runs([run_dir], run_dir / "curves.png", "eval_success")

@@ -23,8 +23,11 @@ class MetricsLog:
         """Drop records past ``iteration`` (written after the checkpoint a resume starts from)."""
         if not self.path.exists():
             return
-        kept = [line for line in self.path.read_text().splitlines()
-                if line.strip() and json.loads(line)["iteration"] <= iteration]
+        kept = [
+            line
+            for line in self.path.read_text().splitlines()
+            if line.strip() and json.loads(line)["iteration"] <= iteration
+        ]
         self.path.write_text("".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:

@@ -4,8 +4,8 @@ point (the band of ``jaxrl report``: :func:`jaxrl.run.report.bootstrap_band`).""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

@@ -17,8 +17,9 @@ import csv
 import dataclasses
 import functools
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,8 +61,14 @@ def aggregates(scores: np.ndarray, target: float) -> np.ndarray:
     middle 50% (25% trimmed at each end), mean, median, optimality gap = target - mean(min(score, target))."""
     from rliable import metrics
 
-    return np.array([metrics.aggregate_iqm(scores), metrics.aggregate_mean(scores), np.median(scores),
-                     metrics.aggregate_optimality_gap(scores, target)])
+    return np.array(
+        [
+            metrics.aggregate_iqm(scores),
+            metrics.aggregate_mean(scores),
+            np.median(scores),
+            metrics.aggregate_optimality_gap(scores, target),
+        ]
+    )
 
 
 @contextlib.contextmanager
@@ -75,15 +82,17 @@ def _numpy_seed(seed: int):
         np.random.set_state(saved)
 
 
-def interval_estimates(scores: np.ndarray, target: float, reps: int = 2000,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def interval_estimates(
+    scores: np.ndarray, target: float, reps: int = 2000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`aggregates` of ``scores [runs, tasks]`` and their percentile CIs ``[2, 4]`` (low, high) from
     ``reps`` stratified bootstrap resamples: each task's runs drawn with replacement (rliable)."""
     from rliable import library
 
     with _numpy_seed(seed):
-        point, ci = library.get_interval_estimates({"": scores}, lambda s: aggregates(s, target), reps=reps,
-                                                   confidence_interval_size=LEVEL)
+        point, ci = library.get_interval_estimates(
+            {"": scores}, lambda s: aggregates(s, target), reps=reps, confidence_interval_size=LEVEL
+        )
     return point[""], ci[""]
 
 
@@ -102,13 +111,15 @@ def improvement_interval(x: np.ndarray, y: np.ndarray, reps: int = 2000, seed: i
     from rliable import library
 
     with _numpy_seed(seed):
-        point, ci = library.get_interval_estimates({"": [x, y]}, probability_of_improvement, reps=reps,
-                                                   confidence_interval_size=LEVEL)
+        point, ci = library.get_interval_estimates(
+            {"": [x, y]}, probability_of_improvement, reps=reps, confidence_interval_size=LEVEL
+        )
     return float(point[""]), np.ravel(ci[""])
 
 
-def performance_profiles(score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000,
-                         seed: int = 0) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def performance_profiles(
+    score_dict: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Per group the fraction of run x task scores above each tau, and its stratified bootstrap band
     ``[2, len(taus)]`` (rliable's score distributions)."""
     from rliable import library
@@ -135,7 +146,7 @@ def draw_band(ax, x: np.ndarray, values: np.ndarray, label: str, **plot_kw) -> N
     """A line at the mean over runs of ``values [runs, len(x)]`` and its :func:`bootstrap_band` (``jaxrl plot``
     and ``jaxrl report`` both draw curves with this)."""
     mean, low, high = bootstrap_band(values)
-    line, = ax.plot(x, mean, label=f"{label} (n={values.shape[0]})", **plot_kw)
+    (line,) = ax.plot(x, mean, label=f"{label} (n={values.shape[0]})", **plot_kw)
     ax.fill_between(x, low, high, color=line.get_color(), alpha=0.2)
 
 
@@ -172,8 +183,9 @@ def choose_metric(records_per_dir: Sequence[list[dict]], metric: str | None) -> 
         metric = "normalized_score" if "normalized_score" in common else "eval_return"
     if metric not in common:
         hint = close_matches(metric, common)
-        raise ValueError(f"unknown metric {metric!r}; " + (f"did you mean {hint}?" if hint else
-                                                           f"every run directory logs {common}"))
+        raise ValueError(
+            f"unknown metric {metric!r}; " + (f"did you mean {hint}?" if hint else f"every run directory logs {common}")
+        )
     return metric
 
 
@@ -212,8 +224,14 @@ def load_runs(run_dir: str | Path, spec: dict, records: list[dict], metric: str)
         fields = {k: _hashable(v) for k, v in {**spec["config"], **run["point"]}.items()}
         names = meta.get("dataset_names")
         dataset = names[int(fields.get("dataset_index", 0))] if names else None
-        fields.update(algo=spec["algo"], env=env, dataset=dataset, seed=run["seed"],
-                      point=_point_label(run["point"]), run_dir=str(run_dir))
+        fields.update(
+            algo=spec["algo"],
+            env=env,
+            dataset=dataset,
+            seed=run["seed"],
+            point=_point_label(run["point"]),
+            run_dir=str(run_dir),
+        )
         runs.append(Run(fields, tasks, steps, values[:, i]))
     return runs
 
@@ -229,14 +247,18 @@ def resolve_by(runs: Sequence[Run], by: Sequence[str] | None) -> list[str]:
     for name in by or ():
         if name not in fields:
             hint = close_matches(name, fields)
-            raise ValueError(f"cannot group by {name!r}: no such field; " + (
-                f"did you mean {hint}?" if hint else f"fields: {fields}"))
+            raise ValueError(
+                f"cannot group by {name!r}: no such field; "
+                + (f"did you mean {hint}?" if hint else f"fields: {fields}")
+            )
     if by:
         return list(by)
     algos = sorted({r.fields["algo"] for r in runs})
     if len(algos) > 1:
-        raise ValueError(f"the run directories hold different algorithms ({', '.join(algos)}): say how to group "
-                         f"them, e.g. --by algo (by=['algo'])")
+        raise ValueError(
+            f"the run directories hold different algorithms ({', '.join(algos)}): say how to group "
+            f"them, e.g. --by algo (by=['algo'])"
+        )
     skip = ("seed", "point", "run_dir", "dataset_index")  # dataset_index varies with dataset
     return [f for f in fields if f not in skip and len({r.fields.get(f) for r in runs}) > 1]
 
@@ -246,9 +268,14 @@ def _sort_key(value: Any) -> tuple:
 
 
 def group_label(fields: dict, by: Sequence[str]) -> str:
-    parts = [str(Path(v).name if f == "run_dir" else v) if f in _NAMED_VALUES
-             else f"{f}={v:g}" if isinstance(v, float) else f"{f}={v}"
-             for f, v in ((f, fields.get(f)) for f in by)]
+    parts = [
+        str(Path(v).name if f == "run_dir" else v)
+        if f in _NAMED_VALUES
+        else f"{f}={v:g}"
+        if isinstance(v, float)
+        else f"{f}={v}"
+        for f, v in ((f, fields.get(f)) for f in by)
+    ]
     return ", ".join(parts) or str(fields["algo"])
 
 
@@ -269,8 +296,10 @@ def score_matrix(runs: Sequence[Run], by: Sequence[str], which: str = "final") -
             strata.setdefault((*(run.fields[f] for f in TASK_FIELDS if f not in by), task), []).append(score)
     counts = {key: len(v) for key, v in strata.items()}
     if len(set(counts.values())) > 1:
-        raise ValueError(f"a group has different numbers of runs per task ({counts}); stratified bootstrap needs "
-                         f"the same number on each: group by the fields that tell them apart (--by)")
+        raise ValueError(
+            f"a group has different numbers of runs per task ({counts}); stratified bootstrap needs "
+            f"the same number on each: group by the fields that tell them apart (--by)"
+        )
     return np.asarray(list(strata.values()), dtype=float).T, list(strata)
 
 
@@ -287,9 +316,16 @@ def default_target(metric: str, scores: Sequence[np.ndarray]) -> float:
 # -------------------------------------------------------------------------------------------------- report
 
 
-def report(run_dirs: Sequence[str | Path], by: Sequence[str] | None = None, metric: str | None = None,
-           out_dir: str | Path | None = None, *, target: float | None = None, reps: int = 2000,
-           seed: int = 0) -> dict:
+def report(
+    run_dirs: Sequence[str | Path],
+    by: Sequence[str] | None = None,
+    metric: str | None = None,
+    out_dir: str | Path | None = None,
+    *,
+    target: float | None = None,
+    reps: int = 2000,
+    seed: int = 0,
+) -> dict:
     """Aggregate the runs of ``run_dirs`` by ``by`` (see the module docstring) and, with ``out_dir``, write
     ``report.md``, ``report.csv`` and PNGs there.
 
@@ -307,18 +343,30 @@ def report(run_dirs: Sequence[str | Path], by: Sequence[str] | None = None, metr
     finals = {key: score_matrix(g, by, "final") for key, g in groups.items()}
     target = default_target(metric, [s for s, _ in finals.values()]) if target is None else float(target)
     rows = [_group_row(key, g, finals[key][0], by, target, reps, seed) for key, g in groups.items()]
-    result = {"metric": metric, "by": by, "target": target, "reps": reps, "run_dirs": [str(d) for d, *_ in loaded],
-              "groups": rows, "improvement": _improvements(rows, list(finals.values()), reps, seed)}
+    result = {
+        "metric": metric,
+        "by": by,
+        "target": target,
+        "reps": reps,
+        "run_dirs": [str(d) for d, *_ in loaded],
+        "groups": rows,
+        "improvement": _improvements(rows, list(finals.values()), reps, seed),
+    }
     if out_dir is not None:
         result["files"] = _write(result, groups, finals, Path(out_dir), reps, seed)
     return result
 
 
-def _group_row(key: tuple, runs: list[Run], scores: np.ndarray, by: list[str], target: float, reps: int,
-               seed: int) -> dict:
+def _group_row(
+    key: tuple, runs: list[Run], scores: np.ndarray, by: list[str], target: float, reps: int, seed: int
+) -> dict:
     point, ci = interval_estimates(scores, target, reps, seed)
-    row = {"group": group_label(runs[0].fields, by), "fields": dict(zip(by, key)), "runs": len(runs),
-           "tasks": scores.shape[1]}
+    row = {
+        "group": group_label(runs[0].fields, by),
+        "fields": dict(zip(by, key)),
+        "runs": len(runs),
+        "tasks": scores.shape[1],
+    }
     for name, value, low, high in zip(STATISTICS, point, *ci):
         row.update({name: float(value), f"{name}_ci": [float(low), float(high)]})
     row.update(final=float(np.mean([r.final for r in runs])), best=float(np.mean([r.best for r in runs])))
@@ -357,20 +405,29 @@ def markdown(result: dict, figures: Sequence[str] = ()) -> str:
     """``report.md``: the table (a row per group), the probabilities of improvement and the figures."""
     by = ", ".join(result["by"]) or "algo"
     runs, dirs = sum(r["runs"] for r in result["groups"]), len(result["run_dirs"])
-    lines = [f"# {result['metric']}", "",
-             f"{runs} run{'s' * (runs > 1)} from {dirs} run director{'ies' if dirs > 1 else 'y'}, "
-             f"grouped by {by}. Final = `{result['metric']}` at the last logged chunk, best = its best over chunks "
-             f"(means over runs). IQM, mean, median and optimality gap (target {_fmt(result['target'])}) of the "
-             f"final scores; [95% CI]: stratified bootstrap over runs within each task (rliable, "
-             f"{result['reps']} resamples).", "",
-             "| group | runs | IQM [95% CI] | mean [95% CI] | median | optimality gap | final / best |",
-             "| --- | ---: | --- | --- | ---: | ---: | --- |"]
-    lines += [f"| {r['group']} | {r['runs']} | {_ci(r, 'iqm')} | {_ci(r, 'mean')} | {_fmt(r['median'])} | "
-              f"{_fmt(r['optimality_gap'])} | {_fmt(r['final'])} / {_fmt(r['best'])} |" for r in result["groups"]]
+    lines = [
+        f"# {result['metric']}",
+        "",
+        f"{runs} run{'s' * (runs > 1)} from {dirs} run director{'ies' if dirs > 1 else 'y'}, "
+        f"grouped by {by}. Final = `{result['metric']}` at the last logged chunk, best = its best over chunks "
+        f"(means over runs). IQM, mean, median and optimality gap (target {_fmt(result['target'])}) of the "
+        f"final scores; [95% CI]: stratified bootstrap over runs within each task (rliable, "
+        f"{result['reps']} resamples).",
+        "",
+        "| group | runs | IQM [95% CI] | mean [95% CI] | median | optimality gap | final / best |",
+        "| --- | ---: | --- | --- | ---: | ---: | --- |",
+    ]
+    lines += [
+        f"| {r['group']} | {r['runs']} | {_ci(r, 'iqm')} | {_ci(r, 'mean')} | {_fmt(r['median'])} | "
+        f"{_fmt(r['optimality_gap'])} | {_fmt(r['final'])} / {_fmt(r['best'])} |"
+        for r in result["groups"]
+    ]
     if result["improvement"]:
         lines += ["", "## Probability of improvement", "", "| X | Y | P(X > Y) [95% CI] |", "| --- | --- | --- |"]
-        lines += [f"| {p['x']} | {p['y']} | {_fmt(p['probability'])} [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] |"
-                  for p in result["improvement"]]
+        lines += [
+            f"| {p['x']} | {p['y']} | {_fmt(p['probability'])} [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] |"
+            for p in result["improvement"]
+        ]
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     lines += ["", "## Run directories", ""] + [f"- `{d}`" for d in result["run_dirs"]]
@@ -388,14 +445,18 @@ def write_csv(result: dict, path: Path) -> None:
             writer.writerow([r["group"], *r["fields"].values(), r["runs"], r["tasks"], *stats, r["final"], r["best"]])
 
 
-def _write(result: dict, groups: dict[tuple, list[Run]], finals: dict[tuple, tuple], out_dir: Path, reps: int,
-           seed: int) -> list[str]:
+def _write(
+    result: dict, groups: dict[tuple, list[Run]], finals: dict[tuple, tuple], out_dir: Path, reps: int, seed: int
+) -> list[str]:
     out_dir.mkdir(parents=True, exist_ok=True)
     labels = [row["group"] for row in result["groups"]]
     metric = result["metric"]
-    figures = [plot_curves(dict(zip(labels, groups.values())), metric, out_dir / "curves.png"),
-               plot_profiles({label: s for label, (s, _) in zip(labels, finals.values())}, metric,
-                             out_dir / "profiles.png", reps, seed)]
+    figures = [
+        plot_curves(dict(zip(labels, groups.values())), metric, out_dir / "curves.png"),
+        plot_profiles(
+            {label: s for label, (s, _) in zip(labels, finals.values())}, metric, out_dir / "profiles.png", reps, seed
+        ),
+    ]
     if any(len(r.tasks) > 1 for g in groups.values() for r in g):
         figures.append(plot_task_bars(dict(zip(labels, groups.values())), metric, out_dir / "tasks.png"))
     if len(result["by"]) == 2:
@@ -447,7 +508,7 @@ def plot_profiles(scores: dict[str, np.ndarray], metric: str, out: Path, reps: i
     profiles, bands = performance_profiles(scores, taus, reps, seed)
     fig, ax = _axes()
     for label in scores:
-        line, = ax.plot(taus, profiles[label], label=label)
+        (line,) = ax.plot(taus, profiles[label], label=label)
         ax.fill_between(taus, *bands[label], color=line.get_color(), alpha=0.2)
     ax.set(xlabel=f"final {metric.replace('_', ' ')} (tau)", ylabel="fraction of runs with score > tau")
     ax.grid(alpha=0.3)
@@ -471,8 +532,14 @@ def plot_task_bars(groups: dict[str, list[Run]], metric: str, out: Path) -> Path
         if not x:
             continue
         mean, low, high = (np.array(v) for v in zip(*(bootstrap_band(scores[tasks[i]]) for i in x)))
-        ax.bar(np.array(x) + (g - (len(groups) - 1) / 2) * width, mean, width, label=label,
-               yerr=[mean - low, high - mean], capsize=2)
+        ax.bar(
+            np.array(x) + (g - (len(groups) - 1) / 2) * width,
+            mean,
+            width,
+            label=label,
+            yerr=[mean - low, high - mean],
+            capsize=2,
+        )
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize="small")
     ax.set_ylabel(f"final {metric.replace('_', ' ')}")
     ax.grid(alpha=0.3, axis="y")
@@ -492,8 +559,15 @@ def plot_heatmap(result: dict, out: Path) -> Path:
     image = ax.imshow(iqm, cmap="viridis", aspect="auto")
     for (i, j), value in np.ndenumerate(iqm):
         if np.isfinite(value):
-            ax.text(j, i, _fmt(value), ha="center", va="center", fontsize="small",
-                    color="w" if image.norm(value) < 0.5 else "k")
+            ax.text(
+                j,
+                i,
+                _fmt(value),
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="w" if image.norm(value) < 0.5 else "k",
+            )
     ax.set_xticks(range(len(col_values)), [str(v) for v in col_values])
     ax.set_yticks(range(len(row_values)), [str(v) for v in row_values])
     ax.set(xlabel=cols_field, ylabel=rows_field, title=f"IQM of final {result['metric'].replace('_', ' ')}")

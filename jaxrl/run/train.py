@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,8 +71,11 @@ def enable_compilation_cache(setting: str | bool | None = None) -> str | None:
         setting = os.environ.get("JAXRL_COMPILATION_CACHE", True)
     if setting in (False, "0", "false", "off", ""):
         return None
-    directory = (Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxrl" / "xla"
-                 if setting in (True, "1", "true", "on") else Path(setting))
+    directory = (
+        Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxrl" / "xla"
+        if setting in (True, "1", "true", "on")
+        else Path(setting)
+    )
     directory.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -135,8 +139,9 @@ def _resolve(algo, env, config):
     return module, algo_name, env_name, env_obj, env_params, config
 
 
-def _check_finite(metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: list[dict],
-                  per_iteration: bool) -> None:
+def _check_finite(
+    metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: list[dict], per_iteration: bool
+) -> None:
     """Raise on the first NaN/inf. ``per_iteration``: arrays are ``[runs, iterations, ...]``, else ``[runs, ...]``."""
     for name, values in metrics.items():
         bad = ~np.isfinite(values)
@@ -144,9 +149,10 @@ def _check_finite(metrics: dict[str, np.ndarray], iterations: np.ndarray, runs: 
             where = tuple(np.argwhere(bad)[0])
             r = where[0]
             it = int(iterations[where[1]]) if per_iteration else int(iterations[-1])
-            raise NonFiniteError(f"metric {name!r} became {values[where]} at iteration {it} in run {r} (seed "
-                                 f"{runs[r]['seed']}" + (f", {runs[r]['point']}" if runs[r]["point"] else "")
-                                 + "); stopping the run")
+            raise NonFiniteError(
+                f"metric {name!r} became {values[where]} at iteration {it} in run {r} (seed "
+                f"{runs[r]['seed']}" + (f", {runs[r]['point']}" if runs[r]["point"] else "") + "); stopping the run"
+            )
 
 
 def _env_metadata(env_obj) -> dict:
@@ -156,13 +162,27 @@ def _env_metadata(env_obj) -> dict:
     return dict(meta) if isinstance(meta, dict) else {}
 
 
-def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = None, config: Any = None, *,
-          seeds: int | Sequence[int] = 1, grid: Mapping[str, Sequence[float]] | None = None,
-          out_dir: str | os.PathLike | None = None, num_chunks: int = 10, eval_episodes: int = 10,
-          keep_checkpoints: int = 3, checkpoint: bool = True, tensorboard: bool = True,
-          progress: bool = True, compilation_cache: str | bool | None = None,
-          stop_after_chunks: int | None = None, run_block: int | None = None, watchdog: Watchdog | None = None,
-          _resume_from: Path | None = None, _chunk_len: int | None = None) -> TrainResult:
+def train(
+    algo: str | ModuleType = "ppo",
+    env: str | tuple[Any, Any] | None = None,
+    config: Any = None,
+    *,
+    seeds: int | Sequence[int] = 1,
+    grid: Mapping[str, Sequence[float]] | None = None,
+    out_dir: str | os.PathLike | None = None,
+    num_chunks: int = 10,
+    eval_episodes: int = 10,
+    keep_checkpoints: int = 3,
+    checkpoint: bool = True,
+    tensorboard: bool = True,
+    progress: bool = True,
+    compilation_cache: str | bool | None = None,
+    stop_after_chunks: int | None = None,
+    run_block: int | None = None,
+    watchdog: Watchdog | None = None,
+    _resume_from: Path | None = None,
+    _chunk_len: int | None = None,
+) -> TrainResult:
     """Train every seed x grid point of ``algo`` on ``env`` in one compiled program.
 
     Args:
@@ -217,8 +237,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
     replicated = NamedSharding(mesh, PartitionSpec())
     cfgs = jax.device_put(jax.tree.map(pad, batched_config), run_sharding)
-    keys = jax.device_put(pad(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in [r["seed"] for r in runs]])),
-                          run_sharding)
+    keys = jax.device_put(
+        pad(np.stack([np.asarray(jax.random.PRNGKey(s)) for s in [r["seed"] for r in runs]])), run_sharding
+    )
 
     def over_runs(fn, num_batched: int):
         """``fn`` over the leading run axis of its first ``num_batched`` arguments (the rest are shared)."""
@@ -232,8 +253,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
 
         def batched(*args):
             in_specs = (PartitionSpec("runs"),) * num_batched + (PartitionSpec(),) * (len(args) - num_batched)
-            return jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec("runs"),
-                                 check_vma=False)(*args)
+            return jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=PartitionSpec("runs"), check_vma=False)(
+                *args
+            )
 
         batched.__name__ = fn.__name__  # names the compiled program (logs, compile counts)
         return batched
@@ -270,8 +292,12 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         if start_chunk >= num_chunks:  # a finished run: report it from disk, compile and write nothing
             return _finished_result(run_dir, state, num_runs, shape, axes, runs)
     if progress:
-        print(f"compiling {algo_name} on {env_name} ({num_runs} run{'s' * (num_runs > 1)}, {num_chunks} chunks of "
-              f"{chunk_len} iterations)...", file=sys.stderr, flush=True)
+        print(
+            f"compiling {algo_name} on {env_name} ({num_runs} run{'s' * (num_runs > 1)}, {num_chunks} chunks of "
+            f"{chunk_len} iterations)...",
+            file=sys.stderr,
+            flush=True,
+        )
     history: dict[str, list[np.ndarray]] = {}
     eval_keys: list[str] = []
     run_seconds, compile_seconds = 0.0, float("nan")
@@ -282,13 +308,21 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
     def summarize(final_iter: int, **status) -> dict:
         steps_done = (final_iter - min(start_chunk * chunk_len, total_iters)) * steps_per_iter * num_runs
         summary = {"algo": algo_name, "env": env_name, **_final_and_best(history, eval_keys)}
-        summary.update({
-            "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
-            "runs": runs, "env_metadata": _env_metadata(env_obj), "iterations": final_iter,
-            "env_steps": final_iter * steps_per_iter,
-            "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
-            "compile_seconds": compile_seconds, "run_seconds": run_seconds,
-            "devices": [str(d) for d in devices], "compilation_cache": cache_dir, **status})
+        summary.update(
+            {
+                "eval_return_mean": float(np.mean(history["eval_return"][-1])) if history else float("nan"),
+                "runs": runs,
+                "env_metadata": _env_metadata(env_obj),
+                "iterations": final_iter,
+                "env_steps": final_iter * steps_per_iter,
+                "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
+                "compile_seconds": compile_seconds,
+                "run_seconds": run_seconds,
+                "devices": [str(d) for d in devices],
+                "compilation_cache": cache_dir,
+                **status,
+            }
+        )
         return summary
 
     def on_stall(elapsed: float, bound: float) -> str:
@@ -296,24 +330,40 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         stalled_chunk = position["finished_chunks"]
         done_iters = min(stalled_chunk * chunk_len, total_iters)
         if run_dir is not None:
-            summary = summarize(done_iters, interrupted=True, stalled=True, stalled_chunk=stalled_chunk,
-                                stalled_after_seconds=round(elapsed, 1), stall_bound_seconds=round(bound, 1))
+            summary = summarize(
+                done_iters,
+                interrupted=True,
+                stalled=True,
+                stalled_chunk=stalled_chunk,
+                stalled_after_seconds=round(elapsed, 1),
+                stall_bound_seconds=round(bound, 1),
+            )
             (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         where = f"in chunk {stalled_chunk} of {num_chunks}" if position["compiled"] else "while compiling"
-        resume_hint = (f"`jaxrl train --resume {run_dir}` continues from the last checkpoint (iteration "
-                       f"{done_iters})" if run_dir is not None and checkpoint and stalled_chunk > 0
-                       else "no checkpoint was saved yet; run it again")
-        return (f"\njaxrl: STALLED: no progress for {elapsed:.0f} s (bound {bound:.0f} s) {where}; "
-                f"stopping with exit code {EXIT_STALLED}.\n  A compiled program that stops making progress is a "
-                f"runtime stall (XLA:CPU on jaxlib < 0.11 is the known cause: use Python >= 3.12 with jax >= 0.11.2, "
-                f"or try XLA_FLAGS=--xla_cpu_multi_thread_eigen=false).\n"
-                + (f"  Stacks: {run_dir / 'stall-stacks.txt'}; summary.json says \"stalled\": true.\n"
-                   if run_dir is not None else "")
-                + f"  {resume_hint}. If chunks are only slow, raise the bounds (--stall-factor, --stall-margin, "
-                f"--stall-first-chunk) or turn the watchdog off (--no-watchdog).")
+        resume_hint = (
+            f"`jaxrl train --resume {run_dir}` continues from the last checkpoint (iteration {done_iters})"
+            if run_dir is not None and checkpoint and stalled_chunk > 0
+            else "no checkpoint was saved yet; run it again"
+        )
+        return (
+            f"\njaxrl: STALLED: no progress for {elapsed:.0f} s (bound {bound:.0f} s) {where}; "
+            f"stopping with exit code {EXIT_STALLED}.\n  A compiled program that stops making progress is a "
+            f"runtime stall (XLA:CPU on jaxlib < 0.11 is the known cause: use Python >= 3.12 with jax >= 0.11.2, "
+            f"or try XLA_FLAGS=--xla_cpu_multi_thread_eigen=false).\n"
+            + (
+                f'  Stacks: {run_dir / "stall-stacks.txt"}; summary.json says "stalled": true.\n'
+                if run_dir is not None
+                else ""
+            )
+            + f"  {resume_hint}. If chunks are only slow, raise the bounds (--stall-factor, --stall-margin, "
+            f"--stall-first-chunk) or turn the watchdog off (--no-watchdog)."
+        )
 
-    monitor = StallMonitor(watchdog or Watchdog(), run_dir / "stall-stacks.txt" if run_dir else None,
-                           lambda elapsed, bound: on_stall(elapsed, bound))
+    monitor = StallMonitor(
+        watchdog or Watchdog(),
+        run_dir / "stall-stacks.txt" if run_dir else None,
+        lambda elapsed, bound: on_stall(elapsed, bound),
+    )
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
     monitor.start()
@@ -333,11 +383,26 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         log = None
         if run_dir is not None:
             if _resume_from is None:
-                (run_dir / "config.json").write_text(json.dumps({
-                    "algo": algo_name, "env": env_name, "config": to_dict(config), "seeds": seeds, "grid": grid,
-                    "num_chunks": num_chunks, "chunk_iterations": chunk_len, "eval_episodes": eval_episodes,
-                    "keep_checkpoints": keep_checkpoints, "run_block": run_block, "runs": runs,
-                    "env_metadata": _env_metadata(env_obj), "versions": _versions(env_name)}, indent=2))
+                (run_dir / "config.json").write_text(
+                    json.dumps(
+                        {
+                            "algo": algo_name,
+                            "env": env_name,
+                            "config": to_dict(config),
+                            "seeds": seeds,
+                            "grid": grid,
+                            "num_chunks": num_chunks,
+                            "chunk_iterations": chunk_len,
+                            "eval_episodes": eval_episodes,
+                            "keep_checkpoints": keep_checkpoints,
+                            "run_block": run_block,
+                            "runs": runs,
+                            "env_metadata": _env_metadata(env_obj),
+                            "versions": _versions(env_name),
+                        },
+                        indent=2,
+                    )
+                )
             log = MetricsLog(run_dir, tensorboard=tensorboard)
             if _resume_from is not None:
                 log.truncate_after(min(start_chunk * chunk_len, total_iters))
@@ -347,9 +412,14 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total_iters * steps_per_iter, initial=min(start_chunk * chunk_len, total_iters)
-                       * steps_per_iter, unit="step", unit_scale=True, desc=f"{algo_name} {env_name} x{num_runs}",
-                       file=sys.stderr)
+            bar = tqdm(
+                total=total_iters * steps_per_iter,
+                initial=min(start_chunk * chunk_len, total_iters) * steps_per_iter,
+                unit="step",
+                unit_scale=True,
+                desc=f"{algo_name} {env_name} x{num_runs}",
+                file=sys.stderr,
+            )
         with _StopRequest() as stop:
             for chunk in range(start_chunk, num_chunks):
                 first = chunk * chunk_len
@@ -378,23 +448,37 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
                     log.write(record)
                 if bar is not None:
                     bar.update(int(active_np.sum()) * steps_per_iter)
-                    bar.set_postfix(eval_return=f"{evals['eval_return'].mean():.1f}",
-                                    sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}")
+                    bar.set_postfix(
+                        eval_return=f"{evals['eval_return'].mean():.1f}",
+                        sps=f"{active_np.sum() * steps_per_iter * num_runs / elapsed:.3g}",
+                    )
                 stop_now = stop.signal_name is not None or (
-                    stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks)
+                    stop_after_chunks is not None and chunk - start_chunk + 1 >= stop_after_chunks
+                )
                 if run_dir is not None and checkpoint:
-                    ckpt.save(run_dir / "checkpoints", chunk, state, {"iteration": done_iters, "env_steps": env_steps},
-                              keep=keep_checkpoints)
+                    ckpt.save(
+                        run_dir / "checkpoints",
+                        chunk,
+                        state,
+                        {"iteration": done_iters, "env_steps": env_steps},
+                        keep=keep_checkpoints,
+                    )
                 position["finished_chunks"] = chunk + 1
                 monitor.beat()
                 if stop_now and chunk < num_chunks - 1:
                     interrupted = True
                     if stop.signal_name is not None and run_dir is not None and checkpoint:
-                        print(f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
-                              f"`jaxrl train --resume {run_dir}`", file=sys.stderr)
+                        print(
+                            f"\n{stop.signal_name}: saved a checkpoint after iteration {done_iters}; continue with "
+                            f"`jaxrl train --resume {run_dir}`",
+                            file=sys.stderr,
+                        )
                     elif stop.signal_name is not None:
-                        print(f"\n{stop.signal_name}: stopped after iteration {done_iters} (no run directory, so no "
-                              f"checkpoint)", file=sys.stderr)
+                        print(
+                            f"\n{stop.signal_name}: stopped after iteration {done_iters} (no run directory, so no "
+                            f"checkpoint)",
+                            file=sys.stderr,
+                        )
                     break
     finally:
         monitor.stop()
@@ -410,8 +494,9 @@ def train(algo: str | ModuleType = "ppo", env: str | tuple[Any, Any] | None = No
 
             plot_runs([run_dir], run_dir / "curves.png")
     state = jax.tree.map(lambda x: x[:num_runs], state)
-    return TrainResult(state, _metrics_by_axes(history, shape), axes, np.asarray(env_steps_log), runs, summary,
-                       run_dir, interrupted)
+    return TrainResult(
+        state, _metrics_by_axes(history, shape), axes, np.asarray(env_steps_log), runs, summary, run_dir, interrupted
+    )
 
 
 def _append_history(history: dict[str, list[np.ndarray]], record: dict) -> None:
@@ -436,8 +521,9 @@ def _final_and_best(history: dict[str, list[np.ndarray]], eval_keys: list[str]) 
     return out
 
 
-def _finished_result(run_dir: Path, state: Any, num_runs: int, shape: tuple[int, ...], axes: tuple[str, ...],
-                     runs: list[dict]) -> TrainResult:
+def _finished_result(
+    run_dir: Path, state: Any, num_runs: int, shape: tuple[int, ...], axes: tuple[str, ...], runs: list[dict]
+) -> TrainResult:
     """The result of a run that already finished, read from its run directory (which is left untouched)."""
     records = read_metrics(run_dir)
     history: dict[str, list[np.ndarray]] = {}
@@ -445,8 +531,17 @@ def _finished_result(run_dir: Path, state: Any, num_runs: int, shape: tuple[int,
         _append_history(history, record)
     summary = json.loads((run_dir / "summary.json").read_text())
     state = jax.tree.map(lambda x: x[:num_runs], state)
-    return TrainResult(state, _metrics_by_axes(history, shape), axes, np.asarray([r["env_steps"] for r in records]),
-                       runs, summary, run_dir, interrupted=False, already_complete=True)
+    return TrainResult(
+        state,
+        _metrics_by_axes(history, shape),
+        axes,
+        np.asarray([r["env_steps"] for r in records]),
+        runs,
+        summary,
+        run_dir,
+        interrupted=False,
+        already_complete=True,
+    )
 
 
 def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
@@ -465,12 +560,21 @@ def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
         # The last chunk was saved but the run was stopped before its summary: redo the last chunk.
         earlier = ckpt.list_checkpoints(run_dir / "checkpoints")[:-1]
         if not earlier:
-            raise FileNotFoundError(f"{run_dir} stopped after its last checkpoint but before writing summary.json, "
-                                    f"and no earlier checkpoint is left to redo the last chunk from")
+            raise FileNotFoundError(
+                f"{run_dir} stopped after its last checkpoint but before writing summary.json, "
+                f"and no earlier checkpoint is left to redo the last chunk from"
+            )
         path = earlier[-1]
-    kwargs = dict(seeds=spec["seeds"], grid=spec["grid"], out_dir=run_dir, num_chunks=spec["num_chunks"],
-                  _chunk_len=spec["chunk_iterations"], run_block=spec.get("run_block"),
-                  eval_episodes=spec["eval_episodes"], keep_checkpoints=spec["keep_checkpoints"])
+    kwargs = dict(
+        seeds=spec["seeds"],
+        grid=spec["grid"],
+        out_dir=run_dir,
+        num_chunks=spec["num_chunks"],
+        _chunk_len=spec["chunk_iterations"],
+        run_block=spec.get("run_block"),
+        eval_episodes=spec["eval_episodes"],
+        keep_checkpoints=spec["keep_checkpoints"],
+    )
     kwargs.update(overrides)
     return train(spec["algo"], spec["env"], from_dict(module.Config, spec["config"]), _resume_from=path, **kwargs)
 

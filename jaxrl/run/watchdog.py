@@ -22,8 +22,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 EXIT_STALLED = 75  # sysexits' EX_TEMPFAIL: a temporary failure; resuming is the remedy
 
@@ -65,8 +65,10 @@ def native_stacks(pid: int | None = None, timeout: float = 120.0) -> str:
     import tempfile
 
     with tempfile.TemporaryFile("w+") as out:
-        script = (f'timeout -s KILL {int(timeout)} "$0" -p {pid} -batch -nx -ex "set pagination off" '
-                  f'-ex "thread apply all bt 40"; kill -CONT {pid} 2>/dev/null; exit 0')
+        script = (
+            f'timeout -s KILL {int(timeout)} "$0" -p {pid} -batch -nx -ex "set pagination off" '
+            f'-ex "thread apply all bt 40"; kill -CONT {pid} 2>/dev/null; exit 0'
+        )
         try:
             subprocess.run(["sh", "-c", script, gdb], stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         except OSError as e:
@@ -92,8 +94,13 @@ class StallMonitor:
     then the stacks are dumped, ``message`` is printed and the process exits with :data:`EXIT_STALLED`.
     """
 
-    def __init__(self, watchdog: Watchdog, stacks_path: Path | None, on_stall: Callable[[float, float], str],
-                 exit: Callable[[int], None] = os._exit):
+    def __init__(
+        self,
+        watchdog: Watchdog,
+        stacks_path: Path | None,
+        on_stall: Callable[[float, float], str],
+        exit: Callable[[int], None] = os._exit,
+    ):
         self.watchdog = watchdog
         self.stacks_path = stacks_path
         self.on_stall = on_stall
@@ -139,8 +146,10 @@ class StallMonitor:
     def _fire(self, elapsed: float, bound: float) -> None:
         if self.stacks_path is not None:
             with open(self.stacks_path, "w") as f:
-                f.write(f"jaxrl stall watchdog: no chunk finished for {elapsed:.0f} s (bound {bound:.0f} s)\n\n"
-                        "===== Python stacks (all threads)\n")
+                f.write(
+                    f"jaxrl stall watchdog: no chunk finished for {elapsed:.0f} s (bound {bound:.0f} s)\n\n"
+                    "===== Python stacks (all threads)\n"
+                )
                 f.flush()
                 faulthandler.dump_traceback(file=f, all_threads=True)
                 f.write("\n===== native stacks (gdb)\n")

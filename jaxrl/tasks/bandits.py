@@ -19,7 +19,6 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
-
 # ---------------------------------------------------------------------------------------------------------
 # Bernoulli K-armed bandit
 # ---------------------------------------------------------------------------------------------------------
@@ -93,9 +92,7 @@ class BernoulliBandits:
 
     def sample(self, key: jax.Array, n: int) -> BanditParams:
         means = jax.random.uniform(key, (n, self.num_arms), jnp.float32)
-        return BanditParams(
-            arm_means=means, max_steps_in_episode=jnp.full((n,), self.max_steps_in_episode, jnp.int32)
-        )
+        return BanditParams(arm_means=means, max_steps_in_episode=jnp.full((n,), self.max_steps_in_episode, jnp.int32))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -233,8 +230,13 @@ def _bandit_factory(default_arms: int):
     return make
 
 
-def _mdp_factory(num_states: int = 10, num_actions: int = 5, episode_length: int = 10, num_test_tasks: int = 100,
-                 seed: int = HELD_OUT_SEED):
+def _mdp_factory(
+    num_states: int = 10,
+    num_actions: int = 5,
+    episode_length: int = 10,
+    num_test_tasks: int = 100,
+    seed: int = HELD_OUT_SEED,
+):
     family = RandomTabularMDPs(num_states, num_actions, episode_length)
     return family, family.sample(jax.random.PRNGKey(seed), int(num_test_tasks))
 

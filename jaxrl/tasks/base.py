@@ -10,7 +10,8 @@ description). Multi-task RL shows omega to the agent; meta-RL hides it. One code
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +66,7 @@ class TaskSuite:
     def task(self, index: int) -> Any:
         return task(self.params, index)
 
-    def with_contexts(self, contexts: jax.Array) -> "TaskSuite":
+    def with_contexts(self, contexts: jax.Array) -> TaskSuite:
         """The same tasks described by other contexts (e.g. a ``[K, D]`` array of language embeddings)."""
         contexts = jnp.asarray(contexts, jnp.float32)
         if contexts.ndim != 2 or contexts.shape[0] != self.num_tasks:
@@ -73,8 +74,12 @@ class TaskSuite:
         return dataclasses.replace(self, contexts=contexts)
 
     def metadata(self) -> dict:
-        return {"suite": self.name, "num_tasks": self.num_tasks, "task_names": list(self.task_names),
-                **dict(self.extra_metadata)}
+        return {
+            "suite": self.name,
+            "num_tasks": self.num_tasks,
+            "task_names": list(self.task_names),
+            **dict(self.extra_metadata),
+        }
 
 
 def one_hot_contexts(k: int) -> jax.Array:

@@ -15,7 +15,7 @@ Registered names (``jaxrl.envs.make(name) -> (TaskSuite, params)``): ``cartpole-
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -86,9 +86,14 @@ def pendulum_grid(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return tuple(_grid(k, PENDULUM_MASS_RANGE, PENDULUM_LENGTH_RANGE, PENDULUM_GRAVITY_RANGE))
 
 
-def make_cartpole_suite(pole_lengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-                        pole_masses: Sequence[float] = (0.1,), *, contexts=None, name: str | None = None,
-                        max_steps_in_episode: int = 500) -> TaskSuite:
+def make_cartpole_suite(
+    pole_lengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    pole_masses: Sequence[float] = (0.1,),
+    *,
+    contexts=None,
+    name: str | None = None,
+    max_steps_in_episode: int = 500,
+) -> TaskSuite:
     """CartPole tasks with (half) pole length ``pole_lengths[k]`` and pole mass ``pole_masses[k]``.
 
     A single value of either is shared by every task. ``contexts``: ``None``/``"one_hot"``, ``"params"``
@@ -103,23 +108,42 @@ def make_cartpole_suite(pole_lengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
     base = cartpole.EnvParams()
     full = lambda v, dtype=jnp.float32: jnp.full((k,), v, dtype)
     params = cartpole.EnvParams(
-        gravity=full(base.gravity), masscart=full(base.masscart), masspole=jnp.asarray(masses),
-        total_mass=jnp.asarray(base.masscart + masses, jnp.float32), length=jnp.asarray(lengths),
-        polemass_length=jnp.asarray(masses * lengths, jnp.float32), force_mag=full(base.force_mag),
-        tau=full(base.tau), theta_threshold_radians=full(base.theta_threshold_radians),
-        x_threshold=full(base.x_threshold), max_steps_in_episode=full(max_steps_in_episode, jnp.int32))
+        gravity=full(base.gravity),
+        masscart=full(base.masscart),
+        masspole=jnp.asarray(masses),
+        total_mass=jnp.asarray(base.masscart + masses, jnp.float32),
+        length=jnp.asarray(lengths),
+        polemass_length=jnp.asarray(masses * lengths, jnp.float32),
+        force_mag=full(base.force_mag),
+        tau=full(base.tau),
+        theta_threshold_radians=full(base.theta_threshold_radians),
+        x_threshold=full(base.x_threshold),
+        max_steps_in_episode=full(max_steps_in_episode, jnp.int32),
+    )
     physical = np.stack([lengths, masses], axis=-1)
     return TaskSuite(
-        name=name or f"cartpole-params-{k}", env=cartpole.CartPole(), params=params,
+        name=name or f"cartpole-params-{k}",
+        env=cartpole.CartPole(),
+        params=params,
         contexts=_contexts(contexts, k, physical),
         task_names=tuple(f"len{l:.2f}-mass{m:.2f}" for l, m in zip(lengths, masses)),
-        extra_metadata=(("pole_lengths", lengths.tolist()), ("pole_masses", masses.tolist()),
-                        ("max_steps_in_episode", int(max_steps_in_episode))))
+        extra_metadata=(
+            ("pole_lengths", lengths.tolist()),
+            ("pole_masses", masses.tolist()),
+            ("max_steps_in_episode", int(max_steps_in_episode)),
+        ),
+    )
 
 
-def make_pendulum_suite(masses: Sequence[float] = (0.6, 1.0, 1.2, 1.4), lengths: Sequence[float] = (1.0,),
-                        gravities: Sequence[float] = (10.0,), *, contexts=None, name: str | None = None,
-                        max_steps_in_episode: int = 200) -> TaskSuite:
+def make_pendulum_suite(
+    masses: Sequence[float] = (0.6, 1.0, 1.2, 1.4),
+    lengths: Sequence[float] = (1.0,),
+    gravities: Sequence[float] = (10.0,),
+    *,
+    contexts=None,
+    name: str | None = None,
+    max_steps_in_episode: int = 200,
+) -> TaskSuite:
     """Pendulum tasks with mass ``masses[k]``, length ``lengths[k]`` and gravity ``gravities[k]`` (a single
     value is shared by every task). ``contexts`` as in :func:`make_cartpole_suite` (``"params"``: standardised
     ``(m, l, g)``)."""
@@ -132,15 +156,28 @@ def make_pendulum_suite(masses: Sequence[float] = (0.6, 1.0, 1.2, 1.4), lengths:
     base = pendulum.EnvParams()
     full = lambda v, dtype=jnp.float32: jnp.full((k,), v, dtype)
     params = pendulum.EnvParams(
-        max_speed=full(base.max_speed), max_torque=full(base.max_torque), dt=full(base.dt), g=jnp.asarray(g),
-        m=jnp.asarray(m), l=jnp.asarray(l), max_steps_in_episode=full(max_steps_in_episode, jnp.int32))
+        max_speed=full(base.max_speed),
+        max_torque=full(base.max_torque),
+        dt=full(base.dt),
+        g=jnp.asarray(g),
+        m=jnp.asarray(m),
+        l=jnp.asarray(l),
+        max_steps_in_episode=full(max_steps_in_episode, jnp.int32),
+    )
     physical = np.stack([m, l, g], axis=-1)
     return TaskSuite(
-        name=name or f"pendulum-params-{k}", env=pendulum.Pendulum(), params=params,
+        name=name or f"pendulum-params-{k}",
+        env=pendulum.Pendulum(),
+        params=params,
         contexts=_contexts(contexts, k, physical),
         task_names=tuple(f"m{a:.2f}-l{b:.2f}-g{c:.1f}" for a, b, c in zip(m, l, g)),
-        extra_metadata=(("masses", m.tolist()), ("lengths", l.tolist()), ("gravities", g.tolist()),
-                        ("max_steps_in_episode", int(max_steps_in_episode))))
+        extra_metadata=(
+            ("masses", m.tolist()),
+            ("lengths", l.tolist()),
+            ("gravities", g.tolist()),
+            ("max_steps_in_episode", int(max_steps_in_episode)),
+        ),
+    )
 
 
 def _cartpole_factory(k: int):

@@ -79,8 +79,7 @@ class GridWorld(environment.Environment[GridState, GridParams]):
         return spaces.Box(-1.0, 1.0, (2,), jnp.float32)
 
 
-def make_corners_suite(num_corners: int = 4, *, size: int = 5, step_cost: float = 0.01,
-                       horizon: int = 20) -> TaskSuite:
+def make_corners_suite(num_corners: int = 4, *, size: int = 5, step_cost: float = 0.01, horizon: int = 20) -> TaskSuite:
     """Goals in ``num_corners`` corners (2: bottom-left and top-right; 4: all corners); one-hot contexts."""
     if num_corners not in (2, 4):
         raise ValueError(f"num_corners={num_corners}: choose 2 (opposite corners) or 4")
@@ -89,13 +88,21 @@ def make_corners_suite(num_corners: int = 4, *, size: int = 5, step_cost: float 
     s = size - 1
     corners = [(0, 0), (s, s), (0, s), (s, 0)][:num_corners]
     k = num_corners
-    params = GridParams(goal=jnp.asarray(corners, jnp.int32), size=size,
-                        step_cost=jnp.full((k,), step_cost, jnp.float32),
-                        max_steps_in_episode=jnp.full((k,), horizon, jnp.int32))
-    return TaskSuite(name=f"gridworld-corners{'' if k == 4 else '-2'}", env=GridWorld(), params=params,
-                     contexts=one_hot_contexts(k), task_names=tuple(f"corner-{x}-{y}" for x, y in corners),
-                     success_fn=lambda info: info["success"],
-                     extra_metadata=(("size", size), ("step_cost", step_cost), ("horizon", horizon)))
+    params = GridParams(
+        goal=jnp.asarray(corners, jnp.int32),
+        size=size,
+        step_cost=jnp.full((k,), step_cost, jnp.float32),
+        max_steps_in_episode=jnp.full((k,), horizon, jnp.int32),
+    )
+    return TaskSuite(
+        name=f"gridworld-corners{'' if k == 4 else '-2'}",
+        env=GridWorld(),
+        params=params,
+        contexts=one_hot_contexts(k),
+        task_names=tuple(f"corner-{x}-{y}" for x, y in corners),
+        success_fn=lambda info: info["success"],
+        extra_metadata=(("size", size), ("step_cost", step_cost), ("horizon", horizon)),
+    )
 
 
 def _register() -> None:

@@ -33,7 +33,7 @@ Registered: ``line-world`` (``jaxrl.envs.make("line-world")``; keyword arguments
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -102,8 +102,9 @@ class LineWorld(environment.Environment[LineState, LineParams]):
         return spaces.Box(0.0, 1.0, (1,), jnp.float32)
 
 
-def scripted_behaviour(right_prob: float = 0.2, speed: float = 0.8, noise: float = 0.1
-                       ) -> Callable[[jax.Array, jax.Array], jax.Array]:
+def scripted_behaviour(
+    right_prob: float = 0.2, speed: float = 0.8, noise: float = 0.1
+) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """The lecture's behaviour policy as ``policy(obs [n, 1], key) -> action [n, 1]`` (for
     :func:`jaxrl.run.generate.rollout_dataset`): at every state ``a = +speed`` (right) with probability
     ``right_prob``, else ``-speed`` (left), plus ``N(0, noise^2)``, clipped to ``[-1, 1]``."""

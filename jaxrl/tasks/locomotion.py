@@ -47,7 +47,8 @@ brax is imported only when an env is built (it is slow to import); registering t
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -59,10 +60,27 @@ from jaxrl.config import ConfigError
 from jaxrl.envs.brax_adapter import BraxAdapter, BraxEnvState
 from jaxrl.tasks.base import TaskSuite, one_hot_contexts
 
-__all__ = ["KINDS", "LocomotionParams", "LocomotionEnv", "LocomotionFamily", "CheetahVel", "CheetahDir", "AntDir",
-           "AntGoal", "make_family", "make_locomotion_suite", "suite_tasks", "task_contexts",
-           "cheetah_velocity_reward", "cheetah_direction_reward", "ant_direction_reward", "ant_goal_reward",
-           "DEFAULT_HORIZON", "SUITE_SIZES", "HELD_OUT_SEED"]
+__all__ = [
+    "KINDS",
+    "LocomotionParams",
+    "LocomotionEnv",
+    "LocomotionFamily",
+    "CheetahVel",
+    "CheetahDir",
+    "AntDir",
+    "AntGoal",
+    "make_family",
+    "make_locomotion_suite",
+    "suite_tasks",
+    "task_contexts",
+    "cheetah_velocity_reward",
+    "cheetah_direction_reward",
+    "ant_direction_reward",
+    "ant_goal_reward",
+    "DEFAULT_HORIZON",
+    "SUITE_SIZES",
+    "HELD_OUT_SEED",
+]
 
 KINDS = ("cheetah-vel", "cheetah-dir", "ant-dir", "ant-goal")
 _ROBOT = {"cheetah-vel": "halfcheetah", "cheetah-dir": "halfcheetah", "ant-dir": "ant", "ant-goal": "ant"}
@@ -80,20 +98,28 @@ def _ctrl_cost(action: jax.Array, weight) -> jax.Array:
     return weight * jnp.sum(jnp.square(action), axis=-1)
 
 
-def cheetah_velocity_reward(x_velocity: jax.Array, action: jax.Array, goal_velocity: jax.Array,
-                            ctrl_cost_weight=0.05) -> jax.Array:
+def cheetah_velocity_reward(
+    x_velocity: jax.Array, action: jax.Array, goal_velocity: jax.Array, ctrl_cost_weight=0.05
+) -> jax.Array:
     """Cheetah-vel (MAML): ``r = -|v_x - v_goal| - c ||a||^2`` with ``c = 0.05``. ``action [..., d]``."""
     return -jnp.abs(x_velocity - goal_velocity) - _ctrl_cost(action, ctrl_cost_weight)
 
 
-def cheetah_direction_reward(x_velocity: jax.Array, action: jax.Array, direction: jax.Array,
-                             ctrl_cost_weight=0.05) -> jax.Array:
+def cheetah_direction_reward(
+    x_velocity: jax.Array, action: jax.Array, direction: jax.Array, ctrl_cost_weight=0.05
+) -> jax.Array:
     """Cheetah-dir (MAML): ``r = d v_x - c ||a||^2``, ``d in {-1, +1}``, ``c = 0.05``."""
     return direction * x_velocity - _ctrl_cost(action, ctrl_cost_weight)
 
 
-def ant_direction_reward(velocity_xy: jax.Array, action: jax.Array, angle: jax.Array, survive: jax.Array,
-                         contact: jax.Array, ctrl_cost_weight=0.5) -> jax.Array:
+def ant_direction_reward(
+    velocity_xy: jax.Array,
+    action: jax.Array,
+    angle: jax.Array,
+    survive: jax.Array,
+    contact: jax.Array,
+    ctrl_cost_weight=0.5,
+) -> jax.Array:
     """Ant-dir: ``r = v . (cos th, sin th) + r_survive - c ||a||^2 + r_contact`` with ``c = 0.5``.
 
     ``velocity_xy [..., 2]``; ``survive`` and ``contact`` are brax's signed reward terms (``r_contact`` is minus the
@@ -103,8 +129,15 @@ def ant_direction_reward(velocity_xy: jax.Array, action: jax.Array, angle: jax.A
     return forward + survive - _ctrl_cost(action, ctrl_cost_weight) + contact
 
 
-def ant_goal_reward(position_xy: jax.Array, action: jax.Array, goal: jax.Array, survive: jax.Array,
-                    contact: jax.Array, ctrl_cost_weight=0.5, distance: str = "l2") -> jax.Array:
+def ant_goal_reward(
+    position_xy: jax.Array,
+    action: jax.Array,
+    goal: jax.Array,
+    survive: jax.Array,
+    contact: jax.Array,
+    ctrl_cost_weight=0.5,
+    distance: str = "l2",
+) -> jax.Array:
     """Ant-goal: ``r = -||xy - g|| + r_survive - c ||a||^2 + r_contact`` with ``c = 0.5``; the norm is L2
     (``distance="l2"``) or L1 (``"l1"``: ``|x - g_x| + |y - g_y|``). ``position_xy``, ``goal``: ``[..., 2]``."""
     delta = position_xy - goal
@@ -152,8 +185,16 @@ class LocomotionEnv:
     reward from them.
     """
 
-    def __init__(self, kind: str, *, horizon: int = DEFAULT_HORIZON, backend: str = "generalized",
-                 terminate_when_unhealthy: bool = False, distance: str = "l2", ctrl_cost_weight: float | None = None):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        horizon: int = DEFAULT_HORIZON,
+        backend: str = "generalized",
+        terminate_when_unhealthy: bool = False,
+        distance: str = "l2",
+        ctrl_cost_weight: float | None = None,
+    ):
         self.kind = _check_kind(kind)
         self.robot = _ROBOT[kind]
         self.horizon = _check_horizon(horizon)
@@ -186,8 +227,11 @@ class LocomotionEnv:
     @property
     def default_params(self) -> LocomotionParams:
         task = {"cheetah-vel": [1.0], "cheetah-dir": [1.0], "ant-dir": [0.0], "ant-goal": [2.0, 0.0]}[self.kind]
-        return LocomotionParams(task=jnp.asarray(task, jnp.float32), ctrl_cost_weight=self.ctrl_cost_weight,
-                                max_steps_in_episode=self.horizon)
+        return LocomotionParams(
+            task=jnp.asarray(task, jnp.float32),
+            ctrl_cost_weight=self.ctrl_cost_weight,
+            max_steps_in_episode=self.horizon,
+        )
 
     def observation_space(self, params=None):
         # brax's ``observation_size`` runs a reset op by op (20 s on a CPU); the shape of a traced one is enough
@@ -235,13 +279,20 @@ class LocomotionEnv:
         obs = jnp.where(done, reset_obs, final_obs)
         m = inner.metrics
         zero = jnp.zeros((), jnp.float32)
-        info = {"terminated": terminated, "truncated": truncated, "final_observation": final_obs,
-                "task_reward": task_term.astype(jnp.float32),
-                "ctrl_cost": _ctrl_cost(action, params.ctrl_cost_weight).astype(jnp.float32),
-                "x_velocity": m["x_velocity"], "y_velocity": m.get("y_velocity", zero),
-                "x_position": m["x_position"], "y_position": m.get("y_position", zero),
-                "reward_survive": m.get("reward_survive", zero), "reward_contact": m.get("reward_contact", zero),
-                "brax_reward": inner.reward.astype(jnp.float32)}
+        info = {
+            "terminated": terminated,
+            "truncated": truncated,
+            "final_observation": final_obs,
+            "task_reward": task_term.astype(jnp.float32),
+            "ctrl_cost": _ctrl_cost(action, params.ctrl_cost_weight).astype(jnp.float32),
+            "x_velocity": m["x_velocity"],
+            "y_velocity": m.get("y_velocity", zero),
+            "x_position": m["x_position"],
+            "y_position": m.get("y_position", zero),
+            "reward_survive": m.get("reward_survive", zero),
+            "reward_contact": m.get("reward_contact", zero),
+            "brax_reward": inner.reward.astype(jnp.float32),
+        }
         return obs, new_state, reward.astype(jnp.float32), terminated, truncated, info
 
 
@@ -261,10 +312,19 @@ class LocomotionFamily:
     ``terminate_when_unhealthy``, ``distance``, ``ctrl_cost_weight``.
     """
 
-    def __init__(self, kind: str, *, horizon: int = DEFAULT_HORIZON, velocity_range: Sequence[float] = (0.0, 3.0),
-                 forward_backward: bool = False, goal_radius: float = 3.0, backend: str = "generalized",
-                 terminate_when_unhealthy: bool = False, distance: str = "l2",
-                 ctrl_cost_weight: float | None = None):
+    def __init__(
+        self,
+        kind: str,
+        *,
+        horizon: int = DEFAULT_HORIZON,
+        velocity_range: Sequence[float] = (0.0, 3.0),
+        forward_backward: bool = False,
+        goal_radius: float = 3.0,
+        backend: str = "generalized",
+        terminate_when_unhealthy: bool = False,
+        distance: str = "l2",
+        ctrl_cost_weight: float | None = None,
+    ):
         self.kind = _check_kind(kind)
         self.horizon = _check_horizon(horizon)
         lo, hi = (float(v) for v in velocity_range)
@@ -275,9 +335,14 @@ class LocomotionFamily:
         self.velocity_range = (lo, hi)
         self.forward_backward = bool(forward_backward)
         self.goal_radius = float(goal_radius)
-        self.env = LocomotionEnv(kind, horizon=self.horizon, backend=backend,
-                                 terminate_when_unhealthy=terminate_when_unhealthy, distance=distance,
-                                 ctrl_cost_weight=ctrl_cost_weight)
+        self.env = LocomotionEnv(
+            kind,
+            horizon=self.horizon,
+            backend=backend,
+            terminate_when_unhealthy=terminate_when_unhealthy,
+            distance=distance,
+            ctrl_cost_weight=ctrl_cost_weight,
+        )
 
     @property
     def name(self) -> str:
@@ -286,10 +351,17 @@ class LocomotionFamily:
     def metadata(self) -> dict:
         """For a run's ``config.json``: what the tasks are."""
         env = self.env
-        return {"family": self.kind, "horizon": self.horizon, "backend": env.backend,
-                "velocity_range": list(self.velocity_range), "forward_backward": self.forward_backward,
-                "goal_radius": self.goal_radius, "distance": env.distance, "ctrl_cost_weight": env.ctrl_cost_weight,
-                "terminate_when_unhealthy": env.terminate_when_unhealthy}
+        return {
+            "family": self.kind,
+            "horizon": self.horizon,
+            "backend": env.backend,
+            "velocity_range": list(self.velocity_range),
+            "forward_backward": self.forward_backward,
+            "goal_radius": self.goal_radius,
+            "distance": env.distance,
+            "ctrl_cost_weight": env.ctrl_cost_weight,
+            "terminate_when_unhealthy": env.terminate_when_unhealthy,
+        }
 
     def sample_tasks(self, key: jax.Array, n: int) -> jax.Array:
         """``[n, D]`` task vectors drawn from the family's distribution."""
@@ -310,8 +382,11 @@ class LocomotionFamily:
         """Stacked params of given ``[n, D]`` task vectors."""
         tasks = jnp.asarray(tasks, jnp.float32)
         n = tasks.shape[0]
-        return LocomotionParams(task=tasks, ctrl_cost_weight=_full(n, self.env.ctrl_cost_weight),
-                                max_steps_in_episode=_full(n, self.horizon, jnp.int32))
+        return LocomotionParams(
+            task=tasks,
+            ctrl_cost_weight=_full(n, self.env.ctrl_cost_weight),
+            max_steps_in_episode=_full(n, self.horizon, jnp.int32),
+        )
 
     def sample(self, key: jax.Array, n: int) -> LocomotionParams:
         return self.params_for(self.sample_tasks(key, n))
@@ -385,8 +460,9 @@ def _task_name(kind: str, t: np.ndarray) -> str:
     return f"goal({t[0]:.2f},{t[1]:.2f})"
 
 
-def make_locomotion_suite(kind: str, tasks=None, *, num_tasks: int = 4, contexts=None, name: str | None = None,
-                          **env_kwargs) -> TaskSuite:
+def make_locomotion_suite(
+    kind: str, tasks=None, *, num_tasks: int = 4, contexts=None, name: str | None = None, **env_kwargs
+) -> TaskSuite:
     """``K`` fixed tasks of ``kind`` with known contexts (multi-task RL).
 
     ``tasks``: ``[K, D]`` (or ``[K]`` for the 1-d tasks) task vectors; ``None`` takes :func:`suite_tasks`
@@ -406,8 +482,11 @@ def make_locomotion_suite(kind: str, tasks=None, *, num_tasks: int = 4, contexts
         raise ConfigError(f"cheetah-dir tasks are directions d in {{-1, +1}}, got {tasks.reshape(-1).tolist()}")
     k = tasks.shape[0]
     env = LocomotionEnv(kind, **env_kwargs)
-    params = LocomotionParams(task=jnp.asarray(tasks), ctrl_cost_weight=_full(k, env.ctrl_cost_weight),
-                              max_steps_in_episode=_full(k, env.horizon, jnp.int32))
+    params = LocomotionParams(
+        task=jnp.asarray(tasks),
+        ctrl_cost_weight=_full(k, env.ctrl_cost_weight),
+        max_steps_in_episode=_full(k, env.horizon, jnp.int32),
+    )
     if contexts is None or (isinstance(contexts, str) and contexts == "one_hot"):
         omega = one_hot_contexts(k)
     elif isinstance(contexts, str) and contexts == "task":
@@ -416,10 +495,14 @@ def make_locomotion_suite(kind: str, tasks=None, *, num_tasks: int = 4, contexts
         raise ConfigError(f"contexts={contexts!r} is not allowed: use 'one_hot', 'task' or a [K, D] array")
     else:
         omega = jnp.asarray(contexts, jnp.float32)
-    return TaskSuite(name=name or f"{kind}-{k}", env=env, params=params, contexts=omega,
-                     task_names=tuple(_task_name(kind, t) for t in tasks),
-                     extra_metadata=(("kind", kind), ("tasks", tasks.tolist()), ("horizon", env.horizon),
-                                     ("backend", env.backend)))
+    return TaskSuite(
+        name=name or f"{kind}-{k}",
+        env=env,
+        params=params,
+        contexts=omega,
+        task_names=tuple(_task_name(kind, t) for t in tasks),
+        extra_metadata=(("kind", kind), ("tasks", tasks.tolist()), ("horizon", env.horizon), ("backend", env.backend)),
+    )
 
 
 # ---------------------------------------------------------------- registered names

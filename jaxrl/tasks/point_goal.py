@@ -85,9 +85,16 @@ class PointGoalEnv(environment.Environment[PointGoalState, PointGoalParams]):
         return spaces.Box(-jnp.inf, jnp.inf, (2,), jnp.float32)
 
 
-def make_point_goal_suite(num_goals: int = 4, *, sparse: bool = False, radius: float = 1.0,
-                          success_radius: float = 0.1, max_action: float = 0.1, horizon: int = 30,
-                          contexts=None) -> TaskSuite:
+def make_point_goal_suite(
+    num_goals: int = 4,
+    *,
+    sparse: bool = False,
+    radius: float = 1.0,
+    success_radius: float = 0.1,
+    max_action: float = 0.1,
+    horizon: int = 30,
+    contexts=None,
+) -> TaskSuite:
     """``num_goals`` goals at angles ``2 pi k / K`` on a circle of ``radius``; one-hot contexts unless given."""
     if num_goals < 1:
         raise ValueError(f"num_goals={num_goals} must be >= 1")
@@ -104,11 +111,20 @@ def make_point_goal_suite(num_goals: int = 4, *, sparse: bool = False, radius: f
     )
     kind = "sparse" if sparse else "dense"
     suite = TaskSuite(
-        name=f"point-goal-{k}{'-sparse' if sparse else ''}", env=PointGoalEnv(sparse), params=params,
-        contexts=one_hot_contexts(k), task_names=tuple(f"goal-{int(round(np.degrees(a)))}deg" for a in angles),
+        name=f"point-goal-{k}{'-sparse' if sparse else ''}",
+        env=PointGoalEnv(sparse),
+        params=params,
+        contexts=one_hot_contexts(k),
+        task_names=tuple(f"goal-{int(round(np.degrees(a)))}deg" for a in angles),
         success_fn=lambda info: info["success"],
-        extra_metadata=(("reward", kind), ("radius", radius), ("success_radius", success_radius),
-                        ("horizon", horizon), ("max_action", max_action)))
+        extra_metadata=(
+            ("reward", kind),
+            ("radius", radius),
+            ("success_radius", success_radius),
+            ("horizon", horizon),
+            ("max_action", max_action),
+        ),
+    )
     return suite.with_contexts(contexts) if contexts is not None else suite
 
 

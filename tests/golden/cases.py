@@ -23,8 +23,12 @@ class Case:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able summary (stored in the MANIFEST: a changed case needs a new recording)."""
-        return {"env": self.env, "env_kwargs": _jsonable(self.env_kwargs), "config": _jsonable(self.config),
-                "dataset": self.dataset}
+        return {
+            "env": self.env,
+            "env_kwargs": _jsonable(self.env_kwargs),
+            "config": _jsonable(self.config),
+            "dataset": self.dataset,
+        }
 
 
 def _jsonable(d: dict) -> dict:
@@ -49,12 +53,26 @@ MT_PG = dict(num_envs=4, num_steps=8, total_env_steps=128, hidden=(16,), num_min
 RL2 = dict(num_tasks=8, hidden_size=8, num_epochs=1, num_minibatches=2, episodes_per_trial=5, total_env_steps=160)
 # MAML: tests/test_maml.py's TINY (2 tasks x 2 trajectories of 5 steps, one inner step); 4 iterations; 2 ProMP outer
 # epochs (the first starts at the old policy, where the surrogate is 0 and the clip inactive).
-MAML = dict(num_tasks=2, num_trajectories=2, hidden=(8,), horizon=5, total_env_steps=160, num_outer_epochs=2,
-            eval_inner_steps=1)
+MAML = dict(
+    num_tasks=2, num_trajectories=2, hidden=(8,), horizon=5, total_env_steps=160, num_outer_epochs=2, eval_inner_steps=1
+)
 # PEARL: tests/test_pearl.py's TINY; 80 steps per iteration, 4 iterations (updates from the 2nd).
-PEARL = dict(num_train_tasks=4, tasks_per_iteration=2, prior_episodes=1, posterior_episodes=1, meta_batch=2,
-             batch_size=8, context_batch_size=8, hidden=(16, 16), encoder_hidden=(16,), updates_per_iteration=2,
-             buffer_size=100, latent_dim=3, adaptation_episodes=3, total_env_steps=320)
+PEARL = dict(
+    num_train_tasks=4,
+    tasks_per_iteration=2,
+    prior_episodes=1,
+    posterior_episodes=1,
+    meta_batch=2,
+    batch_size=8,
+    context_batch_size=8,
+    hidden=(16, 16),
+    encoder_hidden=(16,),
+    updates_per_iteration=2,
+    buffer_size=100,
+    latent_dim=3,
+    adaptation_episodes=3,
+    total_env_steps=320,
+)
 
 # -------------------------------------------------------------------------------------------- offline
 # tests/test_offline_*.py's TINY: 5 updates of 32 rows per iteration; 4 iterations.
@@ -63,10 +81,25 @@ OFFLINE_EXTRA = {
     "brac_p": dict(behaviour_pretrain_updates=5, behaviour_components=2),  # tests/test_offline_constraints.py
     "brac_v": dict(behaviour_pretrain_updates=5, behaviour_components=2),
     "bear": dict(behaviour_pretrain_updates=5, behaviour_components=2),
-    "mopo": dict(model_hidden=(16, 16), num_members=3, num_elites=2, model_train_updates=10,  # ..._model_based.py
-                 rollout_batch_size=8, rollout_horizon=3, model_retain_iterations=2),
-    "morel": dict(model_hidden=(16, 16), num_members=3, num_elites=2, model_train_updates=10,
-                  rollout_batch_size=8, rollout_horizon=3, model_retain_iterations=2, holdout_fraction=0.0),
+    "mopo": dict(
+        model_hidden=(16, 16),
+        num_members=3,
+        num_elites=2,
+        model_train_updates=10,  # ..._model_based.py
+        rollout_batch_size=8,
+        rollout_horizon=3,
+        model_retain_iterations=2,
+    ),
+    "morel": dict(
+        model_hidden=(16, 16),
+        num_members=3,
+        num_elites=2,
+        model_train_updates=10,
+        rollout_batch_size=8,
+        rollout_horizon=3,
+        model_retain_iterations=2,
+        holdout_fraction=0.0,
+    ),
     "sac_n": dict(num_critics=3),  # tests/test_offline_more.py
     "edac": dict(num_critics=3),
     "bcq": dict(vae_hidden=(16, 16), num_samples=3, num_act_samples=4),  # tests/test_offline_bcq_algaedice.py
@@ -110,7 +143,7 @@ OFFLINE_A = ("bc", "awr", "awac", "crr", "iql", "bcq", "algaedice")
 def group(name: str) -> str:
     """Which golden test file covers ``name``: 'online' (tests/test_golden_online.py: single-task, multi-task and
     meta-RL), 'offline_a' or 'offline_b' (tests/test_golden_offline_a.py, ..._b.py)."""
-    module = algos.ALGORITHMS[name][0]
+    module = algos.ALGORITHMS[name].module
     if ".offline." not in module:
         return "online"
     return "offline_a" if name in OFFLINE_A else "offline_b"

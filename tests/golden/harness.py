@@ -39,8 +39,16 @@ DATASET_FILE = GOLDEN_DIR / "offline_dataset.npz"  # the tiny random-policy Pend
 RECORD_COMMAND = "python tests/golden/record.py"
 RTOL, ATOL = 1e-5, 1e-6
 SEEDS = [0, 1]
-RUN = dict(seeds=SEEDS, num_chunks=2, eval_episodes=1, progress=False, run_block=2, out_dir=None, checkpoint=False,
-           tensorboard=False)
+RUN = dict(
+    seeds=SEEDS,
+    num_chunks=2,
+    eval_episodes=1,
+    progress=False,
+    run_block=2,
+    out_dir=None,
+    checkpoint=False,
+    tensorboard=False,
+)
 # The platform facts that must all be equal for an exact comparison.
 EXACT_KEYS = ("backend", "jax", "jaxlib", "cpu_vendor", "cpu_family", "cpu_model_number", "isa_flags", "xla_flags")
 # CPU feature flags (from /proc/cpuinfo) that change the code XLA:CPU generates.
@@ -84,11 +92,15 @@ def platform() -> dict[str, Any]:
         except md.PackageNotFoundError:
             pass
     return {
-        "jax": jax.__version__, "jaxlib": jaxlib.__version__, "numpy": np.__version__,
-        "python": sys.version.split()[0], **versions,
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        **versions,
         "machine": platform_lib.machine(),
         "cpu_model": info.get("model name", platform_lib.processor() or "unknown"),
-        "cpu_vendor": info.get("vendor_id", ""), "cpu_family": info.get("cpu family", ""),
+        "cpu_vendor": info.get("vendor_id", ""),
+        "cpu_family": info.get("cpu family", ""),
         "cpu_model_number": info.get("model", ""),
         "isa_flags": flags,
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
@@ -138,8 +150,10 @@ def offline_env():
     from jaxrl.data import formats
 
     if not DATASET_FILE.exists():
-        raise FileNotFoundError(f"the golden offline dataset {DATASET_FILE} is missing: `{RECORD_COMMAND}` writes it "
-                                f"(and then every offline fixture must be recorded again)")
+        raise FileNotFoundError(
+            f"the golden offline dataset {DATASET_FILE} is missing: `{RECORD_COMMAND}` writes it "
+            f"(and then every offline fixture must be recorded again)"
+        )
     return oc.make_offline_env(formats.load(DATASET_FILE, format="npz"))
 
 
@@ -149,7 +163,6 @@ def offline_env():
 def build(name: str):
     """``(env, config)`` of ``name``'s golden case, as :func:`jaxrl.run.train` takes them."""
     from golden import cases
-
     from jaxrl import algos, envs
 
     case = cases.case(name)
@@ -186,8 +199,9 @@ def fingerprint(state) -> dict[str, np.ndarray]:
         key = jax.tree_util.keystr(path)
         a = _leaf_array(leaf)
         values = np.asarray(a, np.float64).ravel().tolist()  # exact for every float32/int32/bool value
-        out[f"state/{key}"] = np.array([math.fsum(values), math.fsum(v * v for v in values),
-                                        math.fsum(abs(v) for v in values)], np.float64)
+        out[f"state/{key}"] = np.array(
+            [math.fsum(values), math.fsum(v * v for v in values), math.fsum(abs(v) for v in values)], np.float64
+        )
         out[f"spec/{key}"] = np.asarray(_spec(a))
         out[f"digest/{key}"] = np.asarray(hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest())
     return out
@@ -216,13 +230,14 @@ def fixture_path(name: str) -> Path:
 def save_fixture(name: str, arrays: dict[str, np.ndarray]) -> None:
     """Writes ``arrays`` compactly: metrics as they are; the per-leaf entries packed into one array each
     (``leaves/path``, ``leaves/fingerprint`` [n, 3], ``leaves/spec``, ``leaves/digest`` [n, 32] bytes)."""
-    paths = [k[len("state/"):] for k in arrays if k.startswith("state/")]
+    paths = [k[len("state/") :] for k in arrays if k.startswith("state/")]
     packed = {k: v for k, v in arrays.items() if not k.startswith(("state/", "spec/", "digest/"))}
     packed["leaves/path"] = np.asarray(paths, dtype=str)
     packed["leaves/fingerprint"] = np.stack([arrays[f"state/{p}"] for p in paths]) if paths else np.zeros((0, 3))
     packed["leaves/spec"] = np.asarray([str(arrays[f"spec/{p}"]) for p in paths], dtype=str)
-    packed["leaves/digest"] = np.asarray([np.frombuffer(bytes.fromhex(str(arrays[f"digest/{p}"])), np.uint8)
-                                          for p in paths], np.uint8).reshape(len(paths), 32)
+    packed["leaves/digest"] = np.asarray(
+        [np.frombuffer(bytes.fromhex(str(arrays[f"digest/{p}"])), np.uint8) for p in paths], np.uint8
+    ).reshape(len(paths), 32)
     path = fixture_path(name)
     tmp = path.with_name(path.stem + ".partial.npz")
     np.savez_compressed(tmp, **packed)
@@ -252,19 +267,55 @@ def write_manifest(manifest: dict[str, Any]) -> None:
 
 
 def now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat()
 
 
 # ---------------------------------------------------------------------------------------------- comparison
 
 
-def compare(name: str, expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], exact: bool,
-            note: str = "") -> list[str]:
+def _same_leaf(expected, actual, old: str, new: str, exact: bool) -> bool:
+    if str(expected[f"spec/{old}"]) != str(actual[f"spec/{new}"]):
+        return False
+    if exact:
+        return str(expected[f"digest/{old}"]) == str(actual[f"digest/{new}"])
+    want, got = expected[f"state/{old}"], actual[f"state/{new}"]
+    return bool(
+        np.allclose(got[1:], want[1:], rtol=RTOL, atol=ATOL) and abs(got[0] - want[0]) <= ATOL + RTOL * abs(want[2])
+    )
+
+
+def _rename_moved_leaves(expected, actual, exact: bool):
+    """``actual`` with state leaves that only moved (a refactor renamed a state field, or put params and optimiser
+    state into one record) filed under their recorded paths: each recorded path missing from the new state is
+    paired with an unpaired new path whose leaf has the same dtype, shape and value (the same bytes when exact).
+    Leaves with equal values are interchangeable, so a greedy pairing is as good as any; an unpaired leaf stays
+    and is reported as missing or new."""
+    old_paths = [k[len("state/") :] for k in expected if k.startswith("state/")]
+    new_paths = [k[len("state/") :] for k in actual if k.startswith("state/")]
+    missing = [p for p in old_paths if p not in set(new_paths)]
+    unpaired = [p for p in new_paths if p not in set(old_paths)]
+    if not missing or not unpaired:
+        return actual
+    out = dict(actual)
+    for old in missing:
+        match = next((new for new in unpaired if _same_leaf(expected, actual, old, new, exact)), None)
+        if match is None:
+            continue
+        unpaired.remove(match)
+        for kind in ("state", "spec", "digest"):
+            out[f"{kind}/{old}"] = out.pop(f"{kind}/{match}")
+    return out
+
+
+def compare(
+    name: str, expected: dict[str, np.ndarray], actual: dict[str, np.ndarray], exact: bool, note: str = ""
+) -> list[str]:
     """Every difference between a fixture and a new run, as messages (empty: equal)."""
     problems: list[str] = []
+    actual = _rename_moved_leaves(expected, actual, exact)
     for prefix, what in (("metric/", "metric names"), ("state/", "state leaf paths")):
-        old = {k[len(prefix):] for k in expected if k.startswith(prefix)}
-        new = {k[len(prefix):] for k in actual if k.startswith(prefix)}
+        old = {k[len(prefix) :] for k in expected if k.startswith(prefix)}
+        new = {k[len(prefix) :] for k in actual if k.startswith(prefix)}
         if old != new:
             problems.append(f"{name}: the {what} changed: missing {sorted(old - new)}, new {sorted(new - old)}")
     for key in sorted(set(expected) & set(actual)):
@@ -272,9 +323,11 @@ def compare(name: str, expected: dict[str, np.ndarray], actual: dict[str, np.nda
         try:
             if key.startswith("digest/"):
                 if exact and str(want) != str(got):
-                    leaf = key[len("digest/"):]
-                    problems.append(f"{name}: {leaf}: the leaf's bytes changed (sum, sum of squares, sum |x|: "
-                                    f"{expected['state/' + leaf].tolist()} -> {actual['state/' + leaf].tolist()})")
+                    leaf = key[len("digest/") :]
+                    problems.append(
+                        f"{name}: {leaf}: the leaf's bytes changed (sum, sum of squares, sum |x|: "
+                        f"{expected['state/' + leaf].tolist()} -> {actual['state/' + leaf].tolist()})"
+                    )
             elif key.startswith("spec/"):
                 if str(want) != str(got):
                     problems.append(f"{name}: {key[5:]}: dtype/shape {want} -> {got}")
@@ -283,8 +336,9 @@ def compare(name: str, expected: dict[str, np.ndarray], actual: dict[str, np.nda
             elif key.startswith("state/"):
                 # sum: |delta| <= atol + rtol * sum|x| (the terms' scale, not the possibly cancelled sum)
                 np.testing.assert_allclose(got[1:], want[1:], rtol=RTOL, atol=ATOL, err_msg=f"{name}: {key} {note}")
-                np.testing.assert_allclose(got[0], want[0], rtol=0, atol=ATOL + RTOL * abs(want[2]),
-                                           err_msg=f"{name}: {key} (sum) {note}")
+                np.testing.assert_allclose(
+                    got[0], want[0], rtol=0, atol=ATOL + RTOL * abs(want[2]), err_msg=f"{name}: {key} (sum) {note}"
+                )
             else:
                 np.testing.assert_equal(got.shape, want.shape, err_msg=f"{name}: {key} shape")
                 np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL, err_msg=f"{name}: {key} {note}")
@@ -301,8 +355,9 @@ def golden_cases(group: str):
 
     from golden import cases
 
-    return pytest.mark.parametrize("name", [pytest.param(n, marks=(pytest.mark.integration, pytest.mark.slow))
-                                            for n in cases.names(group)])
+    return pytest.mark.parametrize(
+        "name", [pytest.param(n, marks=(pytest.mark.integration, pytest.mark.slow)) for n in cases.names(group)]
+    )
 
 
 def differences(name: str) -> list[str]:
@@ -314,29 +369,42 @@ def differences(name: str) -> list[str]:
     manifest = read_manifest()
     entry = manifest.get("fixtures", {}).get(name)
     if not fixture_path(name).exists() or entry is None:
-        raise AssertionError(f"no golden fixture for {name!r} ({fixture_path(name)} or its MANIFEST.json entry is "
-                             f"missing): record it with `{cmd}` (before changing what the algorithm computes)")
+        raise AssertionError(
+            f"no golden fixture for {name!r} ({fixture_path(name)} or its MANIFEST.json entry is "
+            f"missing): record it with `{cmd}` (before changing what the algorithm computes)"
+        )
     case = cases.case(name).describe()
     if entry.get("case") != case:
-        raise AssertionError(f"{name}: the golden case changed since it was recorded ({entry.get('case')} -> {case}); "
-                             f"record it again with `{cmd}` from code that computes what the fixture's did")
+        raise AssertionError(
+            f"{name}: the golden case changed since it was recorded ({entry.get('case')} -> {case}); "
+            f"record it again with `{cmd}` from code that computes what the fixture's did"
+        )
     dataset_sha = file_sha256(DATASET_FILE) if DATASET_FILE.exists() else None
     if case["dataset"] and entry.get("dataset_sha256") != dataset_sha:
-        raise AssertionError(f"{name}: the golden dataset {DATASET_FILE.name} is missing or not the one the fixture "
-                             f"was recorded on; restore it (git) or record every offline fixture again with "
-                             f"`{RECORD_COMMAND}`")
+        raise AssertionError(
+            f"{name}: the golden dataset {DATASET_FILE.name} is missing or not the one the fixture "
+            f"was recorded on; restore it (git) or record every offline fixture again with "
+            f"`{RECORD_COMMAND}`"
+        )
     mismatch = exact_mismatch(entry["platform"], platform())
     exact = not mismatch
-    note = "" if exact else (
-        f"[tolerant comparison rtol={RTOL}, atol={ATOL}: this platform differs from the recording's in "
-        f"{mismatch} (recorded, current); XLA:CPU picks kernels by CPU/ISA and version, so the last bits may "
-        f"differ here; a bit-exact check needs the recording's platform]")
+    note = (
+        ""
+        if exact
+        else (
+            f"[tolerant comparison rtol={RTOL}, atol={ATOL}: this platform differs from the recording's in "
+            f"{mismatch} (recorded, current); XLA:CPU picks kernels by CPU/ISA and version, so the last bits may "
+            f"differ here; a bit-exact check needs the recording's platform]"
+        )
+    )
     if not exact:
         warnings.warn(f"{name}: golden comparison is tolerant, not bit-exact {note}", stacklevel=2)
     problems = compare(name, load_fixture(name), golden_run(name), exact, note)
     if not problems:
         return []
-    head = (f"{name}: the golden run differs from tests/golden/{name}.npz ({'exact' if exact else 'tolerant'} "
-            f"comparison, {len(problems)} difference(s)). If the change is intended, record it again with `{cmd}`.")
+    head = (
+        f"{name}: the golden run differs from tests/golden/{name}.npz ({'exact' if exact else 'tolerant'} "
+        f"comparison, {len(problems)} difference(s)). If the change is intended, record it again with `{cmd}`."
+    )
     shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
     return [head, *shown] + ([note] if note else [])

@@ -29,8 +29,10 @@ def _source() -> dict:
     root = Path(__file__).resolve().parents[2]
     try:
         git = lambda *a: subprocess.run(["git", *a], cwd=root, capture_output=True, text=True, check=True).stdout
-        return {"commit": git("rev-parse", "HEAD").strip(), "jaxrl_modified": bool(git("status", "--porcelain",
-                                                                                          "jaxrl").strip())}
+        return {
+            "commit": git("rev-parse", "HEAD").strip(),
+            "jaxrl_modified": bool(git("status", "--porcelain", "jaxrl").strip()),
+        }
     except (OSError, subprocess.CalledProcessError):
         return {}
 
@@ -56,37 +58,53 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             problems = harness.compare(name, arrays, harness.golden_run(name), exact=True)
             if problems:
-                print(f"{name}: NOT DETERMINISTIC, two runs differ; not written:\n  " + "\n  ".join(problems[:20]),
-                      flush=True)
+                print(
+                    f"{name}: NOT DETERMINISTIC, two runs differ; not written:\n  " + "\n  ".join(problems[:20]),
+                    flush=True,
+                )
                 failed.append(name)
                 continue
         harness.save_fixture(name, arrays)
         manifest = harness.read_manifest()  # re-read: a partial re-record keeps the other entries
         case = cases.case(name)
-        entry = {"file": harness.fixture_path(name).name, "recorded": harness.now(), "case": case.describe(),
-                 "platform": current, "source": _source(), "seeds": harness.SEEDS,
-                 "run": {k: v for k, v in harness.RUN.items() if k != "seeds"}}
+        entry = {
+            "file": harness.fixture_path(name).name,
+            "recorded": harness.now(),
+            "case": case.describe(),
+            "platform": current,
+            "source": _source(),
+            "seeds": harness.SEEDS,
+            "run": {k: v for k, v in harness.RUN.items() if k != "seeds"},
+        }
         if case.dataset:
             entry["dataset_sha256"] = harness.file_sha256(harness.DATASET_FILE)
         manifest.setdefault("fixtures", {})[name] = entry
-        manifest.update({
-            "about": "golden metrics of every algorithm (tests/golden/__init__.py); per fixture the case, date and "
-                     "platform it was recorded on; the test compares exactly when the platform's "
-                     f"{list(harness.EXACT_KEYS)} equal the current ones, else with rtol={harness.RTOL}, "
-                     f"atol={harness.ATOL}",
-            "record_command": f"{harness.RECORD_COMMAND} [NAME ...]",
-            "platform": current, "recorded": entry["recorded"],
-        })
+        manifest.update(
+            {
+                "about": "golden metrics of every algorithm (tests/golden/__init__.py); per fixture the case, date and "
+                "platform it was recorded on; the test compares exactly when the platform's "
+                f"{list(harness.EXACT_KEYS)} equal the current ones, else with rtol={harness.RTOL}, "
+                f"atol={harness.ATOL}",
+                "record_command": f"{harness.RECORD_COMMAND} [NAME ...]",
+                "platform": current,
+                "recorded": entry["recorded"],
+            }
+        )
         if harness.DATASET_FILE.exists():
-            manifest["dataset"] = {"file": harness.DATASET_FILE.name, "rows": harness.DATASET_ROWS,
-                                   "sha256": harness.file_sha256(harness.DATASET_FILE),
-                                   "recipe": "jaxrl.run.generate.rollout_dataset(Pendulum-v1, random policy, "
-                                             "PRNGKey(0), 400 rows)"}
+            manifest["dataset"] = {
+                "file": harness.DATASET_FILE.name,
+                "rows": harness.DATASET_ROWS,
+                "sha256": harness.file_sha256(harness.DATASET_FILE),
+                "recipe": "jaxrl.run.generate.rollout_dataset(Pendulum-v1, random policy, PRNGKey(0), 400 rows)",
+            }
         harness.write_manifest(manifest)
         n_metrics = sum(k.startswith("metric/") for k in arrays)
         n_leaves = sum(k.startswith("state/") for k in arrays)
-        print(f"{name}: {n_metrics} metrics, {n_leaves} state leaves, {time.perf_counter() - t0:.0f} s"
-              + (" (checked: two runs identical)" if args.check else ""), flush=True)
+        print(
+            f"{name}: {n_metrics} metrics, {n_leaves} state leaves, {time.perf_counter() - t0:.0f} s"
+            + (" (checked: two runs identical)" if args.check else ""),
+            flush=True,
+        )
     if failed:
         print(f"not deterministic (not written): {failed}", flush=True)
     return 1 if failed else 0

@@ -20,8 +20,9 @@ uniformly at random.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,13 @@ def _run_trial(select: Callable, key: jax.Array, arm_means: jax.Array, num_pulls
         arm = select(key_a, h)
         reward = jax.random.bernoulli(key_r, arm_means[arm]).astype(jnp.float32)
         onehot = jax.nn.one_hot(arm, num_arms, dtype=jnp.float32)
-        return History(h.successes + onehot * reward, h.failures + onehot * (1.0 - reward), h.t + 1.0,
-                       jnp.asarray(arm, jnp.int32), reward), reward
+        return History(
+            h.successes + onehot * reward,
+            h.failures + onehot * (1.0 - reward),
+            h.t + 1.0,
+            jnp.asarray(arm, jnp.int32),
+            reward,
+        ), reward
 
     zeros = jnp.zeros((num_arms,), jnp.float32)
     init = History(zeros, zeros, jnp.float32(0.0), jnp.int32(-1), jnp.float32(-1.0))

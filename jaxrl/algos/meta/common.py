@@ -22,12 +22,16 @@ DEFAULT_MEMORY_LIMIT_BYTES = 4 * 2**30
 def check_family(algo: str, env: Any, env_params: Any) -> None:
     """Raise a clear ``ValueError`` unless ``env`` is a task family and ``env_params`` a batch of tasks."""
     if not (hasattr(env, "sample") and hasattr(env, "env")):
-        raise ValueError(f"{algo} is a meta-RL algorithm: env must be a task family with `.env` and "
-                         f"`.sample(key, n)` (e.g. jaxrl.envs.make('bandit')), got {type(env).__name__}")
+        raise ValueError(
+            f"{algo} is a meta-RL algorithm: env must be a task family with `.env` and "
+            f"`.sample(key, n)` (e.g. jaxrl.envs.make('bandit')), got {type(env).__name__}"
+        )
     leaves = jax.tree.leaves(env_params)
     if not leaves or np.ndim(leaves[0]) == 0:
-        raise ValueError(f"{algo}: env_params must be held-out tasks with a leading task axis [K], as returned by "
-                         f"family.sample(key, K)")
+        raise ValueError(
+            f"{algo}: env_params must be held-out tasks with a leading task axis [K], as returned by "
+            f"family.sample(key, K)"
+        )
     if np.shape(leaves[0])[0] < 1:
         raise ConfigError(f"{algo}: the held-out task batch is empty (0 tasks); sample at least one task")
 
@@ -44,8 +48,9 @@ def episode_horizon(env_params: Any, default: int = 100) -> int:
     return int(np.max(np.asarray(value)))
 
 
-def estimate_unrolled_bytes(num_params: int, task_batch: int, inner_steps: int, trajectory_floats: int,
-                            order: int = 2) -> int:
+def estimate_unrolled_bytes(
+    num_params: int, task_batch: int, inner_steps: int, trajectory_floats: int, order: int = 2
+) -> int:
     """A rough upper estimate of the memory an unrolled MAML meta-gradient keeps alive (float32).
 
     Each of ``inner_steps`` adapted parameter copies per task is kept for the backward pass, with (second order)
@@ -58,7 +63,9 @@ def estimate_unrolled_bytes(num_params: int, task_batch: int, inner_steps: int, 
 
 def check_memory(algo: str, estimate: int, limit: int) -> None:
     if estimate > limit:
-        raise ConfigError(f"{algo}: the unrolled inner loop needs about {estimate / 2**30:.2f} GiB (params x task "
-                          f"batch x inner steps), over the limit of {limit / 2**30:.2f} GiB "
-                          f"(Config.memory_limit_gb); use fewer num_inner_steps / num_tasks / "
-                          f"trajectories, first_order=True, or raise the limit")
+        raise ConfigError(
+            f"{algo}: the unrolled inner loop needs about {estimate / 2**30:.2f} GiB (params x task "
+            f"batch x inner steps), over the limit of {limit / 2**30:.2f} GiB "
+            f"(Config.memory_limit_gb); use fewer num_inner_steps / num_tasks / "
+            f"trajectories, first_order=True, or raise the limit"
+        )

@@ -60,8 +60,9 @@ class Config:
     outer_lr: float = hyper(1e-3, low=0, low_open=True, help="outer Adam step size")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     clip_eps: float = hyper(0.3, low=0, low_open=True, help="ProMP outer ratio clip range")
-    max_kl: float = hyper(0.01, low=0, low_open=True, help="outer='trpo': trust region, mean KL of the adapted "
-                                                            "policies")
+    max_kl: float = hyper(
+        0.01, low=0, low_open=True, help="outer='trpo': trust region, mean KL of the adapted policies"
+    )
     cg_damping: float = hyper(0.1, low=0, help="outer='trpo': damping of the Fisher-vector product")
     baseline_reg: float = hyper(1e-5, low=0, help="ridge term of the linear-feature baseline fit")
     num_tasks: int = static(20, low=1, help="meta-batch: tasks per iteration")
@@ -83,11 +84,15 @@ class Config:
 
     def __post_init__(self):
         if self.policy != "mlp":
-            raise ConfigError(f"maml.Config.policy={self.policy!r}: MAML adapts a feed-forward policy by gradient "
-                              f"steps; a recurrent policy belongs to a recurrent meta-learner (use 'rl2')")
+            raise ConfigError(
+                f"maml.Config.policy={self.policy!r}: MAML adapts a feed-forward policy by gradient "
+                f"steps; a recurrent policy belongs to a recurrent meta-learner (use 'rl2')"
+            )
         if self.eval_inner_steps < self.num_inner_steps:
-            raise ConfigError(f"maml.Config.eval_inner_steps={self.eval_inner_steps} must be >= num_inner_steps="
-                              f"{self.num_inner_steps} (eval_return is the return after num_inner_steps steps)")
+            raise ConfigError(
+                f"maml.Config.eval_inner_steps={self.eval_inner_steps} must be >= num_inner_steps="
+                f"{self.num_inner_steps} (eval_return is the return after num_inner_steps steps)"
+            )
         if self.outer == "reptile" and self.num_inner_steps < 1:
             raise ConfigError("maml.Config.num_inner_steps must be >= 1 for outer='reptile'")
 
@@ -162,17 +167,23 @@ def _build(config: Config, env, env_params):
         raise ValueError("maml: this implementation adapts a Gaussian policy; the family's actions are discrete")
     horizon = episode_horizon(env_params)
     if horizon != config.horizon:
-        raise ConfigError(f"maml.Config.horizon={config.horizon} does not match the tasks' episode length "
-                          f"{horizon}: set maml.Config(horizon={horizon})")
+        raise ConfigError(
+            f"maml.Config.horizon={config.horizon} does not match the tasks' episode length "
+            f"{horizon}: set maml.Config(horizon={horizon})"
+        )
     n_act, n_obs = action_dim(base_env, one_task), obs_dim(base_env, one_task)
     space = base_env.action_space(one_task)
     act_env = RescaleAction(base_env, space.low, space.high)
     policy_net = nets.make_gaussian_policy(n_act, config.hidden, config.activation, log_std_init=config.log_std_init)
 
     num_params = param_count(jax.eval_shape(policy_net.init, jax.random.PRNGKey(0), jnp.zeros((n_obs,))))
-    estimate = estimate_unrolled_bytes(num_params, config.num_tasks, config.num_inner_steps,
-                                       config.num_trajectories * horizon * (n_obs + n_act + 2 * 64),
-                                       order=1 if config.first_order else 2)
+    estimate = estimate_unrolled_bytes(
+        num_params,
+        config.num_tasks,
+        config.num_inner_steps,
+        config.num_trajectories * horizon * (n_obs + n_act + 2 * 64),
+        order=1 if config.first_order else 2,
+    )
     check_memory("maml", estimate, int(config.memory_limit_gb * 2**30))
 
     tx = optax.adam(config.outer_lr)
@@ -217,8 +228,15 @@ def _build(config: Config, env, env_params):
     def adapt(params, batches: list[PGBatch], first_order: bool = config.first_order):
         """Pure adaptation: one DiCE policy-gradient step per batch, in order."""
         for b in batches:
-            params = vpg_inner_step(params, b, log_prob_fn=log_prob_fn, alpha=config.inner_lr,
-                                    surrogate=config.surrogate, first_order=first_order, discount=config.gamma)
+            params = vpg_inner_step(
+                params,
+                b,
+                log_prob_fn=log_prob_fn,
+                alpha=config.inner_lr,
+                surrogate=config.surrogate,
+                first_order=first_order,
+                discount=config.gamma,
+            )
         return params
 
     def episode_return(tr: Trajectories):
@@ -277,9 +295,16 @@ def _build(config: Config, env, env_params):
             batches.append(batch)
 
             def inner_grad(q, b=batch):
-                return jax.grad(lambda r: surrogate_objective(
-                    log_prob_fn(r, b.observations, b.actions), b.rewards, surrogate=config.surrogate,
-                    discount=config.gamma, baseline=b.baseline, mask=b.mask))(q)
+                return jax.grad(
+                    lambda r: surrogate_objective(
+                        log_prob_fn(r, b.observations, b.actions),
+                        b.rewards,
+                        surrogate=config.surrogate,
+                        discount=config.gamma,
+                        baseline=b.baseline,
+                        mask=b.mask,
+                    )
+                )(q)
 
             if config.first_order:
                 g = inner_grad(p)
@@ -303,6 +328,7 @@ def _build(config: Config, env, env_params):
             def one(b, tr):
                 ratio, adv = outer_ratio_and_advantage(p, b, tr)
                 return jnp.sum(ratio * adv) / jnp.sum(tr.mask)
+
             return jnp.mean(jax.vmap(one)(batches, post))
 
         old = jax.lax.stop_gradient(jax.vmap(lambda b: adapt(params, b))(batches))
@@ -312,10 +338,12 @@ def _build(config: Config, env, env_params):
                 new_dist = policy_net.apply(adapt(p, b), tr.obs)
                 kl = policy_net.apply(old_i, tr.obs).kl_divergence(new_dist)
                 return jnp.sum(kl * tr.mask) / jnp.sum(tr.mask)
+
             return jnp.mean(jax.vmap(one)(batches, post, old))
 
-        return natural_gradient_step(params, surrogate, mean_kl, config.max_kl, cg_iters=config.cg_iters,
-                                     damping=config.cg_damping)
+        return natural_gradient_step(
+            params, surrogate, mean_kl, config.max_kl, cg_iters=config.cg_iters, damping=config.cg_damping
+        )
 
     def init(key: jax.Array) -> State:
         key, pk = jax.random.split(key)
@@ -328,11 +356,12 @@ def _build(config: Config, env, env_params):
         task_keys = jax.random.split(data_key, config.num_tasks)
         if config.outer == "promp":  # the first epoch's meta-gradient comes with the data (less work)
             batches, post, pre_return, first_loss, first_grads = jax.vmap(
-                collect_and_meta_grad, in_axes=(None, 0, 0, None))(state.params, tasks, task_keys,
-                                                                    config.num_inner_steps)
+                collect_and_meta_grad, in_axes=(None, 0, 0, None)
+            )(state.params, tasks, task_keys, config.num_inner_steps)
         else:
             batches, post, pre_return = jax.vmap(collect, in_axes=(None, 0, 0, None))(
-                state.params, tasks, task_keys, config.num_inner_steps)
+                state.params, tasks, task_keys, config.num_inner_steps
+            )
 
         if config.outer == "reptile":
             adapted = jax.vmap(lambda b: adapt(state.params, b, first_order=True))(batches)
@@ -343,8 +372,11 @@ def _build(config: Config, env, env_params):
         elif config.outer == "trpo":
             params, trpo_metrics = trpo_outer_step(state.params, batches, post)
             opt_state = state.opt_state
-            metrics = {"outer_loss": -trpo_metrics["surrogate_before"], "outer_kl": trpo_metrics["kl"],
-                       "outer_step_fraction": trpo_metrics["step_fraction"]}
+            metrics = {
+                "outer_loss": -trpo_metrics["surrogate_before"],
+                "outer_kl": trpo_metrics["kl"],
+                "outer_step_fraction": trpo_metrics["step_fraction"],
+            }
         else:
             loss = lambda p: jnp.mean(jax.vmap(outer_loss, in_axes=(None, 0, 0))(p, batches, post))
 
@@ -358,8 +390,9 @@ def _build(config: Config, env, env_params):
             updates, opt_state = tx.update(grads, state.opt_state, state.params)
             params = optax.apply_updates(state.params, updates)
             if config.num_outer_epochs > 1:
-                (params, opt_state), _ = jax.lax.scan(outer_step, (params, opt_state), None,
-                                                      length=config.num_outer_epochs - 1)
+                (params, opt_state), _ = jax.lax.scan(
+                    outer_step, (params, opt_state), None, length=config.num_outer_epochs - 1
+                )
             metrics = {"outer_loss": jnp.mean(first_loss)}
         metrics["pre_adaptation_return"] = jnp.mean(pre_return)
         metrics["post_adaptation_return"] = episode_return(post)
@@ -386,6 +419,12 @@ def _build(config: Config, env, env_params):
         curve = jnp.mean(jax.vmap(one_task)(env_params, jax.random.split(key, k_test)), axis=0)
         return {"eval_return": curve[max(config.num_inner_steps, 1)], "adaptation": curve}
 
-    algo = Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
-                     env_steps_per_iteration=config.env_steps_per_iteration)
+    algo = Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
     return algo, Parts(adapt, rollout, pg_batch, log_prob_fn, outer_loss, policy_net, collect_and_meta_grad)

@@ -81,16 +81,22 @@ class Config:
 
     def __post_init__(self):
         if self.tasks_per_iteration > self.num_train_tasks:
-            raise ConfigError(f"pearl.Config.tasks_per_iteration={self.tasks_per_iteration} is out of range: must be "
-                              f"<= num_train_tasks = {self.num_train_tasks}")
+            raise ConfigError(
+                f"pearl.Config.tasks_per_iteration={self.tasks_per_iteration} is out of range: must be "
+                f"<= num_train_tasks = {self.num_train_tasks}"
+            )
         per_task = (self.prior_episodes + self.posterior_episodes) * self.horizon
         if self.buffer_size < per_task:
-            raise ConfigError(f"pearl.Config.buffer_size={self.buffer_size} is out of range: must be >= the "
-                              f"{per_task} transitions a task collects per iteration ((prior_episodes + "
-                              f"posterior_episodes) * horizon)")
+            raise ConfigError(
+                f"pearl.Config.buffer_size={self.buffer_size} is out of range: must be >= the "
+                f"{per_task} transitions a task collects per iteration ((prior_episodes + "
+                f"posterior_episodes) * horizon)"
+            )
         if self.total_env_steps < self.env_steps_per_iteration:
-            raise ConfigError(f"pearl.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"{self.env_steps_per_iteration} (the env steps of one iteration)")
+            raise ConfigError(
+                f"pearl.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"{self.env_steps_per_iteration} (the env steps of one iteration)"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -137,12 +143,16 @@ def make(config: Config, env, env_params) -> Algorithm:
     family, base_env = env, env.env
     one_task = jax.tree.map(lambda x: x[0], env_params)
     if is_discrete(base_env, one_task):
-        raise ConfigError("pearl needs a continuous (Box) action space: its agent is SAC; use rl2 for discrete "
-                          "task families such as bandits")
+        raise ConfigError(
+            "pearl needs a continuous (Box) action space: its agent is SAC; use rl2 for discrete "
+            "task families such as bandits"
+        )
     horizon = episode_horizon(env_params, default=config.horizon)
     if horizon != config.horizon:
-        raise ConfigError(f"pearl.Config.horizon={config.horizon} does not match the tasks' episode length "
-                          f"{horizon}: set pearl.Config(horizon={horizon})")
+        raise ConfigError(
+            f"pearl.Config.horizon={config.horizon} does not match the tasks' episode length "
+            f"{horizon}: set pearl.Config(horizon={horizon})"
+        )
     n_act, n_obs = action_dim(base_env, one_task), obs_dim(base_env, one_task)
     latent, H = config.latent_dim, config.horizon
     ctx_dim = 2 * n_obs + n_act + 1
@@ -184,11 +194,17 @@ def make(config: Config, env, env_params) -> Algorithm:
             obs = jnp.asarray(obs, jnp.float32).reshape(n_obs)
             a = policy(actor_params, obs, z, act_key, deterministic)
             env_action = low + (jnp.clip(a, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
-            next_obs, env_state, reward, terminated, truncated, info = base_env.step(step_key, env_state,
-                                                                                     env_action, task)
-            tr = Transition(obs, a, jnp.asarray(reward, jnp.float32),
-                            jnp.asarray(info["final_observation"], jnp.float32).reshape(n_obs), terminated,
-                            truncated)
+            next_obs, env_state, reward, terminated, truncated, info = base_env.step(
+                step_key, env_state, env_action, task
+            )
+            tr = Transition(
+                obs,
+                a,
+                jnp.asarray(reward, jnp.float32),
+                jnp.asarray(info["final_observation"], jnp.float32).reshape(n_obs),
+                terminated,
+                truncated,
+            )
             done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
             return (env_state, next_obs, alive * (1.0 - done)), (tr, alive)
 
@@ -206,10 +222,16 @@ def make(config: Config, env, env_params) -> Algorithm:
         o, a, z = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32), jnp.zeros((latent,))
         oz = jnp.concatenate([o, z])
         critic = critic_net.init(ck, oz, a)
-        params = PEARLParams(encoder_net.init(ek, jnp.zeros((ctx_dim,), jnp.float32)), actor_net.init(ak, oz),
-                             critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)))
-        opt_state = PEARLOptState(encoder_tx.init(params.encoder), tx.init(params.actor), tx.init(params.critic),
-                                  tx.init(params.log_alpha))
+        params = PEARLParams(
+            encoder_net.init(ek, jnp.zeros((ctx_dim,), jnp.float32)),
+            actor_net.init(ak, oz),
+            critic,
+            critic,
+            jnp.log(jnp.asarray(config.init_alpha, jnp.float32)),
+        )
+        opt_state = PEARLOptState(
+            encoder_tx.init(params.encoder), tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha)
+        )
         example = Transition(o, a, jnp.zeros(()), o, jnp.zeros((), bool), jnp.zeros((), bool))
         buffer = replay.init(example, config.buffer_size)
         buffers = jax.tree.map(lambda x: jnp.broadcast_to(x, (n_train, *x.shape)), buffer)
@@ -236,8 +258,9 @@ def make(config: Config, env, env_params) -> Algorithm:
         idx = (state.iteration * n_collect + jnp.arange(n_collect)) % n_train  # distinct: n_collect <= n_train
         tasks = jax.tree.map(lambda x: x[idx], state.tasks)
         z_prior = jax.random.normal(z_key, (n_collect, n_prior, latent))
-        prior_tr, prior_alive = run_episodes(state.params.actor, tasks, z_prior,
-                                             jax.random.split(prior_key, (n_collect, n_prior)), False)
+        prior_tr, prior_alive = run_episodes(
+            state.params.actor, tasks, z_prior, jax.random.split(prior_key, (n_collect, n_prior)), False
+        )
         fresh_context = context_features(prior_tr).reshape(n_collect, n_prior * H, ctx_dim)
         episodes = prior_tr
         metrics = {"prior_return": jnp.mean(jnp.sum(prior_tr.reward * prior_alive, -1))}
@@ -246,8 +269,9 @@ def make(config: Config, env, env_params) -> Algorithm:
             c = fresh_context[jnp.arange(n_collect)[:, None, None], rows]  # [n_collect, n_post, C, ctx_dim]
             mu, var = infer(state.params.encoder, c)
             z_post = pearl_losses.sample_latent(post_z_key, mu, var)
-            post_tr, post_alive = run_episodes(state.params.actor, tasks, z_post,
-                                               jax.random.split(post_key, (n_collect, n_post)), False)
+            post_tr, post_alive = run_episodes(
+                state.params.actor, tasks, z_post, jax.random.split(post_key, (n_collect, n_post)), False
+            )
             episodes = jax.tree.map(lambda a, b: jnp.concatenate([a, b], axis=1), prior_tr, post_tr)
             metrics["posterior_return"] = jnp.mean(jnp.sum(post_tr.reward * post_alive, -1))
         flat = jax.tree.map(lambda x: x.reshape(n_collect, (n_prior + n_post) * H, *x.shape[3:]), episodes)
@@ -268,29 +292,59 @@ def make(config: Config, env, env_params) -> Algorithm:
         ctx = context[task_idx[:, None], ctx_rows]  # [M, C, ctx_dim]
         alpha = jnp.exp(params.log_alpha)
 
-        (critic_grads, encoder_grads), c_metrics = jax.grad(pearl_losses.pearl_critic_encoder_loss,
-                                                            argnums=(0, 1), has_aux=True)(
-            params.critic, params.encoder, batch, ctx, encoder_apply=encoder_apply, critic_apply=critic_net.apply,
-            target_critic_params=params.target_critic, actor_params=params.actor, actor_apply=actor_net.apply,
-            alpha=alpha, gamma=config.gamma, kl_weight=config.kl_weight, reward_scale=config.reward_scale,
-            key=loss_key)
+        (critic_grads, encoder_grads), c_metrics = jax.grad(
+            pearl_losses.pearl_critic_encoder_loss, argnums=(0, 1), has_aux=True
+        )(
+            params.critic,
+            params.encoder,
+            batch,
+            ctx,
+            encoder_apply=encoder_apply,
+            critic_apply=critic_net.apply,
+            target_critic_params=params.target_critic,
+            actor_params=params.actor,
+            actor_apply=actor_net.apply,
+            alpha=alpha,
+            gamma=config.gamma,
+            kl_weight=config.kl_weight,
+            reward_scale=config.reward_scale,
+            key=loss_key,
+        )
         z = c_metrics.pop("z")
         critic, c_opt = gradient_step(tx, critic_grads, opt_state.critic, params.critic)
         encoder, e_opt = gradient_step(encoder_tx, encoder_grads, opt_state.encoder, params.encoder)
 
         # The actor sees z with its gradient stopped (z came out of the critic loss detached).
-        actor_batch = Transition(pearl_losses.with_latent(batch.obs, z).reshape(-1, n_obs + latent), (), (), (),
-                                 (), ())
+        actor_batch = Transition(pearl_losses.with_latent(batch.obs, z).reshape(-1, n_obs + latent), (), (), (), (), ())
         actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
-            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, actor_batch, actor_key,
-            actor_apply=actor_net.apply, critic_apply=critic_net.apply, critic_params=critic,
-            target_entropy=target_entropy)
+            tx,
+            params.actor,
+            opt_state.actor,
+            params.log_alpha,
+            opt_state.alpha,
+            actor_batch,
+            actor_key,
+            actor_apply=actor_net.apply,
+            critic_apply=critic_net.apply,
+            critic_params=critic,
+            target_entropy=target_entropy,
+        )
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         new = PEARLParams(encoder, actor, critic, target, log_alpha)
         return (new, PEARLOptState(e_opt, a_opt, c_opt, t_opt)), {**c_metrics, **at_metrics}
 
-    metric_names = ("critic_loss", "q_mean", "target_q_mean", "kl", "z_var", "z_mean_abs", "actor_loss", "entropy",
-                    "temperature_loss", "alpha")
+    metric_names = (
+        "critic_loss",
+        "q_mean",
+        "target_q_mean",
+        "kl",
+        "z_var",
+        "z_mean_abs",
+        "actor_loss",
+        "entropy",
+        "temperature_loss",
+        "alpha",
+    )
 
     def step(state: State):
         key, collect_key, update_key = jax.random.split(state.key, 3)
@@ -298,8 +352,11 @@ def make(config: Config, env, env_params) -> Algorithm:
 
         # The buffers are read, not carried through the cond (as in sac.py): no copy of them in both branches.
         def do_updates(carry):
-            return jax.lax.scan(lambda c, k: update(buffers, context, c, k), carry,
-                                jax.random.split(update_key, config.updates_per_iteration))
+            return jax.lax.scan(
+                lambda c, k: update(buffers, context, c, k),
+                carry,
+                jax.random.split(update_key, config.updates_per_iteration),
+            )
 
         def skip_updates(carry):
             return carry, {k: jnp.zeros((config.updates_per_iteration,), jnp.float32) for k in metric_names}
@@ -336,5 +393,11 @@ def make(config: Config, env, env_params) -> Algorithm:
         curve = jnp.mean(returns, axis=(0, 1))  # [adaptation_episodes]
         return {"eval_return": jnp.sum(curve), "adaptation": curve}
 
-    return Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
-                     env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

@@ -43,8 +43,11 @@ class Config:
     gae_lambda: float = hyper(0.3, low=0, high=1, help="GAE lambda (RL^2 used 0.3 for bandits)")
     clip_eps: float = hyper(0.2, low=0, low_open=True, help="PPO ratio (and value) clip range")
     vf_coef: float = hyper(0.5, low=0, help="value-loss coefficient")
-    ent_coef: float = hyper(0.01, low=0, help="entropy bonus coefficient (100-pull bandits need 0.05: "
-                            "experiments/results/rl2_bandits_n100_sweep.md)")
+    ent_coef: float = hyper(
+        0.01,
+        low=0,
+        help="entropy bonus coefficient (100-pull bandits need 0.05: experiments/results/rl2_bandits_n100_sweep.md)",
+    )
     max_grad_norm: float = hyper(1.0, low=0, low_open=True, help="global gradient-norm clip")
     anneal_lr: bool = static(False, choices=(True, False), help="decay the learning rate linearly to 0")
     clip_value: bool = static(True, choices=(True, False), help="clipped value loss (clip range clip_eps)")
@@ -56,15 +59,18 @@ class Config:
     num_epochs: int = static(4, low=1, help="passes over each batch of trials")
     num_minibatches: int = static(4, low=1, help="minibatches (of whole trials) per epoch")
     normalize_advantages: bool = static(True, choices=(True, False), help="standardise advantages per minibatch")
-    eval_deterministic: bool = static(False, choices=(True, False),
-                                      help="meta-test with the policy's mode instead of sampling")
+    eval_deterministic: bool = static(
+        False, choices=(True, False), help="meta-test with the policy's mode instead of sampling"
+    )
     horizon: int = static(0, low=0, help="episode length (0: read max_steps_in_episode from the tasks)")
     total_env_steps: int = static(2_000_000, low=1, help="training length in environment steps")
 
     def __post_init__(self):
         if self.num_tasks % self.num_minibatches:
-            raise ConfigError(f"rl2.Config: num_tasks = {self.num_tasks} must be divisible by "
-                              f"num_minibatches = {self.num_minibatches} (minibatches are whole trials)")
+            raise ConfigError(
+                f"rl2.Config: num_tasks = {self.num_tasks} must be divisible by "
+                f"num_minibatches = {self.num_minibatches} (minibatches are whole trials)"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -104,12 +110,15 @@ def make(config: Config, env, env_params) -> Algorithm:
     n_act, n_obs = action_dim(base_env, one_task), obs_dim(base_env, one_task)
     horizon = config.horizon or episode_horizon(env_params)
     if config.horizon == 0 and horizon != 1:
-        raise ConfigError(f"rl2.Config.horizon=0 assumes one-step episodes (bandits), but the tasks' episodes last "
-                          f"{horizon} steps: set rl2.Config(horizon={horizon}) so env-step counts are right")
+        raise ConfigError(
+            f"rl2.Config.horizon=0 assumes one-step episodes (bandits), but the tasks' episodes last "
+            f"{horizon} steps: set rl2.Config(horizon={horizon}) so env-step counts are right"
+        )
     trial_len = config.episodes_per_trial * horizon
     in_dim = n_obs + n_act + 2
-    net = recurrent.make_gru_actor_critic(n_act, continuous=not discrete, hidden_size=config.hidden_size,
-                                          embed=config.embed, activation=config.activation)
+    net = recurrent.make_gru_actor_critic(
+        n_act, continuous=not discrete, hidden_size=config.hidden_size, embed=config.embed, activation=config.activation
+    )
     tx = ppo.make_optimizer(config)
 
     def action_features(action):
@@ -121,8 +130,15 @@ def make(config: Config, env, env_params) -> Algorithm:
         """One trial on ``task`` from a zero hidden state (unbatched; vmap for a batch of tasks)."""
         reset_key, key = jax.random.split(key)
         obs, env_state = base_env.reset(reset_key, task)
-        carry0 = (env_state, obs, net.initial_hidden(), jnp.zeros((n_act,), jnp.float32), jnp.zeros(()),
-                  jnp.zeros(()), jnp.zeros((), jnp.int32))
+        carry0 = (
+            env_state,
+            obs,
+            net.initial_hidden(),
+            jnp.zeros((n_act,), jnp.float32),
+            jnp.zeros(()),
+            jnp.zeros(()),
+            jnp.zeros((), jnp.int32),
+        )
 
         def body(carry, k):
             env_state, obs, h, prev_a, prev_r, prev_done, episode = carry
@@ -133,10 +149,16 @@ def make(config: Config, env, env_params) -> Algorithm:
             obs, env_state, reward, terminated, truncated, _ = base_env.step(step_key, env_state, action, task)
             done = jnp.logical_or(terminated, truncated).astype(jnp.float32)
             active = (episode < config.episodes_per_trial).astype(jnp.float32)
-            out = Trial(x, action, dist.log_prob(action), value, reward.astype(jnp.float32) * active, active,
-                        episode)
-            carry = (env_state, obs, h, action_features(action), reward.astype(jnp.float32), done,
-                     episode + done.astype(jnp.int32))
+            out = Trial(x, action, dist.log_prob(action), value, reward.astype(jnp.float32) * active, active, episode)
+            carry = (
+                env_state,
+                obs,
+                h,
+                action_features(action),
+                reward.astype(jnp.float32),
+                done,
+                episode + done.astype(jnp.int32),
+            )
             return carry, out
 
         _, trial = jax.lax.scan(body, carry0, jax.random.split(key, trial_len))
@@ -160,8 +182,12 @@ def make(config: Config, env, env_params) -> Algorithm:
         v = value_loss(value, batch.value, target, config.clip_eps if config.clip_value else None)
         entropy = jnp.mean(dist.entropy())
         total = pg + config.vf_coef * v - config.ent_coef * entropy
-        return total, {"policy_loss": pg, "value_loss": v, "entropy": entropy,
-                       "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio))}
+        return total, {
+            "policy_loss": pg,
+            "value_loss": v,
+            "entropy": entropy,
+            "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+        }
 
     grad_fn = jax.grad(loss_fn, has_aux=True)
 
@@ -169,12 +195,14 @@ def make(config: Config, env, env_params) -> Algorithm:
         key, task_key, trial_key, perm_key = jax.random.split(state.key, 4)
         tasks = family.sample(task_key, config.num_tasks)  # fresh tasks every iteration
         trials = jax.vmap(run_trial, in_axes=(None, 0, 0), out_axes=1)(
-            state.params, tasks, jax.random.split(trial_key, config.num_tasks))  # [T, B]
+            state.params, tasks, jax.random.split(trial_key, config.num_tasks)
+        )  # [T, B]
         # The trial is the episode of RL^2: discount throughout, no bootstrap after its last step.
         last = jnp.zeros((trial_len, 1), jnp.float32).at[-1].set(1.0) * jnp.ones_like(trials.reward)
         v_tp1 = jnp.concatenate([trials.value[1:], jnp.zeros_like(trials.value[:1])])
-        adv, target = generalized_advantage_estimation(trials.reward, trials.value, v_tp1,
-                                                       config.gamma * (1.0 - last), last, config.gae_lambda)
+        adv, target = generalized_advantage_estimation(
+            trials.reward, trials.value, v_tp1, config.gamma * (1.0 - last), last, config.gae_lambda
+        )
 
         def minibatch_update(carry, mb):
             params, opt_state = carry
@@ -185,12 +213,14 @@ def make(config: Config, env, env_params) -> Algorithm:
 
         def epoch(carry, k):
             perm = jax.random.permutation(k, config.num_tasks)
-            split = lambda x: jnp.moveaxis(x[:, perm].reshape(x.shape[0], config.num_minibatches, -1,
-                                                              *x.shape[2:]), 1, 0)
+            split = lambda x: jnp.moveaxis(
+                x[:, perm].reshape(x.shape[0], config.num_minibatches, -1, *x.shape[2:]), 1, 0
+            )
             return jax.lax.scan(minibatch_update, carry, jax.tree.map(split, (trials, adv, target)))
 
-        (params, opt_state), metrics = jax.lax.scan(epoch, (state.params, state.opt_state),
-                                                    jax.random.split(perm_key, config.num_epochs))
+        (params, opt_state), metrics = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(perm_key, config.num_epochs)
+        )
         metrics = jax.tree.map(jnp.mean, metrics)
         metrics["trial_return"] = jnp.mean(jnp.sum(trials.reward, axis=0))
         return State(params, opt_state, key, state.iteration + 1), metrics
@@ -202,8 +232,14 @@ def make(config: Config, env, env_params) -> Algorithm:
         if carry is None:
             carry = (net.initial_hidden(), jnp.zeros((n_act,), jnp.float32), jnp.zeros(()), jnp.zeros(()))
         h, prev_a, prev_r, prev_done = carry
-        x = jnp.concatenate([jnp.asarray(obs, jnp.float32).reshape(n_obs), prev_a, jnp.reshape(prev_r, (1,)),
-                             jnp.reshape(prev_done, (1,))])
+        x = jnp.concatenate(
+            [
+                jnp.asarray(obs, jnp.float32).reshape(n_obs),
+                prev_a,
+                jnp.reshape(prev_r, (1,)),
+                jnp.reshape(prev_done, (1,)),
+            ]
+        )
         h, (dist, _) = net.apply(state.params, h, x)
         action = nets_core.mode(dist) if deterministic else dist.sample(seed=key)
         return action, (h, action_features(action), prev_r, prev_done)
@@ -219,5 +255,11 @@ def make(config: Config, env, env_params) -> Algorithm:
         per_episode = jnp.einsum("knt,knte->e", trials.reward, bins) / (k_test * num_episodes)
         return {"eval_return": jnp.mean(jnp.sum(trials.reward, axis=-1)), "adaptation": per_episode}
 
-    return Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
-                     env_steps_per_iteration=config.num_tasks * trial_len)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.num_tasks * trial_len,
+    )

@@ -8,7 +8,7 @@ head ``task_id[b]``. Heads are one ``[K, H, out]`` kernel, so a batch with mixed
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import distrax
 import flax.linen as nn
@@ -26,9 +26,16 @@ AGGREGATORS = ("sum", "mean", "pcgrad", "gradvac", "mgda", "cagrad", "upgrad", "
 
 def make_aggregator(name: str, num_tasks: int) -> grads_lib.Aggregator:
     """The ``jaxrl.grads`` aggregator called ``name`` (one of :data:`AGGREGATORS`)."""
-    factories = {"sum": grads_lib.sum, "mean": grads_lib.mean, "pcgrad": grads_lib.pcgrad,
-                 "gradvac": lambda: grads_lib.gradvac(num_tasks), "mgda": grads_lib.mgda,
-                 "cagrad": grads_lib.cagrad, "upgrad": grads_lib.upgrad, "imtl_g": grads_lib.imtl_g}
+    factories = {
+        "sum": grads_lib.sum,
+        "mean": grads_lib.mean,
+        "pcgrad": grads_lib.pcgrad,
+        "gradvac": lambda: grads_lib.gradvac(num_tasks),
+        "mgda": grads_lib.mgda,
+        "cagrad": grads_lib.cagrad,
+        "upgrad": grads_lib.upgrad,
+        "imtl_g": grads_lib.imtl_g,
+    }
     if name not in factories:
         raise ConfigError(f"aggregator={name!r} is not allowed: choose one of {list(AGGREGATORS)}")
     return factories[name]()
@@ -44,8 +51,11 @@ class _Heads(nn.Module):
     @nn.compact
     def __call__(self, h, task_id):
         init = nn.initializers.orthogonal(self.scale)
-        kernel = self.param("kernel", lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
-                            (self.num_heads, h.shape[-1], self.features))
+        kernel = self.param(
+            "kernel",
+            lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
+            (self.num_heads, h.shape[-1], self.features),
+        )
         bias = self.param("bias", nn.initializers.zeros, (self.num_heads, self.features))
         task_id = jnp.broadcast_to(jnp.asarray(task_id, jnp.int32), h.shape[:-1])
         return jnp.einsum("...h,...hf->...f", h, kernel[task_id]) + bias[task_id]
@@ -70,7 +80,7 @@ class _TanhGaussianHeads(nn.Module):
     def __call__(self, obs, task_id):
         h = MLP(tuple(self.hidden), self.activation)(obs)
         out = _head(self.num_heads, 2 * self.action_dim, 0.01)(h, task_id)
-        mean, log_std = out[..., : self.action_dim], out[..., self.action_dim:]
+        mean, log_std = out[..., : self.action_dim], out[..., self.action_dim :]
         return mean, jnp.clip(log_std, self.log_std_min, self.log_std_max)
 
 
@@ -98,17 +108,21 @@ class _CategoricalHeads(nn.Module):
 
 
 def _network(module) -> Network:
-    return Network(lambda key, *inputs: module.init(key, *inputs)["params"],
-                   lambda params, *inputs: module.apply({"params": params}, *inputs))
+    return Network(
+        lambda key, *inputs: module.init(key, *inputs)["params"],
+        lambda params, *inputs: module.apply({"params": params}, *inputs),
+    )
 
 
 def tanh_gaussian(mean, log_std) -> distrax.Transformed:
-    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)),
-                               distrax.Block(distrax.Tanh(), ndims=1))
+    return distrax.Transformed(
+        distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), ndims=1)
+    )
 
 
-def make_task_tanh_gaussian_policy(action_dim: int, hidden=(256, 256), activation="relu",
-                                   num_heads: int = 1) -> Network:
+def make_task_tanh_gaussian_policy(
+    action_dim: int, hidden=(256, 256), activation="relu", num_heads: int = 1
+) -> Network:
     """``apply(params, obs, task_id) -> tanh-Gaussian`` on ``(-1, 1)^d`` (one head, or one per task)."""
     net = _network(_TanhGaussianHeads(tuple(hidden), activation, action_dim, num_heads))
     return Network(net.init, lambda params, obs, task_id: tanh_gaussian(*net.apply(params, obs, task_id)))
@@ -139,10 +153,14 @@ def update_last_episode(last: jax.Array, values_kn: jax.Array, done_kn: jax.Arra
 
 def task_metrics(last_return: jax.Array, last_success: jax.Array) -> dict:
     """Per-task training return and success ``[K]``, their means, and the best-minus-worst task spread."""
-    return {"train_return_per_task": last_return, "train_success_per_task": last_success,
-            "train_return": jnp.mean(last_return), "train_success": jnp.mean(last_success),
-            "return_spread": jnp.max(last_return) - jnp.min(last_return),
-            "success_spread": jnp.max(last_success) - jnp.min(last_success)}
+    return {
+        "train_return_per_task": last_return,
+        "train_success_per_task": last_success,
+        "train_return": jnp.mean(last_return),
+        "train_success": jnp.mean(last_success),
+        "return_spread": jnp.max(last_return) - jnp.min(last_return),
+        "success_spread": jnp.max(last_success) - jnp.min(last_success),
+    }
 
 
 def split_tasks(tree, num_tasks: int):
@@ -153,6 +171,8 @@ def split_tasks(tree, num_tasks: int):
 def check_num_tasks(env, what: str) -> int:
     k = getattr(env, "num_tasks", None)
     if k is None or getattr(env, "contexts", None) is None:
-        raise ConfigError(f"{what} needs a multi-task suite (a TaskSuite with contexts), e.g. "
-                          f"jaxrl.envs.make('point-goal-4'); got {type(env).__name__}")
+        raise ConfigError(
+            f"{what} needs a multi-task suite (a TaskSuite with contexts), e.g. "
+            f"jaxrl.envs.make('point-goal-4'); got {type(env).__name__}"
+        )
     return int(np.asarray(k))

@@ -58,8 +58,10 @@ class Config:
 
     def __post_init__(self):
         if self.total_env_steps < self.num_envs:
-            raise ConfigError(f"distral.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"num_envs = {self.num_envs}")
+            raise ConfigError(
+                f"distral.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"num_envs = {self.num_envs}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -147,33 +149,51 @@ def make(config: Config, env, env_params) -> Algorithm:
     def update(carry, key):
         params, opt_state, buffer = carry
         batch_key, c_key, a_key, s_key = jax.random.split(key, 4)
-        batch = jax.vmap(replay.sample, in_axes=(0, 0, None))(buffer, jax.random.split(batch_key, k),
-                                                              config.batch_size)  # [K, B, ...]
+        batch = jax.vmap(replay.sample, in_axes=(0, 0, None))(
+            buffer, jax.random.split(batch_key, k), config.batch_size
+        )  # [K, B, ...]
         common = dict(shared_params=params.shared, shared_apply=shared_apply, c_kl=config.c_kl, c_ent=config.c_ent)
 
         def critic_k(critic, target, policy, batch_k, kk):
             return jax.grad(distral_critic_loss, has_aux=True)(
-                critic, batch_k, critic_apply=critic_net.apply, target_critic_params=target, policy_params=policy,
-                policy_apply=policy_net.apply, gamma=config.gamma, key=kk, **common)
+                critic,
+                batch_k,
+                critic_apply=critic_net.apply,
+                target_critic_params=target,
+                policy_params=policy,
+                policy_apply=policy_net.apply,
+                gamma=config.gamma,
+                key=kk,
+                **common,
+            )
 
-        c_grads, c_metrics = jax.vmap(critic_k)(params.critics, params.target_critics, params.policies, batch,
-                                                jax.random.split(c_key, k))
+        c_grads, c_metrics = jax.vmap(critic_k)(
+            params.critics, params.target_critics, params.policies, batch, jax.random.split(c_key, k)
+        )
         c_updates, c_opt = tx.update(c_grads, opt_state.critics, params.critics)
         critics = optax.apply_updates(params.critics, c_updates)
 
         def actor_k(policy, critic, batch_k, kk):
             return jax.grad(distral_actor_loss, has_aux=True)(
-                policy, batch_k, policy_apply=policy_net.apply, critic_apply=critic_net.apply, critic_params=critic,
-                key=kk, **common)
+                policy,
+                batch_k,
+                policy_apply=policy_net.apply,
+                critic_apply=critic_net.apply,
+                critic_params=critic,
+                key=kk,
+                **common,
+            )
 
         a_grads, a_metrics = jax.vmap(actor_k)(params.policies, critics, batch, jax.random.split(a_key, k))
         a_updates, a_opt = tx.update(a_grads, opt_state.policies, params.policies)
         policies = optax.apply_updates(params.policies, a_updates)
 
         def distill_total(shared):
-            losses, metrics = jax.vmap(lambda p, b, kk: distral_distill_loss(
-                shared, b, shared_apply=shared_apply, policy_params=p, policy_apply=policy_net.apply, key=kk))(
-                policies, batch, jax.random.split(s_key, k))
+            losses, metrics = jax.vmap(
+                lambda p, b, kk: distral_distill_loss(
+                    shared, b, shared_apply=shared_apply, policy_params=p, policy_apply=policy_net.apply, key=kk
+                )
+            )(policies, batch, jax.random.split(s_key, k))
             return jnp.sum(losses), metrics
 
         s_grads, s_metrics = jax.grad(distill_total, has_aux=True)(params.shared)
@@ -181,11 +201,16 @@ def make(config: Config, env, env_params) -> Algorithm:
         shared = optax.apply_updates(params.shared, s_updates)
 
         targets = optax.incremental_update(critics, params.target_critics, config.tau)
-        metrics = {"critic_loss": jnp.sum(c_metrics["critic_loss"]), "q_mean": jnp.mean(c_metrics["q_mean"]),
-                   "actor_loss": jnp.sum(a_metrics["actor_loss"]), "entropy": jnp.mean(a_metrics["entropy"]),
-                   "kl_to_shared": jnp.mean(a_metrics["kl_to_shared"]),
-                   "kl_to_shared_per_task": a_metrics["kl_to_shared"],
-                   "distill_loss": jnp.sum(s_metrics["distill_loss"]), "distill_kl": jnp.mean(s_metrics["distill_kl"])}
+        metrics = {
+            "critic_loss": jnp.sum(c_metrics["critic_loss"]),
+            "q_mean": jnp.mean(c_metrics["q_mean"]),
+            "actor_loss": jnp.sum(a_metrics["actor_loss"]),
+            "entropy": jnp.mean(a_metrics["entropy"]),
+            "kl_to_shared": jnp.mean(a_metrics["kl_to_shared"]),
+            "kl_to_shared_per_task": a_metrics["kl_to_shared"],
+            "distill_loss": jnp.sum(s_metrics["distill_loss"]),
+            "distill_kl": jnp.mean(s_metrics["distill_kl"]),
+        }
         new = DistralParams(policies, critics, targets, shared)
         return (new, DistralOptState(a_opt, c_opt, s_opt), buffer), metrics
 
@@ -195,8 +220,9 @@ def make(config: Config, env, env_params) -> Algorithm:
         policy_action = act(state, state.obs, act_key, task_id=train_env.task_ids)
         random_action = jax.random.uniform(act_key, policy_action.shape, minval=-1.0, maxval=1.0)
         action = jnp.where(warmup, random_action, policy_action)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
-                                                                            env_params)
+        obs, env_state, reward, terminated, truncated, info = train_env.step(
+            env_key, state.env_state, action, env_params
+        )
         tr = Transition(state.obs, action, reward, info["final_observation"], terminated, truncated, info["task_id"])
         buffer = jax.vmap(replay.add)(state.buffer, mt.split_tasks(tr, k))
         metric_shapes = jax.eval_shape(update, (state.params, state.opt_state, buffer), update_key)[1]
@@ -208,23 +234,33 @@ def make(config: Config, env, env_params) -> Algorithm:
             return carry, jax.tree.map(lambda s: jnp.zeros((config.updates_per_step, *s.shape), s.dtype), metric_shapes)
 
         ready = buffer.size[0] >= max(config.learning_starts, 1)
-        (params, opt_state, buffer), metrics = phase_cond(ready, do_updates, skip_updates,
-                                                            (state.params, state.opt_state, buffer))
+        (params, opt_state, buffer), metrics = phase_cond(
+            ready, do_updates, skip_updates, (state.params, state.opt_state, buffer)
+        )
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
         done = mt.split_tasks(info["episode_done"], k)
         last_return = mt.update_last_episode(state.last_return, mt.split_tasks(info["episode_return"], k), done)
         last_success = mt.update_last_episode(
-            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done)
+            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done
+        )
         metrics.update(mt.task_metrics(last_return, last_success))
-        return State(params, opt_state, buffer, env_state, obs, last_return, last_success, key,
-                     state.iteration + 1), metrics
+        return State(
+            params, opt_state, buffer, env_state, obs, last_return, last_success, key, state.iteration + 1
+        ), metrics
 
     def evaluate(state: State, key, num_episodes: int):
         k1, k2 = jax.random.split(key)
         own = evaluate_tasks(env, env_params, lambda o, kk: act(state, o, kk, deterministic=True), k1, num_episodes)
-        shared = evaluate_tasks(env, env_params, lambda o, kk: act(state, o, kk, deterministic=True, shared=True),
-                                k2, num_episodes)
+        shared = evaluate_tasks(
+            env, env_params, lambda o, kk: act(state, o, kk, deterministic=True, shared=True), k2, num_episodes
+        )
         return {**own, "eval_return_shared": shared["eval_return"], "eval_success_shared": shared["eval_success"]}
 
-    return Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
-                     env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

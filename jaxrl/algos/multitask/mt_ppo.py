@@ -64,7 +64,8 @@ class TaskEpisodeTracker(Wrapper):
         done = mt.split_tasks(info["episode_done"], k)
         last_return = mt.update_last_episode(state.last_return, mt.split_tasks(info["episode_return"], k), done)
         last_success = mt.update_last_episode(
-            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done)
+            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done
+        )
         return obs, TrackerState(inner, last_return, last_success), reward, terminated, truncated, info
 
 
@@ -72,8 +73,10 @@ def check_suite(config, env, name: str) -> tuple[int, int]:
     """``(K, envs per task)`` after the checks an on-policy multi-task algorithm needs."""
     k = mt.check_num_tasks(env, name)
     if config.num_envs % k:
-        raise ConfigError(f"{name}.Config.num_envs={config.num_envs} must be a multiple of the suite's {k} tasks "
-                          f"(e.g. --num-envs {4 * k})")
+        raise ConfigError(
+            f"{name}.Config.num_envs={config.num_envs} must be a multiple of the suite's {k} tasks "
+            f"(e.g. --num-envs {4 * k})"
+        )
     if getattr(config, "normalize_observations", False):
         raise ConfigError(f"{name}.Config.normalize_observations=True is not supported for multi-task suites")
     return k, config.num_envs // k
@@ -88,8 +91,9 @@ def make_task_evaluate(env, env_params, act):
     """``evaluate(state, key, num_episodes)`` per task: ``act(state, obs, key, deterministic=True)``."""
 
     def evaluate(state, key, num_episodes: int):
-        out = evaluate_tasks(env, env_params, lambda obs, kk: act(state, obs, kk, deterministic=True), key,
-                             num_episodes)
+        out = evaluate_tasks(
+            env, env_params, lambda obs, kk: act(state, obs, kk, deterministic=True), key, num_episodes
+        )
         ret = out["eval_return"]
         return {**out, "eval_return_min": jnp.min(ret), "eval_return_spread": jnp.max(ret) - jnp.min(ret)}
 
@@ -103,8 +107,13 @@ def tracker_metrics(env_state: TrackerState) -> dict:
 def make(config: Config, env, env_params) -> Algorithm:
     _, m = check_suite(config, env, "mt_ppo")
     train_env = make_train_env(env, m)
-    base = ppo.make(config, env, env_params, train_env=train_env,
-                    make_evaluate_fn=lambda act: make_task_evaluate(env, env_params, act))
+    base = ppo.make(
+        config,
+        env,
+        env_params,
+        train_env=train_env,
+        make_evaluate_fn=lambda act: make_task_evaluate(env, env_params, act),
+    )
 
     def step(state):
         state, metrics = base.step(state)

@@ -24,7 +24,8 @@ gradient, cheapest). ``evaluate`` returns ``{"eval_return": [K], "eval_success":
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,14 +59,17 @@ class Config:
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     multi_head: bool = static(False, choices=(True, False), help="shared trunk + one output head per task")
     aggregator: str = static("sum", choices=mt.AGGREGATORS, help="task-gradient aggregation (jaxrl.grads)")
-    monitor_conflicts: bool = static(True, choices=(True, False),
-                                     help="per-task gradients every update for cosine/conflict metrics")
+    monitor_conflicts: bool = static(
+        True, choices=(True, False), help="per-task gradients every update for cosine/conflict metrics"
+    )
     total_env_steps: int = static(40_000, low=1, help="training length in environment steps (all tasks)")
 
     def __post_init__(self):
         if self.total_env_steps < self.num_envs:
-            raise ConfigError(f"{type(self).__qualname__}.total_env_steps={self.total_env_steps} is out of range: "
-                              f"must be >= num_envs = {self.num_envs}")
+            raise ConfigError(
+                f"{type(self).__qualname__}.total_env_steps={self.total_env_steps} is out of range: "
+                f"must be >= num_envs = {self.num_envs}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -106,8 +110,10 @@ def check_suite(config, env, env_params, name: str) -> tuple[int, int]:
     """(K, envs per task) after the checks every multi-task SAC-style algorithm needs."""
     k = mt.check_num_tasks(env, name)
     if config.num_envs % k:
-        raise ConfigError(f"{name}.Config.num_envs={config.num_envs} must be a multiple of the suite's {k} tasks "
-                          f"(e.g. --num-envs {k})")
+        raise ConfigError(
+            f"{name}.Config.num_envs={config.num_envs} must be a multiple of the suite's {k} tasks "
+            f"(e.g. --num-envs {k})"
+        )
     one = jax.tree.map(lambda x: x[0], env_params)
     if is_discrete(env.env, one):
         raise ConfigError(f"{name} needs a continuous (Box) action space (e.g. point-goal-4)")
@@ -161,15 +167,27 @@ def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) 
 
     def critic_loss_k(critic_params, batch, task_id, key, alpha, actor_params, target_params):
         return sac_critic_loss(
-            critic_params, batch, critic_apply=lambda p, o, a: critic_net.apply(p, o, a, task_id),
-            target_critic_params=target_params, actor_params=actor_params,
-            actor_apply=lambda p, o: actor_net.apply(p, o, task_id), alpha=alpha, gamma=config.gamma, key=key)
+            critic_params,
+            batch,
+            critic_apply=lambda p, o, a: critic_net.apply(p, o, a, task_id),
+            target_critic_params=target_params,
+            actor_params=actor_params,
+            actor_apply=lambda p, o: actor_net.apply(p, o, task_id),
+            alpha=alpha,
+            gamma=config.gamma,
+            key=key,
+        )
 
     def actor_loss_k(actor_params, batch, task_id, key, alpha, critic_params):
         return sac_actor_loss(
-            actor_params, batch, actor_apply=lambda p, o: actor_net.apply(p, o, task_id),
-            critic_apply=lambda p, o, a: critic_net.apply(p, o, a, task_id), critic_params=critic_params,
-            alpha=alpha, key=key)
+            actor_params,
+            batch,
+            actor_apply=lambda p, o: actor_net.apply(p, o, task_id),
+            critic_apply=lambda p, o, a: critic_net.apply(p, o, a, task_id),
+            critic_params=critic_params,
+            alpha=alpha,
+            key=key,
+        )
 
     def task_grads(loss_k, params, batch, keys, alpha, *extra):
         """Per-task gradients ``[K, ...]`` and metrics ``[K]`` (or the summed gradient when not needed).
@@ -189,39 +207,61 @@ def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) 
     def apply_update(tx_, grads_, opt, params_, key):
         if per_task:
             updates, opt = tx_.update(grads_, opt, params_, key=key)
-            return optax.apply_updates(params_, updates), opt, {
-                "num_conflicts": opt.aggregator.num_conflicts.astype(jnp.float32),
-                "mean_cosine": opt.aggregator.mean_cosine}
+            return (
+                optax.apply_updates(params_, updates),
+                opt,
+                {
+                    "num_conflicts": opt.aggregator.num_conflicts.astype(jnp.float32),
+                    "mean_cosine": opt.aggregator.mean_cosine,
+                },
+            )
         updates, opt = tx_.update(grads_, opt, params_)
         return optax.apply_updates(params_, updates), opt, {}
 
     def update(carry, key):
         params, opt_state, buffer = carry
         batch_key, critic_key, actor_key, agg_key_c, agg_key_a = jax.random.split(key, 5)
-        batch = jax.vmap(replay.sample, in_axes=(0, 0, None))(buffer, jax.random.split(batch_key, k),
-                                                              config.batch_size)  # [K, B, ...]
+        batch = jax.vmap(replay.sample, in_axes=(0, 0, None))(
+            buffer, jax.random.split(batch_key, k), config.batch_size
+        )  # [K, B, ...]
         alpha = jnp.exp(params.log_alpha)  # [K]
 
-        c_grads, c_metrics = task_grads(critic_loss_k, params.critic, batch, jax.random.split(critic_key, k), alpha,
-                                        params.actor, params.target_critic)
+        c_grads, c_metrics = task_grads(
+            critic_loss_k,
+            params.critic,
+            batch,
+            jax.random.split(critic_key, k),
+            alpha,
+            params.actor,
+            params.target_critic,
+        )
         critic, c_opt, c_diag = apply_update(critic_tx, c_grads, opt_state.critic, params.critic, agg_key_c)
 
-        a_grads, a_metrics = task_grads(actor_loss_k, params.actor, batch, jax.random.split(actor_key, k), alpha,
-                                        critic)
+        a_grads, a_metrics = task_grads(
+            actor_loss_k, params.actor, batch, jax.random.split(actor_key, k), alpha, critic
+        )
         actor, a_opt, a_diag = apply_update(actor_tx, a_grads, opt_state.actor, params.actor, agg_key_a)
 
         # one temperature per task: sum_k of the SAC temperature loss on task k's entropy
         t_grad, t_metrics = jax.grad(
-            lambda la: (lambda out: (jnp.sum(out[0]), out[1]))(jax.vmap(sac_temperature_loss, in_axes=(0, 0, None))(
-                la, -a_metrics["entropy"], target_entropy)), has_aux=True)(params.log_alpha)
+            lambda la: (lambda out: (jnp.sum(out[0]), out[1]))(
+                jax.vmap(sac_temperature_loss, in_axes=(0, 0, None))(la, -a_metrics["entropy"], target_entropy)
+            ),
+            has_aux=True,
+        )(params.log_alpha)
         t_updates, t_opt = tx.update(t_grad, opt_state.alpha, params.log_alpha)
         log_alpha = optax.apply_updates(params.log_alpha, t_updates)
 
         target = optax.incremental_update(critic, params.target_critic, config.tau)
-        metrics = {"critic_loss": jnp.sum(c_metrics["critic_loss"]), "q_mean": jnp.mean(c_metrics["q_mean"]),
-                   "actor_loss": jnp.sum(a_metrics["actor_loss"]), "entropy": jnp.mean(a_metrics["entropy"]),
-                   "entropy_per_task": a_metrics["entropy"], "alpha_per_task": t_metrics["alpha"],
-                   "alpha": jnp.mean(t_metrics["alpha"])}
+        metrics = {
+            "critic_loss": jnp.sum(c_metrics["critic_loss"]),
+            "q_mean": jnp.mean(c_metrics["q_mean"]),
+            "actor_loss": jnp.sum(a_metrics["actor_loss"]),
+            "entropy": jnp.mean(a_metrics["entropy"]),
+            "entropy_per_task": a_metrics["entropy"],
+            "alpha_per_task": t_metrics["alpha"],
+            "alpha": jnp.mean(t_metrics["alpha"]),
+        }
         metrics.update({f"critic_{n}": v for n, v in c_diag.items()})
         metrics.update({f"actor_{n}": v for n, v in a_diag.items()})
         return (MTSACParams(actor, critic, target, log_alpha), MTSACOptState(a_opt, c_opt, t_opt), buffer), metrics
@@ -258,10 +298,10 @@ def make(config: Config, env, env_params) -> Algorithm:
         policy_action = act(state, state.obs, act_key, task_id=train_env.task_ids)
         random_action = jax.random.uniform(act_key, policy_action.shape, minval=-1.0, maxval=1.0)
         action = jnp.where(warmup, random_action, policy_action)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
-                                                                            env_params)
-        tr = Transition(state.obs, action, reward, info["final_observation"], terminated, truncated,
-                        info["task_id"])
+        obs, env_state, reward, terminated, truncated, info = train_env.step(
+            env_key, state.env_state, action, env_params
+        )
+        tr = Transition(state.obs, action, reward, info["final_observation"], terminated, truncated, info["task_id"])
         buffer = jax.vmap(replay.add)(state.buffer, mt.split_tasks(tr, k))
 
         metric_shapes = jax.eval_shape(update, (state.params, state.opt_state, buffer), update_key)[1]
@@ -274,20 +314,30 @@ def make(config: Config, env, env_params) -> Algorithm:
             return carry, zeros
 
         ready = buffer.size[0] >= max(config.learning_starts, 1)
-        (params, opt_state, buffer), metrics = phase_cond(ready, do_updates, skip_updates,
-                                                            (state.params, state.opt_state, buffer))
+        (params, opt_state, buffer), metrics = phase_cond(
+            ready, do_updates, skip_updates, (state.params, state.opt_state, buffer)
+        )
         metrics = jax.tree.map(lambda x: jnp.mean(x, axis=0), metrics)
         done = mt.split_tasks(info["episode_done"], k)
         last_return = mt.update_last_episode(state.last_return, mt.split_tasks(info["episode_return"], k), done)
         last_success = mt.update_last_episode(
-            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done)
+            state.last_success, mt.split_tasks(info["episode_success"].astype(jnp.float32), k), done
+        )
         metrics.update(mt.task_metrics(last_return, last_success))
-        return State(params, opt_state, buffer, env_state, obs, last_return, last_success, key,
-                     state.iteration + 1), metrics
+        return State(
+            params, opt_state, buffer, env_state, obs, last_return, last_success, key, state.iteration + 1
+        ), metrics
 
     def evaluate(state: State, key, num_episodes: int):
-        return evaluate_tasks(env, env_params, lambda obs, kk: act(state, obs, kk, deterministic=True,
-                                                                  task_id=None), key, num_episodes)
+        return evaluate_tasks(
+            env, env_params, lambda obs, kk: act(state, obs, kk, deterministic=True, task_id=None), key, num_episodes
+        )
 
-    return Algorithm(init=init, step=step, act=act, evaluate=evaluate, config=config,
-                     env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

@@ -42,8 +42,9 @@ __all__ = ["Config", "State", "make"]
 class Config:
     max_kl: float = hyper(0.01, low=0, low_open=True, help="trust-region size: mean KL(pi_old || pi) per step")
     cg_damping: float = hyper(0.1, low=0, help="damping added to the Fisher-vector product")
-    backtrack_ratio: float = hyper(0.8, low=0, high=1, low_open=True, high_open=True,
-                                   help="line-search step shrink factor")
+    backtrack_ratio: float = hyper(
+        0.8, low=0, high=1, low_open=True, high_open=True, help="line-search step shrink factor"
+    )
     vf_learning_rate: float = hyper(1e-3, low=0, low_open=True, help="value-function Adam step size")
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     gae_lambda: float = hyper(0.97, low=0, high=1, help="GAE lambda")
@@ -60,11 +61,15 @@ class Config:
 
     def __post_init__(self):
         if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ConfigError(f"mt_trpo.Config: num_envs * num_steps = {self.num_envs * self.num_steps} must be "
-                              f"divisible by num_minibatches = {self.num_minibatches}")
+            raise ConfigError(
+                f"mt_trpo.Config: num_envs * num_steps = {self.num_envs * self.num_steps} must be "
+                f"divisible by num_minibatches = {self.num_minibatches}"
+            )
         if self.total_env_steps < self.env_steps_per_iteration:
-            raise ConfigError(f"mt_trpo.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"num_envs * num_steps = {self.env_steps_per_iteration}")
+            raise ConfigError(
+                f"mt_trpo.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"num_envs * num_steps = {self.env_steps_per_iteration}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -117,14 +122,15 @@ def make(config: Config, env, env_params) -> Algorithm:
             action = dist.sample(seed=k)
             return action, (dist.log_prob(action), value_net.apply(params.value, obs))
 
-        env_state, obs, tr, infos = rollout_lib.rollout(train_env, env_params, behaviour, state.env_state,
-                                                        state.obs, rollout_key, config.num_steps)
+        env_state, obs, tr, infos = rollout_lib.rollout(
+            train_env, env_params, behaviour, state.env_state, state.obs, rollout_key, config.num_steps
+        )
         old_log_prob, value = tr.extras
         v_tp1 = value_net.apply(params.value, tr.next_obs)
         discount = config.gamma * (1.0 - tr.terminated.astype(jnp.float32))
-        adv, target = generalized_advantage_estimation(tr.reward, value, v_tp1, discount,
-                                                       jnp.logical_or(tr.terminated, tr.truncated),
-                                                       config.gae_lambda)
+        adv, target = generalized_advantage_estimation(
+            tr.reward, value, v_tp1, discount, jnp.logical_or(tr.terminated, tr.truncated), config.gae_lambda
+        )
         flat = lambda x: x.reshape(-1, *x.shape[2:])  # [T, N, ...] -> [T * N, ...]
         b_obs, b_action, b_old_logp, b_adv, b_target = map(flat, (tr.obs, tr.action, old_log_prob, adv, target))
         if config.normalize_advantages:
@@ -140,8 +146,15 @@ def make(config: Config, env, env_params) -> Algorithm:
             return jnp.mean(old_dist.kl_divergence(policy_net.apply(p, b_obs)))
 
         policy, trpo_metrics = natural_gradient_step(
-            params.policy, surrogate, mean_kl, config.max_kl, cg_iters=config.cg_iters, damping=config.cg_damping,
-            backtrack_ratio=config.backtrack_ratio, max_backtracks=config.max_backtracks)
+            params.policy,
+            surrogate,
+            mean_kl,
+            config.max_kl,
+            cg_iters=config.cg_iters,
+            damping=config.cg_damping,
+            backtrack_ratio=config.backtrack_ratio,
+            max_backtracks=config.max_backtracks,
+        )
         entropy = jnp.mean(policy_net.apply(policy, b_obs).entropy())
 
         # --- value function: regression on the GAE targets
@@ -150,13 +163,26 @@ def make(config: Config, env, env_params) -> Algorithm:
             loss, grads = jax.value_and_grad(lambda q: value_loss(value_net.apply(q, o), g, g))(vp)
             return grads, {"value_loss": loss}
 
-        vparams, vf_opt, vf_metrics = minibatch_epochs(vf_grad, vf_tx, params.value, state.vf_opt_state,
-                                                       (b_obs, b_target), perm_key, config.vf_epochs,
-                                                       config.num_minibatches)
+        vparams, vf_opt, vf_metrics = minibatch_epochs(
+            vf_grad,
+            vf_tx,
+            params.value,
+            state.vf_opt_state,
+            (b_obs, b_target),
+            perm_key,
+            config.vf_epochs,
+            config.num_minibatches,
+        )
         metrics = {**trpo_metrics, **vf_metrics, "entropy": entropy}
         metrics.update(rollout_lib.episode_metrics(infos))
         metrics.update(mt_ppo.tracker_metrics(env_state))
         return State(ActorCritic(policy, vparams), vf_opt, env_state, obs, key, state.iteration + 1), metrics
 
-    return Algorithm(init=init, step=step, act=act, evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

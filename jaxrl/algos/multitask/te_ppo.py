@@ -135,9 +135,13 @@ def make(config: Config, env, env_params) -> Algorithm:
 
     def init(key: jax.Array) -> State:
         key, pk, vk, ek, ik, rk, zk = jax.random.split(key, 7)
-        s, omega = jnp.zeros((n_state,)), jnp.zeros((n_ctx,))
-        params = TEParams(policy_net.init(pk, jnp.zeros((n_state + n_lat,))), value_net.init(vk, jnp.zeros((n_full,))),
-                          embedding_net.init(ek, omega), inference_net.init(ik, jnp.zeros((w * n_state,))))
+        omega = jnp.zeros((n_ctx,))
+        params = TEParams(
+            policy_net.init(pk, jnp.zeros((n_state + n_lat,))),
+            value_net.init(vk, jnp.zeros((n_full,))),
+            embedding_net.init(ek, omega),
+            inference_net.init(ik, jnp.zeros((w * n_state,))),
+        )
         obs, env_state = train_env.reset(rk, env_params)
         latent = embedding(params, obs[:, n_state:]).sample(seed=zk)
         window = jnp.repeat(obs[:, None, :n_state], w, axis=1)
@@ -153,9 +157,17 @@ def make(config: Config, env, env_params) -> Algorithm:
 
     def te_loss(p, batch):
         ppo_batch, window, omega = batch
-        total, metrics = ppo_loss(p, ppo_batch, policy_apply=joint_apply, value_apply=value_apply,
-                                  clip_eps=config.clip_eps, vf_coef=config.vf_coef, ent_coef=config.ent_coef,
-                                  clip_value=config.clip_value, normalize_advantages=config.normalize_advantages)
+        total, metrics = ppo_loss(
+            p,
+            ppo_batch,
+            policy_apply=joint_apply,
+            value_apply=value_apply,
+            clip_eps=config.clip_eps,
+            vf_coef=config.vf_coef,
+            ent_coef=config.ent_coef,
+            clip_value=config.clip_value,
+            normalize_advantages=config.normalize_advantages,
+        )
         emb_entropy = jnp.mean(embedding(p, omega).entropy())
         nll = -jnp.mean(inference(p, window).log_prob(split_obs(ppo_batch.obs)[2]))
         total = total - config.embedding_ent_coef * emb_entropy + config.inference_loss_coef * nll
@@ -174,8 +186,9 @@ def make(config: Config, env, env_params) -> Algorithm:
             dist = joint_apply(params, obs_ext)
             action = dist.policy.sample(seed=a_key)
             log_prob, value = dist.log_prob(action), value_apply(params, obs_ext)
-            next_obs, env_state, reward, terminated, truncated, info = train_env.step(e_key, env_state, action,
-                                                                                      env_params)
+            next_obs, env_state, reward, terminated, truncated, info = train_env.step(
+                e_key, env_state, action, env_params
+            )
             final = info["final_observation"]
             window_next = jnp.concatenate([window[:, 1:], final[:, None, :n_state]], axis=1)
             log_q = inference(params, window_next).log_prob(z)
@@ -188,22 +201,31 @@ def make(config: Config, env, env_params) -> Algorithm:
             return (env_state, next_obs, z_next, window_carry), out
 
         carry = (state.env_state, state.obs, state.latent, state.window)
-        (env_state, obs, latent, window), out = jax.lax.scan(one_step, carry,
-                                                             jax.random.split(rollout_key, config.num_steps))
+        (env_state, obs, latent, window), out = jax.lax.scan(
+            one_step, carry, jax.random.split(rollout_key, config.num_steps)
+        )
         obs_ext, action, reward, log_q, log_prob, value, final, terminated, truncated, windows, infos = out
         bonus = config.inference_coef * log_q
         v_tp1 = value_net.apply(params.value, final)
         discount = config.gamma * (1.0 - terminated.astype(jnp.float32))
-        adv, target = generalized_advantage_estimation(reward + bonus, value, v_tp1, discount,
-                                                       jnp.logical_or(terminated, truncated), config.gae_lambda)
+        adv, target = generalized_advantage_estimation(
+            reward + bonus, value, v_tp1, discount, jnp.logical_or(terminated, truncated), config.gae_lambda
+        )
         data = (PPOBatch(obs_ext, action, log_prob, value, adv, target), windows, obs_ext[..., n_state:n_full])
         data = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), data)  # [T, N, ...] -> [T * N, ...]
-        new_params, opt_state, metrics = ppo.minibatch_epochs(grad_fn, tx, params, state.opt_state, data, perm_key,
-                                                              config.num_epochs, config.num_minibatches)
+        new_params, opt_state, metrics = ppo.minibatch_epochs(
+            grad_fn, tx, params, state.opt_state, data, perm_key, config.num_epochs, config.num_minibatches
+        )
         metrics.update(rollout_lib.episode_metrics(infos))
         metrics.update(mt_ppo.tracker_metrics(env_state))
         metrics.update({"inference_bonus": jnp.mean(bonus), "inference_log_q": jnp.mean(log_q)})
         return State(new_params, opt_state, env_state, obs, latent, window, key, state.iteration + 1), metrics
 
-    return Algorithm(init=init, step=step, act=act, evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

@@ -31,8 +31,6 @@ from jaxrl.data import dataset as ds
 from jaxrl.losses.generative import algaedice_actor_loss, algaedice_nu_loss
 from jaxrl.losses.sac import sac_temperature_loss
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -46,8 +44,11 @@ class Config(oc.CountsUpdates):
     target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
     actor_update_every: int = static(2, low=1, help="nu updates per actor / temperature / target update")
-    init_states: str = static("episode_starts", choices=("episode_starts", "batch"),
-                              help="where s0 comes from: the dataset's episode starts, or the batch's states")
+    init_states: str = static(
+        "episode_starts",
+        choices=("episode_starts", "batch"),
+        help="where s0 comes from: the dataset's episode starts, or the batch's states",
+    )
     batch_size: int = static(256, low=1, help="minibatch size")
     updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and nu)")
@@ -116,23 +117,44 @@ def make(config: Config, env, env_params) -> Algorithm:
             else:
                 init_obs = batch.observations
             alpha = jnp.exp(params.log_alpha)
-            common = dict(init_observations=init_obs, discount=config.gamma, alpha=config.algae_alpha,
-                          p=config.f_exponent, entropy_coef=alpha, online_mix=config.online_mix)
+            common = dict(
+                init_observations=init_obs,
+                discount=config.gamma,
+                alpha=config.algae_alpha,
+                p=config.f_exponent,
+                entropy_coef=alpha,
+                online_mix=config.online_mix,
+            )
 
             n_grads, n_metrics = jax.grad(algaedice_nu_loss, has_aux=True)(
-                params.nu, batch, nu_key, nu_apply=nu_single.apply, target_nu_params=params.target_nu,
-                policy_apply=actor_net.apply, policy_params=params.actor, **common)
+                params.nu,
+                batch,
+                nu_key,
+                nu_apply=nu_single.apply,
+                target_nu_params=params.target_nu,
+                policy_apply=actor_net.apply,
+                policy_params=params.actor,
+                **common,
+            )
             n_updates, n_opt = tx.update(n_grads, opt_state.nu, params.nu)
             nu = optax.apply_updates(params.nu, n_updates)
 
             a_grads, a_metrics = jax.grad(algaedice_actor_loss, has_aux=True)(
-                params.actor, batch, actor_key, policy_apply=actor_net.apply, nu_apply=nu_single.apply,
-                nu_params=nu, target_nu_params=params.target_nu, **common)
+                params.actor,
+                batch,
+                actor_key,
+                policy_apply=actor_net.apply,
+                nu_apply=nu_single.apply,
+                nu_params=nu,
+                target_nu_params=params.target_nu,
+                **common,
+            )
             a_updates, a_opt_new = tx.update(a_grads, opt_state.actor, params.actor)
             actor_new = optax.apply_updates(params.actor, a_updates)
 
             t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
-                params.log_alpha, a_metrics["log_prob"], target_entropy)
+                params.log_alpha, a_metrics["log_prob"], target_entropy
+            )
             t_updates, t_opt_new = tx.update(t_grad, opt_state.alpha, params.log_alpha)
             log_alpha_new = optax.apply_updates(params.log_alpha, t_updates)
 
@@ -147,13 +169,21 @@ def make(config: Config, env, env_params) -> Algorithm:
 
         key, k = jax.random.split(state.key)
         (params, opt_state, count), metrics = oc.scan_updates(
-            update, (state.params, state.opt_state, state.num_updates), k, config.updates_per_iteration)
-        return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1,
-                             num_updates=count), metrics
+            update, (state.params, state.opt_state, state.num_updates), k, config.updates_per_iteration
+        )
+        return state.replace(
+            params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1, num_updates=count
+        ), metrics
 
     def act(state, obs, key, deterministic: bool = False):
         dist = actor_net.apply(state.params.actor, obs)
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

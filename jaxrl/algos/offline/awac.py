@@ -27,8 +27,6 @@ from jaxrl.envs.wrappers import action_dim
 from jaxrl.losses.offline import advantage_weighted_actor_loss
 from jaxrl.losses.sac import sac_critic_loss
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -74,13 +72,30 @@ def make_update(config, networks: Networks, tx, mode: str):
     def update(params: Params, opt_state: OptState, batch, key):
         critic_key, actor_key = jax.random.split(key)
         c_grads, c_metrics = jax.grad(sac_critic_loss, has_aux=True)(
-            params.critic, batch, critic_apply=n.critic.apply, target_critic_params=params.target_critic,
-            actor_params=params.actor, actor_apply=n.actor.apply, alpha=0.0, gamma=config.gamma, key=critic_key)
+            params.critic,
+            batch,
+            critic_apply=n.critic.apply,
+            target_critic_params=params.target_critic,
+            actor_params=params.actor,
+            actor_apply=n.actor.apply,
+            alpha=0.0,
+            gamma=config.gamma,
+            key=critic_key,
+        )
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
         critic = optax.apply_updates(params.critic, c_updates)
         a_grads, a_metrics = jax.grad(advantage_weighted_actor_loss, has_aux=True)(
-            params.actor, batch, actor_key, policy_apply=n.actor.apply, q_apply=n.q_single.apply, q_params=critic,
-            temperature=config.temperature, max_weight=config.max_weight, mode=mode, num_samples=config.num_samples)
+            params.actor,
+            batch,
+            actor_key,
+            policy_apply=n.actor.apply,
+            q_apply=n.q_single.apply,
+            q_params=critic,
+            temperature=config.temperature,
+            max_weight=config.max_weight,
+            mode=mode,
+            num_samples=config.num_samples,
+        )
         a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
         actor = optax.apply_updates(params.actor, a_updates)
         target = optax.incremental_update(critic, params.target_critic, config.tau)
@@ -109,30 +124,48 @@ def make_advantage_weighted(config, env, env_params, name: str, mode: str) -> Al
     def step(state: State):
         def update(carry, key):
             batch_key, k = jax.random.split(key)
-            params, opt_state, metrics = update_fn(*carry, oc.sample_batch(env, state.sampler, batch_key,
-                                                                           config.batch_size), k)
+            params, opt_state, metrics = update_fn(
+                *carry, oc.sample_batch(env, state.sampler, batch_key, config.batch_size), k
+            )
             return (params, opt_state), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     act = make_act(networks)
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:
     return make_advantage_weighted(config, env, env_params, "awac", mode="exp")
 
 
-def make_finetune(config: Config, env, env_params, *, online_steps: int, num_envs: int = 1,
-                  updates_per_step: int = 1) -> Algorithm:
+def make_finetune(
+    config: Config, env, env_params, *, online_steps: int, num_envs: int = 1, updates_per_step: int = 1
+) -> Algorithm:
     """Offline-to-online AWAC (the setting AWAC was designed for): continue a trained AWAC state with env
     interaction, offline data mixed into the replay buffer (:func:`jaxrl.algos.offline.finetune.make_finetune`).
     ``init(key, offline_state)``."""
     networks = make_networks(config, action_dim(env, env_params))
     update = make_update(config, networks, optax.adam(config.learning_rate), "exp")
-    return finetune.make_finetune(config, env, env_params, name="awac", act=make_act(networks), update=update,
-                                  online_steps=online_steps, num_envs=num_envs, updates_per_step=updates_per_step)
+    return finetune.make_finetune(
+        config,
+        env,
+        env_params,
+        name="awac",
+        act=make_act(networks),
+        update=update,
+        online_steps=online_steps,
+        num_envs=num_envs,
+        updates_per_step=updates_per_step,
+    )

@@ -32,8 +32,6 @@ from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
 from jaxrl.losses.offline import awr_actor_loss, awr_value_loss
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -44,8 +42,11 @@ class Config(oc.CountsUpdates):
     temperature: float = hyper(1.0, low=0, low_open=True, help="beta of the weights exp(A / beta)")
     max_weight: float = hyper(20.0, low=0, low_open=True, help="cap on the advantage weights")
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
-    returns: str = static("td_lambda", choices=("td_lambda", "mc"),
-                          help="value targets: TD(lambda) returns with the current V, or Monte-Carlo returns")
+    returns: str = static(
+        "td_lambda",
+        choices=("td_lambda", "mc"),
+        help="value targets: TD(lambda) returns with the current V, or Monte-Carlo returns",
+    )
     batch_size: int = static(256, low=1, help="minibatch size")
     updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and value)")
@@ -87,8 +88,12 @@ def dataset_lambda_returns(member: ds.Dataset, v_tp1: jax.Array, discount, lambd
         ret = r_t + d_t * (v + c_t * (ret_tp1 - v))
         return ret, ret
 
-    _, returns = jax.lax.scan(backward, jnp.zeros((), jnp.float32),
-                              (member.rewards.astype(jnp.float32), discount_t, trace_t, v_tp1), reverse=True)
+    _, returns = jax.lax.scan(
+        backward,
+        jnp.zeros((), jnp.float32),
+        (member.rewards.astype(jnp.float32), discount_t, trace_t, v_tp1),
+        reverse=True,
+    )
     return returns * valid
 
 
@@ -110,8 +115,13 @@ def make(config: Config, env, env_params) -> Algorithm:
         o = jnp.zeros((n_obs,), jnp.float32)
         params = Params(actor_net.init(ak, o), value_net.init(vk, o))
         sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
-        return State(params, OptState(actor_tx.init(params.actor), value_tx.init(params.value)),
-                     targets(params.value, sampler), key, jnp.zeros((), jnp.int32))
+        return State(
+            params,
+            OptState(actor_tx.init(params.actor), value_tx.init(params.value)),
+            targets(params.value, sampler),
+            key,
+            jnp.zeros((), jnp.int32),
+        )
 
     def step(state: State):
         sampler = targets(state.params.value, state.sampler)
@@ -121,26 +131,42 @@ def make(config: Config, env, env_params) -> Algorithm:
             batch = oc.sample_batch(env, sampler, key, config.batch_size)
             returns = batch.mc_returns
             v_grads, v_metrics = jax.grad(awr_value_loss, has_aux=True)(
-                params.value, batch, value_apply=value_net.apply, returns=returns)
+                params.value, batch, value_apply=value_net.apply, returns=returns
+            )
             v_updates, v_opt = value_tx.update(v_grads, opt_state.value, params.value)
             value = optax.apply_updates(params.value, v_updates)
             a_grads, a_metrics = jax.grad(awr_actor_loss, has_aux=True)(
-                params.actor, batch, policy_apply=actor_net.apply, value_apply=value_net.apply, value_params=value,
-                returns=returns, temperature=config.temperature, max_weight=config.max_weight)
+                params.actor,
+                batch,
+                policy_apply=actor_net.apply,
+                value_apply=value_net.apply,
+                value_params=value,
+                returns=returns,
+                temperature=config.temperature,
+                max_weight=config.max_weight,
+            )
             a_updates, a_opt = actor_tx.update(a_grads, opt_state.actor, params.actor)
             actor = optax.apply_updates(params.actor, a_updates)
             metrics = {**v_metrics, **a_metrics, "value_target": jnp.mean(returns)}
             return (Params(actor, value), OptState(a_opt, v_opt)), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
-        return state.replace(params=params, opt_state=opt_state, sampler=sampler, key=key,
-                             iteration=state.iteration + 1), metrics
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
+        return state.replace(
+            params=params, opt_state=opt_state, sampler=sampler, key=key, iteration=state.iteration + 1
+        ), metrics
 
     def act(state, obs, key, deterministic: bool = False):
         dist = actor_net.apply(state.params.actor, obs)
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

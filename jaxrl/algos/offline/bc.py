@@ -21,14 +21,13 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.losses.offline import bc_mse_loss, filtered_bc_mask
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
     learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size")
-    top_fraction: float = hyper(1.0, low=0, high=1, low_open=True,
-                                help="clone only the top fraction of episodes by return (1 = plain BC)")
+    top_fraction: float = hyper(
+        1.0, low=0, high=1, low_open=True, help="clone only the top fraction of episodes by return (1 = plain BC)"
+    )
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
     batch_size: int = static(256, low=1, help="minibatch size")
     updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
@@ -73,12 +72,19 @@ def make(config: Config, env, env_params) -> Algorithm:
             return (optax.apply_updates(params, updates), opt_state), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     def act(state, obs, key, deterministic: bool = True):
         return actor.apply(state.params, obs)
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

@@ -26,8 +26,6 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
 from jaxrl.losses.generative import bcq_actor_loss, bcq_candidates, bcq_critic_loss, vae_loss
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -35,8 +33,9 @@ class Config(oc.CountsUpdates):
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
     lam: float = hyper(0.75, low=0, high=1, help="weight of min over max of the twin Qs in the target (lambda)")
-    max_perturbation: float = hyper(0.05, low=0, high=2,
-                                    help="Phi: the largest perturbation per action dimension ([-1, 1] units)")
+    max_perturbation: float = hyper(
+        0.05, low=0, high=2, help="Phi: the largest perturbation per action dimension ([-1, 1] units)"
+    )
     kl_weight: float = hyper(0.5, low=0, help="weight of the VAE's KL term")
     latent_clip: float = hyper(0.5, low=0, low_open=True, help="the decoding latent is clipped to [-c, c]")
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
@@ -88,8 +87,10 @@ def make_vae(n_act: int, latent_dim: int, hidden, activation) -> VAE:
 
     def init(key, obs, action):
         ek, dk = jax.random.split(key)
-        return {"encoder": encoder.init(ek, obs, action),
-                "decoder": decoder.init(dk, obs, jnp.zeros(obs.shape[:-1] + (latent_dim,), obs.dtype))}
+        return {
+            "encoder": encoder.init(ek, obs, action),
+            "decoder": decoder.init(dk, obs, jnp.zeros(obs.shape[:-1] + (latent_dim,), obs.dtype)),
+        }
 
     def encode(params, obs, action):
         out = encoder.apply(params["encoder"], obs, action)
@@ -126,49 +127,87 @@ def make(config: Config, env, env_params) -> Algorithm:
         batch = oc.sample_batch(env, sampler, batch_key, config.batch_size)
 
         v_grads, v_metrics = jax.grad(vae_loss, has_aux=True)(
-            params.vae, batch, vae_key, encode_apply=vae.encode, decode_apply=vae.decode,
-            kl_weight=config.kl_weight)
+            params.vae, batch, vae_key, encode_apply=vae.encode, decode_apply=vae.decode, kl_weight=config.kl_weight
+        )
         v_updates, v_opt = tx.update(v_grads, opt_state.vae, params.vae)
         vae_params = optax.apply_updates(params.vae, v_updates)
         g = dict(gen, vae_params=vae_params)
 
         c_grads, c_metrics = jax.grad(bcq_critic_loss, has_aux=True)(
-            params.critic, batch, critic_key, q_apply=q_single.apply, target_q_params=params.target_critic,
-            perturb_apply=actor.apply, target_perturb_params=params.target_actor, discount=config.gamma,
-            lam=config.lam, max_perturbation=config.max_perturbation, num_samples=config.num_samples,
-            latent_clip=config.latent_clip, **g)
+            params.critic,
+            batch,
+            critic_key,
+            q_apply=q_single.apply,
+            target_q_params=params.target_critic,
+            perturb_apply=actor.apply,
+            target_perturb_params=params.target_actor,
+            discount=config.gamma,
+            lam=config.lam,
+            max_perturbation=config.max_perturbation,
+            num_samples=config.num_samples,
+            latent_clip=config.latent_clip,
+            **g,
+        )
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
         critic = optax.apply_updates(params.critic, c_updates)
 
         a_grads, a_metrics = jax.grad(bcq_actor_loss, has_aux=True)(
-            params.actor, batch, actor_key, perturb_apply=actor.apply, q_apply=q_single.apply, q_params=critic,
-            max_perturbation=config.max_perturbation, latent_clip=config.latent_clip, **g)
+            params.actor,
+            batch,
+            actor_key,
+            perturb_apply=actor.apply,
+            q_apply=q_single.apply,
+            q_params=critic,
+            max_perturbation=config.max_perturbation,
+            latent_clip=config.latent_clip,
+            **g,
+        )
         a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
         actor_params = optax.apply_updates(params.actor, a_updates)
 
-        params = Params(vae_params, actor_params, critic,
-                        optax.incremental_update(actor_params, params.target_actor, config.tau),
-                        optax.incremental_update(critic, params.target_critic, config.tau))
+        params = Params(
+            vae_params,
+            actor_params,
+            critic,
+            optax.incremental_update(actor_params, params.target_actor, config.tau),
+            optax.incremental_update(critic, params.target_critic, config.tau),
+        )
         metrics = {**v_metrics, **c_metrics, **a_metrics, "mc_return": jnp.mean(batch.mc_returns)}
         return (params, OptState(v_opt, a_opt, c_opt), sampler), metrics
 
     def step(state: State):
         key, k = jax.random.split(state.key)
-        (params, opt_state, _), metrics = oc.scan_updates(update, (state.params, state.opt_state, state.sampler), k,
-                                                          config.updates_per_iteration)
+        (params, opt_state, _), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state, state.sampler), k, config.updates_per_iteration
+        )
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     def act(state, obs, key, deterministic: bool = True):
         """The argmax of ``Q_1`` over ``num_act_samples`` generated and perturbed candidates (``obs [..., O]``)."""
         p = state.params
-        cand = bcq_candidates(obs, key, vae_params=p.vae, decode_apply=vae.decode, latent_dim=latent_dim,
-                              perturb_apply=actor.apply, perturb_params=p.actor,
-                              max_perturbation=config.max_perturbation, num_samples=config.num_act_samples,
-                              latent_clip=config.latent_clip)  # [N, ..., A]
-        q1 = q_single.apply(jax.tree.map(lambda x: x[0], p.critic), jnp.broadcast_to(obs, cand.shape[:-1] +
-                                                                                     obs.shape[-1:]), cand)
+        cand = bcq_candidates(
+            obs,
+            key,
+            vae_params=p.vae,
+            decode_apply=vae.decode,
+            latent_dim=latent_dim,
+            perturb_apply=actor.apply,
+            perturb_params=p.actor,
+            max_perturbation=config.max_perturbation,
+            num_samples=config.num_act_samples,
+            latent_clip=config.latent_clip,
+        )  # [N, ..., A]
+        q1 = q_single.apply(
+            jax.tree.map(lambda x: x[0], p.critic), jnp.broadcast_to(obs, cand.shape[:-1] + obs.shape[-1:]), cand
+        )
         best = jnp.argmax(q1, axis=0)  # [...]
         return jnp.take_along_axis(cand, best[None, ..., None], axis=0)[0]
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

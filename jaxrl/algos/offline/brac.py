@@ -46,10 +46,18 @@ from jaxrl.config import config, hyper, static
 from jaxrl.losses.offline import bc_nll_loss, brac_actor_loss, brac_critic_loss, ensemble_q, lagrange_loss
 from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
-OFFLINE = True
-
-__all__ = ["Config", "make", "make_brac", "make_constrained_parts", "ConstrainedParts", "pretrain_behaviour",
-           "deterministic_or_sample", "State", "Params", "OptState"]
+__all__ = [
+    "Config",
+    "make",
+    "make_brac",
+    "make_constrained_parts",
+    "ConstrainedParts",
+    "pretrain_behaviour",
+    "deterministic_or_sample",
+    "State",
+    "Params",
+    "OptState",
+]
 
 LOG_ALPHA_BOUNDS = (-10.0, 10.0)
 
@@ -57,22 +65,25 @@ LOG_ALPHA_BOUNDS = (-10.0, 10.0)
 @config
 class Config(oc.CountsUpdates):
     learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor and critic)")
-    behaviour_learning_rate: float = hyper(1e-3, low=0, low_open=True,
-                                           help="Adam step size of the behaviour model's pretraining")
+    behaviour_learning_rate: float = hyper(
+        1e-3, low=0, low_open=True, help="Adam step size of the behaviour model's pretraining"
+    )
     gamma: float = hyper(0.99, low=0, high=1, help="discount")
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
     alpha: float = hyper(1.0, low=0, help="KL penalty weight (its initial value when tune_alpha)")
     target_kl: float = hyper(0.1, help="KL target of the dual ascent on alpha (only with tune_alpha)")
-    alpha_learning_rate: float = hyper(1e-3, low=0, low_open=True,
-                                       help="Adam step size of log alpha (only with tune_alpha)")
+    alpha_learning_rate: float = hyper(
+        1e-3, low=0, low_open=True, help="Adam step size of log alpha (only with tune_alpha)"
+    )
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
     variant: str = static("p", choices=("p", "v"), help="p: penalty in the actor only; v: in the value target too")
     tune_alpha: bool = static(False, choices=(True, False), help="tune alpha by dual ascent towards target_kl")
     num_kl_samples: int = static(4, low=1, help="samples of pi per state in the Monte-Carlo KL estimate")
     num_critics: int = static(2, low=1, help="Q ensemble size (targets use the minimum)")
     behaviour_components: int = static(5, low=1, help="tanh-Gaussian mixture components of the behaviour model")
-    behaviour_pretrain_updates: int = static(10_000, low=0,
-                                             help="maximum-likelihood updates of the behaviour model in init")
+    behaviour_pretrain_updates: int = static(
+        10_000, low=0, help="maximum-likelihood updates of the behaviour model in init"
+    )
     batch_size: int = static(256, low=1, help="minibatch size")
     updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor, critic, behaviour model)")
@@ -83,9 +94,17 @@ class Config(oc.CountsUpdates):
 # ============================================================================================ behaviour model
 
 
-def pretrain_behaviour(behaviour: nets.Network, params: Any, env: oc.OfflineEnv, sampler: oc.Sampler,
-                       key: jax.Array, *, num_updates: int, batch_size: int, learning_rate: Any
-                       ) -> tuple[Any, jax.Array]:
+def pretrain_behaviour(
+    behaviour: nets.Network,
+    params: Any,
+    env: oc.OfflineEnv,
+    sampler: oc.Sampler,
+    key: jax.Array,
+    *,
+    num_updates: int,
+    batch_size: int,
+    learning_rate: Any,
+) -> tuple[Any, jax.Array]:
     """``num_updates`` Adam steps of maximum likelihood (:func:`bc_nll_loss`) on the sampler's dataset, as one
     ``lax.scan``; returns the params and the mean negative log-likelihood of the last 10% of the updates."""
     if num_updates == 0:
@@ -154,8 +173,9 @@ class ConstrainedParts(NamedTuple):
     init: Any
 
 
-def make_constrained_parts(config, env, env_params, name: str, *, log_multiplier: Any,
-                           multiplier_learning_rate: Any) -> ConstrainedParts:
+def make_constrained_parts(
+    config, env, env_params, name: str, *, log_multiplier: Any, multiplier_learning_rate: Any
+) -> ConstrainedParts:
     """A tanh-Gaussian actor, a ``num_critics`` Q ensemble, the mixture behaviour model (pretrained by maximum
     likelihood inside ``init``) and the constraint's log-weight starting at ``log_multiplier``."""
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
@@ -170,9 +190,16 @@ def make_constrained_parts(config, env, env_params, name: str, *, log_multiplier
         key, ak, ck, bk, pk = jax.random.split(key, 5)
         o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
         sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
-        beh, nll = pretrain_behaviour(behaviour, behaviour.init(bk, o[None]), env, sampler, pk,
-                                      num_updates=config.behaviour_pretrain_updates, batch_size=config.batch_size,
-                                      learning_rate=config.behaviour_learning_rate)
+        beh, nll = pretrain_behaviour(
+            behaviour,
+            behaviour.init(bk, o[None]),
+            env,
+            sampler,
+            pk,
+            num_updates=config.behaviour_pretrain_updates,
+            batch_size=config.batch_size,
+            learning_rate=config.behaviour_learning_rate,
+        )
         critic = critic_net.init(ck, o, a)
         log_w = jnp.asarray(log_multiplier, jnp.float32)
         params = Params(actor_net.init(ak, o), critic, critic, beh, log_w)
@@ -185,11 +212,20 @@ def make_constrained_parts(config, env, env_params, name: str, *, log_multiplier
 def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algorithm:
     """BRAC-v (``value_penalty=True``) or BRAC-p on ``config`` (this module's :class:`Config` fields)."""
     parts = make_constrained_parts(
-        config, env, env_params, name,
+        config,
+        env,
+        env_params,
+        name,
         log_multiplier=jnp.log(jnp.maximum(jnp.asarray(config.alpha, jnp.float32), 1e-8)),
-        multiplier_learning_rate=config.alpha_learning_rate)
-    env, actor_net, behaviour, q_single, alpha_tx = (parts.env, parts.actor_net, parts.behaviour, parts.q_single,
-                                                     parts.multiplier_tx)
+        multiplier_learning_rate=config.alpha_learning_rate,
+    )
+    env, actor_net, behaviour, q_single, alpha_tx = (
+        parts.env,
+        parts.actor_net,
+        parts.behaviour,
+        parts.q_single,
+        parts.multiplier_tx,
+    )
     tx, init = parts.tx, parts.init
 
     def step(state: State):
@@ -199,17 +235,35 @@ def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algori
             batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
             alpha = jnp.exp(params.log_multiplier) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)
             c_grads, c_metrics = jax.grad(brac_critic_loss, has_aux=True)(
-                params.critic, batch, critic_key, q_apply=q_single.apply, target_q_params=params.target_critic,
-                policy_apply=actor_net.apply, policy_params=params.actor, behaviour_apply=behaviour.apply,
-                behaviour_params=params.behaviour, discount=config.gamma, alpha=alpha, value_penalty=value_penalty,
-                num_samples=config.num_kl_samples)
+                params.critic,
+                batch,
+                critic_key,
+                q_apply=q_single.apply,
+                target_q_params=params.target_critic,
+                policy_apply=actor_net.apply,
+                policy_params=params.actor,
+                behaviour_apply=behaviour.apply,
+                behaviour_params=params.behaviour,
+                discount=config.gamma,
+                alpha=alpha,
+                value_penalty=value_penalty,
+                num_samples=config.num_kl_samples,
+            )
             c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
             critic = optax.apply_updates(params.critic, c_updates)
 
             a_grads, a_metrics = jax.grad(brac_actor_loss, has_aux=True)(
-                params.actor, batch, actor_key, policy_apply=actor_net.apply, q_apply=q_single.apply,
-                q_params=critic, behaviour_apply=behaviour.apply, behaviour_params=params.behaviour, alpha=alpha,
-                num_samples=config.num_kl_samples)
+                params.actor,
+                batch,
+                actor_key,
+                policy_apply=actor_net.apply,
+                q_apply=q_single.apply,
+                q_params=critic,
+                behaviour_apply=behaviour.apply,
+                behaviour_params=params.behaviour,
+                alpha=alpha,
+                num_samples=config.num_kl_samples,
+            )
             a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
             actor = optax.apply_updates(params.actor, a_updates)
 
@@ -222,22 +276,35 @@ def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algori
             target = optax.incremental_update(critic, params.target_critic, config.tau)
             pi = nets.mode(actor_net.apply(actor, batch.observations))
             q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
-            metrics = {"critic_loss": c_metrics["critic_loss"], "q_data": c_metrics["q"],
-                       "target": c_metrics["target"], "kl_tp1": c_metrics["kl_tp1"],
-                       "actor_loss": a_metrics["actor_loss"], "kl": a_metrics["kl"], "q_policy": q_policy,
-                       "alpha": alpha, "mc_return": jnp.mean(batch.mc_returns)}
-            return (Params(actor, critic, target, params.behaviour, log_alpha), OptState(a_opt, c_opt, al_opt)), \
-                metrics
+            metrics = {
+                "critic_loss": c_metrics["critic_loss"],
+                "q_data": c_metrics["q"],
+                "target": c_metrics["target"],
+                "kl_tp1": c_metrics["kl_tp1"],
+                "actor_loss": a_metrics["actor_loss"],
+                "kl": a_metrics["kl"],
+                "q_policy": q_policy,
+                "alpha": alpha,
+                "mc_return": jnp.mean(batch.mc_returns),
+            }
+            return (Params(actor, critic, target, params.behaviour, log_alpha), OptState(a_opt, c_opt, al_opt)), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
         metrics["behaviour_nll"] = state.behaviour_nll
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     act = deterministic_or_sample(actor_net)
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:

@@ -10,8 +10,6 @@ from jaxrl.algos.offline import brac
 from jaxrl.algos.offline.brac import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, static
 
-OFFLINE = True
-
 
 @config
 class Config(brac.Config):

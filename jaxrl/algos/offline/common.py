@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +29,7 @@ from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.data.dataset import Dataset, DatasetError
 
+
 class CountsUpdates:
     """Mixin for offline configs: ``total_env_steps`` counts gradient updates (there are no env steps), one
     ``step`` makes ``updates_per_iteration`` of them, and the length must cover at least one step."""
@@ -35,8 +37,10 @@ class CountsUpdates:
     def __post_init__(self):
         if self.total_env_steps < self.updates_per_iteration:
             name = type(self).__module__.rsplit(".", 1)[-1]
-            raise ConfigError(f"{name}.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"updates_per_iteration = {self.updates_per_iteration}")
+            raise ConfigError(
+                f"{name}.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"updates_per_iteration = {self.updates_per_iteration}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -47,8 +51,22 @@ class CountsUpdates:
         return self.total_env_steps // self.updates_per_iteration
 
 
-__all__ = ["OfflineEnv", "Batch", "Sampler", "load_offline_env", "make_offline_env", "prepare", "dataset_index",
-           "init_sampler", "sample_batch", "scan_updates", "member", "make_offline_evaluate", "check_batch_size", "ACTION_EPS"]
+__all__ = [
+    "OfflineEnv",
+    "Batch",
+    "Sampler",
+    "load_offline_env",
+    "make_offline_env",
+    "prepare",
+    "dataset_index",
+    "init_sampler",
+    "sample_batch",
+    "scan_updates",
+    "member",
+    "make_offline_evaluate",
+    "check_batch_size",
+    "ACTION_EPS",
+]
 
 ACTION_EPS = 1e-4  # dataset actions are clipped to [-1 + eps, 1 - eps] so tanh policies' log-probs stay finite
 
@@ -80,8 +98,16 @@ class OfflineEnv:
     the datasets came from (``None`` for in-memory ones) and the sha256 of their files (or arrays).
     """
 
-    def __init__(self, data: Dataset, infos: Sequence[ds.DatasetInfo], env: Any, env_params: Any, env_name: str,
-                 paths: Sequence[str | None], hashes: Sequence[str]):
+    def __init__(
+        self,
+        data: Dataset,
+        infos: Sequence[ds.DatasetInfo],
+        env: Any,
+        env_params: Any,
+        env_name: str,
+        paths: Sequence[str | None],
+        hashes: Sequence[str],
+    ):
         self.data = data
         self.infos = tuple(infos)
         self.env = env
@@ -114,10 +140,17 @@ class OfflineEnv:
 
     def metadata(self) -> dict:
         """What config.json records: dataset paths, hashes, kinds, sizes and reference returns."""
-        return {"offline": True, "env_name": self.env_name, "dataset_paths": list(self.paths),
-                "dataset_hashes": list(self.hashes), "dataset_kinds": [i.kind for i in self.infos],
-                "dataset_names": [i.name for i in self.infos], "dataset_rows": list(self.valid_rows),
-                "random_return": self.random_return, "expert_return": self.expert_return}
+        return {
+            "offline": True,
+            "env_name": self.env_name,
+            "dataset_paths": list(self.paths),
+            "dataset_hashes": list(self.hashes),
+            "dataset_kinds": [i.kind for i in self.infos],
+            "dataset_names": [i.name for i in self.infos],
+            "dataset_rows": list(self.valid_rows),
+            "random_return": self.random_return,
+            "expert_return": self.expert_return,
+        }
 
 
 def _array_hash(d: Dataset) -> str:
@@ -139,8 +172,13 @@ def _file_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def make_offline_env(datasets: Dataset | Sequence[Dataset], env: str | tuple[Any, Any] | None = None, *,
-                     paths: Sequence[str | None] | None = None, hashes: Sequence[str] | None = None):
+def make_offline_env(
+    datasets: Dataset | Sequence[Dataset],
+    env: str | tuple[Any, Any] | None = None,
+    *,
+    paths: Sequence[str | None] | None = None,
+    hashes: Sequence[str] | None = None,
+):
     """``(OfflineEnv, env_params)`` from in-memory datasets (one env; ``env`` defaults to their ``env_name``).
 
     Raises :class:`DatasetError` before anything compiles for: no datasets, an empty dataset, NaN/inf anywhere,
@@ -155,8 +193,9 @@ def make_offline_env(datasets: Dataset | Sequence[Dataset], env: str | tuple[Any
         raise DatasetError("observations: no datasets given")
     names = {d.info.env_name for d in datasets if d.info.env_name}
     if len(names) > 1:
-        raise DatasetError(f"info.env_name: the datasets come from different envs {sorted(names)}; stack datasets "
-                           f"of one env")
+        raise DatasetError(
+            f"info.env_name: the datasets come from different envs {sorted(names)}; stack datasets of one env"
+        )
     if env is None:
         if not names:
             raise DatasetError("info.env_name: the dataset does not name its env; pass env=")
@@ -201,7 +240,7 @@ def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env
     if isinstance(paths, (str, os.PathLike)):
         text = str(paths)
         if text.startswith("dataset:"):
-            text, _, recorded_env = text[len("dataset:"):].partition("?env=")
+            text, _, recorded_env = text[len("dataset:") :].partition("?env=")
             env = env or recorded_env or None
             paths = [p for p in text.split(",") if p]
         else:
@@ -209,38 +248,48 @@ def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env
     paths = [str(p) for p in paths]
     for p in paths:
         if not Path(p).exists():
-            raise FileNotFoundError(f"dataset file {p!r} does not exist (make one with `jaxrl dataset make ENV "
-                                    f"--kind medium --out FILE`)")
+            raise FileNotFoundError(
+                f"dataset file {p!r} does not exist (make one with `jaxrl dataset make ENV --kind medium --out FILE`)"
+            )
     datasets = [formats.load(p) for p in paths]
     named = any(d.info.env_name for d in datasets)
     if env is None and not named:
-        raise DatasetError(f"info.env_name: the dataset does not name its env ({', '.join(paths)}): pass env= (--env "
-                           f"on the command line)")
+        raise DatasetError(
+            f"info.env_name: the dataset does not name its env ({', '.join(paths)}): pass env= (--env "
+            f"on the command line)"
+        )
     if isinstance(env, str):
         for p, d in zip(paths, datasets):
             if d.info.env_name and d.info.env_name != env:
-                raise DatasetError(f"info.env_name: dataset {p!r} is of env {d.info.env_name!r}, not {env!r} "
-                                   f"(env= / --env); leave the env out to use the dataset's")
-    offline, env_params = make_offline_env(datasets, env, paths=[str(Path(p).resolve()) for p in paths],
-                                           hashes=[_file_hash(p) for p in paths])
+                raise DatasetError(
+                    f"info.env_name: dataset {p!r} is of env {d.info.env_name!r}, not {env!r} "
+                    f"(env= / --env); leave the env out to use the dataset's"
+                )
+    offline, env_params = make_offline_env(
+        datasets, env, paths=[str(Path(p).resolve()) for p in paths], hashes=[_file_hash(p) for p in paths]
+    )
     if isinstance(env, str) and not named:
         offline.name += f"?env={env}"  # the files do not say: the recorded name must, so that a resume finds it
     return offline, env_params
 
 
-def check_offline_env(env, algo_name: str) -> "OfflineEnv":
+def check_offline_env(env, algo_name: str) -> OfflineEnv:
     if not isinstance(env, OfflineEnv):
-        raise ConfigError(f"{algo_name} is an offline algorithm: it trains on a dataset, not on env "
-                          f"{getattr(env, 'name', type(env).__name__)!r}. Pass --dataset FILE on the command line, "
-                          f"or env=jaxrl.algos.offline.common.load_offline_env(FILE) in Python")
+        raise ConfigError(
+            f"{algo_name} is an offline algorithm: it trains on a dataset, not on env "
+            f"{getattr(env, 'name', type(env).__name__)!r}. Pass --dataset FILE on the command line, "
+            f"or env=jaxrl.algos.offline.common.load_offline_env(FILE) in Python"
+        )
     return env
 
 
 def check_batch_size(env: OfflineEnv, batch_size: int, algo_name: str) -> None:
     smallest = min(env.valid_rows)
     if batch_size > smallest:
-        raise ConfigError(f"{algo_name}.Config.batch_size={batch_size} is larger than the data: the smallest "
-                          f"dataset has {smallest} valid rows")
+        raise ConfigError(
+            f"{algo_name}.Config.batch_size={batch_size} is larger than the data: the smallest "
+            f"dataset has {smallest} valid rows"
+        )
 
 
 def check_dataset_index(env: OfflineEnv, value: Any, algo_name: str) -> None:
@@ -248,11 +297,13 @@ def check_dataset_index(env: OfflineEnv, value: Any, algo_name: str) -> None:
         return
     arr = np.asarray(value)
     if np.any(arr < 0) or np.any(arr > env.num_datasets - 1) or np.any(arr != np.round(arr)):
-        raise ConfigError(f"{algo_name}.Config.dataset_index={value!r} is out of range: must be an integer in "
-                          f"[0, {env.num_datasets - 1}] ({env.num_datasets} dataset(s) given)")
+        raise ConfigError(
+            f"{algo_name}.Config.dataset_index={value!r} is out of range: must be an integer in "
+            f"[0, {env.num_datasets - 1}] ({env.num_datasets} dataset(s) given)"
+        )
 
 
-def prepare(env, env_params, config, algo_name: str) -> tuple["OfflineEnv", int, int]:
+def prepare(env, env_params, config, algo_name: str) -> tuple[OfflineEnv, int, int]:
     """The checks every offline ``make`` runs before compiling (an offline env, a batch that fits the smallest
     dataset, a dataset index in range) and the action and observation sizes: ``(env, action_dim, obs_dim)``."""
     from jaxrl.envs.wrappers import action_dim, obs_dim
@@ -298,8 +349,14 @@ def sample_batch(env: OfflineEnv, sampler: Sampler, key: jax.Array, batch_size: 
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
     d = env.data
     take = lambda x: x[sampler.index, rows]
-    return Batch(take(d.observations), take(d.actions), take(d.rewards), take(d.next_observations),
-                 take(d.terminals), sampler.mc_returns[rows])
+    return Batch(
+        take(d.observations),
+        take(d.actions),
+        take(d.rewards),
+        take(d.next_observations),
+        take(d.terminals),
+        sampler.mc_returns[rows],
+    )
 
 
 def make_offline_evaluate(env: OfflineEnv, env_params: Any, act) -> Any:
@@ -327,4 +384,3 @@ def scan_updates(update, carry, key, num_updates: int):
 
 def polyak(new, old, tau):
     return jax.tree.map(lambda n, o: tau * n + (1.0 - tau) * o, new, old)
-

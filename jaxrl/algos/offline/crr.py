@@ -17,13 +17,14 @@ from jaxrl.algos.offline import awac
 from jaxrl.algos.offline.awac import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, static
 
-OFFLINE = True
-
 
 @config
 class Config(awac.Config):
-    mode: str = static("binary", choices=("binary", "exp"),
-                       help="advantage weights: 1[A > 0] (binary) or min(exp(A / temperature), max_weight) (exp)")
+    mode: str = static(
+        "binary",
+        choices=("binary", "exp"),
+        help="advantage weights: 1[A > 0] (binary) or min(exp(A / temperature), max_weight) (exp)",
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:

@@ -19,8 +19,6 @@ from jaxrl.algos.offline import sac_n
 from jaxrl.algos.offline.sac_offline import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, hyper
 
-OFFLINE = True
-
 
 @config
 class Config(sac_n.Config):

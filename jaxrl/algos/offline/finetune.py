@@ -14,7 +14,8 @@ are collected, with ``mc_returns = 0``.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +52,10 @@ class FinetuneState:
 
 
 def init_staging(example_row: oc.Batch, num_envs: int, horizon: int) -> Staging:
-    """Empty staging for ``num_envs`` episodes of at most ``horizon`` steps (``example_row``: one row, no batch axis)."""
+    """Empty staging for ``num_envs`` episodes of at most ``horizon`` steps.
+
+    ``example_row`` is one row, without a batch axis.
+    """
     rows = jax.tree.map(lambda x: jnp.zeros((num_envs, horizon, *jnp.shape(x)), jnp.asarray(x).dtype), example_row)
     return Staging(rows, jnp.zeros((num_envs,), jnp.int32))
 
@@ -64,8 +68,9 @@ def episode_returns_to_go(rewards: jax.Array, length: jax.Array, discount: Any) 
     return ds.discounted_returns(r, jnp.zeros_like(r), discount) * valid
 
 
-def stage_step(staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, done: jax.Array, discount: Any
-               ) -> tuple[Staging, replay.ReplayState]:
+def stage_step(
+    staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, done: jax.Array, discount: Any
+) -> tuple[Staging, replay.ReplayState]:
     """Append one row per env (``rows [num_envs, ...]``); the episodes that ended (``done``, or the staging full)
     go to ``buffer`` with their returns-to-go as ``mc_returns`` and their staging restarts. Jittable."""
     n, horizon = staging.length.shape[0], staging.rows.rewards.shape[1]
@@ -84,9 +89,19 @@ def stage_step(staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, don
     return Staging(data, jnp.where(flush, 0, length)), buffer
 
 
-def make_finetune(config, env, env_params, *, name: str, act: Callable, update: Callable, online_steps: int,
-                  num_envs: int = 1, updates_per_step: int = 1,
-                  stage_episodes: bool = False) -> Algorithm:
+def make_finetune(
+    config,
+    env,
+    env_params,
+    *,
+    name: str,
+    act: Callable,
+    update: Callable,
+    online_steps: int,
+    num_envs: int = 1,
+    updates_per_step: int = 1,
+    stage_episodes: bool = False,
+) -> Algorithm:
     """Offline-to-online ``Algorithm`` for the offline algorithm ``name``.
 
     ``init(key, offline_state)`` (note: takes the trained offline state) takes over its params and optimiser state
@@ -103,8 +118,10 @@ def make_finetune(config, env, env_params, *, name: str, act: Callable, update: 
     rows = env.valid_rows[index]
     member = oc.member(env, index)
     mc = ds.monte_carlo_returns(member, jnp.asarray(config.gamma, jnp.float32))
-    offline_rows = jax.tree.map(lambda x: x[:rows], oc.Batch(member.observations, member.actions, member.rewards,
-                                                             member.next_observations, member.terminals, mc))
+    offline_rows = jax.tree.map(
+        lambda x: x[:rows],
+        oc.Batch(member.observations, member.actions, member.rewards, member.next_observations, member.terminals, mc),
+    )
     train_env = make_train_env(env.env, env_params, num_envs)
     horizon = max_episode_steps(env_params)
 
@@ -120,14 +137,17 @@ def make_finetune(config, env, env_params, *, name: str, act: Callable, update: 
     def step(state: FinetuneState):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
         action = act(state, state.obs, act_key)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
-                                                                            env_params)
+        obs, env_state, reward, terminated, truncated, info = train_env.step(
+            env_key, state.env_state, action, env_params
+        )
         stored = jnp.clip(action, -1.0 + oc.ACTION_EPS, 1.0 - oc.ACTION_EPS)  # as the dataset's (finite log-probs)
-        row = oc.Batch(state.obs, stored, reward, info["final_observation"], terminated.astype(jnp.float32),
-                       jnp.zeros_like(reward))
+        row = oc.Batch(
+            state.obs, stored, reward, info["final_observation"], terminated.astype(jnp.float32), jnp.zeros_like(reward)
+        )
         if stage_episodes:
-            staging, buffer = stage_step(state.staging, state.buffer, row, jnp.logical_or(terminated, truncated),
-                                         config.gamma)
+            staging, buffer = stage_step(
+                state.staging, state.buffer, row, jnp.logical_or(terminated, truncated), config.gamma
+            )
         else:
             staging, buffer = None, replay.add(state.buffer, row)
 
@@ -136,10 +156,17 @@ def make_finetune(config, env, env_params, *, name: str, act: Callable, update: 
             params, opt_state, metrics = update(*carry, replay.sample(buffer, batch_key, config.batch_size), k)
             return (params, opt_state), metrics
 
-        (params, opt_state), metrics = oc.scan_updates(one_update, (state.params, state.opt_state), update_key,
-                                                       updates_per_step)
+        (params, opt_state), metrics = oc.scan_updates(
+            one_update, (state.params, state.opt_state), update_key, updates_per_step
+        )
         metrics.update(rollout_lib.episode_metrics(info))
         return FinetuneState(params, opt_state, buffer, env_state, obs, key, state.iteration + 1, staging), metrics
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=num_envs)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=num_envs,
+    )

@@ -25,8 +25,6 @@ from jaxrl.config import config, hyper, static
 from jaxrl.envs.wrappers import action_dim
 from jaxrl.losses.offline import iql_actor_loss, iql_critic_loss, iql_value_loss
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -75,8 +73,12 @@ class Networks(NamedTuple):
 
 def make_networks(config, n_act: int) -> Networks:
     q_single = nets.make_value_network(config.hidden, config.activation)
-    return Networks(nets.make_gaussian_policy(n_act, config.hidden, config.activation), q_single,
-                    nets.make_ensemble(q_single, 2), nets.make_value_network(config.hidden, config.activation))
+    return Networks(
+        nets.make_gaussian_policy(n_act, config.hidden, config.activation),
+        q_single,
+        nets.make_ensemble(q_single, 2),
+        nets.make_value_network(config.hidden, config.activation),
+    )
 
 
 def make_update(config, networks: Networks, tx):
@@ -86,21 +88,38 @@ def make_update(config, networks: Networks, tx):
 
     def update(params: Params, opt_state: OptState, batch):
         v_grads, v_metrics = jax.grad(iql_value_loss, has_aux=True)(
-            params.value, batch, value_apply=n.value.apply, q_apply=n.q_single.apply,
-            target_q_params=params.target_critic, expectile=config.expectile)
+            params.value,
+            batch,
+            value_apply=n.value.apply,
+            q_apply=n.q_single.apply,
+            target_q_params=params.target_critic,
+            expectile=config.expectile,
+        )
         v_updates, v_opt = tx.update(v_grads, opt_state.value, params.value)
         value = optax.apply_updates(params.value, v_updates)
 
         a_grads, a_metrics = jax.grad(iql_actor_loss, has_aux=True)(
-            params.actor, batch, policy_apply=n.actor.apply, q_apply=n.q_single.apply,
-            target_q_params=params.target_critic, value_apply=n.value.apply, value_params=value,
-            inverse_temperature=config.inverse_temperature, max_weight=config.max_weight)
+            params.actor,
+            batch,
+            policy_apply=n.actor.apply,
+            q_apply=n.q_single.apply,
+            target_q_params=params.target_critic,
+            value_apply=n.value.apply,
+            value_params=value,
+            inverse_temperature=config.inverse_temperature,
+            max_weight=config.max_weight,
+        )
         a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
         actor = optax.apply_updates(params.actor, a_updates)
 
         c_grads, c_metrics = jax.grad(iql_critic_loss, has_aux=True)(
-            params.critic, batch, q_apply=n.q_single.apply, value_apply=n.value.apply, value_params=value,
-            discount=config.gamma)
+            params.critic,
+            batch,
+            q_apply=n.q_single.apply,
+            value_apply=n.value.apply,
+            value_params=value,
+            discount=config.gamma,
+        )
         c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
         critic = optax.apply_updates(params.critic, c_updates)
         target = optax.incremental_update(critic, params.target_critic, config.tau)
@@ -141,13 +160,20 @@ def make(config: Config, env, env_params) -> Algorithm:
             return (params, opt_state), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     act = make_act(networks)
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 # ------------------------------------------------------------------------------------- offline-to-online
@@ -155,12 +181,21 @@ def make(config: Config, env, env_params) -> Algorithm:
 FinetuneState = finetune.FinetuneState  # re-exported
 
 
-def make_finetune(config: Config, env, env_params, *, online_steps: int, num_envs: int = 1,
-                  updates_per_step: int = 1) -> Algorithm:
+def make_finetune(
+    config: Config, env, env_params, *, online_steps: int, num_envs: int = 1, updates_per_step: int = 1
+) -> Algorithm:
     """Offline-to-online IQL: continue a trained IQL state with env interaction (offline data mixed into the
     replay buffer; see :func:`jaxrl.algos.offline.finetune.make_finetune`). ``init(key, offline_state)``."""
     networks = make_networks(config, action_dim(env, env_params))
     update_fn = make_update(config, networks, optax.adam(config.learning_rate))
-    return finetune.make_finetune(config, env, env_params, name="iql", act=make_act(networks),
-                                  update=lambda params, opt_state, batch, key: update_fn(params, opt_state, batch),
-                                  online_steps=online_steps, num_envs=num_envs, updates_per_step=updates_per_step)
+    return finetune.make_finetune(
+        config,
+        env,
+        env_params,
+        name="iql",
+        act=make_act(networks),
+        update=lambda params, opt_state, batch, key: update_fn(params, opt_state, batch),
+        online_steps=online_steps,
+        num_envs=num_envs,
+        updates_per_step=updates_per_step,
+    )

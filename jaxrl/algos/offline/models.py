@@ -27,7 +27,8 @@ to :func:`rollout`.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -38,9 +39,22 @@ from flax import struct
 from jaxrl.losses.offline import ensemble_disagreement, gaussian_ensemble_dynamics_loss
 from jaxrl.nets.core import MLP
 
-__all__ = ["Normalizer", "fit_normalizer", "DynamicsEnsemble", "make_dynamics", "ModelState", "init_model",
-           "fit_step", "member_mse", "select_elites", "Prediction", "sample_step", "Rollout", "rollout",
-           "max_disagreement"]
+__all__ = [
+    "Normalizer",
+    "fit_normalizer",
+    "DynamicsEnsemble",
+    "make_dynamics",
+    "ModelState",
+    "init_model",
+    "fit_step",
+    "member_mse",
+    "select_elites",
+    "Prediction",
+    "sample_step",
+    "Rollout",
+    "rollout",
+    "max_disagreement",
+]
 
 INIT_MAX_LOG_VAR = 0.5
 INIT_MIN_LOG_VAR = -10.0
@@ -65,13 +79,17 @@ def _masked_moments(x: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array
     return mean, jnp.where(std < 1e-6, 1.0, std)  # a constant dimension is left unscaled
 
 
-def fit_normalizer(observations: jax.Array, actions: jax.Array, rewards: jax.Array, next_observations: jax.Array,
-                   mask: jax.Array | None = None) -> Normalizer:
+def fit_normalizer(
+    observations: jax.Array,
+    actions: jax.Array,
+    rewards: jax.Array,
+    next_observations: jax.Array,
+    mask: jax.Array | None = None,
+) -> Normalizer:
     """Statistics over the rows with ``mask > 0`` (all rows if None); a dimension with std < 1e-6 keeps scale 1."""
     mask = jnp.ones(rewards.shape, jnp.float32) if mask is None else (mask > 0).astype(jnp.float32)
     in_mean, in_std = _masked_moments(jnp.concatenate([observations, actions], -1), mask)
-    out_mean, out_std = _masked_moments(jnp.concatenate([next_observations - observations, rewards[:, None]], -1),
-                                        mask)
+    out_mean, out_std = _masked_moments(jnp.concatenate([next_observations - observations, rewards[:, None]], -1), mask)
     return Normalizer(in_mean, in_std, out_mean, out_std)
 
 
@@ -84,7 +102,7 @@ class _GaussianMember(nn.Module):
     def __call__(self, x):
         h = MLP(tuple(self.hidden), self.activation)(x)
         out = nn.Dense(2 * self.out_dim)(h)
-        mean, raw = out[..., :self.out_dim], out[..., self.out_dim:]
+        mean, raw = out[..., : self.out_dim], out[..., self.out_dim :]
         max_lv = self.param("max_log_var", nn.initializers.constant(INIT_MAX_LOG_VAR), (self.out_dim,))
         min_lv = self.param("min_log_var", nn.initializers.constant(INIT_MIN_LOG_VAR), (self.out_dim,))
         log_var = max_lv - jax.nn.softplus(max_lv - raw)
@@ -111,8 +129,14 @@ class DynamicsEnsemble(NamedTuple):
     action_dim: int
 
 
-def make_dynamics(obs_dim: int, action_dim: int, *, hidden: Sequence[int] = (200, 200, 200),
-                  num_members: int = 7, activation: str = "silu") -> DynamicsEnsemble:
+def make_dynamics(
+    obs_dim: int,
+    action_dim: int,
+    *,
+    hidden: Sequence[int] = (200, 200, 200),
+    num_members: int = 7,
+    activation: str = "silu",
+) -> DynamicsEnsemble:
     """An ensemble of ``num_members`` Gaussian MLPs predicting ``[s' - s, r]`` (``obs_dim + 1`` outputs)."""
     module = _GaussianMember(tuple(hidden), activation, obs_dim + 1)
 
@@ -151,39 +175,58 @@ class ModelState:
     max_disagreement: jax.Array
 
 
-def init_model(ensemble: DynamicsEnsemble, tx: optax.GradientTransformation, key: jax.Array, norm: Normalizer,
-               num_elites: int) -> ModelState:
+def init_model(
+    ensemble: DynamicsEnsemble, tx: optax.GradientTransformation, key: jax.Array, norm: Normalizer, num_elites: int
+) -> ModelState:
     params = ensemble.init(key)
-    return ModelState(params, tx.init(params), norm, jnp.zeros((ensemble.num_members,), jnp.float32),
-                      jnp.arange(num_elites, dtype=jnp.int32), jnp.zeros((), jnp.float32))
+    return ModelState(
+        params,
+        tx.init(params),
+        norm,
+        jnp.zeros((ensemble.num_members,), jnp.float32),
+        jnp.arange(num_elites, dtype=jnp.int32),
+        jnp.zeros((), jnp.float32),
+    )
 
 
 def _bound_penalty(params) -> jax.Array:
     return jnp.sum(params["max_log_var"]) - jnp.sum(params["min_log_var"])
 
 
-def model_loss(params, norm: Normalizer, batch, *, ensemble: DynamicsEnsemble, logvar_bound_coef
-               ) -> tuple[jax.Array, dict]:
+def model_loss(
+    params, norm: Normalizer, batch, *, ensemble: DynamicsEnsemble, logvar_bound_coef
+) -> tuple[jax.Array, dict]:
     """``sum_e mean_b NLL_e([s' - s, r])`` (:func:`~jaxrl.losses.offline.gaussian_ensemble_dynamics_loss`) plus
     ``logvar_bound_coef * sum_e (sum max_lv_e - sum min_lv_e)`` (PETS / MBPO's log-variance bound term)."""
     nll, metrics = gaussian_ensemble_dynamics_loss(
-        params, batch, dynamics_apply=lambda p, o, a: ensemble.predict_member(p, norm, o, a))
+        params, batch, dynamics_apply=lambda p, o, a: ensemble.predict_member(p, norm, o, a)
+    )
     loss = nll + logvar_bound_coef * _bound_penalty(params)
     return loss, dict(metrics, model_loss=loss)
 
 
-def fit_step(ensemble: DynamicsEnsemble, tx: optax.GradientTransformation, model: ModelState, batch, *,
-             logvar_bound_coef) -> tuple[ModelState, dict]:
+def fit_step(
+    ensemble: DynamicsEnsemble, tx: optax.GradientTransformation, model: ModelState, batch, *, logvar_bound_coef
+) -> tuple[ModelState, dict]:
     """One gradient step of :func:`model_loss` on ``batch`` (fields ``observations``, ``actions``, ``rewards``,
     ``next_observations``; ``[B, ...]``)."""
-    grads, metrics = jax.grad(model_loss, has_aux=True)(model.params, model.norm, batch, ensemble=ensemble,
-                                                        logvar_bound_coef=logvar_bound_coef)
+    grads, metrics = jax.grad(model_loss, has_aux=True)(
+        model.params, model.norm, batch, ensemble=ensemble, logvar_bound_coef=logvar_bound_coef
+    )
     updates, opt_state = tx.update(grads, model.opt_state, model.params)
     return model.replace(params=optax.apply_updates(model.params, updates), opt_state=opt_state), metrics
 
 
-def member_mse(ensemble: DynamicsEnsemble, params, norm: Normalizer, obs, actions, rewards, next_obs,
-               weights: jax.Array | None = None) -> jax.Array:
+def member_mse(
+    ensemble: DynamicsEnsemble,
+    params,
+    norm: Normalizer,
+    obs,
+    actions,
+    rewards,
+    next_obs,
+    weights: jax.Array | None = None,
+) -> jax.Array:
     """Each member's mean squared error of its mean ``[s' - s, r]`` in normalised units, ``[E]`` (rows weighted
     by ``weights [B]``, e.g. a held-out mask)."""
     target = (jnp.concatenate([next_obs - obs, rewards[:, None]], -1) - norm.out_mean) / norm.out_std
@@ -198,13 +241,16 @@ def select_elites(val_mse: jax.Array, num_elites: int) -> jax.Array:
     return jax.lax.top_k(-val_mse, num_elites)[1].astype(jnp.int32)
 
 
-def max_disagreement(ensemble: DynamicsEnsemble, params, norm: Normalizer, obs, actions,
-                     weights: jax.Array, chunk: int = 4096) -> jax.Array:
+def max_disagreement(
+    ensemble: DynamicsEnsemble, params, norm: Normalizer, obs, actions, weights: jax.Array, chunk: int = 4096
+) -> jax.Array:
     """``max`` over rows with ``weights > 0`` of MOReL's ``max_{i,j} ||f_i(s, a) - f_j(s, a)||`` on the predicted
     next states (means), in chunks of ``chunk`` rows."""
+
     def per_row(o, a):
         mean, _ = ensemble.predict(params, norm, o[None], a[None])
         return ensemble_disagreement(mean[..., :-1])[0]
+
     d = jax.lax.map(lambda xs: per_row(*xs), (obs, actions), batch_size=min(chunk, obs.shape[0]))
     return jnp.max(jnp.where(weights > 0, d, 0.0))
 
@@ -220,8 +266,14 @@ class Prediction(NamedTuple):
     member: jax.Array  # [B] the member each row was sampled from
 
 
-def sample_step(ensemble: DynamicsEnsemble, model: ModelState, key: jax.Array, obs: jax.Array,
-                actions: jax.Array, deterministic: bool = False) -> Prediction:
+def sample_step(
+    ensemble: DynamicsEnsemble,
+    model: ModelState,
+    key: jax.Array,
+    obs: jax.Array,
+    actions: jax.Array,
+    deterministic: bool = False,
+) -> Prediction:
     """Each row draws a member uniformly among the elites, then ``[s' - s, r] ~ N(mu, sigma^2)`` of that member
     (its mean if ``deterministic``)."""
     mean, log_var = ensemble.predict(model.params, model.norm, obs, actions)  # [E, B, D]
@@ -253,6 +305,7 @@ def rollout(key: jax.Array, policy: Callable, start_obs: jax.Array, horizon: int
     (a model step with its reward penalty / halting rule, e.g. :func:`sample_step` + MOPO's penalty). A row whose
     step halts keeps its halting transition (``terminated = 1``, valid); its later rows have ``valid = 0``.
     """
+
     def body(carry, key):
         obs, alive = carry
         act_key, model_key = jax.random.split(key)
@@ -265,5 +318,3 @@ def rollout(key: jax.Array, policy: Callable, start_obs: jax.Array, horizon: int
     alive = jnp.ones(start_obs.shape[:1], jnp.float32)
     _, out = jax.lax.scan(body, (start_obs, alive), jax.random.split(key, horizon))
     return out
-
-

@@ -25,7 +25,8 @@ together are in the same phase (they always are in :func:`jaxrl.run.train`: ever
 advances in lockstep), so the run loop does not pay for both phases every iteration.
 
 Metrics: ``model_loss``, ``model_nll``, ``model_mse`` (model phase; 0 in the policy phase), ``model_val_mse``
-(mean held-out error of the elites, in normalised units; 0 until the model phase ends), SAC's ``critic_loss``, ``actor_loss``, ``entropy``,
+(mean held-out error of the elites, in normalised units; 0 until the model phase ends), SAC's ``critic_loss``,
+``actor_loss``, ``entropy``,
 ``alpha``, ``q_policy``, and the rollouts' ``model_reward`` (mean penalised reward), ``model_buffer_size`` and the
 penalty's own (MOPO: ``uncertainty``; MOReL: ``halted``, ``threshold``); 0 in the model phase.
 """
@@ -33,7 +34,8 @@ penalty's own (MOPO: ``uncertainty``; MOReL: ``halted``, ``threshold``); 0 in th
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -50,8 +52,6 @@ from jaxrl.data import replay
 from jaxrl.data.types import Transition
 from jaxrl.losses.offline import mopo_penalized_reward, mopo_uncertainty
 
-OFFLINE = True
-
 __all__ = ["Config", "make", "make_model_based", "State", "ModelBasedConfig"]
 
 
@@ -64,15 +64,19 @@ class ModelBasedConfig(oc.CountsUpdates):
     tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
     init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial SAC temperature")
     target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
-    real_ratio: float = hyper(0.05, low=0, high=1, help="fraction of each SAC batch drawn from the dataset "
-                                                          "(the rest from model rollouts)")
+    real_ratio: float = hyper(
+        0.05, low=0, high=1, help="fraction of each SAC batch drawn from the dataset (the rest from model rollouts)"
+    )
     model_learning_rate: float = hyper(1e-3, low=0, low_open=True, help="dynamics-model Adam step size")
     model_weight_decay: float = hyper(2.5e-5, low=0, help="dynamics-model decoupled weight decay (AdamW)")
     logvar_bound_coef: float = hyper(0.01, low=0, help="weight of the learned log-variance bounds in the model loss")
     holdout_fraction: float = hyper(0.1, low=0, high=0.5, help="fraction of rows held out to pick the elites")
     dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
-    model_train_updates: int = static(5_000, low=1, help="gradient updates of the model phase (the first updates "
-                                                          "of the run; rounded up to whole iterations)")
+    model_train_updates: int = static(
+        5_000,
+        low=1,
+        help="gradient updates of the model phase (the first updates of the run; rounded up to whole iterations)",
+    )
     num_members: int = static(7, low=1, help="dynamics models in the ensemble")
     num_elites: int = static(5, low=1, help="members model rollouts sample from (lowest held-out error)")
     model_hidden: tuple[int, ...] = static((200, 200, 200), help="hidden layer widths of each dynamics model")
@@ -90,13 +94,17 @@ class ModelBasedConfig(oc.CountsUpdates):
         super().__post_init__()
         name = type(self).__module__.rsplit(".", 1)[-1]
         if self.num_elites > self.num_members:
-            raise ConfigError(f"{name}.Config.num_elites={self.num_elites} is out of range: must be <= "
-                              f"num_members = {self.num_members}")
+            raise ConfigError(
+                f"{name}.Config.num_elites={self.num_elites} is out of range: must be <= "
+                f"num_members = {self.num_members}"
+            )
         if self.model_iterations >= self.num_iterations:
-            raise ConfigError(f"{name}.Config.model_train_updates={self.model_train_updates} is out of range: the "
-                              f"model phase ({self.model_iterations} iterations of {self.updates_per_iteration} "
-                              f"updates) must leave policy iterations in total_env_steps = {self.total_env_steps} "
-                              f"({self.num_iterations} iterations)")
+            raise ConfigError(
+                f"{name}.Config.model_train_updates={self.model_train_updates} is out of range: the "
+                f"model phase ({self.model_iterations} iterations of {self.updates_per_iteration} "
+                f"updates) must leave policy iterations in total_env_steps = {self.total_env_steps} "
+                f"({self.num_iterations} iterations)"
+            )
 
     @property
     def model_iterations(self) -> int:
@@ -110,9 +118,12 @@ class ModelBasedConfig(oc.CountsUpdates):
 @config
 class Config(ModelBasedConfig):
     penalty_coef: float = hyper(1.0, low=0, help="lambda: weight of the uncertainty penalty")
-    uncertainty: str = static("std", choices=("std", "variance"),
-                              help="u(s, a) = max_i ||sigma_i|| (std, the authors' code) or max_i ||Sigma_i||_F "
-                                   "(variance, the paper's equation)")
+    uncertainty: str = static(
+        "std",
+        choices=("std", "variance"),
+        help="u(s, a) = max_i ||sigma_i|| (std, the authors' code) or max_i ||Sigma_i||_F "
+        "(variance, the paper's equation)",
+    )
 
 
 # ------------------------------------------------------------------------------------------- the maker
@@ -143,8 +154,9 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
     networks = sac_offline.make_networks(config, n_act)  # SAC's actor and twin critic, and its update
     actor_net, critic_net = networks.actor, networks.critic
-    dyn = models.make_dynamics(n_obs, n_act, hidden=config.model_hidden, num_members=config.num_members,
-                               activation=config.model_activation)
+    dyn = models.make_dynamics(
+        n_obs, n_act, hidden=config.model_hidden, num_members=config.num_members, activation=config.model_activation
+    )
     tx = optax.adam(config.learning_rate)
     sac_step = sac_offline.make_keyed_update(config, networks, tx, n_act)
     model_tx = optax.adamw(config.model_learning_rate, weight_decay=config.model_weight_decay)
@@ -162,16 +174,16 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         valid = (data.mask > 0).astype(jnp.float32)
         holdout = valid * (jax.random.uniform(hk, valid.shape) < config.holdout_fraction)
         train_rows = valid * (1.0 - holdout)
-        norm = models.fit_normalizer(data.observations, data.actions, data.rewards, data.next_observations,
-                                     train_rows)
+        norm = models.fit_normalizer(data.observations, data.actions, data.rewards, data.next_observations, train_rows)
         model = models.init_model(dyn, model_tx, mk, norm, config.num_elites)
         example = Transition(o, a, jnp.zeros(()), o, jnp.zeros(()), jnp.zeros(()), ())
         buffer = replay.init(example, config.model_buffer_size)
         sampler = oc.init_sampler(env, index, config.gamma)
         model_sampler = oc.init_sampler(env, index, config.gamma, train_rows)
         reward_max = jnp.max(jnp.abs(data.rewards) * valid)
-        return State(params, opt_state, model, buffer, sampler, model_sampler, holdout, reward_max, key,
-                     jnp.zeros((), jnp.int32))
+        return State(
+            params, opt_state, model, buffer, sampler, model_sampler, holdout, reward_max, key, jnp.zeros((), jnp.int32)
+        )
 
     # ---- model phase
 
@@ -185,15 +197,20 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         val_mse = _chunked_member_mse(m, data, weights)
         train_rows = valid * (1.0 - state.holdout)
         maxd = models.max_disagreement(dyn, m.params, m.norm, data.observations, data.actions, train_rows)
-        return m.replace(val_mse=val_mse, elites=models.select_elites(val_mse, config.num_elites),
-                         max_disagreement=maxd)
+        return m.replace(
+            val_mse=val_mse, elites=models.select_elites(val_mse, config.num_elites), max_disagreement=maxd
+        )
 
     def _chunked_member_mse(m, data, weights, chunk: int = 4096):
         def per_row(xs):
             o, a, r, n = xs
             return models.member_mse(dyn, m.params, m.norm, o[None], a[None], r[None], n[None])
-        err = jax.lax.map(per_row, (data.observations, data.actions, data.rewards, data.next_observations),
-                          batch_size=min(chunk, data.rewards.shape[0]))  # [N, E]
+
+        err = jax.lax.map(
+            per_row,
+            (data.observations, data.actions, data.rewards, data.next_observations),
+            batch_size=min(chunk, data.rewards.shape[0]),
+        )  # [N, E]
         return jnp.sum(err * weights[:, None], axis=0) / jnp.maximum(jnp.sum(weights), 1.0)
 
     def model_phase(state: State, key):
@@ -205,8 +222,7 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         state = state.replace(model=model)
         last = state.iteration == model_iterations - 1
         model = phase_cond(last, finalise_model, lambda s: s.model, state)
-        return state.replace(model=model), {"model_loss": m["model_loss"], "model_nll": m["nll"],
-                                            "model_mse": m["mse"]}
+        return state.replace(model=model), {"model_loss": m["model_loss"], "model_nll": m["nll"], "model_mse": m["mse"]}
 
     # ---- policy phase
 
@@ -217,9 +233,14 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         fake = replay.sample(buffer, model_key, B)
         is_real = jnp.arange(B) < n_real
         mix = lambda r, f: jnp.where(is_real.reshape((B,) + (1,) * (r.ndim - 1)), r, f.astype(r.dtype))
-        batch = oc.Batch(mix(real.observations, fake.obs), mix(real.actions, fake.action),
-                         mix(real.rewards, fake.reward), mix(real.next_observations, fake.next_obs),
-                         mix(real.terminals, fake.terminated), jnp.zeros((B,), jnp.float32))
+        batch = oc.Batch(
+            mix(real.observations, fake.obs),
+            mix(real.actions, fake.action),
+            mix(real.rewards, fake.reward),
+            mix(real.next_observations, fake.next_obs),
+            mix(real.terminals, fake.terminated),
+            jnp.zeros((B,), jnp.float32),
+        )
         params, opt_state, metrics = sac_step(params, opt_state, batch, critic_key, actor_key)
         # q_data and mc_return mean little on a batch of mostly model rows (whose MC return is unknown)
         return (params, opt_state), {k: v for k, v in metrics.items() if k not in ("q_data", "mc_return")}
@@ -237,18 +258,29 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
 
         roll = models.rollout(roll_key, policy, starts, H, step=model_step)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])
-        items = Transition(flat(roll.obs), flat(roll.action), flat(roll.reward), flat(roll.next_obs),
-                           flat(roll.terminated), jnp.zeros_like(flat(roll.terminated)), ())
+        items = Transition(
+            flat(roll.obs),
+            flat(roll.action),
+            flat(roll.reward),
+            flat(roll.next_obs),
+            flat(roll.terminated),
+            jnp.zeros_like(flat(roll.terminated)),
+            (),
+        )
         valid = flat(roll.valid)
         buffer = replay.add_valid(state.buffer, items, valid)
         n_real = jnp.round(jnp.asarray(config.real_ratio, jnp.float32) * B).astype(jnp.int32)
         update = lambda c, k: sac_update(c, k, sampler=state.sampler, buffer=buffer, n_real=n_real)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), upd_key,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), upd_key, config.updates_per_iteration
+        )
         n_valid = jnp.maximum(jnp.sum(valid), 1.0)
-        metrics = {**metrics, "model_reward": jnp.sum(items.reward * valid) / n_valid,
-                   "model_buffer_size": buffer.size.astype(jnp.float32),
-                   **jax.tree.map(lambda x: jnp.sum(flat(x) * valid) / n_valid, roll.info)}
+        metrics = {
+            **metrics,
+            "model_reward": jnp.sum(items.reward * valid) / n_valid,
+            "model_buffer_size": buffer.size.astype(jnp.float32),
+            **jax.tree.map(lambda x: jnp.sum(flat(x) * valid) / n_valid, roll.info),
+        }
         return state.replace(params=params, opt_state=opt_state, buffer=buffer), metrics
 
     def step(state: State):
@@ -274,8 +306,14 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
         dist = actor_net.apply(state.params.actor, obs)
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 # ------------------------------------------------------------------------------------------------- MOPO

@@ -32,20 +32,21 @@ from jaxrl.algos.offline.mopo import ModelBasedConfig, State, make_model_based  
 from jaxrl.config import ConfigError, config, hyper
 from jaxrl.losses.offline import morel_halting
 
-OFFLINE = True
-
 
 @config
 class Config(ModelBasedConfig):
-    threshold_scale: float = hyper(1.0, low=0, low_open=True,
-                                   help="unknown when disagreement > threshold_scale * max disagreement on the data")
+    threshold_scale: float = hyper(
+        1.0, low=0, low_open=True, help="unknown when disagreement > threshold_scale * max disagreement on the data"
+    )
     kappa_scale: float = hyper(1.0, low=0, help="HALT pays -kappa per step, kappa = kappa_scale * max |r| in the data")
 
     def __post_init__(self):
         super().__post_init__()
         if self.num_members < 2:
-            raise ConfigError(f"morel.Config.num_members={self.num_members} is out of range: must be >= 2 (MOReL's "
-                              f"unknown-state test is the disagreement between ensemble members)")
+            raise ConfigError(
+                f"morel.Config.num_members={self.num_members} is out of range: must be >= 2 (MOReL's "
+                f"unknown-state test is the disagreement between ensemble members)"
+            )
 
 
 def morel_penalty(config: Config, state: State, pred: models.Prediction):
@@ -53,8 +54,9 @@ def morel_penalty(config: Config, state: State, pred: models.Prediction):
     threshold = config.threshold_scale * state.model.max_disagreement
     kappa = config.kappa_scale * state.reward_max
     halt_reward = kappa / (1.0 - config.gamma)
-    reward, halt, unknown = morel_halting(pred.mean[..., :-1], pred.reward, jnp.zeros_like(pred.reward),
-                                          threshold=threshold, r_max=halt_reward)
+    reward, halt, unknown = morel_halting(
+        pred.mean[..., :-1], pred.reward, jnp.zeros_like(pred.reward), threshold=threshold, r_max=halt_reward
+    )
     return reward, halt, {"halted": unknown, "threshold": jnp.broadcast_to(threshold, reward.shape)}
 
 

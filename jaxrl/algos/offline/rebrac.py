@@ -17,7 +17,8 @@ Defaults follow the paper's (Adam 1e-3, batch 1024, gamma 0.99, tau 5e-3, noise 
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -31,8 +32,6 @@ from jaxrl.algos.offline.td3_bc import State, make_td3_like  # noqa: F401  (Stat
 from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
 from jaxrl.losses.offline import rebrac_actor_loss, rebrac_critic_loss
-
-OFFLINE = True
 
 
 @config
@@ -72,8 +71,9 @@ class _LayerNormQ(nn.Module):
 def make_layer_norm_q(hidden: Sequence[int], activation: str) -> nets.Network:
     """ONE critic ``apply(params, obs [B, O], action [B, A]) -> [B]`` with LayerNorm on its hidden layers."""
     module = _LayerNormQ(tuple(hidden), activation)
-    return nets.Network(lambda key, o, a: module.init(key, o, a)["params"],
-                        lambda params, o, a: module.apply({"params": params}, o, a))
+    return nets.Network(
+        lambda key, o, a: module.init(key, o, a)["params"], lambda params, o, a: module.apply({"params": params}, o, a)
+    )
 
 
 class NextActionBatch(NamedTuple):
@@ -111,15 +111,35 @@ def make(config: Config, env, env_params) -> Algorithm:
         return NextActionBatch(*b, next_actions=next_a)
 
     def critic_loss(q_params, batch, key, **nets_kw):
-        loss, m = rebrac_critic_loss(q_params, batch, key, **nets_kw, discount=config.gamma, beta=config.critic_beta,
-                                     policy_noise=config.policy_noise, noise_clip=config.noise_clip)
-        return loss, {"critic_loss": loss, "q_data": m["q"], "target": m["target"],
-                      "critic_bc_penalty": m["bc_penalty_tp1"]}
+        loss, m = rebrac_critic_loss(
+            q_params,
+            batch,
+            key,
+            **nets_kw,
+            discount=config.gamma,
+            beta=config.critic_beta,
+            policy_noise=config.policy_noise,
+            noise_clip=config.noise_clip,
+        )
+        return loss, {
+            "critic_loss": loss,
+            "q_data": m["q"],
+            "target": m["target"],
+            "critic_bc_penalty": m["bc_penalty_tp1"],
+        }
 
     def actor_loss(actor_params, batch, **nets_kw):
         loss, m = rebrac_actor_loss(actor_params, batch, **nets_kw, beta=config.actor_beta)
         return loss, {"actor_loss": loss, "bc_penalty": m["bc_penalty"], "q_policy": m["q"], "lmbda": m["lmbda"]}
 
     q_network = make_layer_norm_q(config.hidden, config.activation) if config.critic_layer_norm else None
-    return make_td3_like(config, env, env_params, "rebrac", critic_loss=critic_loss, actor_loss=actor_loss,
-                         q_network=q_network, sample=sample)
+    return make_td3_like(
+        config,
+        env,
+        env_params,
+        "rebrac",
+        critic_loss=critic_loss,
+        actor_loss=actor_loss,
+        q_network=q_network,
+        sample=sample,
+    )

@@ -18,8 +18,6 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.sac_offline import State, make_sac_like  # noqa: F401  (State re-exported)
 from jaxrl.config import config, hyper, static
 
-OFFLINE = True
-
 
 @config
 class Config(oc.CountsUpdates):
@@ -39,8 +37,9 @@ class Config(oc.CountsUpdates):
 
 def make_ensemble_sac(config, env, env_params, name: str) -> Algorithm:
     """SAC-N, or EDAC when the config has an ``eta`` field (the diversity penalty's weight)."""
-    return make_sac_like(config, env, env_params, name, num_critics=config.num_critics,
-                         diversity=hasattr(config, "eta"))
+    return make_sac_like(
+        config, env, env_params, name, num_critics=config.num_critics, diversity=hasattr(config, "eta")
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:

@@ -22,11 +22,15 @@ from jaxrl import nets
 from jaxrl.algos.common import Algorithm, gradient_step, phase_cond, sac_actor_temperature_step
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.losses.offline import (calql_critic_loss, cql_alpha_loss, cql_bc_actor_loss, cql_critic_loss,
-                                  edac_critic_loss, ensemble_q)
+from jaxrl.losses.offline import (
+    calql_critic_loss,
+    cql_alpha_loss,
+    cql_bc_actor_loss,
+    cql_critic_loss,
+    edac_critic_loss,
+    ensemble_q,
+)
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss
-
-OFFLINE = True
 
 
 @config
@@ -42,7 +46,6 @@ class Config(oc.CountsUpdates):
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
     activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
-
 
 
 class Params(NamedTuple):
@@ -81,8 +84,11 @@ LOG_CQL_ALPHA_BOUNDS = (-10.0, math.log(1e6))
 
 def make_networks(config, n_act: int, num_critics: int = 2) -> Networks:
     q_single = nets.make_value_network(config.hidden, config.activation)
-    return Networks(nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation), q_single,
-                    nets.make_ensemble(q_single, num_critics))
+    return Networks(
+        nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation),
+        q_single,
+        nets.make_ensemble(q_single, num_critics),
+    )
 
 
 def make_act(networks: Networks):
@@ -99,8 +105,7 @@ def _kind(config, conservative: bool, diversity: bool) -> str:
     return "edac" if diversity else "sac"
 
 
-def make_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False,
-                diversity: bool = False):
+def make_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False, diversity: bool = False):
     """``update(params, opt_state, batch, key, imitate=False) -> (params, opt_state, metrics)``: one critic,
     actor, temperature and target update (and CQL-Lagrange's multiplier), shared by offline training and
     fine-tuning; :func:`make_keyed_update` with the key split in two. ``imitate`` (CQL with ``bc_steps``): the
@@ -114,8 +119,9 @@ def make_update(config, networks: Networks, tx, n_act: int, *, conservative: boo
     return update
 
 
-def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservative: bool = False,
-                      diversity: bool = False):
+def make_keyed_update(
+    config, networks: Networks, tx, n_act: int, *, conservative: bool = False, diversity: bool = False
+):
     """``update(params, opt_state, batch, critic_key, actor_key, imitate=False)``: :func:`make_update`'s step for
     callers that split their own keys (MOPO / MOReL keep their random stream).
 
@@ -130,29 +136,59 @@ def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservativ
     warm_start = conservative and config.bc_steps > 0
 
     def critic_loss(critic, batch, params, alpha, key):
-        common = dict(q_apply=n.q_single.apply, target_q_params=params.target_critic, policy_apply=n.actor.apply,
-                      policy_params=params.actor, discount=config.gamma, entropy_coef=alpha)
+        common = dict(
+            q_apply=n.q_single.apply,
+            target_q_params=params.target_critic,
+            policy_apply=n.actor.apply,
+            policy_params=params.actor,
+            discount=config.gamma,
+            entropy_coef=alpha,
+        )
         if kind == "cql":
             cql_alpha = jnp.exp(params.log_cql_alpha) if lagrange else config.cql_alpha
             loss = calql_critic_loss if config.calibrated else cql_critic_loss
-            return loss(critic, batch, key, cql_alpha=jax.lax.stop_gradient(cql_alpha),
-                        num_samples=config.num_samples, temperature=config.cql_temperature,
-                        variant=config.cql_variant, **common)
+            return loss(
+                critic,
+                batch,
+                key,
+                cql_alpha=jax.lax.stop_gradient(cql_alpha),
+                num_samples=config.num_samples,
+                temperature=config.cql_temperature,
+                variant=config.cql_variant,
+                **common,
+            )
         if kind == "edac":
             return edac_critic_loss(critic, batch, key, eta=config.eta, **common)
-        return sac_critic_loss(critic, batch, critic_apply=n.critic.apply, target_critic_params=params.target_critic,
-                               actor_params=params.actor, actor_apply=n.actor.apply, alpha=alpha,
-                               gamma=config.gamma, key=key)
+        return sac_critic_loss(
+            critic,
+            batch,
+            critic_apply=n.critic.apply,
+            target_critic_params=params.target_critic,
+            actor_params=params.actor,
+            actor_apply=n.actor.apply,
+            alpha=alpha,
+            gamma=config.gamma,
+            key=key,
+        )
 
     def warm_start_grads(batch, critic, key, imitate):
         """CQL's first ``bc_steps`` updates imitate the data; then SAC's actor loss."""
+
         def grads(actor, alpha):
             maximise_q = lambda: jax.grad(sac_actor_loss, has_aux=True)(
-                actor, batch, actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
-                alpha=alpha, key=key)
-            clone = lambda: jax.grad(cql_bc_actor_loss, has_aux=True)(actor, batch, actor_apply=n.actor.apply,
-                                                                       alpha=alpha, key=key)
+                actor,
+                batch,
+                actor_apply=n.actor.apply,
+                critic_apply=n.critic.apply,
+                critic_params=critic,
+                alpha=alpha,
+                key=key,
+            )
+            clone = lambda: jax.grad(cql_bc_actor_loss, has_aux=True)(
+                actor, batch, actor_apply=n.actor.apply, alpha=alpha, key=key
+            )
             return phase_cond(imitate, clone, maximise_q)
+
         return grads
 
     def update(params: Params, opt_state: OptState, batch, critic_key, actor_key, imitate=False):
@@ -160,17 +196,31 @@ def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservativ
         c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(params.critic, batch, params, alpha, critic_key)
         critic, c_opt = gradient_step(tx, c_grads, opt_state.critic, params.critic)
         actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
-            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, batch, actor_key,
-            actor_apply=n.actor.apply, critic_apply=n.critic.apply, critic_params=critic,
+            tx,
+            params.actor,
+            opt_state.actor,
+            params.log_alpha,
+            opt_state.alpha,
+            batch,
+            actor_key,
+            actor_apply=n.actor.apply,
+            critic_apply=n.critic.apply,
+            critic_params=critic,
             target_entropy=target_entropy,
-            actor_grads=warm_start_grads(batch, critic, actor_key, jnp.asarray(imitate)) if warm_start else None)
+            actor_grads=warm_start_grads(batch, critic, actor_key, jnp.asarray(imitate)) if warm_start else None,
+        )
 
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         pi = nets.mode(n.actor.apply(actor, batch.observations))
         q_policy = jnp.mean(jnp.min(ensemble_q(n.q_single.apply, critic, batch.observations, pi), axis=0))
         q_ens = ensemble_q(n.q_single.apply, critic, batch.observations, batch.actions)
-        metrics = {"critic_loss": c_metrics["critic_loss"], **at_metrics, "q_policy": q_policy,
-                   "q_data": jnp.mean(jnp.min(q_ens, axis=0)), "mc_return": jnp.mean(batch.mc_returns)}
+        metrics = {
+            "critic_loss": c_metrics["critic_loss"],
+            **at_metrics,
+            "q_policy": q_policy,
+            "q_data": jnp.mean(jnp.min(q_ens, axis=0)),
+            "mc_return": jnp.mean(batch.mc_returns),
+        }
         metrics.update({k: c_metrics[k] for k in ("cql_gap", "bound_rate", "diversity") if k in c_metrics})
         if q_ens.shape[0] > 2:
             metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
@@ -180,8 +230,7 @@ def make_keyed_update(config, networks: Networks, tx, n_act: int, *, conservativ
             m_updates, m_opt = multiplier_tx.update(m_grad, m_opt, log_cql_alpha)
             log_cql_alpha = jnp.clip(optax.apply_updates(log_cql_alpha, m_updates), *LOG_CQL_ALPHA_BOUNDS)
             metrics["cql_alpha"] = jnp.exp(log_cql_alpha)
-        return (Params(actor, critic, target, log_alpha, log_cql_alpha),
-                OptState(a_opt, c_opt, t_opt, m_opt), metrics)
+        return (Params(actor, critic, target, log_alpha, log_cql_alpha), OptState(a_opt, c_opt, t_opt, m_opt), metrics)
 
     return update
 
@@ -195,13 +244,15 @@ def init_params(config, networks: Networks, tx, key, n_obs: int, n_act: int, *, 
     if lagrange:
         log_cql_alpha = jnp.clip(jnp.log(jnp.asarray(config.cql_alpha, jnp.float32)), *LOG_CQL_ALPHA_BOUNDS)
         m_opt = optax.adam(config.cql_alpha_learning_rate).init(log_cql_alpha)
-    params = Params(networks.actor.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)),
-                    log_cql_alpha)
+    params = Params(
+        networks.actor.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)), log_cql_alpha
+    )
     return params, OptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha), m_opt)
 
 
-def make_sac_like(config, env, env_params, name: str, conservative: bool = False, num_critics: int = 2,
-                  diversity: bool = False) -> Algorithm:
+def make_sac_like(
+    config, env, env_params, name: str, conservative: bool = False, num_critics: int = 2, diversity: bool = False
+) -> Algorithm:
     """SAC on dataset batches with a ``num_critics``-member Q ensemble (targets and actor use the minimum over
     members). ``conservative`` swaps the critic loss for CQL's (``config.cql_alpha`` etc.); ``diversity`` for
     EDAC's (TD error plus ``config.eta`` times the ensemble-gradient similarity,
@@ -230,13 +281,20 @@ def make_sac_like(config, env, env_params, name: str, conservative: bool = False
             return (params, opt_state), metrics
 
         key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(update, (state.params, state.opt_state), k,
-                                                       config.updates_per_iteration)
+        (params, opt_state), metrics = oc.scan_updates(
+            update, (state.params, state.opt_state), k, config.updates_per_iteration
+        )
         return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
 
     act = make_act(networks)
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 def make_value_check(config, env, env_params, *, num_critics: int = 2, horizon: int = 500):
@@ -252,8 +310,9 @@ def make_value_check(config, env, env_params, *, num_critics: int = 2, horizon: 
     env = oc.check_offline_env(env, "value check")
     n_act = action_dim(env, env_params)
     networks = make_networks(config, n_act, num_critics)
-    long_params = env_params.replace(max_steps_in_episode=horizon) if hasattr(env_params, "max_steps_in_episode") \
-        else env_params
+    long_params = (
+        env_params.replace(max_steps_in_episode=horizon) if hasattr(env_params, "max_steps_in_episode") else env_params
+    )
     base = _base_stack(env.env, long_params)
 
     def check(state, key, n: int):

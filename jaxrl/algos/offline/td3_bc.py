@@ -11,7 +11,8 @@ shares the TD3 machinery (:func:`make_td3_like`).
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,8 +25,6 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline.bc import make_actor
 from jaxrl.config import config, hyper, static
 from jaxrl.losses.offline import ensemble_mse, ensemble_q, td3_bc_actor_loss, td_target
-
-OFFLINE = True
 
 
 @config
@@ -67,8 +66,19 @@ class State:
     num_updates: jax.Array
 
 
-def _td3_critic_loss(q_params, batch, key, *, q_apply, target_q_params, actor_apply, target_actor_params, discount,
-                     policy_noise, noise_clip):
+def _td3_critic_loss(
+    q_params,
+    batch,
+    key,
+    *,
+    q_apply,
+    target_q_params,
+    actor_apply,
+    target_actor_params,
+    discount,
+    policy_noise,
+    noise_clip,
+):
     """TD3 critic with target policy smoothing (see the module docstring)."""
     mu = actor_apply(target_actor_params, batch.next_observations)
     noise = jnp.clip(policy_noise * jax.random.normal(key, mu.shape), -noise_clip, noise_clip)
@@ -80,8 +90,17 @@ def _td3_critic_loss(q_params, batch, key, *, q_apply, target_q_params, actor_ap
     return loss, {"critic_loss": loss, "q_data": jnp.mean(q), "target": jnp.mean(y)}
 
 
-def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, actor_loss: Callable,
-                  q_network: nets.Network | None = None, sample: Callable | None = None) -> Algorithm:
+def make_td3_like(
+    config,
+    env,
+    env_params,
+    name: str,
+    *,
+    critic_loss: Callable,
+    actor_loss: Callable,
+    q_network: nets.Network | None = None,
+    sample: Callable | None = None,
+) -> Algorithm:
     """TD3 on dataset batches (twin Q, delayed actor and target updates; TD3+BC, ReBRAC).
 
     ``critic_loss(q_params, batch, key, *, q_apply, target_q_params, actor_apply, target_actor_params)`` and
@@ -105,8 +124,14 @@ def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, 
         actor_params, critic = actor.init(ak, o), critic_net.init(ck, o, a)
         params = Params(actor_params, critic, actor_params, critic)
         sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
-        return State(params, OptState(tx.init(actor_params), tx.init(critic)), sampler, key,
-                     jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        return State(
+            params,
+            OptState(tx.init(actor_params), tx.init(critic)),
+            sampler,
+            key,
+            jnp.zeros((), jnp.int32),
+            jnp.zeros((), jnp.int32),
+        )
 
     def step(state: State):
         def update(carry, key):
@@ -114,55 +139,96 @@ def make_td3_like(config, env, env_params, name: str, *, critic_loss: Callable, 
             batch_key, noise_key = jax.random.split(key)
             batch = sample(state.sampler, batch_key)
             c_grads, c_metrics = jax.grad(critic_loss, has_aux=True)(
-                params.critic, batch, noise_key, q_apply=q_single.apply, target_q_params=params.target_critic,
-                actor_apply=actor.apply, target_actor_params=params.target_actor)
+                params.critic,
+                batch,
+                noise_key,
+                q_apply=q_single.apply,
+                target_q_params=params.target_critic,
+                actor_apply=actor.apply,
+                target_actor_params=params.target_actor,
+            )
             c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
             critic = optax.apply_updates(params.critic, c_updates)
 
             def actor_and_targets(actor_params, a_opt, target_actor, target_critic):
                 a_grads, a_metrics = jax.grad(actor_loss, has_aux=True)(
-                    actor_params, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic)
+                    actor_params, batch, actor_apply=actor.apply, q_apply=q_single.apply, q_params=critic
+                )
                 a_updates, a_opt = tx.update(a_grads, a_opt, actor_params)
                 actor_params = optax.apply_updates(actor_params, a_updates)
-                return (actor_params, a_opt, optax.incremental_update(actor_params, target_actor, config.tau),
-                        optax.incremental_update(critic, target_critic, config.tau), a_metrics)
+                return (
+                    actor_params,
+                    a_opt,
+                    optax.incremental_update(actor_params, target_actor, config.tau),
+                    optax.incremental_update(critic, target_critic, config.tau),
+                    a_metrics,
+                )
 
             def unchanged(actor_params, a_opt, target_actor, target_critic):
                 shapes = jax.eval_shape(actor_and_targets, actor_params, a_opt, target_actor, target_critic)[-1]
-                return (actor_params, a_opt, target_actor, target_critic,
-                        jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes))
+                return (
+                    actor_params,
+                    a_opt,
+                    target_actor,
+                    target_critic,
+                    jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), shapes),
+                )
 
             # Every policy_delay-th update moves the actor and the targets; every run of the program is at the
             # same update count, so phase_cond runs the actor's work only on those updates (a masked update
             # would compute it every time and throw it away).
             delayed = (count % config.policy_delay) == 0
             actor_params, a_opt, target_actor, target_critic, a_metrics = phase_cond(
-                delayed, actor_and_targets, unchanged, params.actor, opt_state.actor, params.target_actor,
-                params.target_critic)
-            metrics = {**c_metrics, "mc_return": jnp.mean(batch.mc_returns),
-                       **{k: (v, delayed) for k, v in a_metrics.items()}}
-            return (Params(actor_params, critic, target_actor, target_critic), OptState(a_opt, c_opt),
-                    count + 1), metrics
+                delayed,
+                actor_and_targets,
+                unchanged,
+                params.actor,
+                opt_state.actor,
+                params.target_actor,
+                params.target_critic,
+            )
+            metrics = {
+                **c_metrics,
+                "mc_return": jnp.mean(batch.mc_returns),
+                **{k: (v, delayed) for k, v in a_metrics.items()},
+            }
+            return (
+                Params(actor_params, critic, target_actor, target_critic),
+                OptState(a_opt, c_opt),
+                count + 1,
+            ), metrics
 
         key, k = jax.random.split(state.key)
         (params, opt_state, count), metrics = jax.lax.scan(
-            update, (state.params, state.opt_state, state.num_updates),
-            jax.random.split(k, config.updates_per_iteration))
+            update,
+            (state.params, state.opt_state, state.num_updates),
+            jax.random.split(k, config.updates_per_iteration),
+        )
         # actor metrics are averaged over the updates that moved the actor, the rest over all updates
-        metrics = {k: (jnp.sum(v[0] * v[1]) / jnp.maximum(jnp.sum(v[1]), 1) if isinstance(v, tuple) else jnp.mean(v))
-                   for k, v in metrics.items()}
-        return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1,
-                             num_updates=count), metrics
+        metrics = {
+            k: (jnp.sum(v[0] * v[1]) / jnp.maximum(jnp.sum(v[1]), 1) if isinstance(v, tuple) else jnp.mean(v))
+            for k, v in metrics.items()
+        }
+        return state.replace(
+            params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1, num_updates=count
+        ), metrics
 
     def act(state, obs, key, deterministic: bool = True):
         return actor.apply(state.params.actor, obs)
 
-    return Algorithm(init=init, step=step, act=act, evaluate=oc.make_offline_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    critic_loss = functools.partial(_td3_critic_loss, discount=config.gamma, policy_noise=config.policy_noise,
-                                    noise_clip=config.noise_clip)
+    critic_loss = functools.partial(
+        _td3_critic_loss, discount=config.gamma, policy_noise=config.policy_noise, noise_clip=config.noise_clip
+    )
     actor_loss = functools.partial(td3_bc_actor_loss, alpha=config.alpha)
     return make_td3_like(config, env, env_params, "td3_bc", critic_loss=critic_loss, actor_loss=actor_loss)

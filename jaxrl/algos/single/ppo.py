@@ -47,11 +47,15 @@ class Config:
 
     def __post_init__(self):
         if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ConfigError(f"ppo.Config: num_envs * num_steps = {self.num_envs * self.num_steps} must be "
-                              f"divisible by num_minibatches = {self.num_minibatches}")
+            raise ConfigError(
+                f"ppo.Config: num_envs * num_steps = {self.num_envs * self.num_steps} must be "
+                f"divisible by num_minibatches = {self.num_minibatches}"
+            )
         if self.total_env_steps < self.env_steps_per_iteration:
-            raise ConfigError(f"ppo.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"num_envs * num_steps = {self.env_steps_per_iteration}")
+            raise ConfigError(
+                f"ppo.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"num_envs * num_steps = {self.env_steps_per_iteration}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -151,30 +155,48 @@ def make(config: Config, env, env_params, *, train_env=None, make_evaluate_fn=No
             action = dist.sample(seed=k)
             return action, (dist.log_prob(action), value_apply(state.params, obs))
 
-        env_state, obs, tr, infos = rollout_lib.rollout(train_env, env_params, behaviour, state.env_state,
-                                                        state.obs, rollout_key, config.num_steps)
+        env_state, obs, tr, infos = rollout_lib.rollout(
+            train_env, env_params, behaviour, state.env_state, state.obs, rollout_key, config.num_steps
+        )
         log_prob, value = tr.extras
         # one step at a time: a single batched call over [T, B] held every hidden activation at once (the
         # largest buffer of the program with many runs), for the same arithmetic
         v_tp1 = jax.lax.map(lambda o: value_apply(state.params, o), tr.next_obs)
         discount = config.gamma * (1.0 - tr.terminated.astype(jnp.float32))
-        adv, target = generalized_advantage_estimation(tr.reward, value, v_tp1, discount,
-                                                       jnp.logical_or(tr.terminated, tr.truncated),
-                                                       config.gae_lambda)
+        adv, target = generalized_advantage_estimation(
+            tr.reward, value, v_tp1, discount, jnp.logical_or(tr.terminated, tr.truncated), config.gae_lambda
+        )
         data = PPOBatch(tr.obs, tr.action, log_prob, value, adv, target)
         data = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), data)  # [T, B, ...] -> [T * B, ...]
 
-        grad_fn = jax.grad(lambda p, b: ppo_loss(
-            p, b, policy_apply=policy_apply, value_apply=value_apply, clip_eps=config.clip_eps,
-            vf_coef=config.vf_coef, ent_coef=config.ent_coef, clip_value=config.clip_value,
-            normalize_advantages=config.normalize_advantages), has_aux=True)
+        grad_fn = jax.grad(
+            lambda p, b: ppo_loss(
+                p,
+                b,
+                policy_apply=policy_apply,
+                value_apply=value_apply,
+                clip_eps=config.clip_eps,
+                vf_coef=config.vf_coef,
+                ent_coef=config.ent_coef,
+                clip_value=config.clip_value,
+                normalize_advantages=config.normalize_advantages,
+            ),
+            has_aux=True,
+        )
 
-        params, opt_state, metrics = minibatch_epochs(grad_fn, tx, state.params, state.opt_state, data, perm_key,
-                                                      config.num_epochs, config.num_minibatches)
+        params, opt_state, metrics = minibatch_epochs(
+            grad_fn, tx, state.params, state.opt_state, data, perm_key, config.num_epochs, config.num_minibatches
+        )
         metrics.update(rollout_lib.episode_metrics(infos))
         new_state = State(params, opt_state, env_state, obs, key, state.iteration + 1)
         return new_state, metrics
 
     evaluate = make_evaluate(env, env_params, act) if make_evaluate_fn is None else make_evaluate_fn(act)
-    return Algorithm(init=init, step=step, act=act, evaluate=evaluate,
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=evaluate,
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

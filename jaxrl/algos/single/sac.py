@@ -16,10 +16,18 @@ import optax
 from flax import struct
 
 from jaxrl import nets
-from jaxrl.algos.common import (Algorithm, gradient_step, make_evaluate, make_train_env, obs_normalizer, phase_cond,
-                               sac_actor_temperature_step)
+from jaxrl.algos.common import (
+    Algorithm,
+    gradient_step,
+    make_evaluate,
+    make_train_env,
+    obs_normalizer,
+    phase_cond,
+    sac_actor_temperature_step,
+)
 from jaxrl.config import ConfigError, config, hyper, static
-from jaxrl.data import replay, rollout as rollout_lib
+from jaxrl.data import replay
+from jaxrl.data import rollout as rollout_lib
 from jaxrl.data.types import Transition
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses.sac import sac_critic_loss
@@ -44,8 +52,10 @@ class Config:
 
     def __post_init__(self):
         if self.total_env_steps < self.num_envs:
-            raise ConfigError(f"sac.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                              f"num_envs = {self.num_envs}")
+            raise ConfigError(
+                f"sac.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
+                f"num_envs = {self.num_envs}"
+            )
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -98,8 +108,9 @@ def make(config: Config, env, env_params) -> Algorithm:
         opt_state = SACOptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha))
         example = Transition(o, a, jnp.zeros(()), o, jnp.zeros((), bool), jnp.zeros((), bool))
         obs, env_state = train_env.reset(ek, env_params)
-        return State(params, opt_state, replay.init(example, config.buffer_size), env_state, obs, key,
-                     jnp.zeros((), jnp.int32))
+        return State(
+            params, opt_state, replay.init(example, config.buffer_size), env_state, obs, key, jnp.zeros((), jnp.int32)
+        )
 
     def act(state: State, obs, key, deterministic: bool = False):
         dist = actor_net.apply(state.params.actor, obs_normalizer(state.env_state)(obs))
@@ -112,20 +123,35 @@ def make(config: Config, env, env_params) -> Algorithm:
         alpha = jnp.exp(params.log_alpha)
 
         critic_grads, c_metrics = jax.grad(sac_critic_loss, has_aux=True)(
-            params.critic, batch, critic_apply=critic_net.apply, target_critic_params=params.target_critic,
-            actor_params=params.actor, actor_apply=actor_net.apply, alpha=alpha, gamma=config.gamma,
-            key=critic_key)
+            params.critic,
+            batch,
+            critic_apply=critic_net.apply,
+            target_critic_params=params.target_critic,
+            actor_params=params.actor,
+            actor_apply=actor_net.apply,
+            alpha=alpha,
+            gamma=config.gamma,
+            key=critic_key,
+        )
         critic, c_opt = gradient_step(tx, critic_grads, opt_state.critic, params.critic)
         actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
-            tx, params.actor, opt_state.actor, params.log_alpha, opt_state.alpha, batch, actor_key,
-            actor_apply=actor_net.apply, critic_apply=critic_net.apply, critic_params=critic,
-            target_entropy=target_entropy)
+            tx,
+            params.actor,
+            opt_state.actor,
+            params.log_alpha,
+            opt_state.alpha,
+            batch,
+            actor_key,
+            actor_apply=actor_net.apply,
+            critic_apply=critic_net.apply,
+            critic_params=critic,
+            target_entropy=target_entropy,
+        )
         target = optax.incremental_update(critic, params.target_critic, config.tau)
         new_params = SACParams(actor, critic, target, log_alpha)
         return (new_params, SACOptState(a_opt, c_opt, t_opt)), {**c_metrics, **at_metrics}
 
-    metric_names = ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "entropy", "temperature_loss",
-                    "alpha")
+    metric_names = ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "entropy", "temperature_loss", "alpha")
 
     def step(state: State):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
@@ -133,16 +159,19 @@ def make(config: Config, env, env_params) -> Algorithm:
         policy_action = act(state, state.obs, act_key)
         random_action = jax.random.uniform(act_key, policy_action.shape, minval=-1.0, maxval=1.0)
         action = jnp.where(warmup, random_action, policy_action)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(env_key, state.env_state, action,
-                                                                            env_params)
-        buffer = replay.add(state.buffer, Transition(state.obs, action, reward, info["final_observation"],
-                                                     terminated, truncated))
+        obs, env_state, reward, terminated, truncated, info = train_env.step(
+            env_key, state.env_state, action, env_params
+        )
+        buffer = replay.add(
+            state.buffer, Transition(state.obs, action, reward, info["final_observation"], terminated, truncated)
+        )
 
         # The buffer is read, not carried: keeping it out of the cond's operands and results spares a copy of
         # it in both branches (and avoided a stall of XLA:CPU's scheduler on large vmapped programs).
         def do_updates(carry):
-            return jax.lax.scan(lambda c, k: update(buffer, c, k), carry,
-                                jax.random.split(update_key, config.updates_per_step))
+            return jax.lax.scan(
+                lambda c, k: update(buffer, c, k), carry, jax.random.split(update_key, config.updates_per_step)
+            )
 
         def skip_updates(carry):
             zeros = {k: jnp.zeros((config.updates_per_step,), jnp.float32) for k in metric_names}
@@ -154,5 +183,11 @@ def make(config: Config, env, env_params) -> Algorithm:
         metrics.update(rollout_lib.episode_metrics(info))
         return State(params, opt_state, buffer, env_state, obs, key, state.iteration + 1), metrics
 
-    return Algorithm(init=init, step=step, act=act, evaluate=make_evaluate(env, env_params, act),
-                     config=config, env_steps_per_iteration=config.env_steps_per_iteration)
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=make_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )
