@@ -72,7 +72,7 @@ def aggregators(num_tasks):
 
 
 def make_step(agg):
-    tx = grads.chain(agg, optax.adam(1e-3))
+    tx = optax.chain(agg, optax.adam(1e-3))
 
     def step(params, opt_state, batches, key):
         per_task = jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, batches)

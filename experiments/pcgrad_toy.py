@@ -38,7 +38,7 @@ def total_loss(theta: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("use_pcgrad", "steps"))
 def _optimise(start, lr, *, use_pcgrad: bool, steps: int):
-    tx = grads.chain(grads.pcgrad() if use_pcgrad else grads.sum(), optax.adam(lr))
+    tx = optax.chain(grads.pcgrad() if use_pcgrad else grads.sum(), optax.adam(lr))
     theta0 = jnp.asarray(start, jnp.float32)
 
     def step(carry, _):

@@ -211,7 +211,7 @@ def test_chain_with_adam_and_compile_once():
     centres = {"a": jnp.array([[1.0, -1.0], [-1.0, -1.0]]), "b": jnp.array([[2.0], [-2.0]])}
     params = {"a": jnp.zeros(2), "b": jnp.ones(1)}
     loss = lambda p, c: sum(jnp.sum((p[k] - c[k]) ** 2) for k in p)
-    tx = grads.chain(grads.pcgrad(), optax.adam(0.1))
+    tx = optax.chain(grads.pcgrad(), optax.adam(0.1))
     traces = []
 
     @jax.jit
@@ -231,7 +231,10 @@ def test_chain_with_adam_and_compile_once():
         params, state = step(params, state, jax.random.key(i))
     assert len(traces) == 1
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params, ref_params)
-    assert isinstance(state, grads.ChainState) and state.aggregator.num_conflicts.dtype == jnp.int32
+    assert isinstance(state[0], grads.AggregatorState) and state[0].num_conflicts.dtype == jnp.int32
+    with pytest.warns(DeprecationWarning, match="optax.chain"):
+        old = grads.chain(grads.pcgrad(), optax.adam(0.1))  # the old name, for one release
+    assert jax.tree.structure(old.init(params)) == jax.tree.structure(state)
 
 
 # -------------------------------------------------------------------------------------------------- errors

@@ -3,9 +3,10 @@
 Input: per-task gradients, a pytree whose leaves are ``[K, *param_shape]`` (e.g. from
 ``jax.vmap(jax.grad(loss), in_axes=(None, 0))(params, task_batches)``). Output: one gradient with the structure
 of ``params``, a descent direction for the summed loss, scaled like the sum of task gradients (``sum()`` is the
-gradient of ``sum_k L_k``). Feed it to any optax optimiser, or use ``chain(aggregator, optax_tx)``.
+gradient of ``sum_k L_k``). Each aggregator is an ``optax.GradientTransformationExtraArgs``: chain it before any
+optimiser with ``optax.chain``.
 
-    agg = grads.chain(grads.pcgrad(), optax.adam(1e-3))
+    agg = optax.chain(grads.pcgrad(), optax.adam(1e-3))
     state = agg.init(params)
     updates, state = agg.update(per_task_grads, state, params, key=key)
     params = optax.apply_updates(params, updates)
@@ -14,7 +15,6 @@ gradient of ``sum_k L_k``). Feed it to any optax optimiser, or use ``chain(aggre
 from jaxrl.grads.base import (
     Aggregator,
     AggregatorState,
-    ChainState,
     chain,
     make_aggregator,
     mean,
@@ -28,7 +28,6 @@ from jaxrl.grads.surgery import gradvac, pcgrad
 __all__ = [
     "Aggregator",
     "AggregatorState",
-    "ChainState",
     "chain",
     "make_aggregator",
     "pairwise_cosine",

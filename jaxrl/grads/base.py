@@ -22,11 +22,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 __all__ = [
     "Aggregator",
     "AggregatorState",
-    "ChainState",
     "chain",
     "sum",
     "mean",
@@ -39,16 +39,12 @@ PyTree = Any
 WeightsFn = Callable[[jax.Array, Any, jax.Array | None], tuple[jax.Array, Any]]
 
 
-class Aggregator(NamedTuple):
-    """An optax-style multi-task gradient transform (pure functions, explicit state).
-
-    ``init(params) -> state``;
-    ``update(per_task_grads, state, params=None, *, key=None) -> (aggregated_grad, state)`` where every leaf of
-    ``per_task_grads`` is ``[K, *param_shape]`` and ``aggregated_grad`` has the structure of ``params``.
-    """
-
-    init: Callable[[PyTree], Any]
-    update: Callable[..., tuple[PyTree, Any]]
+# A multi-task gradient transform is an optax transform that takes extra arguments:
+# ``init(params) -> state``; ``update(per_task_grads, state, params=None, *, key=None) -> (aggregated_grad, state)``
+# where every leaf of ``per_task_grads`` is ``[K, *param_shape]`` and ``aggregated_grad`` has the structure of
+# ``params``. ``optax.chain(aggregator, optimizer)`` aggregates, then steps; the ``key`` (for methods that draw
+# random numbers, e.g. PCGrad's task order) reaches the aggregator through the chain's extra arguments.
+Aggregator = optax.GradientTransformationExtraArgs
 
 
 class AggregatorState(NamedTuple):
@@ -62,11 +58,6 @@ class AggregatorState(NamedTuple):
     num_conflicts: jax.Array
     mean_cosine: jax.Array
     extra: Any = ()
-
-
-class ChainState(NamedTuple):
-    aggregator: Any
-    optimizer: Any
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -178,14 +169,14 @@ def make_aggregator(
     def init(params):
         return AggregatorState(jnp.zeros((), jnp.int32), jnp.zeros((), jnp.float32), init_extra(params))
 
-    def update(per_task_grads, state, params=None, *, key=None):
+    def update(per_task_grads, state, params=None, *, key=None, **extra_args):
         check_per_task_grads(per_task_grads, name=name, min_tasks=min_tasks, params=params)
         M = gram(per_task_grads)
         weights, extra = weights_fn(M, state.extra, key)
         num_conflicts, mean_cosine = conflict_stats(M)
         return combine(weights, per_task_grads), AggregatorState(num_conflicts, mean_cosine, extra)
 
-    return Aggregator(init, update)
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 # ----------------------------------------------------------------------------------------------- baselines
@@ -209,19 +200,11 @@ def mean() -> Aggregator:
 # ------------------------------------------------------------------------------------------------- chaining
 
 
-def chain(aggregator: Aggregator, tx) -> Aggregator:
-    """Aggregates per-task gradients, then applies an optax ``GradientTransformation`` to the result.
+def chain(aggregator: Aggregator, tx) -> optax.GradientTransformationExtraArgs:
+    """Deprecated: ``optax.chain(aggregator, tx)`` does the same (aggregate, then step) and is what jaxrl uses."""
+    import warnings
 
-    ``update(per_task_grads, state, params=None, *, key=None) -> (updates, state)``; apply ``updates`` with
-    ``optax.apply_updates(params, updates)`` exactly as with a plain optax optimiser.
-    """
-
-    def init(params):
-        return ChainState(aggregator.init(params), tx.init(params))
-
-    def update(per_task_grads, state, params=None, *, key=None):
-        grads, agg_state = aggregator.update(per_task_grads, state.aggregator, params, key=key)
-        updates, opt_state = tx.update(grads, state.optimizer, params)
-        return updates, ChainState(agg_state, opt_state)
-
-    return Aggregator(init, update)
+    warnings.warn(
+        "jaxrl.grads.chain(aggregator, tx) is deprecated: use optax.chain(aggregator, tx)", DeprecationWarning, 2
+    )
+    return optax.chain(aggregator, tx)

@@ -147,7 +147,7 @@ def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) 
     tx = optax.adam(config.learning_rate)
     per_task = config.aggregator != "sum" or config.monitor_conflicts
     agg = mt.make_aggregator(config.aggregator, k)
-    actor_tx, critic_tx = (mt.grads_lib.chain(agg, tx), mt.grads_lib.chain(agg, tx)) if per_task else (tx, tx)
+    actor_tx, critic_tx = (optax.chain(agg, tx), optax.chain(agg, tx)) if per_task else (tx, tx)
     target_entropy = -config.target_entropy_scale * n_act
     tasks = mt.task_index(k)
 
@@ -211,8 +211,8 @@ def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) 
                 optax.apply_updates(params_, updates),
                 opt,
                 {
-                    "num_conflicts": opt.aggregator.num_conflicts.astype(jnp.float32),
-                    "mean_cosine": opt.aggregator.mean_cosine,
+                    "num_conflicts": opt[0].num_conflicts.astype(jnp.float32),
+                    "mean_cosine": opt[0].mean_cosine,
                 },
             )
         updates, opt = tx_.update(grads_, opt, params_)
