@@ -151,7 +151,7 @@ def _peer_maml_config(c: dict, first_order: bool) -> maml.Config:
         first_order=first_order,
         inner_lr=c["inner_lr"],
         outer_lr=c["outer_lr"],
-        gamma=c["gamma"],
+        discount=c["gamma"],
         clip_eps=c["clip_eps"],
         baseline_reg=c["baseline_reg"],
         log_std_init=c["log_std_init"],

@@ -116,7 +116,7 @@ def jaxrl_config(algo_name: str, s: dict, total_env_steps: int):
         buffer_size=s["buffer_size"],
         learning_starts=s["learning_starts"],
         learning_rate=s["learning_rate"],
-        gamma=s["gamma"],
+        discount=s["gamma"],
         tau=s["tau"],
         hidden=tuple(s["hidden"]),
         activation=s["activation"],

@@ -25,7 +25,7 @@ FINAL = dict(
     num_epochs=10,
     num_minibatches=8,
     learning_rate=3e-3,
-    gamma=0.9,
+    discount=0.9,
     gae_lambda=0.9,
     ent_coef=0.0,
     clip_value=False,
@@ -38,6 +38,9 @@ FINAL = dict(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="seeds FIRST..FIRST+N-1 (tune on seeds the tests do not use)"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="field=value overrides of the final config")
     parser.add_argument("--grid", default=None, help="JSON {hyperparameter: [values]} (traced fields only)")
     parser.add_argument("--num-chunks", type=int, default=10)
@@ -55,7 +58,7 @@ def main() -> None:
         "ppo",
         "Pendulum-v1",
         cfg,
-        seeds=args.seeds,
+        seeds=list(range(args.first_seed, args.first_seed + args.seeds)),
         grid=grid,
         num_chunks=args.num_chunks,
         progress=False,

@@ -19,7 +19,7 @@ import dataclasses
 import difflib
 import numbers
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, dataclass_transform
 
 import jax
 import numpy as np
@@ -176,6 +176,7 @@ def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
         raise ConfigError(f"{where}={value!r} is out of range: must be {_range_text(md)}")
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(dataclasses.field,))
 def config(cls):
     """Decorator: frozen keyword-only dataclass, validated on construction, registered as a pytree.
 
@@ -252,7 +253,7 @@ def _accept_renamed(cls) -> None:
         dataclass_init(self, **_new_names(cls, kwargs))
 
     __init__.__doc__ = dataclass_init.__doc__
-    __init__.__signature__ = __import__("inspect").signature(dataclass_init)
+    __init__.__signature__ = __import__("inspect").signature(dataclass_init)  # type: ignore[attr-defined]
     cls.__init__ = __init__
 
 

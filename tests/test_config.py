@@ -15,8 +15,10 @@ from jaxrl.run import grid as grid_lib
 def test_invalid_value_names_field_and_range():
     with pytest.raises(ConfigError, match=r"Config.learning_rate=-0.1 is out of range: must be > 0"):
         ppo.Config(learning_rate=-0.1)
-    with pytest.raises(ConfigError, match=r"Config.gamma=1.5 is out of range: must be >= 0 and <= 1"):
-        sac.Config(gamma=1.5)
+    with pytest.raises(ConfigError, match=r"^sac.Config.discount=1.5 is out of range: must be >= 0 and <= 1"):
+        sac.Config(discount=1.5)
+    with pytest.warns(DeprecationWarning, match="sac.Config.gamma is now 'discount'"):
+        assert sac.Config(gamma=0.9).discount == 0.9  # the old name, for one release
     with pytest.raises(ConfigError, match=r"num_envs=0 is out of range: must be >= 1"):
         ppo.Config(num_envs=0)
     with pytest.raises(ConfigError, match=r"activation='swish' is not allowed: choose one of"):
@@ -62,9 +64,9 @@ def test_unknown_names_list_close_matches():
 
 def test_grid_refusals_before_compiling():
     cfg = ppo.Config()
-    with pytest.raises(ConfigError, match="cannot grid over Config.num_envs: it is a static field"):
+    with pytest.raises(ConfigError, match="cannot grid over ppo.Config.num_envs: it is a static field"):
         grid_lib.expand(cfg, [0], {"num_envs": [4, 8]})
-    with pytest.raises(ConfigError, match="grid value 'a' for Config.learning_rate must be a real number"):
+    with pytest.raises(ConfigError, match="grid value 'a' for ppo.Config.learning_rate must be a real number"):
         grid_lib.expand(cfg, [0], {"learning_rate": ["a"]})
     with pytest.raises(ConfigError, match="learning_rate=-1.0 is out of range"):
         grid_lib.expand(cfg, [0], {"learning_rate": [1e-3, -1.0]})
@@ -74,7 +76,20 @@ def test_grid_refusals_before_compiling():
 
 
 def test_grid_expansion_is_seed_major():
-    batched, runs = grid_lib.expand(ppo.Config(), [0, 1], {"learning_rate": [1e-3, 3e-4, 1e-4], "gamma": [0.9, 0.99]})
-    assert len(runs) == 12 and runs[7] == {"seed": 1, "point": {"learning_rate": 1e-3, "gamma": 0.99}}
+    batched, runs = grid_lib.expand(
+        ppo.Config(), [0, 1], {"learning_rate": [1e-3, 3e-4, 1e-4], "discount": [0.9, 0.99]}
+    )
+    assert len(runs) == 12 and runs[7] == {"seed": 1, "point": {"learning_rate": 1e-3, "discount": 0.99}}
     assert batched.learning_rate.shape == (12,) and batched.learning_rate.dtype == np.float32
-    np.testing.assert_allclose(batched.gamma.reshape(2, 3, 2)[1, 2], [0.9, 0.99], rtol=1e-6)
+    np.testing.assert_allclose(batched.discount.reshape(2, 3, 2)[1, 2], [0.9, 0.99], rtol=1e-6)
+
+
+def test_grid_over_an_index_field_stays_integer_and_an_old_name_still_grids():
+    from jaxrl.algos.offline import iql
+
+    batched, _ = grid_lib.expand(iql.Config(), [0], {"dataset_index": [0, 1, 2]})
+    assert batched.dataset_index.dtype == np.int32 and batched.dataset_index.tolist() == [0, 1, 2]
+    with pytest.warns(DeprecationWarning, match="ppo.Config.gamma is now 'discount'"):
+        batched, runs = grid_lib.expand(ppo.Config(), [0], {"gamma": [0.9, 0.99]})
+    assert runs[1]["point"] == {"discount": 0.99}
+    np.testing.assert_allclose(batched.discount, [0.9, 0.99], rtol=1e-6)

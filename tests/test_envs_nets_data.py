@@ -102,6 +102,22 @@ def test_brax_adapter_protocol_truncation_and_termination():
     assert env.action_space(params).shape == (1,) and env.observation_space(params).shape == (1,)
 
 
+def test_env_registry_imports_tasks_only_on_lookup():
+    """No envs <-> tasks cycle: importing jaxrl.envs loads no task module; the first lookup registers them all."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, jaxrl.envs as e; assert not any(m.startswith('jaxrl.tasks') for m in sys.modules); "
+        "e.make('point-goal-4'); assert 'jaxrl.tasks.locomotion' in sys.modules and 'cheetah-vel-4' in e.list_envs()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(ValueError, match="dataset path 'a,b.hdf5'"):
+        envs.dataset_name(["a,b.hdf5"])
+    assert envs.dataset_name(["a.hdf5", "b.hdf5"], "Pendulum-v1") == "dataset:a.hdf5,b.hdf5?env=Pendulum-v1"
+
+
 def test_brax_names_resolve():
     env, params = envs.make("brax:inverted_pendulum")
     assert env.action_space(params).shape == (1,) and params.max_steps_in_episode == 1000

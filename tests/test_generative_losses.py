@@ -25,16 +25,20 @@ class _Jitted:
 J = _Jitted()
 
 
-class Batch(NamedTuple):
-    observations: jax.Array
-    actions: jax.Array
-    rewards: jax.Array = None
-    next_observations: jax.Array = None
-    terminals: jax.Array = None
+class Batch(NamedTuple):  # the Transition fields the losses read
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array = None
+    next_obs: jax.Array = None
+    terminated: jax.Array = None
 
 
-def q_apply(p, obs, act):  # one linear critic: [B]
+def q_member(p, obs, act):  # one linear critic: [B]
     return obs @ p["wo"] + act @ p["wa"] + p["b"]
+
+
+def q_apply(p, obs, act):  # the ensemble (params with a leading [E] axis): [E, B]
+    return jax.vmap(q_member, in_axes=(0, None, None))(p, obs, act)
 
 
 def twin_q(wo, wa, b):
@@ -276,7 +280,7 @@ def _algae_reference(pol_w, discount=0.9, alpha=0.1, p=1.5, mix=0.05):
 
 
 def test_algaedice_losses_reference():
-    kw = dict(init_observations=INIT_OBS, discount=0.9, alpha=0.1, p=1.5, entropy_coef=0.3, online_mix=0.05)
+    kw = dict(init_obs=INIT_OBS, discount=0.9, alpha=0.1, p=1.5, entropy_coef=0.3, online_mix=0.05)
     nu_loss, m = J.algaedice_nu_loss(
         Q,
         BATCH,
@@ -367,7 +371,7 @@ def test_losses_jit_and_vmap_over_hyperparameters():
         target_nu_params=TARGET_NU,
         policy_apply=det_policy,
         policy_params=POLICY,
-        init_observations=INIT_OBS,
+        init_obs=INIT_OBS,
         discount=0.9,
         p=1.5,
     )

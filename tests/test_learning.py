@@ -42,31 +42,25 @@ def test_sac_pendulum_reaches_minus_250_within_20k_steps():
     assert _final_eval(result).mean() >= -250
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "jax/jaxlib 0.11.2 (the new baseline): the run's float stream differs from 0.10.2's after the first "
-        "chunk (equal to 1e-7 there, chaotic after), so other seeds cross the threshold; measured mean -305.7 "
-        "(-428 / -317 / -138 / -339) against -300"
-    ),
-)
 def test_continuous_ppo_pendulum_reaches_minus_300():
-    # Tuned in experiments/ppo_pendulum_sweep.py: short horizon (gamma 0.9), observation normalisation,
+    # Tuned in experiments/ppo_pendulum_sweep.py: short horizon (discount 0.9), observation normalisation,
     # 10 epochs of large batches; most seeds cross -300 by 30k env steps and settle near -180 by 60k, but one
     # seed in four can need longer (measured: 60k steps -> -225 / -195 / -141 / -639), so the run is 100k steps.
+    # Seeds differ a lot at 100k (std ~65 over seeds), so the mean is over 8 seeds, not 4: on 8 seeds the tests
+    # never use (100-107) it was -238.9 (jax 0.11.2); seeds 0-3 alone gave -305.7, seeds 0-7 give -244.1.
     cfg = ppo.Config(
         num_envs=16,
         num_steps=128,
         num_epochs=10,
         num_minibatches=8,
         learning_rate=3e-3,
-        gamma=0.9,
+        discount=0.9,
         gae_lambda=0.9,
         ent_coef=0.0,
         clip_value=False,
         normalize_observations=True,
         total_env_steps=100_000,
     )
-    result = train("ppo", "Pendulum-v1", cfg, seeds=4, num_chunks=10, eval_episodes=10, progress=False)
+    result = train("ppo", "Pendulum-v1", cfg, seeds=8, num_chunks=10, eval_episodes=10, progress=False)
     assert result.summary["env_steps"] <= 100_000
     assert _final_eval(result).mean() >= -300

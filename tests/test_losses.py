@@ -8,7 +8,7 @@ import pytest
 
 from jaxrl.data.types import Transition
 from jaxrl.losses.gae import generalized_advantage_estimation
-from jaxrl.losses.ppo import PPOBatch, clipped_surrogate_loss, ppo_loss, value_loss
+from jaxrl.losses.ppo import PPOBatch, clipped_surrogate_loss, ppo_loss, ppo_objective, value_loss
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss, soft_td_target
 
 
@@ -93,6 +93,21 @@ def test_ppo_loss_against_reference():
     np.testing.assert_allclose(m["entropy"], ent, rtol=1e-5)
     np.testing.assert_allclose(loss, -0.1 + 0.5 * 0.078125 - 0.01 * ent, rtol=1e-5)
     np.testing.assert_allclose(m["clip_fraction"], 0.5)
+    # the same terms from a distribution and values however produced (RL^2: a recurrent unroll), without the ratio
+    # statistics beyond approx_kl
+    total, terms, ratio = ppo_objective(
+        policy_apply(params, batch.obs),
+        value_apply(params, batch.obs),
+        batch,
+        clip_eps=0.2,
+        vf_coef=0.5,
+        ent_coef=0.01,
+        clip_value=False,
+        normalize_advantages=False,
+    )
+    np.testing.assert_allclose(total, loss, rtol=1e-6)
+    np.testing.assert_allclose(ratio, [1.5, 1.0], rtol=1e-6)
+    assert set(terms) == set(m) - {"clip_fraction"}
 
 
 def test_soft_td_target_known_answer():
@@ -142,7 +157,7 @@ def test_sac_critic_and_actor_losses_against_reference():
         actor_params=jnp.asarray(0.5),
         actor_apply=actor,
         alpha=0.1,
-        gamma=0.9,
+        discount=0.9,
         key=jax.random.PRNGKey(0),
     )
     # next actions 0.5 * s' = [0, 2]; target Q' = [[0, 6], [0, 18]] -> min [0, 6]; soft V = [0.1, 6.1]

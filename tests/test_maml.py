@@ -9,7 +9,7 @@ import pytest
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import maml
-from jaxrl.algos.meta.common import estimate_unrolled_bytes
+from jaxrl.algos.meta.budget import estimate_unrolled_bytes
 from jaxrl.config import ConfigError
 
 TINY = dict(

@@ -240,7 +240,7 @@ def _sampled_meta_objective(theta, key, surrogate, first_order):
     """DiCE outer objective at the adapted policy; jax.grad of it is one sampled MAML meta-gradient."""
     key_inner, key_outer = jax.random.split(key)
     a = jax.random.categorical(key_inner, jax.lax.stop_gradient(theta), shape=(N_INNER, 1))  # [B, T=1]
-    batch = meta.PGBatch(observations=None, actions=a, rewards=R_ARMS[a])
+    batch = meta.PGBatch(obs=None, action=a, reward=R_ARMS[a])
     adapted = meta.vpg_inner_step(
         theta, batch, log_prob_fn=_bandit_log_prob, alpha=ALPHA, surrogate=surrogate, first_order=first_order
     )
@@ -314,7 +314,7 @@ def test_vpg_inner_step_value_and_per_parameter_alpha():
     params = {"w": jnp.array([0.1, 0.2, -0.3]), "b": jnp.array([0.0, 0.5, 0.0])}
     log_prob_fn = lambda p, obs, a: jax.nn.log_softmax(p["w"] + p["b"])[a]
     batch = meta.PGBatch(None, jnp.array([[0], [2]]), jnp.array([[1.0], [0.5]]))
-    grads = jax.grad(lambda p: jnp.mean(log_prob_fn(p, None, batch.actions)[:, 0] * batch.rewards[:, 0]))(params)
+    grads = jax.grad(lambda p: jnp.mean(log_prob_fn(p, None, batch.action)[:, 0] * batch.reward[:, 0]))(params)
     new = meta.vpg_inner_step(params, batch, log_prob_fn=log_prob_fn, alpha=0.5)
     np.testing.assert_allclose(new["w"], params["w"] + 0.5 * grads["w"], rtol=1e-6)
     alphas = {"w": 1.0, "b": 0.0}

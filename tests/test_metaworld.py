@@ -229,6 +229,96 @@ def test_host_training_config_errors():
         )
 
 
+def test_env_registry_routes_host_names():
+    from jaxrl import envs
+
+    assert envs.is_host("metaworld:MT10") and not envs.is_host("CartPole-v1") and not envs.is_host(None)
+    with pytest.raises(ValueError, match=r"'metaworld:MT10' is a host env.*train_host"):
+        envs.make("metaworld:MT10")
+    factory, name = envs.make_host("MT10")  # a bare benchmark is Meta-World's; nothing is built yet
+    assert name == "metaworld:MT10" and callable(factory)
+
+
+def test_host_training_stops_on_sigterm_and_keeps_what_it_logged(tmp_path, capsys):
+    import os
+    import signal
+
+    def make(seed):
+        env = fake_env(seed, horizon=6)
+        real_step, steps = env.step, []
+
+        def step(action):  # a real SIGTERM to this process during training iteration 15 (of 20)
+            steps.append(1)
+            if seed == 0 and len(steps) == 15:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real_step(action)
+
+        env.step = step
+        return env
+
+    cfg = mt_sac.Config(num_envs=3, total_env_steps=60, **TINY)
+    result = train_host("mt_sac", make, cfg, out_dir=tmp_path / "run", num_evals=2, tensorboard=False, progress=False)
+    assert result.interrupted and "SIGTERM: stopped after iteration 15" in capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["iterations"] == 15 and summary["env_steps"] == 45
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [10] and summary["eval_success"] == records[0]["eval_success"]
+    assert (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "curves.png").exists()
+
+
+_HOST_STALL_CHILD = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from test_metaworld import TINY, fake_env
+from jaxrl.algos.multitask import mt_sac
+from jaxrl.run.host_train import train_host
+from jaxrl.run.watchdog import Watchdog
+
+def make(seed):
+    env = fake_env(seed, horizon=6)
+    real_step, steps = env.step, []
+
+    def step(action):  # the training env never returns from iteration 15 (chunk 1 of 2): the injected stall
+        steps.append(1)
+        while seed == 0 and len(steps) >= 15:
+            time.sleep(0.2)
+        return real_step(action)
+
+    env.step = step
+    return env
+
+dog = Watchdog(first_chunk_seconds=600, factor=10, margin_seconds=3)
+train_host("mt_sac", make, mt_sac.Config(num_envs=3, total_env_steps=60, **TINY), out_dir=sys.argv[1], num_evals=2,
+           tensorboard=False, progress=False, watchdog=dog)
+"""
+
+
+def test_host_watchdog_stops_a_stalled_run(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from jaxrl.run.watchdog import EXIT_STALLED
+
+    run_dir = tmp_path / "stalled"
+    code = _HOST_STALL_CHILD.format(tests=str(Path(__file__).parent))
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "JAXRL_COMPILATION_CACHE": "0"},
+    )
+    assert proc.returncode == EXIT_STALLED, (proc.returncode, proc.stderr)
+    assert "STALLED" in proc.stderr and "in chunk 1 of 2" in proc.stderr and "host run does not resume" in proc.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["stalled"] is True and summary["stalled_chunk"] == 1 and summary["interrupted"] is True
+    assert summary["iterations"] == 10 and np.shape(summary["eval_success"]) == (1, 3)
+    stacks = (run_dir / "stall-stacks.txt").read_text()
+    assert "Python stacks" in stacks and "in step" in stacks  # the blocked host env's frame
+
+
 # ------------------------------------------------------------------------------------------ with Meta-World
 
 

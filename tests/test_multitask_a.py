@@ -168,7 +168,7 @@ def test_mt_sac_summed_gradient_equals_per_task_sum():
     outs = []
     for monitor in (True, False):
         _, state, _ = _one_step(mt_sac, mt_sac.Config(**TINY, monitor_conflicts=monitor), suite, params, steps=10)
-        outs.append(state.params)
+        outs.append([(net.params, net.target) for net in state.nets])  # not the optimiser states
     for a, b in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1])):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
@@ -177,7 +177,7 @@ def test_multi_head_sac_has_a_head_per_task():
     suite, params = envs.make("point-goal-4")
     assert mh_sac.Config().multi_head and not mt_sac.Config().multi_head
     algo, state, metrics = _one_step(mh_sac, mh_sac.Config(**TINY, monitor_conflicts=False), suite, params, steps=10)
-    heads = [x for p, x in jax.tree_util.tree_leaves_with_path(state.params.actor) if "_Heads" in str(p)]
+    heads = [x for p, x in jax.tree_util.tree_leaves_with_path(state.nets.actor.params) if "_Heads" in str(p)]
     assert heads and all(h.shape[0] == 4 for h in heads)
     # the head for task k acts only on task k: the same observation gives different actions per head
     obs = append_context(jnp.zeros((4, 2)), jnp.eye(4))
@@ -238,8 +238,9 @@ def test_mt_sac_pcgrad_in_run_loop_metrics_summary_and_per_task_temperature(tmp_
         assert name in metrics, name
     assert np.all(np.isfinite(metrics["actor_mean_cosine"]))
     state = result.state
-    assert state.params.log_alpha.shape == (2, 4)  # one temperature per task (per run)
-    assert not np.allclose(state.params.log_alpha, 0.0)  # updates ran after the warm-up
+    log_alpha = state.nets.temperature.params
+    assert log_alpha.shape == (2, 4)  # one temperature per task (per run)
+    assert not np.allclose(log_alpha, 0.0)  # updates ran after the warm-up
     assert state.buffer.size.shape == (2, 4) and int(state.buffer.size[0, 0]) == 12
 
 
@@ -330,7 +331,7 @@ def test_distral_actor_and_critic_losses_known_answer():
         shared_apply=shared_apply,
         c_kl=c_kl,
         c_ent=c_ent,
-        gamma=gamma,
+        discount=gamma,
         key=key,
     )
     a, lp_i = _gauss(jnp.zeros((3, 1)), jnp.ones((3, 1))).sample_and_log_prob(seed=key)
@@ -391,12 +392,37 @@ def test_distral_actor_and_critic_losses_known_answer():
 def test_distral_step_and_evaluate():
     suite, params = envs.make("point-goal-4")
     algo, state, metrics = _one_step(distral, distral.Config(**TINY), suite, params, steps=10)
-    assert jax.tree.leaves(state.params.policies)[0].shape[0] == 4
+    assert jax.tree.leaves(state.nets.policies.params)[0].shape[0] == 4
     for name in ("distill_loss", "kl_to_shared", "kl_to_shared_per_task", "train_success_per_task"):
         assert name in metrics
     out = jax.jit(algo.evaluate, static_argnums=2)(state, jax.random.PRNGKey(1), 2)
     for name in ("eval_return", "eval_success", "eval_return_shared", "eval_success_shared"):
         assert out[name].shape == (4,)
+
+
+AGGREGATOR_PAIRS = [(name, agg) for name in ("mt_sac", "mh_sac", "distral") for agg in mt.AGGREGATORS]
+# the networks whose per-task gradients each algorithm aggregates (and reports the conflicts of)
+AGGREGATED = {"mt_sac": ("critic_", "actor_"), "mh_sac": ("critic_", "actor_"), "distral": ("shared_",)}
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name,aggregator", AGGREGATOR_PAIRS)
+def test_every_multitask_off_policy_algorithm_accepts_every_aggregator(name, aggregator):
+    """2 iterations (both update: one transition per task is enough) on the smallest nets; finite metrics and the
+    per-task conflict metrics of every aggregated network."""
+    suite, params = envs.make("point-goal-4")
+    module = algos.get(name)
+    small = dict(num_envs=4, batch_size=4, buffer_size=8, learning_starts=1, hidden=(4,), total_env_steps=8)
+    algo = module.make(module.Config(**small, aggregator=aggregator, monitor_conflicts=True), suite, params)
+    step = jax.jit(algo.step)
+    state = algo.init(jax.random.PRNGKey(0))
+    for _ in range(2):
+        state, metrics = step(state)
+    for prefix in AGGREGATED[name]:
+        assert {f"{prefix}num_conflicts", f"{prefix}mean_cosine"} <= set(metrics), sorted(metrics)
+    for key, value in metrics.items():
+        assert np.all(np.isfinite(np.asarray(value))), key
+    assert float(metrics["critic_loss"]) > 0.0  # the updates ran
 
 
 # -------------------------------------------------------------------------------------------- learning tests

@@ -8,6 +8,7 @@ from gymnax.environments.classic_control import cartpole, pendulum
 
 from jaxrl import envs
 from jaxrl.algos.multitask import mt_ppo, mt_trpo, te_ppo
+from jaxrl.algos.multitask.common import AGGREGATORS
 from jaxrl.config import ConfigError
 from jaxrl.envs.multitask import make_multitask_env
 from jaxrl.tasks import classic_control as cc
@@ -170,6 +171,24 @@ def test_multitask_configs_reject_bad_input():
         te_ppo.Config(latent_dim=0)
 
 
+TE_TINY = dict(latent_dim=2, window=3, embedding_hidden=(8,), inference_hidden=(16,))
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("aggregator", AGGREGATORS)
+@pytest.mark.parametrize("module", [mt_ppo, mt_trpo, te_ppo], ids=["mt_ppo", "mt_trpo", "te_ppo"])
+def test_every_aggregator_runs_and_reports_task_gradient_conflicts(module, aggregator):
+    extra = TE_TINY if module is te_ppo else {}
+    cfg = module.Config(num_minibatches=2, aggregator=aggregator, monitor_conflicts=True, **TINY, **extra)
+    algo = module.make(cfg, *envs.make("cartpole-params-2"))
+    _, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
+    assert {"num_conflicts", "mean_cosine"} <= set(metrics)
+    for name, v in metrics.items():
+        assert np.all(np.isfinite(np.asarray(v))), name
+    assert 0.0 <= float(metrics["num_conflicts"]) <= 1.0  # 2 tasks: one pair
+    assert -1.0 - 1e-5 <= float(metrics["mean_cosine"]) <= 1.0 + 1e-5
+
+
 def test_registered_and_run_loop_writes_per_task_summary(tmp_path):
     from jaxrl import algos
     from jaxrl.run import train
@@ -232,9 +251,10 @@ def test_mt_ppo_cartpole_params_reaches_450_on_every_task():
 @pytest.mark.xfail(
     strict=False,
     reason=(
-        "jax/jaxlib 0.11.2 (the new baseline): the run's float stream differs from 0.10.2's after the first "
-        "chunk (equal to 1e-7 there, chaotic after), so other seeds cross the threshold; measured 7 of 8 "
-        "seed-task returns 500, one 271.7, against >= 450 on every one"
+        "not robust on jax 0.11.2: measured 7 of 8 seed-task returns 500, one 271.7, against >= 450 on every one. "
+        "Not under-training: at 900k steps on 6 seeds (0, 1, 100-103) every seed-task was at 500 after 300k steps, "
+        "then 2 of 24 fell (430.6, 128.2 at 900k): MT-TRPO's policy degrades late on some tasks; to be diagnosed "
+        "(issue 16), the threshold stays"
     ),
 )
 @pytest.mark.learning

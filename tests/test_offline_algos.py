@@ -49,7 +49,7 @@ def test_offline_env_stacks_and_rescales(tiny_data, tiny_env):
     batch = oc.sample_batch(env, sampler, jax.random.PRNGKey(0), 2000)
     rows = np.asarray(env.data.observations[1, :300])
     # every sampled row is a valid row of dataset 1 (no padding)
-    assert all(np.any(np.all(np.isclose(rows, o), axis=1)) for o in np.asarray(batch.observations[:50]))
+    assert all(np.any(np.all(np.isclose(rows, o), axis=1)) for o in np.asarray(batch.obs[:50]))
     meta = env.metadata()
     assert meta["dataset_kinds"] == ["random", "random"] and len(meta["dataset_hashes"][0]) == 64
 
@@ -89,7 +89,7 @@ def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
         trace = []
         for _ in range(3):
             state, metrics = step(state)
-            trace.append(float(state.params.log_cql_alpha))
+            trace.append(float(state.nets.log_cql_alpha.params))
             assert np.isfinite(float(metrics["cql_gap"]))
         log_alpha[target] = np.asarray(trace)
     np.testing.assert_allclose(log_alpha[-1e3][0], 0.1, rtol=1e-4)  # Adam's first step is exactly lr
@@ -109,14 +109,14 @@ def test_cql_actor_warm_start_imitates_for_bc_steps_then_maximises_q(tiny_env):
     w1, _ = jax.jit(warm.step)(s0)
     leaves = lambda t: [np.asarray(x) for x in jax.tree.leaves(t)]
     # first update: same critic step, a different actor step (imitation instead of Q)
-    for a, b in zip(leaves(p1.params.critic), leaves(w1.params.critic)):
+    for a, b in zip(leaves(p1.nets.critic), leaves(w1.nets.critic)):
         np.testing.assert_array_equal(a, b)
-    assert any(not np.array_equal(a, b) for a, b in zip(leaves(p1.params.actor), leaves(w1.params.actor)))
+    assert any(not np.array_equal(a, b) for a, b in zip(leaves(p1.nets.actor.params), leaves(w1.nets.actor.params)))
     # from update 2 on (iteration 1 >= bc_steps) the warm-started run steps as plain CQL (the two programs
     # differ by the branch, so XLA may round differently: equal to float32 precision)
     w2, _ = jax.jit(warm.step)(w1)
     p2, _ = jax.jit(plain.step)(w1)
-    for a, b in zip(leaves(w2.params), leaves(p2.params)):
+    for a, b in zip(leaves(w2.nets), leaves(p2.nets)):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -168,7 +168,7 @@ def test_filtered_bc_samples_only_top_episodes(tiny_env):
     assert int(sampler.cdf[-1]) == int(keep.sum()) > 0
     batch = oc.sample_batch(env, sampler, jax.random.PRNGKey(3), 500)
     kept_obs = np.asarray(member.observations)[keep > 0]
-    assert all(np.any(np.all(np.isclose(kept_obs, o), axis=1)) for o in np.asarray(batch.observations[:40]))
+    assert all(np.any(np.all(np.isclose(kept_obs, o), axis=1)) for o in np.asarray(batch.obs[:40]))
 
 
 def test_iql_finetune_mixes_offline_data_into_the_buffer(tiny_env):
@@ -184,7 +184,7 @@ def test_iql_finetune_mixes_offline_data_into_the_buffer(tiny_env):
     for _ in range(3):
         state, metrics = step(state)
     assert int(state.buffer.size) == 303 and np.isfinite(float(metrics["critic_loss"]))
-    assert not np.array_equal(np.asarray(state.buffer.data.observations[300]), np.zeros(3))
+    assert not np.array_equal(np.asarray(state.buffer.data.obs[300]), np.zeros(3))
 
 
 # ------------------------------------------------------------------------------------------------ bad input

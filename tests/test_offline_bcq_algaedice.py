@@ -54,7 +54,7 @@ def test_bcq_act_picks_the_best_candidate_within_phi(tiny_env):
     a = jax.jit(algo.act)(state, obs, key)
     assert a.shape == (5, 1) and float(jnp.max(jnp.abs(a))) <= 1.0
     # the same candidates by hand: the chosen action has the largest Q_1 among them
-    p = state.params
+    p = bcq.Nets(*(record.params for record in state.nets))  # each network's params
     vae = bcq.make_vae(1, 2, cfg.vae_hidden, cfg.activation)
     from jaxrl import nets
     from jaxrl.losses.generative import bcq_candidates
@@ -103,10 +103,10 @@ def test_algaedice_batch_init_states_and_delayed_actor(tiny_env):
     s2, m2 = step(s1)
     same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
     # nu moves every update; the actor, temperature and target nu every actor_update_every = 2 updates
-    assert not same(s1.params.nu, s0.params.nu) and not same(s2.params.nu, s1.params.nu)
-    assert same(s1.params.actor, s0.params.actor) and same(s1.params.target_nu, s0.params.target_nu)
-    assert not same(s2.params.actor, s1.params.actor) and not same(s2.params.target_nu, s1.params.target_nu)
-    assert float(s2.params.log_alpha) != float(s1.params.log_alpha)
+    assert not same(s1.nets.nu.params, s0.nets.nu.params) and not same(s2.nets.nu.params, s1.nets.nu.params)
+    assert same(s1.nets.actor, s0.nets.actor) and same(s1.nets.nu.target, s0.nets.nu.target)
+    assert not same(s2.nets.actor, s1.nets.actor) and not same(s2.nets.nu.target, s1.nets.nu.target)
+    assert float(s2.nets.log_alpha.params) != float(s1.nets.log_alpha.params)
     assert all(np.isfinite(float(v)) for v in m2.values())
 
 
@@ -120,7 +120,7 @@ def test_algaedice_batch_init_states_and_delayed_actor(tiny_env):
         ("bcq", "max_perturbation", -0.1, r"Config.max_perturbation=-0.1 is out of range: must be >= 0"),
         ("bcq", "latent_clip", 0.0, r"Config.latent_clip=0.0 is out of range: must be > 0"),
         ("bcq", "num_samples", 0, r"Config.num_samples=0 is out of range: must be >= 1"),
-        ("algaedice", "gamma", 1.0, r"Config.gamma=1.0 is out of range: must be >= 0 and < 1"),
+        ("algaedice", "discount", 1.0, r"Config.discount=1.0 is out of range: must be >= 0 and < 1"),
         ("algaedice", "f_exponent", 1.0, r"Config.f_exponent=1.0 is out of range: must be > 1"),
         ("algaedice", "algae_alpha", -1.0, r"Config.algae_alpha=-1.0 is out of range: must be >= 0"),
         ("algaedice", "init_states", "random", r"Config.init_states='random' is not allowed: choose one of"),

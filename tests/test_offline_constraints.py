@@ -16,6 +16,7 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
 from jaxrl.data import rollout as rollout_lib
+from jaxrl.data.types import Transition
 from jaxrl.envs.wrappers import VmapEnv
 from jaxrl.losses.offline import bear_critic_loss
 from jaxrl.nets.mixture import TanhGaussianMixture, make_tanh_gaussian_mixture
@@ -37,8 +38,8 @@ RUN = dict(num_chunks=2, eval_episodes=2, progress=False)
 # ------------------------------------------------------------------------------------------- known answers
 
 
-def _q_apply(p, obs, act):  # one linear critic: [B]
-    return obs @ p["wo"] + act @ p["wa"] + p["b"]
+def _q_apply(p, obs, act):  # twin linear critics (params with a leading [E] axis): [E, B]
+    return jax.vmap(lambda p: obs @ p["wo"] + act @ p["wa"] + p["b"])(p)
 
 
 class _FixedSamples:
@@ -56,13 +57,14 @@ def test_bear_critic_loss_known_answer():
     # E = 2 linear critics, B = 2 states (obs dim 1), A = 1, M = 2 sampled next actions.
     q = {"wo": jnp.array([[1.0], [0.0]]), "wa": jnp.array([[1.0], [2.0]]), "b": jnp.array([0.0, 0.5])}  # s + a; 2a + .5
     tq = {"wo": jnp.array([[2.0], [1.0]]), "wa": jnp.array([[-1.0], [1.0]]), "b": jnp.zeros(2)}  # 2s - a; s + a
-    batch = oc.Batch(
-        observations=jnp.array([[1.0], [2.0]]),
-        actions=jnp.array([[0.5], [-1.0]]),
-        rewards=jnp.array([1.0, 0.0]),
-        next_observations=jnp.array([[1.0], [0.0]]),
-        terminals=jnp.array([0.0, 1.0]),
-        mc_returns=jnp.zeros(2),
+    batch = Transition(
+        obs=jnp.array([[1.0], [2.0]]),
+        action=jnp.array([[0.5], [-1.0]]),
+        reward=jnp.array([1.0, 0.0]),
+        next_obs=jnp.array([[1.0], [0.0]]),
+        terminated=jnp.array([0.0, 1.0]),
+        truncated=jnp.zeros(2),
+        extras=oc.Extras(jnp.zeros(2)),
     )
     a_next = jnp.array([[[0.0], [1.0]], [[1.0], [-1.0]]])  # [M, B, A]
     loss, m = jax.jit(
@@ -272,7 +274,7 @@ def test_brac_alpha_tuned_by_dual_ascent(tiny_env):
     algo = brac_v.make(cfg, env, env_params)
     state, m = jax.jit(lambda k: algo.step(algo.init(k)))(jax.random.PRNGKey(0))
     # KL far above its target: dual ascent raises alpha (5 Adam steps of about 0.1 in log space)
-    alpha = float(jnp.exp(state.params.log_multiplier))
+    alpha = float(jnp.exp(state.nets.multiplier.params))
     assert 0.5 * math.exp(0.4) < alpha < 0.5 * math.exp(0.51), alpha
     assert 0.5 < float(m["alpha"]) < alpha  # the mean of the alphas used during the step
 
@@ -319,7 +321,7 @@ LINE = dict(
     updates_per_iteration=100,
     total_env_steps=1_000,
     behaviour_pretrain_updates=1_000,
-    gamma=0.9,
+    discount=0.9,
     tau=0.02,
 )
 BEAR_LINE = dict(kernel="gaussian", sigma=0.2, epsilon=1.2, lagrange_learning_rate=1e-2)
@@ -341,7 +343,7 @@ def test_line_world_support_constraint_beats_distribution_matching(line_world_da
         if name == "bear":  # the behaviour model kept both modes: about 20% of its samples go right
             state = result.run_state(0)
             beh = make_tanh_gaussian_mixture(1, cfg.hidden, cfg.activation, cfg.behaviour_components)
-            samples = beh.apply(state.params.behaviour, jnp.linspace(0, 0.95, 20)[:, None]).sample(
+            samples = beh.apply(state.nets.behaviour, jnp.linspace(0, 0.95, 20)[:, None]).sample(
                 seed=jax.random.PRNGKey(0), sample_shape=(500,)
             )
             frac_right = float(np.mean(np.asarray(samples) > 0))

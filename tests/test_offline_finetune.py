@@ -13,6 +13,7 @@ import pytest
 from jaxrl import algos
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline import finetune
+from jaxrl.data.types import Transition
 from jaxrl.losses import offline as L
 from jaxrl.run import train
 
@@ -39,8 +40,10 @@ def test_finetune_builds_runs_and_mixes_offline_data(variant, tiny_env):
     state = jax.jit(ft.init)(jax.random.PRNGKey(1), offline)
     assert int(state.buffer.size) == 300 and state.buffer.capacity == 312
     # the offline rows carry their Monte-Carlo returns
-    sampler = oc.init_sampler(env, np.int32(1), cfg.gamma)
-    np.testing.assert_allclose(state.buffer.data.mc_returns[:300], sampler.mc_returns[:300], rtol=1e-5, atol=1e-4)
+    sampler = oc.init_sampler(env, np.int32(1), cfg.discount)
+    np.testing.assert_allclose(
+        state.buffer.data.extras.mc_returns[:300], sampler.mc_returns[:300], rtol=1e-5, atol=1e-4
+    )
     shapes = jax.tree.map(jnp.shape, state)
     step = jax.jit(ft.step)
     for _ in range(6):
@@ -50,19 +53,20 @@ def test_finetune_builds_runs_and_mixes_offline_data(variant, tiny_env):
     staged = variant == "cal_ql"
     # step by step: 12 online rows; staged (Cal-QL): the first 4-step episode of each env (8 rows), 2 + 2 staged
     assert int(state.buffer.size) == (308 if staged else 312)
-    online = np.asarray(state.buffer.data.observations[300 : int(state.buffer.size)])
+    online = np.asarray(state.buffer.data.obs[300 : int(state.buffer.size)])
     assert not (online == 0).all(axis=1).any()
     if staged:
         assert np.asarray(state.staging.length).tolist() == [2, 2]
-        r = np.asarray(state.buffer.data.rewards[300:304])  # env 0's first episode
-        expect = [sum(cfg.gamma ** (k - t) * r[k] for k in range(t, 4)) for t in range(4)]
-        np.testing.assert_allclose(state.buffer.data.mc_returns[300:304], expect, rtol=1e-5)
+        r = np.asarray(state.buffer.data.reward[300:304])  # env 0's first episode
+        expect = [sum(cfg.discount ** (k - t) * r[k] for k in range(t, 4)) for t in range(4)]
+        np.testing.assert_allclose(state.buffer.data.extras.mc_returns[300:304], expect, rtol=1e-5)
         assert "bound_rate" in metrics
 
 
 def test_episode_staging_returns_to_go_by_hand():
     """Two envs, horizon 4, discount 0.5: env 0 ends after 3 steps (terminated), env 1 fills its staging (cut)."""
-    example = oc.Batch(jnp.zeros(1), jnp.zeros(1), jnp.zeros(()), jnp.zeros(1), jnp.zeros(()), jnp.zeros(()))
+    z = jnp.zeros(())
+    example = Transition(jnp.zeros(1), jnp.zeros(1), z, jnp.zeros(1), z, z, oc.Extras(z))
     staging = finetune.init_staging(example, num_envs=2, horizon=4)
     from jaxrl.data import replay
 
@@ -71,33 +75,34 @@ def test_episode_staging_returns_to_go_by_hand():
     dones = [(False, False), (False, False), (True, False), (False, False)]
     stage = jax.jit(finetune.stage_step)
     for t, (r, d) in enumerate(zip(rewards, dones)):
-        rows = oc.Batch(
+        rows = Transition(
             jnp.full((2, 1), float(t)),
             jnp.zeros((2, 1)),
             jnp.array(r),
             jnp.zeros((2, 1)),
             jnp.array(d, jnp.float32),
             jnp.zeros(2),
+            oc.Extras(jnp.zeros(2)),
         )
         staging, buffer = stage(staging, buffer, rows, jnp.array(d), 0.5)
         if t == 2:  # env 0's episode is in; env 1's still staged
             assert int(buffer.size) == 3
-            np.testing.assert_allclose(buffer.data.mc_returns[:3], [1 + 1 + 0.75, 2 + 1.5, 3.0])
+            np.testing.assert_allclose(buffer.data.extras.mc_returns[:3], [1 + 1 + 0.75, 2 + 1.5, 3.0])
     # env 1 hit the horizon at t = 3: 4 + 2 + 1 + 0.5, 4 + 2 + 1, 4 + 2, 4 (a lower bound: observed part only)
     assert int(buffer.size) == 7
-    np.testing.assert_allclose(buffer.data.mc_returns[3:7], [7.5, 7.0, 6.0, 4.0])
-    np.testing.assert_allclose(buffer.data.rewards[3:7], [4.0] * 4)
-    np.testing.assert_allclose(buffer.data.observations[:7, 0], [0, 1, 2, 0, 1, 2, 3])
+    np.testing.assert_allclose(buffer.data.extras.mc_returns[3:7], [7.5, 7.0, 6.0, 4.0])
+    np.testing.assert_allclose(buffer.data.reward[3:7], [4.0] * 4)
+    np.testing.assert_allclose(buffer.data.obs[:7, 0], [0, 1, 2, 0, 1, 2, 3])
     assert np.asarray(staging.length).tolist() == [1, 0]  # env 0 started a new episode at t = 3
-    np.testing.assert_allclose(staging.rows.rewards[0, 0], 5.0)
+    np.testing.assert_allclose(staging.rows.reward[0, 0], 5.0)
     np.testing.assert_allclose(finetune.episode_returns_to_go(jnp.array([1.0, 1.0, 9.0]), 2, 0.5), [1.5, 1.0, 0.0])
 
 
 # ----------------------------------------------------------------------------------------- Cal-QL loss
 
 
-def _flat_q(p, obs, act):  # one critic, independent of the action: [B]
-    return obs @ p["w"] + p["b"]
+def _flat_q(p, obs, act):  # critics independent of the action (params with a leading [E] axis): [E, B]
+    return jax.vmap(lambda p: obs @ p["w"] + p["b"])(p)
 
 
 def _uniform_policy(p, obs):  # density (1/2)^A on [-1, 1]^A
@@ -118,7 +123,7 @@ def test_calql_critic_loss_known_answer():
     ``V < Q`` nothing changes."""
     obs = jnp.array([[1.0], [2.0]])
     p = dict(w=jnp.array([[0.5], [-1.0]]), b=jnp.array([0.0, 1.0]))  # two members
-    batch = oc.Batch(obs, jnp.zeros((2, 2)), jnp.zeros(2), obs, jnp.ones(2), jnp.zeros(2))
+    batch = Transition(obs, jnp.zeros((2, 2)), jnp.zeros(2), obs, jnp.ones(2), jnp.zeros(2), oc.Extras(jnp.zeros(2)))
     kw = dict(
         q_apply=_flat_q,
         target_q_params=p,
@@ -133,7 +138,7 @@ def test_calql_critic_loss_known_answer():
     np.testing.assert_allclose(cql["cql_gap"], 2 * math.log(2), rtol=1e-5)
     # Q [E, B] = [[0.5, 1.0], [0.0, -1.0]]; floor row 0 at member 0's Q + log 4, row 1 far below both
     mc = jnp.array([0.5 + math.log(4.0), -100.0])
-    loss, m = jax.jit(functools.partial(L.calql_critic_loss, **kw))(p, batch._replace(mc_returns=mc), key)
+    loss, m = jax.jit(functools.partial(L.calql_critic_loss, **kw))(p, batch._replace(extras=oc.Extras(mc)), key)
     # member 0, row 0: gap A log 2 + log 3. member 1, row 0 (Q = 0): soft max of 3 at e^0 and 6 at e^(0.5 + log 4)
     gap_m1_r0 = 2 * math.log(2) + math.log((1 + 2 * 4 * math.exp(0.5)) / 3)
     gaps = np.array([[2 * math.log(2) + math.log(3), 2 * math.log(2)], [gap_m1_r0, 2 * math.log(2)]])  # [E, B]

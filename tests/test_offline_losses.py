@@ -27,8 +27,12 @@ J = _Jitted()
 # --------------------------------------------------------------------------------------- linear networks
 
 
-def q_apply(p, obs, act):  # one critic: [B]
+def q_member(p, obs, act):  # one critic: [B]
     return obs @ p["wo"] + act @ p["wa"] + p["b"]
+
+
+def q_apply(p, obs, act):  # the ensemble (params with a leading [E] axis): [E, B]
+    return jax.vmap(q_member, in_axes=(0, None, None))(p, obs, act)
 
 
 def v_apply(p, obs):
@@ -49,13 +53,18 @@ def uniform_policy(p, obs):  # constant density (1/2)^A on [-1, 1]^A
     return distrax.Independent(distrax.Uniform(-jnp.ones((obs.shape[0], a)), jnp.ones((obs.shape[0], a))), 1)
 
 
-class Batch(NamedTuple):
-    observations: jax.Array
-    actions: jax.Array
-    rewards: jax.Array = None
-    next_observations: jax.Array = None
-    terminals: jax.Array = None
-    next_actions: jax.Array = None
+class Extras(NamedTuple):
+    mc_returns: jax.Array = None
+    next_action: jax.Array = None
+
+
+class Batch(NamedTuple):  # the Transition fields the losses read
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array = None
+    next_obs: jax.Array = None
+    terminated: jax.Array = None
+    extras: Extras = Extras()
 
 
 B, O, A, E = 3, 2, 2, 2
@@ -63,12 +72,12 @@ OBS = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]])
 NXT = jnp.array([[0.5, 0.5], [1.0, 1.0], [-1.0, 0.0]])
 ACT = jnp.array([[0.5, -0.5], [0.0, 0.25], [-0.75, 0.5]])
 BATCH = Batch(
-    observations=OBS,
-    actions=ACT,
-    rewards=jnp.array([1.0, 0.0, -1.0]),
-    next_observations=NXT,
-    terminals=jnp.array([0.0, 1.0, 0.0]),
-    next_actions=jnp.array([[0.25, 0.25], [0.0, 0.0], [0.5, -0.5]]),
+    obs=OBS,
+    action=ACT,
+    reward=jnp.array([1.0, 0.0, -1.0]),
+    next_obs=NXT,
+    terminated=jnp.array([0.0, 1.0, 0.0]),
+    extras=Extras(next_action=jnp.array([[0.25, 0.25], [0.0, 0.0], [0.5, -0.5]])),
 )
 QP = dict(wo=jnp.array([[1.0, -1.0], [0.5, 2.0]]), wa=jnp.array([[1.0, 0.0], [2.0, -1.0]]), b=jnp.array([0.0, 0.5]))
 QT = dict(wo=jnp.array([[0.5, -1.0], [1.0, 1.0]]), wa=jnp.array([[0.5, 1.0], [1.0, 0.5]]), b=jnp.array([0.1, 0.0]))
@@ -194,11 +203,11 @@ def test_bc_losses_reference():
     want = -np.mean(NP(w) * normal_logp(ACT, NP(OBS) @ NP(PP["w"]), PP["log_std"]))
     np.testing.assert_allclose(loss, want, rtol=1e-5)
     d = ds.make_dataset(np.zeros((4, 1)), np.zeros((4, 1)), [1, 1, 5, 0], np.zeros((4, 1)), [0, 1, 0, 1])
-    np.testing.assert_array_equal(J.filtered_bc_mask(d, 0.5), [0, 0, 1, 1])
+    np.testing.assert_array_equal(ds.top_episodes_mask(d, 0.5), [0, 0, 1, 1])
 
 
 def test_td3_bc_and_rebrac_actor_known_answer():
-    batch = Batch(observations=jnp.array([[1.0], [2.0]]), actions=jnp.array([[0.0], [1.0]]))
+    batch = Batch(obs=jnp.array([[1.0], [2.0]]), action=jnp.array([[0.0], [1.0]]))
     actor = dict(w=jnp.array([[0.5]]))  # pi = [0.5, 1.0]
     q = dict(wo=jnp.array([[1.0], [1.0]]), wa=jnp.array([[2.0], [1.0]]), b=jnp.zeros(2))
     # Q_1 = [2, 4]; lambda = 2.5 / 3; bc = mean([0.25, 0]) = 0.125
@@ -226,7 +235,7 @@ def test_iql_losses_reference():
     loss, _ = J.iql_value_loss(VP, BATCH, value_apply=v_apply, q_apply=q_apply, target_q_params=QT, expectile=0.7)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
 
-    y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * (NP(NXT) @ NP(VP["w"]) + 0.2)
+    y = NP(BATCH.reward) + 0.9 * (1 - NP(BATCH.terminated)) * (NP(NXT) @ NP(VP["w"]) + 0.2)
     want = np.sum(np.mean((q_ref(QP, OBS, ACT) - y) ** 2, -1))
     loss, _ = J.iql_critic_loss(QP, BATCH, q_apply=q_apply, value_apply=v_apply, value_params=VP, discount=0.9)
     np.testing.assert_allclose(loss, want, rtol=1e-5)
@@ -301,7 +310,7 @@ def _cql(q_params, key, **kw):
 def test_cql_known_answer_action_independent_q():
     flat_q, flat_t = dict(QP, wa=jnp.zeros_like(QP["wa"])), dict(QT, wa=jnp.zeros_like(QT["wa"]))
     q = q_ref(flat_q, OBS, ACT)
-    y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * q_ref(flat_t, NXT, ACT).min(0)
+    y = NP(BATCH.reward) + 0.9 * (1 - NP(BATCH.terminated)) * q_ref(flat_t, NXT, ACT).min(0)
     td = np.sum(np.mean((q - y) ** 2, -1))
     key = jax.random.key(1)
     # every sampled action has density (1/2)^A and the same Q: the gap is A log 2 per member
@@ -389,7 +398,7 @@ def test_brac():
     a_tp1 = dist.sample(seed=k_a)
     s, logp = dist.sample_and_log_prob(seed=k_d, sample_shape=(2,))
     kl = np.mean(NP(logp) - normal_logp(s, NP(NXT) @ NP(beh["w"]), beh["log_std"]), 0)
-    y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * (q_ref(QT, NXT, a_tp1).min(0) - 0.5 * kl)
+    y = NP(BATCH.reward) + 0.9 * (1 - NP(BATCH.terminated)) * (q_ref(QT, NXT, a_tp1).min(0) - 0.5 * kl)
     np.testing.assert_allclose(lv, np.sum(np.mean((q_ref(QP, OBS, ACT) - y) ** 2, -1)), rtol=1e-4)
     np.testing.assert_allclose(mv["kl_tp1"], kl.mean(), rtol=1e-4)
     # actor: with an action-independent critic and identical behaviour, L = -mean min_e Q(s)
@@ -426,8 +435,8 @@ def test_rebrac_critic_reference():
         policy_noise=0.0,
     )
     a = np.clip(NP(NXT) @ NP(actor["w"]), -1, 1)
-    bc = np.sum((a - NP(BATCH.next_actions)) ** 2, -1)
-    y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * (q_ref(QT, NXT, a).min(0) - 0.1 * bc)
+    bc = np.sum((a - NP(BATCH.extras.next_action)) ** 2, -1)
+    y = NP(BATCH.reward) + 0.9 * (1 - NP(BATCH.terminated)) * (q_ref(QT, NXT, a).min(0) - 0.1 * bc)
     np.testing.assert_allclose(loss, np.sum(np.mean((q_ref(QP, OBS, ACT) - y) ** 2, -1)), rtol=1e-5)
 
 
@@ -444,7 +453,7 @@ def test_dynamics_loss_reference():
         lv=jnp.array([[0.0] * (O + 1), [math.log(2.0)] * (O + 1)]),
     )
     loss, m = J.gaussian_ensemble_dynamics_loss(params, BATCH, dynamics_apply=dyn_apply)
-    target = np.concatenate([NP(NXT) - NP(OBS), NP(BATCH.rewards)[:, None]], -1)
+    target = np.concatenate([NP(NXT) - NP(OBS), NP(BATCH.reward)[:, None]], -1)
     want = 0.0
     for e in range(E):
         mean = np.concatenate([NP(OBS), NP(ACT)], -1) @ NP(params["w"][e])
@@ -479,7 +488,7 @@ def test_edac_critic():
     np.testing.assert_allclose(ms["diversity"][0], 2 * (2 / math.sqrt(5)), rtol=1e-5)
     np.testing.assert_allclose(ls[1] - ls[0], ms["diversity"][0], rtol=1e-5)
     a, logp = policy_apply(PP, NXT).sample_and_log_prob(seed=key)
-    y = NP(BATCH.rewards) + 0.9 * (1 - NP(BATCH.terminals)) * (q_ref(QT, NXT, a).min(0) - 0.2 * NP(logp))
+    y = NP(BATCH.reward) + 0.9 * (1 - NP(BATCH.terminated)) * (q_ref(QT, NXT, a).min(0) - 0.2 * NP(logp))
     np.testing.assert_allclose(ms["td_loss"][0], np.sum(np.mean((q_ref(QP, OBS, ACT) - y) ** 2, -1)), rtol=1e-5)
     assert all(np.isfinite(NP(x)).all() for x in jax.tree.leaves(g))
     assert not np.allclose(NP(g["wa"][0]), NP(g["wa"][1]))  # the penalty has a gradient
@@ -490,7 +499,12 @@ def test_losses_on_sampled_dataset_batch():
     d = ds.make_dataset(np.ones((8, O)), np.zeros((8, A)), np.arange(8.0), np.ones((8, O)), np.zeros(8))
     step = jax.jit(
         lambda k: J.iql_critic_loss(
-            QP, ds.sample(k, d, 4), q_apply=q_apply, value_apply=v_apply, value_params=VP, discount=0.99
+            QP,
+            ds.to_transition(ds.sample(k, d, 4)),
+            q_apply=q_apply,
+            value_apply=v_apply,
+            value_params=VP,
+            discount=0.99,
         )[0]
     )
     assert np.isfinite(float(step(jax.random.key(0))))
@@ -499,13 +513,13 @@ def test_losses_on_sampled_dataset_batch():
 def test_cql_bc_actor_loss_known_answer():
     # pi(.|s) = N(mu = s, 1): log pi(a|s) = -(a - s)^2 / 2 - log(2 pi) / 2
     apply = lambda p, obs: distrax.MultivariateNormalDiag(obs * p, jnp.ones_like(obs))
-    batch = Batch(observations=jnp.array([[0.0], [1.0]]), actions=jnp.array([[1.0], [1.0]]))
+    batch = Batch(obs=jnp.array([[0.0], [1.0]]), action=jnp.array([[1.0], [1.0]]))
     half_log_2pi = 0.5 * math.log(2 * math.pi)
     # alpha = 0: the negative log-likelihood of the data, ((1 - 0)^2 / 2 + (1 - 1)^2 / 2) / 2 + log(2 pi) / 2
     loss, m = L.cql_bc_actor_loss(1.0, batch, actor_apply=apply, alpha=0.0, key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(loss, 0.25 + half_log_2pi, rtol=1e-6)
     # alpha = 1: plus the mean log-density of the policy's own samples (the same key draws them)
-    d = apply(1.0, batch.observations)
+    d = apply(1.0, batch.obs)
     _, lp = d.sample_and_log_prob(seed=jax.random.PRNGKey(0))
     loss1, m1 = L.cql_bc_actor_loss(1.0, batch, actor_apply=apply, alpha=1.0, key=jax.random.PRNGKey(0))
     np.testing.assert_allclose(loss1, float(jnp.mean(lp)) + 0.25 + half_log_2pi, rtol=1e-6)
@@ -516,3 +530,21 @@ def test_cql_bc_actor_loss_known_answer():
         0.5
     )
     np.testing.assert_allclose(g, -0.25, rtol=1e-6)
+
+
+def test_one_member_q_apply_is_refused_with_a_clear_error():
+    """The losses take a Q ENSEMBLE's apply ([E, B], as nets.make_q_ensemble builds it); one member's apply is a
+    clear error at trace time, not an opaque shape error deep inside."""
+    import pytest
+
+    from jaxrl import nets
+
+    with pytest.raises(ValueError, match="Q ENSEMBLE"):
+        L.iql_critic_loss(QP, BATCH, q_apply=q_member, value_apply=v_apply, value_params=VP, discount=0.9)
+    ensemble = nets.make_q_ensemble((8,), "relu", num_members=2)
+    params = ensemble.init(jax.random.PRNGKey(0), OBS[0], ACT[0])
+    kw = dict(value_apply=v_apply, value_params=VP, discount=0.9)
+    loss, _ = L.iql_critic_loss(params, BATCH, q_apply=ensemble.apply, **kw)  # the ensemble apply just works
+    assert np.isfinite(float(loss))
+    with pytest.raises(ValueError, match="Q ENSEMBLE"):
+        L.iql_critic_loss(params, BATCH, q_apply=nets.make_value_network((8,), "relu").apply, **kw)

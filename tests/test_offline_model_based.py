@@ -16,6 +16,7 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline import models, mopo, morel
 from jaxrl.config import ConfigError
 from jaxrl.data import dataset as ds
+from jaxrl.data.types import Transition
 from jaxrl.losses.offline import gaussian_ensemble_dynamics_loss
 from jaxrl.run import generate, train
 
@@ -63,7 +64,7 @@ def _linear_system(key, n):
     ks, ka = jax.random.split(key)
     s = jax.random.normal(ks, (n, 2))
     a = jax.random.uniform(ka, (n, 1), minval=-1, maxval=1)
-    return oc.Batch(s, a, s @ c + a @ d, s @ A.T + a @ Bm.T, jnp.zeros(n), jnp.zeros(n))
+    return Transition(s, a, s @ c + a @ d, s @ A.T + a @ Bm.T, jnp.zeros(n), jnp.zeros(n), oc.Extras(jnp.zeros(n)))
 
 
 def test_normalizer_known_answer():
@@ -87,9 +88,9 @@ def test_predict_units_and_loss_bound_term():
     norm = models.Normalizer(
         jnp.array([0.5, -1.0, 0.0]), jnp.array([2.0, 1.0, 0.5]), jnp.array([0.1, 0.2, 0.3]), jnp.array([2.0, 3.0, 4.0])
     )
-    mean, log_var = dyn.predict(params, norm, batch.observations, batch.actions)
+    mean, log_var = dyn.predict(params, norm, batch.obs, batch.action)
     assert mean.shape == log_var.shape == (3, 16, 3)
-    mean_n = dyn.normalized_mean(params, norm, batch.observations, batch.actions)
+    mean_n = dyn.normalized_mean(params, norm, batch.obs, batch.action)
     np.testing.assert_allclose(mean, mean_n * norm.out_std + norm.out_mean, rtol=1e-5, atol=1e-6)
     assert np.all(np.asarray(log_var - 2 * jnp.log(norm.out_std)) <= models.INIT_MAX_LOG_VAR + 1e-6)
     assert np.all(np.asarray(log_var - 2 * jnp.log(norm.out_std)) >= models.INIT_MIN_LOG_VAR - 1e-6)
@@ -109,7 +110,7 @@ def test_ensemble_fits_linear_system():
     test = _linear_system(jax.random.PRNGKey(1), 512)
     dyn = models.make_dynamics(2, 1, hidden=(32, 32), num_members=3)
     tx = optax.adam(3e-3)
-    norm = models.fit_normalizer(data.observations, data.actions, data.rewards, data.next_observations)
+    norm = models.fit_normalizer(data.obs, data.action, data.reward, data.next_obs)
     model = models.init_model(dyn, tx, jax.random.PRNGKey(2), norm, num_elites=2)
 
     @jax.jit
@@ -123,19 +124,17 @@ def test_ensemble_fits_linear_system():
 
     model, metrics = fit(model, jax.random.PRNGKey(3))
     assert metrics["model_loss"][-1] < metrics["model_loss"][0]
-    mean, log_var = dyn.predict(model.params, model.norm, test.observations, test.actions)
-    next_obs = test.observations + mean[..., :2]
-    rmse_s = float(jnp.sqrt(jnp.mean(jnp.square(next_obs - test.next_observations))))
-    rmse_r = float(jnp.sqrt(jnp.mean(jnp.square(mean[..., 2] - test.rewards))))
+    mean, log_var = dyn.predict(model.params, model.norm, test.obs, test.action)
+    next_obs = test.obs + mean[..., :2]
+    rmse_s = float(jnp.sqrt(jnp.mean(jnp.square(next_obs - test.next_obs))))
+    rmse_r = float(jnp.sqrt(jnp.mean(jnp.square(mean[..., 2] - test.reward))))
     print(
         f"linear system: next-state RMSE {rmse_s:.4f}, reward RMSE {rmse_r:.4f}, "
         f"mean std {float(jnp.mean(jnp.exp(0.5 * log_var))):.4f}"
     )
     assert rmse_s < 0.05 and rmse_r < 0.05
     assert float(jnp.mean(jnp.exp(0.5 * log_var))) < 0.1  # the noise-free system is learned as near-deterministic
-    mse = models.member_mse(
-        dyn, model.params, model.norm, test.observations, test.actions, test.rewards, test.next_observations
-    )
+    mse = models.member_mse(dyn, model.params, model.norm, test.obs, test.action, test.reward, test.next_obs)
     assert mse.shape == (3,) and float(jnp.max(mse)) < 0.01
     elites = models.select_elites(mse, 2)
     assert set(np.asarray(elites).tolist()) == set(np.argsort(np.asarray(mse))[:2].tolist())
@@ -264,7 +263,7 @@ def test_mopo_penalty_known_answer():
 def test_morel_penalty_known_answer():
     # next-state disagreement: row 0: max ||f_i - f_j|| = 5 (members 0/1 and 1/2); row 1: sqrt(0.01 + 0.04)
     state = SimpleNamespace(model=SimpleNamespace(max_disagreement=jnp.array(2.0)), reward_max=jnp.array(16.0))
-    cfg = morel.Config(threshold_scale=1.5, kappa_scale=0.5, gamma=0.9)
+    cfg = morel.Config(threshold_scale=1.5, kappa_scale=0.5, discount=0.9)
     r, halt, info = morel.morel_penalty(cfg, state, _pred())
     # threshold 3: row 0 unknown -> -kappa / (1 - gamma) = -(0.5 * 16) / 0.1 = -80 and halt; row 1 known
     np.testing.assert_allclose(r, [-80.0, -2.0], rtol=1e-5)
@@ -317,8 +316,8 @@ def test_bad_config_names_the_field(module):
         module.Config(real_ratio=1.5)
     with pytest.raises(ConfigError, match=r"holdout_fraction=0.7"):
         module.Config(holdout_fraction=0.7)
-    with pytest.raises(ConfigError, match=r"gamma=1.0"):
-        module.Config(gamma=1.0)
+    with pytest.raises(ConfigError, match=r"discount=1.0"):
+        module.Config(discount=1.0)
     from jaxrl.config import from_dict, to_dict
 
     cfg = module.Config(**TINY)

@@ -44,13 +44,13 @@ def _check_result(name, result, runs):
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ("awr", "crr", "rebrac", "sac_n"))
 def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
-    assert algos.get(name).OFFLINE
+    assert algos.is_offline(name)
     _check_result(name, train(name, tiny_env, _cfg(name), seeds=2, **RUN), 2)
 
 
 def test_edac_grid_over_eta_and_datasets_is_one_program(tiny_env):
     """EDAC through the run loop, its eta (0 = SAC-N) and the dataset as grid axes of one batched program."""
-    assert algos.get("edac").OFFLINE
+    assert algos.is_offline("edac")
     result = train("edac", tiny_env, _cfg("edac"), seeds=1, grid={"eta": [0.0, 1.0], "dataset_index": [0, 1]}, **RUN)
     assert result.axes == ("seed", "eta", "dataset_index", "chunk")
     _check_result("edac", result, 4)
@@ -85,7 +85,7 @@ def test_sac_n_and_edac_share_the_maker(tiny_env):
     """EDAC with eta = 0 makes SAC-N's update (the penalty is only added); the ensemble is a parameter axis."""
     state, sac_n_m = _first_update(tiny_env, "sac_n")
     _, edac_m = _first_update(tiny_env, "edac", eta=0.0)
-    assert jax.tree.leaves(state.params.critic)[0].shape[0] == 3
+    assert jax.tree.leaves(state.nets.critic.params)[0].shape[0] == 3
     for k in ("critic_loss", "actor_loss", "q_data", "q_std"):
         np.testing.assert_allclose(sac_n_m[k], edac_m[k], rtol=1e-6, err_msg=k)
     assert float(edac_m["diversity"]) != 0.0
@@ -123,7 +123,7 @@ def test_awr_value_targets_modes(tiny_env):
     np.testing.assert_array_equal(state.sampler.mc_returns, mc)
     state = jax.jit(awr.make(_cfg("awr", dataset_index=1), env, params).init)(jax.random.PRNGKey(0))
     member = oc.member(env, jnp.int32(1))
-    v_tp1 = nets.make_value_network(TINY["hidden"], "relu").apply(state.params.value, member.next_observations)
+    v_tp1 = nets.make_value_network(TINY["hidden"], "relu").apply(state.nets.value.params, member.next_observations)
     want = awr.dataset_lambda_returns(member, v_tp1, 0.99, 0.95)
     np.testing.assert_allclose(state.sampler.mc_returns, want, rtol=1e-5, atol=1e-4)
     assert np.all(np.asarray(want)[300:] == 0) and not np.allclose(want[:300], mc[:300])
@@ -135,11 +135,11 @@ def test_rebrac_next_actions_follow_the_data(tiny_env):
     sampler = oc.init_sampler(env, jnp.int32(0), 0.99)
     key = jax.random.PRNGKey(7)
     b = oc.sample_batch(env, sampler, key, 64)
-    next_a = oc.sample_batch(shifted, sampler, key, 64).actions
+    next_a = oc.sample_batch(shifted, sampler, key, 64).action
     member = oc.member(env, jnp.int32(0))
     obs, act = np.asarray(member.observations), np.asarray(member.actions)
     ends = np.asarray(ds.episode_ends(member)) > 0
-    for o, a, na in zip(np.asarray(b.observations), np.asarray(b.actions), np.asarray(next_a)):
+    for o, a, na in zip(np.asarray(b.obs), np.asarray(b.action), np.asarray(next_a)):
         row = int(np.flatnonzero(np.all(obs == o, axis=1) & np.all(act == a, axis=1))[0])
         np.testing.assert_array_equal(na, act[row] if ends[row] else act[row + 1])
 
@@ -159,7 +159,7 @@ def test_rebrac_layer_norm_switch(tiny_env):
     env, params = tiny_env
     for flag in (True, False):
         state = jax.jit(rebrac.make(_cfg("rebrac", critic_layer_norm=flag), env, params).init)(jax.random.PRNGKey(0))
-        assert ("LayerNorm_0" in state.params.critic) == flag
+        assert ("LayerNorm_0" in state.nets.critic.params) == flag
 
 
 # ------------------------------------------------------------------------------------------------ bad input
@@ -202,7 +202,8 @@ def test_edac_penalty_is_inert_for_one_dimensional_actions():
     piecewise constant in the critic's parameters: its gradient is zero and EDAC is SAC-N (as on Pendulum)."""
     from jaxrl.losses.offline import edac_diversity_penalty
 
-    q_apply = lambda p, obs, act: jnp.tanh(obs @ p["wo"] + act @ p["wa"]) @ p["out"]
+    member = lambda p, obs, act: jnp.tanh(obs @ p["wo"] + act @ p["wa"]) @ p["out"]
+    q_apply = jax.vmap(member, in_axes=(0, None, None))  # the ensemble's apply: [E, B]
     key = jax.random.PRNGKey(0)
     params = {
         k: jax.random.normal(k2, (5,) + s)

@@ -100,6 +100,25 @@ def test_natural_gradient_step_quadratic_known_answer():
     np.testing.assert_allclose(float(m["expected_improvement"]), np.asarray(g) @ full, rtol=1e-4)
 
 
+def test_natural_gradient_step_preconditions_a_given_gradient():
+    # `gradient` (e.g. aggregated per-task gradients) replaces the surrogate's own: the step is along A^-1 h
+    a = jnp.asarray(_spd(4, seed=3))
+    g, h = jnp.array([1.0, -2.0, 0.5, 1.0]), jnp.array([1.0, -1.0, 0.0, 1.0])
+    x0, delta = {"x": jnp.zeros(4)}, 0.01
+    surr, kl = lambda p: g @ p["x"], lambda p: 0.5 * p["x"] @ a @ p["x"]
+    kw = dict(cg_iters=4, damping=0.0, backtrack_ratio=0.8)
+    new, m = trpo.natural_gradient_step(x0, surr, kl, delta, gradient={"x": h}, **kw)
+    ainv_h = np.linalg.solve(np.asarray(a), np.asarray(h))
+    full = np.sqrt(2 * delta / (np.asarray(h) @ ainv_h)) * ainv_h
+    assert float(m["accepted"]) == 1.0 and float(np.asarray(g) @ full) > 0  # the surrogate still improves
+    np.testing.assert_allclose(np.asarray(new["x"]), float(m["step_fraction"]) * full, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(m["expected_improvement"]), np.asarray(h) @ full, rtol=1e-4)
+    # the surrogate's own gradient given explicitly is the default step
+    own, _ = trpo.natural_gradient_step(x0, surr, kl, delta, gradient={"x": g}, **kw)
+    default, _ = trpo.natural_gradient_step(x0, surr, kl, delta, **kw)
+    np.testing.assert_allclose(np.asarray(own["x"]), np.asarray(default["x"]), rtol=1e-6)
+
+
 def _categorical_problem():
     states, w_old = _linear_policy_setup()
     key = jax.random.PRNGKey(5)

@@ -7,10 +7,11 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 from gymnax.environments import spaces
 from jax.custom_batching import custom_vmap
 
+from jaxrl.algos import train_state
+from jaxrl.algos.train_state import TrainState
 from jaxrl.data import rollout as rollout_lib
 from jaxrl.envs.wrappers import EpisodeStats, NormalizeObservation, NormalizeState, RescaleAction, VmapEnv
 from jaxrl.losses.sac import sac_actor_loss, sac_temperature_loss
@@ -106,17 +107,16 @@ def phase_cond(pred: jax.Array, true_fn: Callable, false_fn: Callable, *operands
 
 
 def gradient_step(tx, grads, opt_state, params):
-    """One optimiser step: ``(params', opt_state')``."""
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state
+    """One optimiser step on bare parameters: ``(params', opt_state')`` (:func:`~jaxrl.algos.train_state.apply_gradient`
+    for callers that keep parameters and optimiser state apart)."""
+    new = train_state.apply_gradient(tx, TrainState(params, opt_state), grads)
+    return new.params, new.opt_state
 
 
-def sac_actor_temperature_step(
+def sac_actor_temperature_update(
     tx,
-    actor,
-    actor_opt,
-    log_alpha,
-    alpha_opt,
+    actor: TrainState,
+    temperature: TrainState,
     batch,
     key,
     *,
@@ -125,26 +125,36 @@ def sac_actor_temperature_step(
     critic_params: Any,
     target_entropy: float,
     actor_grads: Callable | None = None,
-):
+) -> tuple[TrainState, TrainState, dict]:
     """SAC's steps after the critic's, shared by every SAC-based algorithm (single-task SAC, PEARL, the offline SAC
     family): the actor against the freshly updated critic (:func:`jaxrl.losses.sac.sac_actor_loss`, or
-    ``actor_grads(actor, alpha) -> (grads, metrics)`` in its place, e.g. CQL's imitation warm start), then the
-    temperature toward ``target_entropy`` from the actor step's entropy. Returns ``(actor, actor_opt, log_alpha,
-    alpha_opt, metrics)``."""
-    alpha = jnp.exp(log_alpha)
+    ``actor_grads(actor_params, alpha) -> (grads, metrics)`` in its place, e.g. CQL's imitation warm start), then the
+    temperature (``temperature.params`` is ``log alpha``) toward ``target_entropy`` from the actor step's entropy.
+    Returns ``(actor, temperature, metrics)``."""
+    alpha = jnp.exp(temperature.params)
     if actor_grads is None:
         a_grads, a_metrics = jax.grad(sac_actor_loss, has_aux=True)(
-            actor,
+            actor.params,
             batch,
+            key,
             actor_apply=actor_apply,
             critic_apply=critic_apply,
             critic_params=critic_params,
             alpha=alpha,
-            key=key,
         )
     else:
-        a_grads, a_metrics = actor_grads(actor, alpha)
-    actor, actor_opt = gradient_step(tx, a_grads, actor_opt, actor)
-    t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(log_alpha, -a_metrics["entropy"], target_entropy)
-    log_alpha, alpha_opt = gradient_step(tx, t_grad, alpha_opt, log_alpha)
-    return actor, actor_opt, log_alpha, alpha_opt, {**a_metrics, **t_metrics}
+        a_grads, a_metrics = actor_grads(actor.params, alpha)
+    actor = train_state.apply_gradient(tx, actor, a_grads)
+    t_grad, t_metrics = jax.grad(sac_temperature_loss, has_aux=True)(
+        temperature.params, -a_metrics["entropy"], target_entropy
+    )
+    return actor, train_state.apply_gradient(tx, temperature, t_grad), {**a_metrics, **t_metrics}
+
+
+def sac_actor_temperature_step(tx, actor, actor_opt, log_alpha, alpha_opt, batch, key, **kwargs):
+    """:func:`sac_actor_temperature_update` on bare parameters and optimiser states: ``(actor, actor_opt, log_alpha,
+    alpha_opt, metrics)``."""
+    actor_state, temperature, metrics = sac_actor_temperature_update(
+        tx, TrainState(actor, actor_opt), TrainState(log_alpha, alpha_opt), batch, key, **kwargs
+    )
+    return actor_state.params, actor_state.opt_state, temperature.params, temperature.opt_state, metrics

@@ -327,7 +327,7 @@ def sample(key: jax.Array, dataset: Dataset, batch_size: int) -> Dataset:
     cdf = jnp.cumsum((_valid(dataset) > 0).astype(jnp.int32))
     k = jax.random.randint(key, (batch_size,), 0, cdf[-1])
     idx = jnp.clip(jnp.searchsorted(cdf, k, side="right"), 0, dataset.size - 1)
-    batch = jax.tree.map(lambda x: jnp.asarray(x)[idx], dataset.replace(mask=None))
+    batch = jax.tree.map(lambda x: jnp.asarray(x)[idx], dataclasses.replace(dataset, mask=None))
     return batch
 
 
@@ -408,7 +408,7 @@ def with_next_actions(dataset: Dataset) -> Dataset:
     shifted = jnp.concatenate([act[1:], act[-1:]], axis=0)
     ends = episode_ends(dataset) > 0
     ends = ends.reshape(ends.shape + (1,) * (act.ndim - 1))
-    return dataset.replace(next_actions=jnp.where(ends, act, shifted))
+    return dataclasses.replace(dataset, next_actions=jnp.where(ends, act, shifted))
 
 
 # --------------------------------------------------------------------------------------------- reshaping
@@ -425,7 +425,7 @@ def pad_to(dataset: Dataset, n: int) -> Dataset:
         x = jnp.asarray(x)
         return jnp.concatenate([x, jnp.zeros((n - size,) + x.shape[1:], x.dtype)], axis=0)
 
-    padded = jax.tree.map(pad, dataset.replace(mask=None))
+    padded = jax.tree.map(pad, dataclasses.replace(dataset, mask=None))
     return padded.replace(mask=pad(valid))
 
 
@@ -440,7 +440,7 @@ def subsample(dataset: Dataset, n: int, key: jax.Array) -> Dataset:
     valid = _valid(dataset)
     scores = jnp.where(valid > 0, jax.random.uniform(key, valid.shape), 2.0)
     idx = jnp.sort(jnp.argsort(scores)[:n])
-    out = jax.tree.map(lambda x: jnp.asarray(x)[idx], dataset.replace(mask=None))
+    out = jax.tree.map(lambda x: jnp.asarray(x)[idx], dataclasses.replace(dataset, mask=None))
     if dataset.mask is not None:
         out = out.replace(mask=valid[idx])
     return out
@@ -466,7 +466,7 @@ def stack(datasets: Sequence[Dataset]) -> Dataset:
         env_name="+".join(sorted({i.env_name for i in infos})),
         extra=(("members", infos),),
     )
-    stripped = [p.replace(info=DatasetInfo()) for p in padded]
+    stripped = [dataclasses.replace(p, info=DatasetInfo()) for p in padded]
     out = jax.tree.map(lambda *xs: jnp.stack(xs), *stripped)
     return out.replace(info=info)
 

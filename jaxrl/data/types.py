@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
-import jax
+# A field holds a jax array, a numpy array (host collection), () for a field a consumer does not read, or, under
+# jax transformations, whatever the transformation puts there (in_axes specs, shape structs): any pytree leaf.
+Field: TypeAlias = Any
 
 
 class Transition(NamedTuple):
     """One environment step. ``next_obs`` is the true successor (the pre-reset final observation at an episode
-    end), so a truncated step can bootstrap from it while a terminated one does not."""
+    end), so a truncated step can bootstrap from it while a terminated one does not. Fields are jax arrays on
+    device, numpy arrays where a host loop collects (Meta-World), or ``()`` for a field a loss does not read."""
 
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
+    obs: Field
+    action: Field
+    reward: Field
+    next_obs: Field
+    terminated: Field
+    truncated: Field
     extras: Any = ()  # per-algorithm data recorded at collection time (log-probs, values, ...)

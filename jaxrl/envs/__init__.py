@@ -1,6 +1,6 @@
 """Environments: the gymnax >= 1.0 functional protocol, wrappers and adapters."""
 
-from jaxrl.envs.registry import list_envs, make, register
+from jaxrl.envs.registry import dataset_name, is_host, list_envs, make, make_host, register, resolve
 from jaxrl.envs.wrappers import (
     EpisodeStats,
     NormalizeObservation,
@@ -15,8 +15,12 @@ from jaxrl.envs.wrappers import (
 
 __all__ = [
     "make",
+    "resolve",
     "list_envs",
     "register",
+    "dataset_name",
+    "is_host",
+    "make_host",
     "Wrapper",
     "VmapEnv",
     "EpisodeStats",

@@ -1,9 +1,26 @@
-"""``jaxrl.envs.make(name)``: one name space for gymnax, brax and MuJoCo Playground environments."""
+"""``jaxrl.envs.make(name)``: the one resolver of env names.
+
+Name forms:
+
+- a registered name: the task suites and families of :mod:`jaxrl.tasks` (``point-goal-4``, ``nav2d``, ...) and
+  whatever :func:`register` added;
+- a gymnax id (``CartPole-v1``);
+- ``brax:<robot>[:<backend>]`` and ``playground:<EnvName>``;
+- ``dataset:<file>[,<file>...][?env=<name>]``: dataset files as the offline env of offline algorithms (the name
+  a run directory records; :func:`dataset_name` writes one);
+- ``metaworld:<benchmark>``: host envs, which step on the CPU outside JAX: :func:`make_host`.
+
+No import cycle: task modules register their names with :func:`register` when :mod:`jaxrl.tasks` is imported,
+and this module imports nothing of theirs; it imports the packages named in :data:`PROVIDERS` by name on the first
+lookup. Loaders of prefixed names that live in other packages are ``"module:function"`` strings imported on
+first use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import importlib
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from jaxrl.config import close_matches
 
@@ -24,8 +41,21 @@ _BRAX_NAMES = (
 # ~70 steps/s with 8 envs, "positional" at ~27k and "spring" at ~60k (measured on this project's 2-core CPU).
 _BRAX_BACKENDS = ("generalized", "positional", "spring", "mjx")
 
-# Extra JAX-native envs and task families register here (name -> factory returning (env, params)).
+# Packages whose import registers env names (each of their modules calls `register`).
+PROVIDERS = ("jaxrl.tasks",)
+# The offline env is built by the offline algorithms' shared code from the files the name lists.
+_DATASET_LOADER = "jaxrl.algos.offline.common:load_offline_env"
+_HOST_PREFIXES = ("metaworld",)
+
+# name -> factory returning (env, params)
 _EXTRA: dict[str, Callable[..., tuple[Any, Any]]] = {}
+_loaded: set[str] = set()
+
+
+class Resolved(NamedTuple):
+    name: str  # the name to record (a resume resolves it again): dataset names carry absolute paths
+    env: Any
+    params: Any
 
 
 def register(name: str, factory: Callable[..., tuple[Any, Any]]) -> None:
@@ -33,15 +63,16 @@ def register(name: str, factory: Callable[..., tuple[Any, Any]]) -> None:
     _EXTRA[name] = factory
 
 
-def _load_builtin_tasks() -> None:
-    """Import every module of ``jaxrl.tasks`` once: modules register their names at import."""
-    import importlib
-    import pkgutil
+def _load_providers() -> None:
+    for package in PROVIDERS:
+        if package not in _loaded:
+            importlib.import_module(package)
+            _loaded.add(package)
 
-    import jaxrl.tasks
 
-    for info in pkgutil.iter_modules(jaxrl.tasks.__path__):
-        importlib.import_module(f"jaxrl.tasks.{info.name}")
+def _load(spec: str) -> Callable:
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def gymnax_names() -> list[str]:
@@ -51,45 +82,90 @@ def gymnax_names() -> list[str]:
 
 
 def list_envs() -> list[str]:
-    _load_builtin_tasks()
-    return gymnax_names() + [f"brax:{n}" for n in _BRAX_NAMES] + sorted(_EXTRA) + ["playground:<EnvName>"]
+    _load_providers()
+    return (
+        gymnax_names()
+        + [f"brax:{n}" for n in _BRAX_NAMES]
+        + sorted(_EXTRA)
+        + ["playground:<EnvName>", "dataset:<FILE>[,<FILE>...]", "metaworld:<MT10|MT25|MT50>"]
+    )
 
 
 def make(name: str, **kwargs) -> tuple[Any, Any]:
     """Return ``(env, env_params)`` following the gymnax >= 1.0 functional protocol.
 
     Names: any gymnax id (``CartPole-v1``), ``brax:<name>`` (``brax:ant``), ``playground:<EnvName>``,
-    or a registered jaxrl env or task suite. An unknown name raises ``ValueError`` listing close matches.
+    ``dataset:<file>`` or a registered jaxrl env or task suite. An unknown name raises ``ValueError`` listing close
+    matches.
     """
-    _load_builtin_tasks()
+    _, env, params = resolve(name, **kwargs)
+    return env, params
+
+
+def resolve(name: str, **kwargs) -> Resolved:
+    """:func:`make` with the name to record for the env (see :class:`Resolved`)."""
+    _load_providers()
     if name in _EXTRA:
-        return _EXTRA[name](**kwargs)
+        return Resolved(name, *_EXTRA[name](**kwargs))
     if name in gymnax_names():
         import gymnax
 
-        env, params = gymnax.make(name, **kwargs)
-        return env, params
+        return Resolved(name, *gymnax.make(name, **kwargs))
     prefix, _, rest = name.partition(":")
+    if prefix == "dataset" and rest:
+        env, params = _load(_DATASET_LOADER)(name, **kwargs)
+        return Resolved(env.name, env, params)
+    if prefix in _HOST_PREFIXES and rest:
+        raise ValueError(
+            f"{name!r} is a host env (it steps on the CPU, outside JAX): train it with "
+            f"jaxrl.run.host_train.train_host, as `jaxrl train mt_sac --env {name}` does"
+        )
     robot, _, backend = rest.partition(":")
     if prefix == "brax" and robot in _BRAX_NAMES:
-        from jaxrl.envs.brax_adapter import make_brax
-
-        if backend:
-            if backend not in _BRAX_BACKENDS:
-                raise ValueError(
-                    f"unknown brax backend {backend!r} in {name!r}; choose one of "
-                    f"{', '.join(_BRAX_BACKENDS)} (e.g. 'brax:{robot}:positional')"
-                )
-            kwargs = {**kwargs, "backend": backend}
-        env = make_brax(robot, **kwargs)
-        return env, env.default_params
+        return Resolved(name, *_make_brax(robot, backend, **kwargs))
     if prefix == "playground" and rest:
         from jaxrl.envs.brax_adapter import make_playground
 
         env = make_playground(rest, **kwargs)
-        return env, env.default_params
+        return Resolved(name, env, env.default_params)
     options = gymnax_names() + [f"brax:{n}" for n in _BRAX_NAMES] + sorted(_EXTRA)
     hint = close_matches(name, options) or close_matches(name.split(":")[-1], options)
     msg = f"unknown environment {name!r}"
     msg += f"; did you mean {', '.join(map(repr, hint))}?" if hint else "; `jaxrl list` shows them all"
     raise ValueError(msg)
+
+
+def _make_brax(robot: str, backend: str, **kwargs) -> tuple[Any, Any]:
+    from jaxrl.envs.brax_adapter import make_brax
+
+    if backend:
+        if backend not in _BRAX_BACKENDS:
+            raise ValueError(
+                f"unknown brax backend {backend!r} in 'brax:{robot}:{backend}'; choose one of "
+                f"{', '.join(_BRAX_BACKENDS)} (e.g. 'brax:{robot}:positional')"
+            )
+        kwargs = {**kwargs, "backend": backend}
+    env = make_brax(robot, **kwargs)
+    return env, env.default_params
+
+
+def dataset_name(paths: Sequence[str], env: str | None = None) -> str:
+    """The ``dataset:`` name of dataset files; ``env`` names the env of files that do not name theirs."""
+    paths = [str(p) for p in paths]
+    for p in paths:
+        if "," in p or "?env=" in p:
+            raise ValueError(f"dataset path {p!r}: a dataset name cannot hold ',' or '?env=' (rename the file)")
+    return "dataset:" + ",".join(paths) + (f"?env={env}" if env else "")
+
+
+def is_host(name: Any) -> bool:
+    """Whether ``name`` is a host env's (``metaworld:MT10``): trained by :mod:`jaxrl.run.host_train`."""
+    return isinstance(name, str) and name.partition(":")[0] in _HOST_PREFIXES
+
+
+def make_host(name: str, **kwargs) -> tuple[Callable[[int], Any], str]:
+    """``(seed -> host env, the name to record)`` for a host env; a bare benchmark (``"MT10"``) is Meta-World's."""
+    from jaxrl.envs.metaworld import make_metaworld
+
+    full = name if is_host(name) else f"metaworld:{name}"
+    return (lambda seed: make_metaworld(full, seed=seed, **kwargs)), full

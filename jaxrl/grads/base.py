@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +44,7 @@ WeightsFn = Callable[[jax.Array, Any, jax.Array | None], tuple[jax.Array, Any]]
 # where every leaf of ``per_task_grads`` is ``[K, *param_shape]`` and ``aggregated_grad`` has the structure of
 # ``params``. ``optax.chain(aggregator, optimizer)`` aggregates, then steps; the ``key`` (for methods that draw
 # random numbers, e.g. PCGrad's task order) reaches the aggregator through the chain's extra arguments.
-Aggregator = optax.GradientTransformationExtraArgs
+Aggregator: TypeAlias = optax.GradientTransformationExtraArgs
 
 
 class AggregatorState(NamedTuple):

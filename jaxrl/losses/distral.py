@@ -2,7 +2,7 @@
 
 Distral trains a policy ``pi_i`` per task and a shared, distilled policy ``pi_0``, maximising
 
-    J = sum_i E_{pi_i}[ sum_t gamma^t ( R_i(s_t, a_t) - c_KL log(pi_i(a_t|s_t) / pi_0(a_t|s_t))
+    J = sum_i E_{pi_i}[ sum_t discount^t ( R_i(s_t, a_t) - c_KL log(pi_i(a_t|s_t) / pi_0(a_t|s_t))
                                                       - c_Ent log pi_i(a_t|s_t) ) ]
 
 i.e. each task's return regularised towards ``pi_0`` (KL) and towards high entropy. Writing
@@ -26,7 +26,7 @@ import distrax
 import jax
 import jax.numpy as jnp
 
-from jaxrl.losses.sac import soft_td_target
+from jaxrl.losses.sac import accepts_gamma, soft_td_target
 
 
 def distral_regularised_reward(
@@ -54,9 +54,11 @@ def sample_with_prior(dist_i, dist_0, key: jax.Array) -> tuple[jax.Array, jax.Ar
     return action, log_pi_i, dist_0.log_prob(action)
 
 
+@accepts_gamma
 def distral_critic_loss(
     critic_params: Any,
     batch: Any,
+    key: jax.Array,
     *,
     critic_apply: Callable,
     target_critic_params: Any,
@@ -66,12 +68,11 @@ def distral_critic_loss(
     shared_apply: Callable,
     c_kl: float | jax.Array,
     c_ent: float | jax.Array,
-    gamma: float | jax.Array,
-    key: jax.Array,
+    discount: float | jax.Array,
 ) -> tuple[jax.Array, dict]:
     """Soft Q-learning for task ``i`` under the Distral reward: ``sum_j E[(Q_j(s, a) - y)^2]`` with
 
-        y = r + gamma (1 - terminated) (min_j Q'_j(s', a') + c_KL log pi_0(a'|s') - (c_KL + c_Ent) log pi_i(a'|s')),
+        y = r + discount (1 - terminated) (min_j Q'_j(s', a') + c_KL log pi_0(a'|s') - (c_KL + c_Ent) log pi_i(a'|s')),
         a' ~ pi_i(.|s')
 
     (no gradient through ``y``; ``Q'`` the target critic). ``batch`` has ``obs, action, reward, next_obs,
@@ -83,7 +84,7 @@ def distral_critic_loss(
     next_q = critic_apply(target_critic_params, batch.next_obs, next_action)
     # soft_td_target subtracts alpha * log_prob: pass the Distral bonus as an effective log-prob with alpha = 1
     effective = (c_kl + c_ent) * log_pi_i - c_kl * log_pi_0
-    target = jax.lax.stop_gradient(soft_td_target(batch.reward, batch.terminated, next_q, effective, 1.0, gamma))
+    target = jax.lax.stop_gradient(soft_td_target(batch.reward, batch.terminated, next_q, effective, 1.0, discount))
     q = critic_apply(critic_params, batch.obs, batch.action)
     loss = jnp.sum(jnp.mean(jnp.square(q - target), axis=-1))
     return loss, {"critic_loss": loss, "q_mean": jnp.mean(q), "target_q_mean": jnp.mean(target)}
@@ -92,6 +93,7 @@ def distral_critic_loss(
 def distral_actor_loss(
     policy_params: Any,
     batch: Any,
+    key: jax.Array,
     *,
     policy_apply: Callable,
     critic_apply: Callable,
@@ -100,7 +102,6 @@ def distral_actor_loss(
     shared_apply: Callable,
     c_kl: float | jax.Array,
     c_ent: float | jax.Array,
-    key: jax.Array,
 ) -> tuple[jax.Array, dict]:
     """``E_s E_{a~pi_i}[(c_KL + c_Ent) log pi_i(a|s) - c_KL log pi_0(a|s) - min_j Q_j(s, a)]``
     (reparameterised; ``pi_0`` fixed: no gradient reaches ``shared_params``)."""
@@ -115,11 +116,11 @@ def distral_actor_loss(
 def distral_distill_loss(
     shared_params: Any,
     batch: Any,
+    key: jax.Array,
     *,
     shared_apply: Callable,
     policy_params: Any,
     policy_apply: Callable,
-    key: jax.Array,
 ) -> tuple[jax.Array, dict]:
     """Distillation of ``pi_0`` on task ``i``: ``-E_{s~D_i} E_{a~pi_i(.|s)}[log pi_0(a|s)]`` (maximum
     likelihood of the task policy's actions at the task's states; ``pi_i`` fixed). Up to the constant entropy of

@@ -14,12 +14,12 @@ def generalized_advantage_estimation(
     done_t: jax.Array,
     lambda_: float | jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
-    """GAE(gamma, lambda) by a reverse scan over time-major ``[T, ...]`` inputs.
+    """GAE(discount, lambda) by a reverse scan over time-major ``[T, ...]`` inputs.
 
         delta_t = r_t + discount_t * V(s_{t+1}) - V(s_t)
         A_t     = delta_t + discount_t * lambda * (1 - done_t) * A_{t+1}        (A_T = 0)
 
-    ``discount_t`` is gamma * (1 - terminated_t): a terminated step does not bootstrap, a truncated one does
+    ``discount_t`` is ``discount * (1 - terminated_t)``: a terminated step does not bootstrap, a truncated one does
     (``v_tp1`` is then the value of the final, pre-reset observation). ``done_t`` (terminated or truncated) cuts
     the trace so advantages never leak across episodes. For ``done_t = terminated_t`` this is exactly rlax's
     ``truncated_generalized_advantage_estimation``.

@@ -7,11 +7,11 @@
   Experience", 2019): the policy value as the min over a ``nu`` function of an off-policy Fenchel-dual objective,
   and the policy maximising it.
 
-Conventions are :mod:`jaxrl.losses.offline`'s: ``q_apply(q_params_e, obs [B, O], actions [B, A]) -> [B]`` for
-ONE critic (an ensemble is a leading ``[E]`` axis on its params); ``policy_apply(params, obs) -> distrax``
-distribution (reparameterised ``sample_and_log_prob``); ``batch`` has ``observations, actions, rewards,
-next_observations, terminals``. Actions live in ``[-1, 1]^A``. Losses are ``loss(params, batch, [key,] *,
-...) -> (scalar, metrics)``; hyperparameters may be traced.
+Conventions are :mod:`jaxrl.losses.offline`'s: ``q_apply(q_params, obs [B, O], actions [B, A]) -> [E, B]`` is
+a Q ENSEMBLE's apply (``nu_apply`` likewise); ``policy_apply(params, obs) -> distrax`` distribution
+(reparameterised ``sample_and_log_prob``); ``batch`` is a :class:`jaxrl.data.types.Transition` (``obs, action,
+reward, next_obs, terminated``). Actions live in ``[-1, 1]^A``. Losses are ``loss(params, batch, [key,] *, ...)
+-> (scalar, metrics)``; hyperparameters may be traced.
 
 BCQ's VAE is given as two functions over one params pytree: ``encode_apply(vae_params, obs, actions) ->
 (mean, log_std)`` (each ``[..., Z]``) and ``decode_apply(vae_params, obs, z) -> actions [..., A]`` in
@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl.losses.offline import ensemble_mse, ensemble_q, ensemble_q_samples, td_target
+from jaxrl.losses.offline import ensemble_mse, ensemble_q, ensemble_q_samples, first_member_q, td_target
 
 Array = jax.Array
 Metrics = dict[str, Array]
@@ -80,7 +80,7 @@ def vae_loss(
     ``(mu, log sigma) = E(s, a)``, ``log sigma`` clipped to ``[-4, 15]``, ``z = mu + sigma eps``,
     ``eps ~ N(0, I)`` (reparameterised) and ``w = 0.5`` (BCQ's weight; a beta-VAE with ``beta = 1/2``).
     """
-    obs, actions = batch.observations, batch.actions
+    obs, actions = batch.obs, batch.action
     mean, log_std = encode_apply(vae_params, obs, actions)
     log_std = jnp.clip(log_std, log_std_min, log_std_max)
     z = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
@@ -133,10 +133,6 @@ def bcq_candidates(
     return perturb_actions(a_gen, perturb_apply(perturb_params, obs_n, a_gen), max_perturbation)
 
 
-def _first_member(q_params: Any) -> Any:
-    return jax.tree.map(lambda x: x[0], q_params)
-
-
 def bcq_actor_loss(
     perturb_params: Any,
     batch: Any,
@@ -153,10 +149,10 @@ def bcq_actor_loss(
 ) -> tuple[Array, Metrics]:
     """BCQ perturbation actor: ``L_xi = -mean_b Q_1(s, clip(a~ + Phi tanh(xi(s, a~)), -1, 1))``, ``a~ = G(s)``
     (one generated action per state; gradients reach only ``xi``; ``Q_1`` is member 0 of the ensemble)."""
-    obs = batch.observations
+    obs = batch.obs
     a_gen = sg(decode_clipped(vae_params, obs, key, decode_apply=decode_apply, latent_dim=latent_dim, clip=latent_clip))
     a = perturb_actions(a_gen, perturb_apply(perturb_params, obs, a_gen), max_perturbation)
-    q1 = q_apply(_first_member(q_params), obs, a)
+    q1 = first_member_q(q_apply, q_params, obs, a)
     loss = -jnp.mean(q1)
     return loss, dict(actor_loss=loss, q_policy=jnp.mean(q1), perturbation=jnp.mean(jnp.abs(a - a_gen)))
 
@@ -191,7 +187,7 @@ def bcq_critic_loss(
     ``y = r + discount (1 - d) sg[max_n (lambda min_e Qhat_e(s', a_n) + (1 - lambda) max_e Qhat_e(s', a_n))]``,
     ``a_n = a~_n + xihat(s', a~_n)``, ``a~_n = G(s')``, ``n = 1..N`` (target critics and target perturbation
     actor; :func:`bcq_soft_clipped_value`)."""
-    obs_tp1 = batch.next_observations
+    obs_tp1 = batch.next_obs
     cand = bcq_candidates(
         obs_tp1,
         key,
@@ -206,8 +202,8 @@ def bcq_critic_loss(
     )
     q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, cand)  # [E, N, B]
     v_tp1 = bcq_soft_clipped_value(q_tp1, lam)
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     loss = ensemble_mse(q_t, y_t)
     return loss, dict(critic_loss=loss, q_data=jnp.mean(q_t), target=jnp.mean(y_t))
 
@@ -278,35 +274,27 @@ def algae_backup(
     return td_target(r_t, discount, terminal_t, v_tp1)
 
 
-def _algae_terms(
-    nu_params,
-    target_nu_params,
-    batch,
-    init_observations,
-    a_tp1,
-    logp_tp1,
-    a_0,
-    *,
-    nu_apply,
-    discount,
-    entropy_coef,
-    online_mix,
-):
-    nu_t = ensemble_q(nu_apply, nu_params, batch.observations, batch.actions)  # [E, B]
-    nu_tp1 = ensemble_q(nu_apply, nu_params, batch.next_observations, a_tp1)  # [E, B]
-    target_tp1 = jnp.min(ensemble_q(nu_apply, target_nu_params, batch.next_observations, a_tp1), axis=0)
+def _algae_terms(objective, nu_params, target_nu_params, batch, init_obs, samples, *, nu_apply, discount, **kw):
+    """``(objective per nu member [E], nu_t, y_t, nu_0)`` for the policy samples ``(a', log pi(a'|s'), a0)``."""
+    a_tp1, logp_tp1, a_0 = samples
+    nu_t = ensemble_q(nu_apply, nu_params, batch.obs, batch.action)  # [E, B]
+    nu_tp1 = ensemble_q(nu_apply, nu_params, batch.next_obs, a_tp1)  # [E, B]
+    target_tp1 = jnp.min(ensemble_q(nu_apply, target_nu_params, batch.next_obs, a_tp1), axis=0)
     y_t = algae_backup(
-        batch.rewards[None],
-        batch.terminals[None],
+        batch.reward[None],
+        batch.terminated[None],
         nu_tp1,
         target_tp1[None],
         logp_tp1[None],
         discount=discount,
-        entropy_coef=entropy_coef,
-        online_mix=online_mix,
+        entropy_coef=kw["entropy_coef"],
+        online_mix=kw["online_mix"],
     )
-    nu_0 = ensemble_q(nu_apply, nu_params, init_observations, a_0)  # [E, B0]
-    return nu_t, y_t, nu_0
+    nu_0 = ensemble_q(nu_apply, nu_params, init_obs, a_0)  # [E, B0]
+    per_member = jax.vmap(lambda n, y, n0: objective(n, y, n0, discount=discount, alpha=kw["alpha"], p=kw["p"]))(
+        nu_t, y_t, nu_0
+    )
+    return per_member, nu_t, y_t, nu_0
 
 
 def algaedice_nu_loss(
@@ -318,7 +306,7 @@ def algaedice_nu_loss(
     target_nu_params: Any,
     policy_apply: Callable,
     policy_params: Any,
-    init_observations: Array,
+    init_obs: Array,
     discount: Array | float,
     alpha: Array | float,
     p: Array | float,
@@ -329,25 +317,12 @@ def algaedice_nu_loss(
     with the backup :func:`algae_backup`; ``a' ~ pi(s')``, ``a0 ~ pi(s0)`` held fixed). Unlike a TD loss the
     gradient also flows through ``nu(s', a')`` (weight ``m``) and ``nu(s0, a0)``."""
     k_tp1, k_0 = jax.random.split(key)
-    a_tp1, logp_tp1 = jax.tree.map(
-        sg, policy_apply(policy_params, batch.next_observations).sample_and_log_prob(seed=k_tp1)
-    )
-    a_0 = sg(policy_apply(policy_params, init_observations).sample(seed=k_0))
-    nu_t, y_t, nu_0 = _algae_terms(
-        nu_params,
-        target_nu_params,
-        batch,
-        init_observations,
-        a_tp1,
-        logp_tp1,
-        a_0,
-        nu_apply=nu_apply,
-        discount=discount,
-        entropy_coef=entropy_coef,
-        online_mix=online_mix,
-    )
-    per_member = jax.vmap(lambda n, y, n0: algae_dual_objective(n, y, n0, discount=discount, alpha=alpha, p=p))(
-        nu_t, y_t, nu_0
+    a_tp1, logp_tp1 = jax.tree.map(sg, policy_apply(policy_params, batch.next_obs).sample_and_log_prob(seed=k_tp1))
+    a_0 = sg(policy_apply(policy_params, init_obs).sample(seed=k_0))
+    kw = dict(nu_apply=nu_apply, discount=discount, alpha=alpha, p=p, entropy_coef=entropy_coef, online_mix=online_mix)
+    samples = (a_tp1, logp_tp1, a_0)
+    per_member, nu_t, y_t, nu_0 = _algae_terms(
+        algae_dual_objective, nu_params, target_nu_params, batch, init_obs, samples, **kw
     )
     loss = jnp.sum(per_member)
     return loss, dict(nu_loss=loss, nu_data=jnp.mean(nu_t), nu_init=jnp.mean(nu_0), residual=jnp.mean(y_t - nu_t))
@@ -362,7 +337,7 @@ def algaedice_actor_loss(
     nu_apply: Callable,
     nu_params: Any,
     target_nu_params: Any,
-    init_observations: Array,
+    init_obs: Array,
     discount: Array | float,
     alpha: Array | float,
     p: Array | float,
@@ -375,23 +350,12 @@ def algaedice_actor_loss(
     Metrics carry ``log_prob`` (of ``a'``) for the temperature loss.
     """
     k_tp1, k_0 = jax.random.split(key)
-    a_tp1, logp_tp1 = policy_apply(policy_params, batch.next_observations).sample_and_log_prob(seed=k_tp1)
-    a_0 = policy_apply(policy_params, init_observations).sample(seed=k_0)
-    nu_t, y_t, nu_0 = _algae_terms(
-        sg(nu_params),
-        sg(target_nu_params),
-        batch,
-        init_observations,
-        a_tp1,
-        logp_tp1,
-        a_0,
-        nu_apply=nu_apply,
-        discount=discount,
-        entropy_coef=entropy_coef,
-        online_mix=online_mix,
-    )
-    per_member = jax.vmap(lambda n, y, n0: algae_policy_objective(n, y, n0, discount=discount, alpha=alpha, p=p))(
-        nu_t, y_t, nu_0
+    a_tp1, logp_tp1 = policy_apply(policy_params, batch.next_obs).sample_and_log_prob(seed=k_tp1)
+    a_0 = policy_apply(policy_params, init_obs).sample(seed=k_0)
+    kw = dict(nu_apply=nu_apply, discount=discount, alpha=alpha, p=p, entropy_coef=entropy_coef, online_mix=online_mix)
+    samples = (a_tp1, logp_tp1, a_0)
+    per_member, *_ = _algae_terms(
+        algae_policy_objective, sg(nu_params), sg(target_nu_params), batch, init_obs, samples, **kw
     )
     loss = jnp.mean(per_member)
     return loss, dict(actor_loss=loss, entropy=-jnp.mean(logp_tp1), log_prob=jnp.mean(logp_tp1))

@@ -1,4 +1,5 @@
-"""Policy-gradient surrogates for meta-RL: DiCE, ProMP's LVC, the naive surrogate, and a pure MAML inner step.
+"""Policy-gradient surrogates for meta-RL: DiCE, ProMP's LVC, the naive surrogate, a pure MAML inner step and
+adaptation, the linear-feature baseline and ProMP's outer advantage.
 
 All functions are pure. Time is the last axis: ``log_probs``, ``rewards``, ``baseline`` and ``mask`` are ``[T]``
 or ``[B, T]`` (any leading batch axes are averaged over). ``discount`` may be a traced scalar.
@@ -35,6 +36,8 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from jaxrl.losses.ppo import clipped_surrogate_loss
 
 SURROGATES = ("dice", "lvc", "naive")
 
@@ -143,14 +146,37 @@ def surrogate_objective(
 class PGBatch(NamedTuple):
     """Trajectories for a policy-gradient step; every field ``[T]`` or ``[B, T]`` leading axes (+ feature dims).
 
-    ``observations`` and ``actions`` are handed to ``log_prob_fn``; ``baseline`` and ``mask`` are optional.
+    ``obs`` and ``action`` are handed to ``log_prob_fn``; ``baseline`` and ``mask`` are optional.
     """
 
-    observations: Any
-    actions: Any
-    rewards: jax.Array
+    obs: Any
+    action: Any
+    reward: jax.Array
     baseline: jax.Array | None = None
     mask: jax.Array | None = None
+
+
+def inner_gradient(
+    params: Any,
+    batch: PGBatch,
+    *,
+    log_prob_fn: Callable[[Any, Any, Any], jax.Array],
+    surrogate: str = "dice",
+    discount=1.0,
+) -> Any:
+    """``grad_params L(params)``, ``L`` the chosen surrogate of ``log_prob_fn(params, batch.obs, batch.action)``."""
+
+    def objective(p):
+        return surrogate_objective(
+            log_prob_fn(p, batch.obs, batch.action),
+            batch.reward,
+            surrogate=surrogate,
+            discount=discount,
+            baseline=batch.baseline,
+            mask=batch.mask,
+        )
+
+    return jax.grad(objective)(params)
 
 
 def vpg_inner_step(
@@ -165,28 +191,143 @@ def vpg_inner_step(
 ) -> Any:
     """One policy-gradient ascent step ``params' = params + alpha * grad_params L(params)`` (MAML inner loop).
 
-    ``L`` is the chosen surrogate of ``log_prob_fn(params, trajectories.observations, trajectories.actions)``
+    ``L`` is the chosen surrogate of ``log_prob_fn(params, trajectories.obs, trajectories.action)``
     (``[T]`` or ``[B, T]`` log-probabilities). Differentiating ``params'`` w.r.t. ``params`` gives
     ``I + alpha * hess L``: with ``surrogate='dice'`` that Hessian is unbiased (Finn et al. 2017 MAML with the
     correct score-function term), ``'lvc'`` is ProMP's low-variance version, ``'naive'`` drops the
     score-function term. ``first_order=True`` stops gradients through the inner gradient (FO-MAML).
     ``alpha`` is a scalar or a pytree like ``params`` (per-parameter step sizes, as in Meta-SGD).
     """
-
-    def objective(p):
-        log_probs = log_prob_fn(p, trajectories.observations, trajectories.actions)
-        return surrogate_objective(
-            log_probs,
-            trajectories.rewards,
-            surrogate=surrogate,
-            discount=discount,
-            baseline=trajectories.baseline,
-            mask=trajectories.mask,
-        )
-
-    grads = jax.grad(objective)(params)
+    grads = inner_gradient(params, trajectories, log_prob_fn=log_prob_fn, surrogate=surrogate, discount=discount)
     if first_order:
         grads = jax.lax.stop_gradient(grads)
     if jax.tree.structure(alpha) == jax.tree.structure(params):
         return jax.tree.map(lambda p, a, g: p + a * g, params, alpha, grads)
     return jax.tree.map(lambda p, g: p + alpha * g, params, grads)
+
+
+def adapt(params: Any, batches: list[PGBatch], **inner_step_kwargs) -> Any:
+    """MAML's adaptation ``theta^K``: one :func:`vpg_inner_step` per batch ``D^0..D^{K-1}``, in order (a pure
+    function: ``jax.grad`` of a loss of ``adapt(params, ...)`` is the second-order meta-gradient)."""
+    for batch in batches:
+        params = vpg_inner_step(params, batch, **inner_step_kwargs)
+    return params
+
+
+def linearized_step(grad_fn: Callable, params: Any, lr: Any, first_order: bool):
+    """``params + lr * grad_fn(params)`` and, unless ``first_order``, the Hessian-vector product of the inner
+    objective at ``params`` from the same ``jax.linearize`` (forward-over-reverse) pass (else ``None``)."""
+    if first_order:
+        g, hvp = grad_fn(params), None
+    else:
+        g, hvp = jax.linearize(grad_fn, params)
+    return jax.tree.map(lambda x, d: x + lr * d, params, g), hvp
+
+
+def backprop_inner_steps(grad: Any, hvps: list, lr: Any) -> Any:
+    """The meta-gradient from the adapted parameters' gradient ``g_K``: ``g_k = g_{k+1} + lr H_k g_{k+1}`` for the
+    saved ``hvps`` (``theta_{k+1} = theta_k + lr grad J_k(theta_k)``; a ``None`` Hessian is first order: 0)."""
+    for hvp in reversed(hvps):
+        if hvp is not None:
+            grad = jax.tree.map(lambda a, h: a + lr * h, grad, hvp(grad))
+    return grad
+
+
+def linear_baseline(obs: jax.Array, returns: jax.Array, mask: jax.Array, reg) -> jax.Array:
+    """Least-squares fit of ``returns [N, T]`` on features ``(o, o^2, t, t^2, t^3, 1)`` (Duan et al. 2016's
+    benchmark baseline), evaluated on the same states; ``[N, T]``, no gradient."""
+    n, t = returns.shape
+    time = jnp.broadcast_to(jnp.arange(t, dtype=jnp.float32)[None, :, None] / 100.0, (n, t, 1))
+    o = jnp.clip(obs, -10.0, 10.0)
+    feats = jnp.concatenate([o, o**2, time, time**2, time**3, jnp.ones_like(time)], axis=-1) * mask[..., None]
+    f = feats.reshape(-1, feats.shape[-1])
+    y = (returns * mask).reshape(-1)
+    a = f.T @ f + (reg + 1e-6) * jnp.eye(f.shape[1])
+    w = jnp.linalg.solve(a, f.T @ y)
+    return jax.lax.stop_gradient((feats @ w) * mask)
+
+
+def reward_to_go(rewards: jax.Array, discount) -> jax.Array:
+    """The usual return-to-go ``sum_{t' >= t} gamma^{t' - t} r_t'`` along the last axis."""
+    discounts = discount ** jnp.arange(rewards.shape[-1], dtype=jnp.float32)
+    return discounted_reward_to_go(rewards, discount) / discounts
+
+
+def standardized_advantage(rewards: jax.Array, baseline: jax.Array, mask: jax.Array, discount) -> jax.Array:
+    """``reward_to_go - baseline``, centred and scaled to unit variance over the valid (``mask``) steps, 0
+    elsewhere: ProMP's outer advantage."""
+    adv = reward_to_go(rewards, discount) - baseline
+    adv = (adv - jnp.sum(adv * mask) / jnp.sum(mask)) * mask
+    return adv / (jnp.sqrt(jnp.sum(adv**2) / jnp.sum(mask)) + 1e-8)
+
+
+class Trajectories(NamedTuple):
+    """``[N, T, ...]`` trajectories of one task, as collected (``log_prob`` of the collecting policy)."""
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    mask: jax.Array  # 1 until (and including) the step that ends the episode
+    log_prob: jax.Array
+
+
+def normalized_pg_batch(tr: Trajectories, *, discount, baseline_reg) -> PGBatch:
+    """The inner step's data: rewards and the linear baseline divided by ``T * std`` of the advantages over valid
+    steps, a constant (no gradient) so that the inner step size is in normalised units, as MAML's and ProMP's
+    implementations normalise advantages."""
+    horizon = tr.reward.shape[-1]
+    rtg = reward_to_go(tr.reward, discount)
+    base = linear_baseline(tr.obs, rtg, tr.mask, baseline_reg)
+    valid = jnp.maximum(jnp.sum(tr.mask), 1.0)
+    adv = (rtg - base) * tr.mask
+    std = jnp.sqrt(jnp.sum((adv - jnp.sum(adv) / valid) ** 2 * tr.mask) / valid)
+    scale = jax.lax.stop_gradient(1.0 / (horizon * (std + 1e-6)))
+    return PGBatch(tr.obs, tr.action, tr.reward * scale, base * scale, tr.mask)
+
+
+def outer_ratio_and_advantage(
+    adapted: Any, post: Trajectories, *, log_prob_fn: Callable, discount, baseline_reg
+) -> tuple[jax.Array, jax.Array]:
+    """The adapted policy's likelihood ratio on the post-adaptation data and that data's standardised advantages
+    (:func:`standardized_advantage` against the normalised baseline of :func:`normalized_pg_batch`), ``[N, T]``."""
+    ratio = jnp.exp(log_prob_fn(adapted, post.obs, post.action) - post.log_prob)
+    baseline = normalized_pg_batch(post, discount=discount, baseline_reg=baseline_reg).baseline
+    return ratio, standardized_advantage(post.reward, baseline, post.mask, discount)
+
+
+def promp_outer_loss(adapted: Any, post: Trajectories, *, clip_eps, **ratio_kwargs) -> jax.Array:
+    """ProMP's clipped surrogate of the adapted parameters on one task's post-adaptation data, negated (a loss),
+    averaged over valid steps (``ratio_kwargs``: those of :func:`outer_ratio_and_advantage`)."""
+    ratio, adv = outer_ratio_and_advantage(adapted, post, **ratio_kwargs)
+    # clipped_surrogate_loss averages over all [N, T] entries; rescale to an average over valid steps
+    return clipped_surrogate_loss(ratio, adv, clip_eps) * post.mask.size / jnp.sum(post.mask)
+
+
+def outer_surrogate_gain(adapted: Any, post: Trajectories, **ratio_kwargs) -> jax.Array:
+    """MAML-TRPO's unclipped surrogate ``E[pi_adapted(a|s) / pi_old(a|s) A]`` over one task's valid steps."""
+    ratio, adv = outer_ratio_and_advantage(adapted, post, **ratio_kwargs)
+    return jnp.sum(ratio * adv) / jnp.sum(post.mask)
+
+
+def promp_meta_loss(params: Any, batches: Any, post: Trajectories, *, adapt_fn: Callable, clip_eps, **ratio_kwargs):
+    """ProMP's outer loss: the mean over tasks (the leading axis of ``batches`` and ``post``) of
+    :func:`promp_outer_loss` at ``adapt_fn(params, batches_i)``, differentiable through the adaptation."""
+    one = lambda b, tr: promp_outer_loss(adapt_fn(params, b), tr, clip_eps=clip_eps, **ratio_kwargs)
+    return jnp.mean(jax.vmap(one)(batches, post))
+
+
+def meta_surrogate_gain(params: Any, batches: Any, post: Trajectories, *, adapt_fn: Callable, **ratio_kwargs):
+    """MAML-TRPO's objective: the mean over tasks of :func:`outer_surrogate_gain` at ``adapt_fn(params, batches_i)``."""
+    one = lambda b, tr: outer_surrogate_gain(adapt_fn(params, b), tr, **ratio_kwargs)
+    return jnp.mean(jax.vmap(one)(batches, post))
+
+
+def meta_kl(params: Any, batches: Any, post: Trajectories, old: Any, *, adapt_fn: Callable, dist_fn: Callable):
+    """MAML-TRPO's trust region: the mean over tasks of ``KL(pi_{old_i} || pi_{adapt_fn(params, batches_i)})`` over
+    the valid post-adaptation states (``dist_fn(params, obs)`` a distribution)."""
+
+    def one(b, tr, old_i):
+        kl = dist_fn(old_i, tr.obs).kl_divergence(dist_fn(adapt_fn(params, b), tr.obs))
+        return jnp.sum(kl * tr.mask) / jnp.sum(tr.mask)
+
+    return jnp.mean(jax.vmap(one)(batches, post, old))

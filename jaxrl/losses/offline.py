@@ -10,14 +10,17 @@ Two layers, both pure and jittable:
 
 Network conventions (no module system is assumed):
 
-* ``q_apply(q_params_e, obs [B, O], actions [B, A]) -> [B]`` for ONE critic; a Q ensemble is the same
-  params with a leading ``[E]`` axis on every leaf (``jax.vmap`` of ``init``); losses vmap over it.
+* ``q_apply(q_params, obs [B, O], actions [B, A]) -> [E, B]``: a Q ENSEMBLE of ``E`` members (params with a
+  leading ``[E]`` axis on every leaf), as :func:`jaxrl.nets.make_q_ensemble` / :func:`jaxrl.nets.make_ensemble`
+  build it and as SAC's critic loss takes it. One member's apply (``[B]``) is refused with a clear error.
 * ``value_apply(v_params, obs) -> [B]``.
 * ``policy_apply(params, obs) -> distrax.Distribution`` with batch shape ``[B]`` and event ``[A]``
   (``sample_and_log_prob`` must be reparameterised for actor losses that differentiate through samples).
 * ``actor_apply(params, obs) -> [B, A]`` for deterministic actors (TD3+BC, ReBRAC).
-* ``batch`` has attributes ``observations [B, O]``, ``actions [B, A]``, ``rewards [B]``,
-  ``next_observations [B, O]``, ``terminals [B]`` (float 0/1), e.g. a :class:`jaxrl.data.dataset.Dataset`.
+* ``batch`` is a :class:`jaxrl.data.types.Transition` ``[B, ...]``: ``obs [B, O]``, ``action [B, A]``,
+  ``reward [B]``, ``next_obs [B, O]``, ``terminated [B]`` (float 0/1); Cal-QL reads ``extras.mc_returns [B]``
+  and ReBRAC ``extras.next_action [B, A]``.
+* A loss that draws random numbers takes its ``key`` as the third positional parameter.
 
 Ensemble reductions: TD targets use the minimum over the ensemble; the critic regression loss is the sum
 over members of each member's mean squared error ``sum_e mean_b (Q_e - y)^2`` (as the reference
@@ -35,8 +38,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl.data.dataset import top_episodes_mask
-
 Array = jax.Array
 Metrics = dict[str, Array]
 
@@ -44,6 +45,7 @@ __all__ = [
     # shared
     "ensemble_q",
     "ensemble_q_samples",
+    "first_member_q",
     "td_target",
     "ensemble_mse",
     "lagrange_loss",
@@ -51,7 +53,6 @@ __all__ = [
     "bc_nll_loss",
     "bc_mse_loss",
     "weighted_bc_loss",
-    "filtered_bc_mask",
     # IQL
     "expectile_loss",
     "iql_value_loss",
@@ -105,8 +106,26 @@ sg = jax.lax.stop_gradient
 
 
 def ensemble_q(q_apply: Callable, q_params: Any, obs: Array, actions: Array) -> Array:
-    """``[E, B]`` values of an ensemble (leading ``[E]`` on ``q_params``) at one action per state."""
-    return jax.vmap(q_apply, in_axes=(0, None, None))(q_params, obs, actions)
+    """``[E, B]`` values of the ensemble ``q_apply`` (see the module docstring) at one action per state; a clear
+    error, at trace time, when ``q_apply`` is one member's apply."""
+    try:
+        q = q_apply(q_params, obs, actions)
+    except Exception as e:  # any failure of the network call (flax raises its own shape errors): name the convention
+        raise ValueError(f"{_ENSEMBLE_CONVENTION} (calling it failed: {type(e).__name__}: {e})") from e
+    if jnp.shape(q)[1:] != jnp.shape(obs)[:-1]:
+        raise ValueError(f"{_ENSEMBLE_CONVENTION}; it returned shape {jnp.shape(q)} for obs {jnp.shape(obs)}")
+    return q
+
+
+_ENSEMBLE_CONVENTION = (
+    "q_apply must be a Q ENSEMBLE's apply, (params [E, ...], obs [B, O], actions [B, A]) -> [E, B] "
+    "(jaxrl.nets.make_q_ensemble(...).apply or jaxrl.nets.make_ensemble(q, E).apply), not one member's apply"
+)
+
+
+def first_member_q(q_apply: Callable, q_params: Any, obs: Array, actions: Array) -> Array:
+    """``[B]`` values of the ensemble's first member ``Q_1`` (TD3+BC's and BCQ's actor objective)."""
+    return ensemble_q(q_apply, jax.tree.map(lambda x: x[:1], q_params), obs, actions)[0]
 
 
 def ensemble_q_samples(q_apply: Callable, q_params: Any, obs: Array, actions_mb: Array) -> Array:
@@ -149,32 +168,24 @@ def bc_nll_loss(params: Any, batch: Any, *, policy_apply: Callable) -> tuple[Arr
     Also fits the behaviour policy ``pi_beta`` used by BRAC and BEAR. (Tanh-squashed policies need dataset
     actions strictly inside ``(-1, 1)``; clip them, e.g. to ``1 - 1e-6``, before calling.)
     """
-    log_prob = policy_apply(params, batch.observations).log_prob(batch.actions)
+    log_prob = policy_apply(params, batch.obs).log_prob(batch.action)
     loss = -jnp.mean(log_prob)
     return loss, dict(bc_loss=loss, log_prob=jnp.mean(log_prob))
 
 
 def bc_mse_loss(params: Any, batch: Any, *, actor_apply: Callable) -> tuple[Array, Metrics]:
     """Deterministic behaviour cloning: ``L = mean_{b, i} (mu(s_b)_i - a_{b,i})^2`` (mean over all elements)."""
-    loss = jnp.mean(jnp.square(actor_apply(params, batch.observations) - batch.actions))
+    loss = jnp.mean(jnp.square(actor_apply(params, batch.obs) - batch.action))
     return loss, dict(bc_loss=loss)
 
 
 def weighted_bc_loss(params: Any, batch: Any, *, policy_apply: Callable, weights: Array) -> tuple[Array, Metrics]:
     """Weighted log-likelihood ``L = -mean_b sg[w_b] log pi(a_b | s_b)`` (AWR / AWAC / CRR / IQL actor;
     filtered BC with ``w = 1[top x% episode]``)."""
-    log_prob = policy_apply(params, batch.observations).log_prob(batch.actions)
+    log_prob = policy_apply(params, batch.obs).log_prob(batch.action)
     w = sg(weights)
     loss = -jnp.mean(w * log_prob)
     return loss, dict(actor_loss=loss, log_prob=jnp.mean(log_prob), weight_mean=jnp.mean(w), weight_max=jnp.max(w))
-
-
-def filtered_bc_mask(dataset: Any, fraction: float | Array) -> Array:
-    """``[N]`` mask of the rows in the top ``fraction`` of trajectories by return (%BC, Chen et al. 2021).
-
-    Use it as a dataset ``mask`` (sample only those rows) or as ``weights`` of :func:`weighted_bc_loss`.
-    """
-    return top_episodes_mask(dataset, fraction)
 
 
 # ================================================================================================= IQL
@@ -199,8 +210,8 @@ def iql_value_loss(
     expectile: Array | float,
 ) -> tuple[Array, Metrics]:
     """IQL value loss ``L_V = mean_b L_tau(sg[min_e Qhat_e(s, a)] - V(s))`` (expectile regression)."""
-    q_t = sg(jnp.min(ensemble_q(q_apply, target_q_params, batch.observations, batch.actions), axis=0))
-    v_t = value_apply(value_params, batch.observations)
+    q_t = sg(jnp.min(ensemble_q(q_apply, target_q_params, batch.obs, batch.action), axis=0))
+    v_t = value_apply(value_params, batch.obs)
     loss = jnp.mean(expectile_loss(q_t - v_t, expectile))
     return loss, dict(value_loss=loss, v=jnp.mean(v_t), advantage=jnp.mean(q_t - v_t))
 
@@ -209,9 +220,9 @@ def iql_critic_loss(
     q_params: Any, batch: Any, *, q_apply: Callable, value_apply: Callable, value_params: Any, discount: Array | float
 ) -> tuple[Array, Metrics]:
     """IQL critic loss ``L_Q = sum_e mean_b (Q_e(s, a) - y)^2``, ``y = r + discount (1 - d) sg[V(s')]``."""
-    v_tp1 = value_apply(value_params, batch.next_observations)
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    v_tp1 = value_apply(value_params, batch.next_obs)
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     loss = ensemble_mse(q_t, y_t)
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
 
@@ -230,8 +241,8 @@ def iql_actor_loss(
 ) -> tuple[Array, Metrics]:
     """IQL advantage-weighted regression: ``L_pi = -mean_b min(exp(beta A), w_max) log pi(a|s)``,
     ``A = min_e Qhat_e(s, a) - V(s)`` (Kostrikov et al. 2022, eq. 7; ``w_max = 100``)."""
-    q_t = jnp.min(ensemble_q(q_apply, target_q_params, batch.observations, batch.actions), axis=0)
-    adv = q_t - value_apply(value_params, batch.observations)
+    q_t = jnp.min(ensemble_q(q_apply, target_q_params, batch.obs, batch.action), axis=0)
+    adv = q_t - value_apply(value_params, batch.obs)
     weights = exp_advantage_weights(adv, inverse_temperature, max_weight)
     loss, metrics = weighted_bc_loss(policy_params, batch, policy_apply=policy_apply, weights=weights)
     return loss, dict(metrics, advantage=jnp.mean(adv))
@@ -268,7 +279,7 @@ def crr_weights(
 def awr_value_loss(value_params: Any, batch: Any, *, value_apply: Callable, returns: Array) -> tuple[Array, Metrics]:
     """AWR value regression ``L_V = mean_b (V(s_b) - R_b)^2`` onto Monte-Carlo returns ``R`` (e.g. sampled
     from :func:`jaxrl.data.dataset.monte_carlo_returns`)."""
-    v_t = value_apply(value_params, batch.observations)
+    v_t = value_apply(value_params, batch.obs)
     loss = jnp.mean(jnp.square(v_t - sg(returns)))
     return loss, dict(value_loss=loss, v=jnp.mean(v_t))
 
@@ -285,7 +296,7 @@ def awr_actor_loss(
     max_weight: Array | float = 20.0,
 ) -> tuple[Array, Metrics]:
     """AWR actor ``L = -mean_b min(exp((R_b - V(s_b)) / beta), w_max) log pi(a_b | s_b)``."""
-    adv = returns - value_apply(value_params, batch.observations)
+    adv = returns - value_apply(value_params, batch.obs)
     loss, metrics = weighted_bc_loss(
         policy_params, batch, policy_apply=policy_apply, weights=awr_weights(adv, temperature, max_weight)
     )
@@ -311,14 +322,14 @@ def advantage_weighted_actor_loss(
     ``mode="exp"``: ``f = min(exp(A / beta), w_max)`` (AWAC, Nair et al. 2020; CRR-exp); ``"binary"``:
     ``f = 1[A > 0]`` (CRR-binary).
     """
-    obs = batch.observations
+    obs = batch.obs
     dist = policy_apply(policy_params, obs)
     a_m = sg(dist.sample(seed=key, sample_shape=(num_samples,)))
     v_t = jnp.mean(jnp.min(ensemble_q_samples(q_apply, q_params, obs, a_m), axis=0), axis=0)
-    q_t = jnp.min(ensemble_q(q_apply, q_params, obs, batch.actions), axis=0)
+    q_t = jnp.min(ensemble_q(q_apply, q_params, obs, batch.action), axis=0)
     adv = q_t - v_t
     weights = crr_weights(adv, mode=mode, temperature=temperature, max_weight=max_weight)
-    log_prob = dist.log_prob(batch.actions)
+    log_prob = dist.log_prob(batch.action)
     loss = -jnp.mean(weights * log_prob)
     return loss, dict(actor_loss=loss, advantage=jnp.mean(adv), weight_mean=jnp.mean(weights))
 
@@ -377,13 +388,13 @@ def cql_critic_loss(
     ``mean(P - Q_data)`` (``cql_gap``) for :func:`cql_alpha_loss`. ``policy_q_floor [B]`` (Cal-QL,
     :func:`calql_critic_loss`) replaces the policy actions' values by :func:`calql_bound` before ``P``.
     """
-    obs, obs_tp1 = batch.observations, batch.next_observations
+    obs, obs_tp1 = batch.obs, batch.next_obs
     k_tp1, k_cur, k_next, k_rand = jax.random.split(key, 4)
     dist_t, dist_tp1 = policy_apply(policy_params, obs), policy_apply(policy_params, obs_tp1)
     a_tp1, logp_tp1 = _sample_and_log_prob(dist_tp1, k_tp1)
     v_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, obs_tp1, a_tp1), axis=0) - entropy_coef * logp_tp1
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, obs, batch.actions)  # [E, B]
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, obs, batch.action)  # [E, B]
     td_loss = ensemble_mse(q_t, y_t)
 
     a_cur, logp_cur = jax.tree.map(sg, _sample_and_log_prob(dist_t, k_cur, num_samples))
@@ -396,7 +407,7 @@ def cql_critic_loss(
         extra = dict(bound_rate=jnp.mean(below.astype(jnp.float32)))
         q_cur, q_nxt = calql_bound(q_cur, policy_q_floor), calql_bound(q_nxt, policy_q_floor)
     if variant == "H":
-        act_dim = batch.actions.shape[-1]
+        act_dim = batch.action.shape[-1]
         a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
         logp_rand = jnp.full(logp_cur.shape, -act_dim * math.log(action_high - action_low))
         q_rand = ensemble_q_samples(q_apply, q_params, obs, a_rand)
@@ -427,21 +438,21 @@ def calql_bound(q_policy: Array, reference_value: Array) -> Array:
 
 def calql_critic_loss(q_params: Any, batch: Any, key: Array, **kwargs) -> tuple[Array, Metrics]:
     """Cal-QL critic: :func:`cql_critic_loss` whose policy-action values are floored at ``V_ref(s) =
-    batch.mc_returns`` (the data's discounted Monte-Carlo return: the behaviour policy as the reference).
+    batch.extras.mc_returns`` (the data's discounted Monte-Carlo return: the behaviour policy as the reference).
     Metrics add ``bound_rate``, the fraction of policy-action values below the floor."""
-    return cql_critic_loss(q_params, batch, key, policy_q_floor=batch.mc_returns, **kwargs)
+    return cql_critic_loss(q_params, batch, key, policy_q_floor=batch.extras.mc_returns, **kwargs)
 
 
 def cql_bc_actor_loss(
-    actor_params: Any, batch: Any, *, actor_apply: Callable, alpha: Array | float, key: Array
+    actor_params: Any, batch: Any, key: Array, *, actor_apply: Callable, alpha: Array | float
 ) -> tuple[Array, Metrics]:
     """CQL's actor warm start (the reference code's first ``policy_eval_start`` updates): SAC's actor loss with the
     data's log-likelihood in place of Q, ``L = mean_b [alpha log pi(a~_b | s_b) - log pi(a_b | s_b)]``,
     ``a~ ~ pi(.|s)`` reparameterised. Metrics as :func:`jaxrl.losses.sac.sac_actor_loss` (``actor_loss``,
     ``entropy``), so the temperature update reads them alike. Dataset actions strictly inside ``(-1, 1)``."""
-    dist = actor_apply(actor_params, batch.observations)
+    dist = actor_apply(actor_params, batch.obs)
     _, log_prob = dist.sample_and_log_prob(seed=key)
-    loss = jnp.mean(alpha * log_prob - dist.log_prob(batch.actions))
+    loss = jnp.mean(alpha * log_prob - dist.log_prob(batch.action))
     return loss, {"actor_loss": loss, "entropy": -jnp.mean(log_prob)}
 
 
@@ -502,7 +513,7 @@ def bear_actor_loss(
 
     ``lambda = exp(log_lagrange)``; train it with ``lagrange_loss(log_lagrange, metrics["mmd"], eps)``.
     """
-    obs = batch.observations
+    obs = batch.obs
     k_pi, k_b = jax.random.split(key)
     a_pi = policy_apply(policy_params, obs).sample(seed=k_pi, sample_shape=(num_samples,))  # [M, B, A]
     a_b = sg(behaviour_apply(behaviour_params, obs).sample(seed=k_b, sample_shape=(num_samples,)))
@@ -536,13 +547,13 @@ def bear_critic_loss(
     ``a'_m ~ pi(.|s')``, ``m = 1..M`` (Kumar et al. 2019, section 5 and appendix: the "soft clipped double-Q"
     target, maximised over sampled actions).
     """
-    obs_tp1 = batch.next_observations
+    obs_tp1 = batch.next_obs
     a_tp1 = policy_apply(policy_params, obs_tp1).sample(seed=key, sample_shape=(num_samples,))  # [M, B, A]
     q_tp1 = ensemble_q_samples(q_apply, target_q_params, obs_tp1, a_tp1)  # [E, M, B]
     mixed = lambda_mix * jnp.min(q_tp1, axis=0) + (1.0 - lambda_mix) * jnp.max(q_tp1, axis=0)  # [M, B]
     v_tp1 = jnp.max(mixed, axis=0)
-    y_t = jax.lax.stop_gradient(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    y_t = jax.lax.stop_gradient(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     loss = ensemble_mse(q_t, y_t)
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t))
 
@@ -574,7 +585,7 @@ def brac_critic_loss(
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha D(s')]``, ``a' ~ pi(.|s')``,
     ``D = KL(pi || pi_beta)`` (:func:`kl_divergence_mc`). ``value_penalty=False`` drops ``alpha D`` (BRAC-p:
     the penalty then lives only in :func:`brac_actor_loss`); ``True`` is BRAC-v."""
-    obs_tp1 = batch.next_observations
+    obs_tp1 = batch.next_obs
     k_a, k_d = jax.random.split(key)
     dist_tp1 = policy_apply(policy_params, obs_tp1)
     a_tp1 = dist_tp1.sample(seed=k_a)
@@ -582,8 +593,8 @@ def brac_critic_loss(
     div = kl_divergence_mc(dist_tp1, behaviour_apply(behaviour_params, obs_tp1), k_d, num_samples)
     if value_penalty:
         v_tp1 = v_tp1 - alpha * div
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     loss = ensemble_mse(q_t, y_t)
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t), kl_tp1=jnp.mean(div))
 
@@ -603,7 +614,7 @@ def brac_actor_loss(
 ) -> tuple[Array, Metrics]:
     """BRAC actor ``L = mean_s [alpha D(s) - min_e Q_e(s, a)]``, ``a ~ pi(.|s)`` reparameterised,
     ``D = KL(pi || pi_beta)`` estimated by :func:`kl_divergence_mc` (behaviour params not trained here)."""
-    obs = batch.observations
+    obs = batch.obs
     k_a, k_d = jax.random.split(key)
     dist = policy_apply(policy_params, obs)
     behaviour = behaviour_apply(sg(behaviour_params), obs)
@@ -630,11 +641,10 @@ def td3_bc_actor_loss(
     ``L = -lambda mean_b Q_1(s, pi(s)) + mean_{b,i} (pi(s)_i - a_i)^2``, ``lambda = alpha / sg[mean_b |Q_1|]``,
     ``Q_1`` the first ensemble member.
     """
-    pi = actor_apply(actor_params, batch.observations)
-    q0 = jax.tree.map(lambda x: x[0], q_params)
-    q = q_apply(q0, batch.observations, pi)
+    pi = actor_apply(actor_params, batch.obs)
+    q = first_member_q(q_apply, q_params, batch.obs, pi)
     lam = alpha / sg(jnp.mean(jnp.abs(q)))
-    bc = jnp.mean(jnp.square(pi - batch.actions))
+    bc = jnp.mean(jnp.square(pi - batch.action))
     loss = -lam * jnp.mean(q) + bc
     return loss, dict(actor_loss=loss, bc_loss=bc, q=jnp.mean(q), lmbda=lam)
 
@@ -646,10 +656,10 @@ def rebrac_actor_loss(
 
     ``L = mean_b [beta ||pi(s) - a||^2 - lambda min_e Q_e(s, pi(s))]``, ``lambda = 1 / sg[mean_b |min_e Q_e|]``.
     """
-    pi = actor_apply(actor_params, batch.observations)
-    q = jnp.min(ensemble_q(q_apply, q_params, batch.observations, pi), axis=0)
+    pi = actor_apply(actor_params, batch.obs)
+    q = jnp.min(ensemble_q(q_apply, q_params, batch.obs, pi), axis=0)
     lam = 1.0 / sg(jnp.mean(jnp.abs(q)))
-    bc = jnp.sum(jnp.square(pi - batch.actions), axis=-1)
+    bc = jnp.sum(jnp.square(pi - batch.action), axis=-1)
     loss = jnp.mean(beta * bc - lam * q)
     return loss, dict(actor_loss=loss, bc_penalty=jnp.mean(bc), q=jnp.mean(q), lmbda=lam)
 
@@ -673,16 +683,16 @@ def rebrac_critic_loss(
     """ReBRAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - beta ||a' - a'_data||^2]``,
     ``a' = clip(mu_targ(s') + clip(sigma eps, -c, c), low, high)`` (TD3 target smoothing),
-    ``a'_data = batch.next_actions`` (see :func:`jaxrl.data.dataset.with_next_actions`).
+    ``a'_data = batch.extras.next_action`` (see :func:`jaxrl.data.dataset.with_next_actions`).
     """
-    obs_tp1 = batch.next_observations
+    obs_tp1 = batch.next_obs
     mu = actor_apply(target_actor_params, obs_tp1)
     noise = jnp.clip(policy_noise * jax.random.normal(key, mu.shape), -noise_clip, noise_clip)
     a_tp1 = jnp.clip(mu + noise, action_low, action_high)
-    bc = jnp.sum(jnp.square(a_tp1 - batch.next_actions), axis=-1)
+    bc = jnp.sum(jnp.square(a_tp1 - batch.extras.next_action), axis=-1)
     v_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, obs_tp1, a_tp1), axis=0) - beta * bc
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, v_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, v_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     loss = ensemble_mse(q_t, y_t)
     return loss, dict(critic_loss=loss, q=jnp.mean(q_t), target=jnp.mean(y_t), bc_penalty_tp1=jnp.mean(bc))
 
@@ -712,7 +722,7 @@ def gaussian_ensemble_dynamics_loss(
         mean, log_var = dynamics_apply(p, obs, act)
         return jnp.mean(gaussian_nll(mean, log_var, target)), jnp.mean(jnp.square(mean - target))
 
-    fields = (batch.observations, batch.actions, batch.rewards, batch.next_observations)
+    fields = (batch.obs, batch.action, batch.reward, batch.next_obs)
     axes = (0,) * 4 if per_member_batch else (None,) * 4
     nll, mse = jax.vmap(member, in_axes=(0,) + axes)(params, *fields)
     loss = jnp.sum(nll)
@@ -774,8 +784,8 @@ def gradient_similarity(grads: Array, eps: float = 1e-10) -> Array:
 def edac_diversity_penalty(q_params: Any, obs: Array, actions: Array, *, q_apply: Callable) -> Array:
     """``mean_b ES(s_b)`` (:func:`gradient_similarity`) at the dataset actions; differentiable in ``q_params``."""
 
-    def grad_a(p):
-        return jax.grad(lambda a: jnp.sum(q_apply(p, obs, a)))(actions)
+    def grad_a(p):  # one member's action gradient, through the ensemble apply on a one-member ensemble
+        return jax.grad(lambda a: jnp.sum(q_apply(jax.tree.map(lambda x: x[None], p), obs, a)[0]))(actions)
 
     grads = jax.vmap(grad_a)(q_params)  # [E, B, A]
     return jnp.mean(gradient_similarity(grads))
@@ -796,11 +806,11 @@ def edac_critic_loss(
 ) -> tuple[Array, Metrics]:
     """SAC-N (``eta = 0``) / EDAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2 + eta mean_b ES(s)`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``."""
-    a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_observations), key)
-    q_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, batch.next_observations, a_tp1), axis=0)
-    y_t = sg(td_target(batch.rewards, discount, batch.terminals, q_tp1 - entropy_coef * logp_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.observations, batch.actions)
+    a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_obs), key)
+    q_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, batch.next_obs, a_tp1), axis=0)
+    y_t = sg(td_target(batch.reward, discount, batch.terminated, q_tp1 - entropy_coef * logp_tp1))
+    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
     td = ensemble_mse(q_t, y_t)
-    div = edac_diversity_penalty(q_params, batch.observations, batch.actions, q_apply=q_apply)
+    div = edac_diversity_penalty(q_params, batch.obs, batch.action, q_apply=q_apply)
     loss = td + eta * div
     return loss, dict(critic_loss=loss, td_loss=td, diversity=div, q=jnp.mean(q_t), q_std=jnp.mean(jnp.std(q_t, 0)))

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl.losses.sac import sac_critic_loss
+from jaxrl.losses.sac import accepts_gamma, sac_critic_loss
 
 MIN_VARIANCE = 1e-7
 
@@ -64,6 +64,13 @@ def sample_latent(key: jax.Array, mu: jax.Array, var: jax.Array) -> jax.Array:
     return mu + jnp.sqrt(var) * jax.random.normal(key, mu.shape, mu.dtype)
 
 
+def gaussian_factors(raw: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """An encoder's output ``[..., 2 L]`` as Gaussian factors: ``mu_n`` (the first ``L``) and
+    ``sigma_n^2 = softplus(.) + MIN_VARIANCE`` (the last ``L``)."""
+    latent = raw.shape[-1] // 2
+    return raw[..., :latent], jax.nn.softplus(raw[..., latent:]) + MIN_VARIANCE
+
+
 def infer_posterior(
     encoder_params: Any, context: jax.Array, *, encoder_apply: Callable, mask: jax.Array | None = None
 ) -> tuple[jax.Array, jax.Array]:
@@ -80,28 +87,29 @@ def with_latent(obs: jax.Array, z: jax.Array) -> jax.Array:
     return jnp.concatenate([obs, jnp.broadcast_to(z[:, None, :], (*obs.shape[:-1], z.shape[-1]))], axis=-1)
 
 
+@accepts_gamma
 def pearl_critic_encoder_loss(
-    critic_params: Any,
-    encoder_params: Any,
+    params: tuple[Any, Any],
     batch: Any,
-    context: jax.Array,
+    key: jax.Array,
     *,
+    context: jax.Array,
     encoder_apply: Callable,
     critic_apply: Callable,
     target_critic_params: Any,
     actor_params: Any,
     actor_apply: Callable,
     alpha: float | jax.Array,
-    gamma: float | jax.Array,
+    discount: float | jax.Array,
     kl_weight: float | jax.Array,
     reward_scale: float | jax.Array = 1.0,
-    key: jax.Array,
 ) -> tuple[jax.Array, dict]:
-    """The joint critic / encoder objective of PEARL (differentiate w.r.t. both parameter sets):
+    """The joint critic / encoder objective of PEARL; ``params = (critic_params, encoder_params)`` (differentiate
+    w.r.t. both):
 
         z_m ~ q(z | c_m) = prod_n N(mu_phi(c_mn), sigma_phi^2(c_mn))       (reparameterised)
         L = sum_i E_{m, (s,a,r,s')}[(Q_i(s, a, z_m) - y)^2] + beta * mean_m KL(q(z | c_m) || N(0, I)),
-        y = reward_scale * r + gamma (1 - d) (min_i Qbar_i(s', a', zbar_m) - alpha log pi(a' | s', zbar_m)),
+        y = reward_scale * r + discount (1 - d) (min_i Qbar_i(s', a', zbar_m) - alpha log pi(a' | s', zbar_m)),
             a' ~ pi(. | s', zbar_m),  zbar = stop_gradient(z),  no gradient through y.
 
     The Bellman term (:func:`jaxrl.losses.sac.sac_critic_loss` on observations augmented with ``z``) reaches the
@@ -110,6 +118,7 @@ def pearl_critic_encoder_loss(
     (``jax.random.split(key)[0]``) and one for the target action. Returns ``(loss, metrics)``; ``metrics``
     include ``z`` (stop-gradient, ``[M, L]``) for the actor update.
     """
+    critic_params, encoder_params = params
     z_key, target_key = jax.random.split(key)
     mu, var = infer_posterior(encoder_params, context, encoder_apply=encoder_apply)  # [M, L]
     z = sample_latent(z_key, mu, var)
@@ -126,13 +135,13 @@ def pearl_critic_encoder_loss(
     bellman, metrics = sac_critic_loss(
         critic_params,
         aug,
+        target_key,
         critic_apply=critic_apply,
         target_critic_params=target_critic_params,
         actor_params=actor_params,
         actor_apply=actor_apply,
         alpha=alpha,
-        gamma=gamma,
-        key=target_key,
+        discount=discount,
     )
     kl = jnp.mean(kl_to_standard_normal(mu, var))
     loss = bellman + kl_weight * kl

@@ -39,6 +39,40 @@ def value_loss(
     return 0.5 * jnp.mean(err)
 
 
+def ppo_objective(
+    dist: Any,
+    value: jax.Array,
+    batch: PPOBatch,
+    *,
+    clip_eps: float | jax.Array,
+    vf_coef: float | jax.Array,
+    ent_coef: float | jax.Array,
+    clip_value: bool = True,
+    normalize_advantages: bool = True,
+) -> tuple[jax.Array, dict, jax.Array]:
+    """PPO's total loss ``L_clip + vf_coef L_V - ent_coef H[pi]`` from the current policy's distribution ``dist``
+    and value ``value`` at ``batch.obs`` (however the network produced them: an MLP per sample, a recurrent
+    unroll over a trial). Advantages are standardised over the batch when asked.
+
+    Returns ``(total, metrics, ratio)`` with ``ratio = pi(a|s) / pi_old(a|s)``."""
+    log_prob = dist.log_prob(batch.action)
+    ratio = jnp.exp(log_prob - batch.log_prob)
+    adv = batch.advantage
+    if normalize_advantages:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    pg = clipped_surrogate_loss(ratio, adv, clip_eps)
+    v = value_loss(value, batch.value, batch.target, clip_eps if clip_value else None)
+    entropy = jnp.mean(dist.entropy())
+    total = pg + vf_coef * v - ent_coef * entropy
+    metrics = {
+        "policy_loss": pg,
+        "value_loss": v,
+        "entropy": entropy,
+        "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
+    }
+    return total, metrics, ratio
+
+
 def ppo_loss(
     params: Any,
     batch: PPOBatch,
@@ -51,26 +85,21 @@ def ppo_loss(
     clip_value: bool = True,
     normalize_advantages: bool = True,
 ) -> tuple[jax.Array, dict]:
-    """Total PPO loss ``L_clip + vf_coef L_V - ent_coef H[pi]``.
+    """Total PPO loss ``L_clip + vf_coef L_V - ent_coef H[pi]`` (:func:`ppo_objective`), plus the fraction of
+    clipped ratios in the metrics.
 
     ``policy_apply(params, obs) -> distribution`` and ``value_apply(params, obs) -> V`` take the whole ``params``
     pytree (actor and critic may share it or not). Advantages are standardised per minibatch when asked.
     """
-    dist = policy_apply(params, batch.obs)
-    log_prob = dist.log_prob(batch.action)
-    ratio = jnp.exp(log_prob - batch.log_prob)
-    adv = batch.advantage
-    if normalize_advantages:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-    pg = clipped_surrogate_loss(ratio, adv, clip_eps)
-    v = value_loss(value_apply(params, batch.obs), batch.value, batch.target, clip_eps if clip_value else None)
-    entropy = jnp.mean(dist.entropy())
-    total = pg + vf_coef * v - ent_coef * entropy
-    metrics = {
-        "policy_loss": pg,
-        "value_loss": v,
-        "entropy": entropy,
-        "approx_kl": jnp.mean((ratio - 1.0) - jnp.log(ratio)),
-        "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32)),
-    }
+    total, metrics, ratio = ppo_objective(
+        policy_apply(params, batch.obs),
+        value_apply(params, batch.obs),
+        batch,
+        clip_eps=clip_eps,
+        vf_coef=vf_coef,
+        ent_coef=ent_coef,
+        clip_value=clip_value,
+        normalize_advantages=normalize_advantages,
+    )
+    metrics["clip_fraction"] = jnp.mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32))
     return total, metrics

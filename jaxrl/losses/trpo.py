@@ -109,6 +109,7 @@ def natural_gradient_step(
     max_backtracks: int = 15,
     accept_ratio: float | jax.Array = 0.0,
     cg_residual_tol: float = 1e-10,
+    gradient: Any = None,
 ) -> tuple[Any, dict]:
     """One TRPO step: natural-gradient direction by CG, KL-scaled full step, backtracking line search.
 
@@ -120,6 +121,9 @@ def natural_gradient_step(
       cg_iters, damping: conjugate-gradient iterations and Tikhonov damping of the Fisher-vector product.
       backtrack_ratio, max_backtracks: step fractions ``backtrack_ratio^j``, ``j < max_backtracks``.
       accept_ratio: a step must improve the surrogate by ``> accept_ratio * expected`` (``0``: any improvement).
+      gradient: the ascent direction ``g`` to precondition, shaped like ``params``, in place of the surrogate's own
+        gradient (``None``), e.g. per-task surrogate gradients combined by a multi-task aggregator; the line
+        search still checks the surrogate itself.
 
     Returns ``(new_params, metrics)``; metrics: ``surrogate_before``, ``surrogate_after``, ``kl`` (exact mean KL
     of the accepted step; 0 when rejected), ``expected_improvement`` (linear prediction of the full step),
@@ -130,7 +134,10 @@ def natural_gradient_step(
     surr_flat = lambda x: surrogate_fn(unravel(x))
     kl_flat = lambda x: kl_fn(unravel(x))
 
-    surrogate_before, g = jax.value_and_grad(surr_flat)(flat)
+    if gradient is None:
+        surrogate_before, g = jax.value_and_grad(surr_flat)(flat)
+    else:
+        surrogate_before, g = surr_flat(flat), ravel_pytree(gradient)[0]
     fvp_tree = fisher_vector_product(kl_fn, params, damping)
     fvp = lambda v: ravel_pytree(fvp_tree(unravel(v)))[0]
     direction = conjugate_gradient(fvp, g, cg_iters, cg_residual_tol)

@@ -10,6 +10,7 @@ dataclasses.
     jaxrl dataset make ENV --kind KIND --out FILE | jaxrl dataset info FILE
 """
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -76,8 +77,7 @@ def _train_args_class(module, default_env: str):
 
 def _train(argv: list[str]) -> int:
     from jaxrl import algos
-    from jaxrl.run import grid as grid_lib
-    from jaxrl.run.train import resume, train
+    from jaxrl.run.train import resume
 
     if argv and argv[0].startswith("--resume"):
         run_dir = argv[0].split("=", 1)[1] if "=" in argv[0] else argv[1]
@@ -94,14 +94,41 @@ def _train(argv: list[str]) -> int:
 
     name = argv[0]
     module = algos.get(name)
-    args = tyro.cli(
-        _train_args_class(module, algos.default_env(name)),
-        args=argv[1:],
-        prog=f"jaxrl train {name}",
-        description=(module.__doc__ or "").strip().splitlines()[0],
-    )
+    with _config_errors_as_one_line():
+        args = tyro.cli(
+            _train_args_class(module, algos.default_env(name)),
+            args=argv[1:],
+            prog=f"jaxrl train {name}",
+            description=(module.__doc__ or "").strip().splitlines()[0],
+        )
     if args.resume:
         return _report(resume(args.resume))
+    return _report(_train_new(name, args))
+
+
+def _config_errors_as_one_line():
+    """A config value that its field refuses is one ``error: ...`` line, as every other mistake: tyro would draw
+    a box around the message and wrap it at the terminal's width. (Its hook lives in a private module: without
+    it, tyro's box.)"""
+    try:
+        from tyro._errors import InstantiationFailure, on_parse_error
+    except ImportError:
+        return contextlib.nullcontext()
+
+    from jaxrl.config import ConfigError
+
+    def hook(event):
+        if isinstance(event, InstantiationFailure):
+            raise ConfigError(event.message)
+
+    return on_parse_error(hook)
+
+
+def _train_new(name: str, args):
+    """A new run of algorithm ``name`` from the parsed options: on the host loop for host envs (Meta-World)."""
+    from jaxrl import algos, envs
+    from jaxrl.run import grid as grid_lib
+
     offline = algos.is_offline(name)
     if args.dataset and not offline:
         offline_names = [n for n in algos.names() if algos.is_offline(n)]
@@ -112,43 +139,29 @@ def _train(argv: list[str]) -> int:
             f"Pendulum-v1 --kind medium --out medium.hdf5`)"
         )
     if args.dataset:
-        from jaxrl.algos.offline.common import load_offline_env
-
-        env, env_label = load_offline_env(list(args.dataset), args.env), Path(args.dataset[0]).stem
+        env, env_label = envs.dataset_name(args.dataset, args.env), Path(args.dataset[0]).stem
     else:
         env = args.env or algos.default_env(name)
         env_label = env.replace(":", "_")
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_run_dir(out)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    if isinstance(env, str) and env.startswith("metaworld:"):
-        # Meta-World steps on the host: collection there, every update jitted (jaxrl.run.host_train)
+    common = dict(seeds=seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out, eval_episodes=args.eval_episodes)
+    if envs.is_host(env):  # steps on the host: collection there, every update jitted
         from jaxrl.run.host_train import train_host
 
-        result = train_host(
-            name,
-            env,
-            args.config,
-            seeds=seeds,
-            grid=grid_lib.parse_grid(args.grid),
-            out_dir=out,
-            num_evals=args.num_chunks,
-            eval_episodes=args.eval_episodes,
-        )
-        return _report(result)
-    result = train(
+        return train_host(name, env, args.config, num_evals=args.num_chunks, watchdog=args.watchdog(), **common)
+    from jaxrl.run.train import train
+
+    return train(
         name,
         env,
         args.config,
-        seeds=seeds,
-        grid=grid_lib.parse_grid(args.grid),
-        out_dir=out,
         num_chunks=args.num_chunks,
-        eval_episodes=args.eval_episodes,
         run_block=args.run_block,
         watchdog=args.watchdog(),
+        **common,
     )
-    return _report(result)
 
 
 def _check_run_dir(out: str) -> None:
@@ -167,7 +180,7 @@ def _report(result) -> int:
         )
         return 0
     # multi-task runs report [runs][tasks]: show each run's mean over its tasks
-    returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s["eval_return"])
+    returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s.get("eval_return", []))
     interrupted = getattr(result, "interrupted", False)
     state = "interrupted" if interrupted else "done"
     print(

@@ -7,6 +7,7 @@ so per-run arrays reshape to ``[seeds, *grid_sizes, ...]``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import numbers
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxrl.config import ConfigError, close_matches, hyper_fields, replace, static_fields
+from jaxrl.config import ConfigError, close_matches, config_name, hyper_fields, renamed_fields, replace, static_fields
 
 
 def parse_grid(items: Sequence[str]) -> dict[str, list[float]]:
@@ -38,7 +39,7 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[float]]:
 
 def check_grid(config: Any, grid: Mapping[str, Sequence[Any]]) -> None:
     """Refuse, before compiling, a grid over a static field, an unknown field or a non-numeric value."""
-    cls = type(config).__qualname__
+    cls = config_name(config)
     hypers, statics = hyper_fields(config), static_fields(config)
     for name, values in grid.items():
         if name in statics:
@@ -60,14 +61,37 @@ def check_grid(config: Any, grid: Mapping[str, Sequence[Any]]) -> None:
 def expand(config: Any, seeds: Sequence[int], grid: Mapping[str, Sequence[Any]] | None = None):
     """Return ``(batched_config, runs)``: hyper leaves as float32 arrays ``[R]``, and per run its seed and grid
     point. Every grid point is validated like a hand-written config."""
-    grid = dict(grid or {})
+    grid = _new_names(config, dict(grid or {}))
     check_grid(config, grid)
     points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
     per_point = [replace(config, **p) for p in points]  # validates every value
     runs = [{"seed": int(s), "point": p} for s in seeds for p in points]
     configs = [per_point[i % len(points)] for i in range(len(runs))]
-    batched = jax.tree.map(lambda *xs: np.asarray(xs, dtype=np.float32), *configs)
+    dtypes = [np.int32 if f.metadata.get("integer") else np.float32 for f in _hyper_field_objects(config)]
+    leaves = [np.asarray(xs, dtype=d) for d, xs in zip(dtypes, zip(*(jax.tree.leaves(c) for c in configs)))]
+    batched = jax.tree.unflatten(jax.tree.structure(config), leaves)
     return batched, runs
+
+
+def _hyper_field_objects(config: Any) -> list[dataclasses.Field]:
+    """The traced fields in pytree-leaf order (the order :func:`jaxrl.config.config` flattens them)."""
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    return [fields[name] for name in hyper_fields(config)]
+
+
+def _new_names(config: Any, grid: dict[str, Any]) -> dict[str, Any]:
+    """A grid over a renamed field's old name grids the new one (with the config's deprecation warning)."""
+    renamed = renamed_fields(config)
+    for old in [k for k in grid if k in renamed]:
+        import warnings
+
+        warnings.warn(
+            f"{config_name(config)}.{old} is now {renamed[old]!r}; the old name stops working in the next release",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        grid[renamed[old]] = grid.pop(old)
+    return grid
 
 
 def grid_shape(seeds: Sequence[int], grid: Mapping[str, Sequence[Any]] | None) -> tuple[int, ...]:

@@ -99,12 +99,10 @@ class StallMonitor:
         watchdog: Watchdog,
         stacks_path: Path | None,
         on_stall: Callable[[float, float], str],
-        exit: Callable[[int], None] = os._exit,
     ):
         self.watchdog = watchdog
         self.stacks_path = stacks_path
         self.on_stall = on_stall
-        self._exit = exit
         self._slowest: float | None = None
         self._last = time.monotonic()
         self._lock = threading.Lock()
@@ -156,4 +154,4 @@ class StallMonitor:
                 f.write(native_stacks())
         message = self.on_stall(elapsed, bound)
         print(message, file=sys.stderr, flush=True)
-        self._exit(EXIT_STALLED)
+        os._exit(EXIT_STALLED)  # the main thread is stuck in the runtime: only ending the process frees it

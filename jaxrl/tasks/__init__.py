@@ -1,0 +1,10 @@
+"""Task families and suites: distributions over env params, known (multi-task) or hidden (meta-RL) to the agent.
+
+Importing this package registers every module's env names with :func:`jaxrl.envs.register`; the env registry
+imports it by name on its first lookup (it never imports a task module itself, so there is no envs <-> tasks
+cycle).
+"""
+
+from jaxrl.tasks import bandits, classic_control, gridworld, line_world, locomotion, navigation, point_goal
+
+__all__ = ["bandits", "classic_control", "gridworld", "line_world", "locomotion", "navigation", "point_goal"]

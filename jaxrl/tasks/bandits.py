@@ -19,6 +19,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.envs.registry import register
+
 # ---------------------------------------------------------------------------------------------------------
 # Bernoulli K-armed bandit
 # ---------------------------------------------------------------------------------------------------------
@@ -242,8 +244,6 @@ def _mdp_factory(
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     register("bandit", _bandit_factory(5))
     register("bandit-10", _bandit_factory(10))
     register("tabular-mdp", _mdp_factory)

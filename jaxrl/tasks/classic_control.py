@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from gymnax.environments.classic_control import cartpole, pendulum
 
+from jaxrl.envs.registry import register
 from jaxrl.tasks.base import TaskSuite, one_hot_contexts
 
 __all__ = ["make_cartpole_suite", "make_pendulum_suite", "cartpole_grid", "pendulum_grid", "SUITE_SIZES"]
@@ -198,8 +199,6 @@ def _pendulum_factory(k: int):
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     for k in SUITE_SIZES:
         register(f"cartpole-params-{k}", _cartpole_factory(k))
         register(f"pendulum-params-{k}", _pendulum_factory(k))

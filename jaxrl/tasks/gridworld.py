@@ -17,6 +17,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.envs.registry import register
 from jaxrl.tasks.base import TaskSuite, one_hot_contexts
 
 __all__ = ["GridWorld", "GridParams", "GridState", "make_corners_suite"]
@@ -106,8 +107,6 @@ def make_corners_suite(num_corners: int = 4, *, size: int = 5, step_cost: float 
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     def four(**kw):
         suite = make_corners_suite(4, **kw)
         return suite, suite.params

@@ -40,6 +40,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.envs.registry import register
+
 __all__ = ["LineWorld", "LineParams", "LineState", "scripted_behaviour", "make_line_world"]
 
 
@@ -129,8 +131,6 @@ def make_line_world(**params) -> tuple[LineWorld, LineParams]:
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     register("line-world", make_line_world)
 
 

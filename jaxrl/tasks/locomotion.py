@@ -58,6 +58,7 @@ from gymnax.environments import spaces
 
 from jaxrl.config import ConfigError
 from jaxrl.envs.brax_adapter import BraxAdapter, BraxEnvState
+from jaxrl.envs.registry import register
 from jaxrl.tasks.base import TaskSuite, one_hot_contexts
 
 __all__ = [
@@ -527,8 +528,6 @@ def _suite_factory(kind: str, k: int):
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     for kind in KINDS:
         register(kind, _family_factory(kind))
     for kind in ("cheetah-vel", "ant-dir", "ant-goal"):

@@ -20,6 +20,8 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.envs.registry import register
+
 
 @struct.dataclass
 class PointState(environment.EnvState):
@@ -159,8 +161,6 @@ def _point_robot(num_test_tasks: int = 30, seed: int = HELD_OUT_SEED, **kwargs):
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     register("nav2d", _nav2d)
     register("point-robot", _point_robot)
     register("point-robot-sparse", lambda **kw: _point_robot(sparse=True, **kw))

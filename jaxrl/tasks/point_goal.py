@@ -19,6 +19,7 @@ import numpy as np
 from flax import struct
 from gymnax.environments import environment, spaces
 
+from jaxrl.envs.registry import register
 from jaxrl.tasks.base import TaskSuite, one_hot_contexts
 
 __all__ = ["PointGoalEnv", "PointGoalParams", "PointGoalState", "make_point_goal_suite", "SUITE_SIZES"]
@@ -137,8 +138,6 @@ def _factory(k: int, sparse: bool):
 
 
 def _register() -> None:
-    from jaxrl.envs.registry import register
-
     for k in SUITE_SIZES:
         register(f"point-goal-{k}", _factory(k, False))
         register(f"point-goal-{k}-sparse", _factory(k, True))

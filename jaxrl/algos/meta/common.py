@@ -1,22 +1,31 @@
-"""Pieces the meta-RL algorithms share: task-family checks, the trial horizon, memory estimates, env registration.
+"""Pieces the meta-RL algorithms share: task-family checks and the meta step skeleton (gather tasks, adapt, outer
+step). Episodes on one task are in :mod:`.episodes`, PEARL's per-task data in :mod:`.task_context`, MAML's memory
+budget in :mod:`.budget`.
 
 Meta-RL algorithms take a *task family* where other algorithms take an env: an object with ``env`` (the
 single-task env, gymnax protocol) and ``sample(key, n)`` (env params with a leading task axis ``[n]``). The
 ``env_params`` handed to ``make`` are the **held-out meta-test tasks** (leading axis ``[K_test]``): training
 always samples fresh tasks from the family, evaluation adapts to each held-out task from scratch.
+
+Every meta-learner's ``step`` has one shape (:func:`meta_step`): a first phase gathers tasks (MAML: fresh tasks
+from the family; PEARL: the next training tasks, with their prior-policy context and posterior episodes), a second
+learns from them (MAML: per-task inner adaptation, then the ProMP, TRPO or Reptile outer step; PEARL: the
+off-policy updates of critic, encoder, actor and temperature).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from jaxrl.algos import train_state
+from jaxrl.algos.train_state import TrainState
 from jaxrl.config import ConfigError
-
-# Refuse MAML-style unrolled graphs above this estimated size (bytes); see `estimate_unrolled_bytes`.
-DEFAULT_MEMORY_LIMIT_BYTES = 4 * 2**30
+from jaxrl.envs.wrappers import Wrapper, action_dim, is_discrete, obs_dim
 
 
 def check_family(algo: str, env: Any, env_params: Any) -> None:
@@ -36,6 +45,59 @@ def check_family(algo: str, env: Any, env_params: Any) -> None:
         raise ConfigError(f"{algo}: the held-out task batch is empty (0 tasks); sample at least one task")
 
 
+class FamilySpec(NamedTuple):
+    """A checked task family: ``family`` (``.sample``), its single-task ``env``, one held-out task and the sizes."""
+
+    family: Any
+    env: Any
+    one_task: Any
+    obs_dim: int
+    action_dim: int
+
+
+def continuous_family(algo: str, env: Any, env_params: Any, horizon: int, why: str) -> FamilySpec:
+    """:func:`check_family`, then a ``ConfigError`` unless the actions are continuous (``why``: what needs them) and
+    the tasks' episode length is ``horizon`` (the config's)."""
+    check_family(algo, env, env_params)
+    one_task = jax.tree.map(lambda x: x[0], env_params)
+    if is_discrete(env.env, one_task):
+        raise ConfigError(f"{algo} needs a continuous (Box) action space: {why}")
+    tasks_horizon = episode_horizon(env_params, default=horizon)
+    if tasks_horizon != horizon:
+        raise ConfigError(
+            f"{algo}.Config.horizon={horizon} does not match the tasks' episode length "
+            f"{tasks_horizon}: set {algo}.Config(horizon={tasks_horizon})"
+        )
+    return FamilySpec(env, env.env, one_task, obs_dim(env.env, one_task), action_dim(env.env, one_task))
+
+
+class TaskBoxActions(Wrapper):
+    """The agent acts in ``[-1, 1]^d``; actions are clipped and mapped affinely onto the action box of the task
+    whose params ``step`` receives (a task family's box may depend on the task)."""
+
+    def step(self, key, state, action, params=None):
+        space = self._env.action_space(params)
+        low, high = jnp.asarray(space.low, jnp.float32), jnp.asarray(space.high, jnp.float32)
+        action = low + (jnp.clip(action, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        return self._env.step(key, state, action, params)
+
+
+def per_task(fn: Callable, tasks: Any, key: jax.Array) -> Any:
+    """``fn(task, key)`` on every task of ``tasks`` (leading axis ``[K]``), one key each (``split(key, K)``)."""
+    return jax.vmap(fn)(tasks, jax.random.split(key, num_tasks(tasks)))
+
+
+def meta_step(state: Any, gather: Callable, learn: Callable) -> tuple[Any, dict]:
+    """One meta-training iteration: ``key, gather_key, learn_key = split(state.key, 3)``; ``gather(state,
+    gather_key) -> (tasks, metrics)`` picks the tasks (and, for PEARL, collects their data); ``learn(state, tasks,
+    learn_key) -> (state, metrics)`` adapts to them and takes the outer step. The key and ``iteration`` advance
+    here."""
+    key, gather_key, learn_key = jax.random.split(state.key, 3)
+    tasks, gather_metrics = gather(state, gather_key)
+    new, metrics = learn(state, tasks, learn_key)
+    return new.replace(key=key, iteration=state.iteration + 1), {**metrics, **gather_metrics}
+
+
 def num_tasks(env_params: Any) -> int:
     return int(np.shape(jax.tree.leaves(env_params)[0])[0])
 
@@ -48,24 +110,43 @@ def episode_horizon(env_params: Any, default: int = 100) -> int:
     return int(np.max(np.asarray(value)))
 
 
-def estimate_unrolled_bytes(
-    num_params: int, task_batch: int, inner_steps: int, trajectory_floats: int, order: int = 2
-) -> int:
-    """A rough upper estimate of the memory an unrolled MAML meta-gradient keeps alive (float32).
+def inner_loop(params: Any, key: jax.Array, steps: int, rollout: Callable, to_batch: Callable, inner_step: Callable):
+    """Gradient-based adaptation on fresh data (MAML's inner loop), all without gradient to ``params``: from
+    ``theta^0 = params``, for k < ``steps``: ``D^k = rollout(theta^k, key_k)``, ``(theta^{k+1}, aux_k) =
+    inner_step(theta^k, to_batch(D^k))``; then the adapted policy's ``D^steps``. Returns ``([D^0..D^steps],
+    [batch^0..], theta^steps, [aux^0..])``."""
+    keys = jax.random.split(key, steps + 1)
+    trajectories, batches, auxs, p = [], [], [], jax.lax.stop_gradient(params)
+    for k in range(steps):
+        trajectories.append(rollout(p, keys[k]))
+        batches.append(to_batch(trajectories[-1]))
+        p, aux = inner_step(p, batches[-1])
+        auxs.append(aux)
+    trajectories.append(rollout(p, keys[steps]))
+    return trajectories, batches, p, auxs
 
-    Each of ``inner_steps`` adapted parameter copies per task is kept for the backward pass, with (second order)
-    its gradient and the Hessian-vector intermediates (``order`` copies), plus the activations of the inner
-    trajectories (``trajectory_floats`` floats per task per step, times the network depth absorbed in a factor 4).
-    """
-    per_task_step = num_params * (1 + order) + 4 * trajectory_floats
-    return int(4 * task_batch * max(inner_steps, 1) * per_task_step)
+
+def adaptation_curve(params: Any, key: jax.Array, steps: int, episode_return: Callable, adapt_step: Callable):
+    """Meta-test on one task: the return ``episode_return(theta^k, key)`` after k = 0..``steps`` adaptation steps
+    ``theta^{k+1} = adapt_step(theta^k, key)`` (each on fresh data), ``[steps + 1]``."""
+    keys = jax.random.split(key, 2 * (steps + 1))
+    returns = []
+    for i in range(steps + 1):
+        returns.append(episode_return(params, keys[2 * i]))
+        if i < steps:
+            params = adapt_step(params, keys[2 * i + 1])
+    return jnp.stack(returns)
 
 
-def check_memory(algo: str, estimate: int, limit: int) -> None:
-    if estimate > limit:
-        raise ConfigError(
-            f"{algo}: the unrolled inner loop needs about {estimate / 2**30:.2f} GiB (params x task "
-            f"batch x inner steps), over the limit of {limit / 2**30:.2f} GiB "
-            f"(Config.memory_limit_gb); use fewer num_inner_steps / num_tasks / "
-            f"trajectories, first_order=True, or raise the limit"
-        )
+def outer_epochs(tx: Any, state: TrainState, first_grads: Any, loss: Callable, num_epochs: int) -> TrainState:
+    """``num_epochs`` optimiser steps on ``loss(params)``: the first along the mean of the per-task gradients
+    ``first_grads`` (leading task axis, computed with the data), the others along ``grad loss``."""
+
+    def epoch(state, _):
+        value, grads = jax.value_and_grad(loss)(state.params)
+        return train_state.apply_gradient(tx, state, grads), value
+
+    state = train_state.apply_gradient(tx, state, jax.tree.map(lambda g: jnp.mean(g, axis=0), first_grads))
+    if num_epochs > 1:
+        state, _ = jax.lax.scan(epoch, state, None, length=num_epochs - 1)
+    return state

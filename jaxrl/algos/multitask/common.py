@@ -1,4 +1,4 @@
-"""Pieces the multi-task algorithms share: task-conditioned networks, aggregator choice, per-task metrics.
+"""Pieces the multi-task algorithms share: task-conditioned networks, aggregators, per-task metrics.
 
 Networks here take the observation with its context ``(s, omega)`` and a task index ``task_id`` (int, ``[B]``
 or scalar). With ``num_heads == 1`` the index is ignored (one shared output layer: MT-SAC); with
@@ -8,16 +8,19 @@ head ``task_id[b]``. Heads are one ``[K, H, out]`` kernel, so a batch with mixed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import distrax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxrl import grads as grads_lib
 from jaxrl import nets
+from jaxrl.algos import train_state as ts
 from jaxrl.config import ConfigError
 from jaxrl.nets.core import MLP, Network
 
@@ -39,6 +42,40 @@ def make_aggregator(name: str, num_tasks: int) -> grads_lib.Aggregator:
     if name not in factories:
         raise ConfigError(f"aggregator={name!r} is not allowed: choose one of {list(AGGREGATORS)}")
     return factories[name]()
+
+
+def task_optimizer(aggregator: str, num_tasks: int, tx, per_task: bool):
+    """``optax.chain(aggregator, tx)`` when the update takes per-task gradients ``[K, *params]``, else ``tx``."""
+    return optax.chain(make_aggregator(aggregator, num_tasks), tx) if per_task else tx
+
+
+def task_grads(loss_k: Callable, params: Any, mapped: tuple, fixed: tuple, per_task: bool):
+    """Per-task gradients ``[K, *params]`` and metrics ``[K]`` of ``loss_k(params, *mapped_k, *fixed) -> (L_k,
+    metrics)`` (``mapped``: arguments with a leading task axis), or, without ``per_task``, the gradient of
+    ``sum_k L_k`` (cheapest: no per-task gradients are formed)."""
+    in_axes = (None,) + (0,) * len(mapped) + (None,) * len(fixed)
+    if per_task:
+        return jax.vmap(jax.grad(loss_k, has_aux=True), in_axes=in_axes)(params, *mapped, *fixed)
+
+    def total(p):
+        losses, metrics = jax.vmap(loss_k, in_axes=in_axes)(p, *mapped, *fixed)
+        return jnp.sum(losses), metrics
+
+    return jax.grad(total, has_aux=True)(params)
+
+
+def apply_task_gradient(tx, state: ts.TrainState, grads: Any, key: jax.Array, per_task: bool, prefix: str):
+    """One step of :func:`task_optimizer`'s ``tx`` on ``state``; with per-task gradients also the conflict
+    metrics of the aggregator's state: ``{prefix}num_conflicts`` (pairs with ``g_i . g_j < 0``) and
+    ``{prefix}mean_cosine``."""
+    if not per_task:
+        return ts.apply_gradient(tx, state, grads), {}
+    state = ts.apply_gradient(tx, state, grads, key=key)
+    agg = state.opt_state[0]
+    return state, {
+        f"{prefix}num_conflicts": agg.num_conflicts.astype(jnp.float32),
+        f"{prefix}mean_cosine": agg.mean_cosine,
+    }
 
 
 class _Heads(nn.Module):

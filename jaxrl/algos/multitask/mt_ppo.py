@@ -13,6 +13,13 @@ task), its mean and the best-minus-worst spread (:func:`jaxrl.algos.multitask.co
 
     suite, params = jaxrl.envs.make("cartpole-params-4")
     algo = mt_ppo.make(mt_ppo.Config(num_envs=16), suite, params)
+
+Gradients: with ``aggregator="sum"`` (default) and ``monitor_conflicts=False`` one PPO step follows the gradient
+of the mixed minibatch's loss. Otherwise every minibatch holds an equal share of each task's samples, and the
+per-task gradients of ``L_k / K`` (``jax.vmap(jax.grad)`` over the task axis; ``L_k`` the PPO loss on task ``k``'s
+share, so "sum" keeps the mixed batch's scale) pass through ``optax.chain(aggregator, optimizer)``; the metrics
+then add ``num_conflicts`` and ``mean_cosine`` of the task gradients (:mod:`jaxrl.grads`). These pieces
+(:class:`TaskGradientConfig`, :func:`ppo_learner`) serve TE-PPO and MT-TRPO too.
 """
 
 from __future__ import annotations
@@ -21,20 +28,46 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import struct
 
+from jaxrl.algos import on_policy, train_state
+from jaxrl.algos.base_config import OnlineConfig
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import common as mt
 from jaxrl.algos.single import ppo
-from jaxrl.config import ConfigError, config, static
+from jaxrl.config import ConfigError, config, config_name, static
 from jaxrl.envs.multitask import MultiTaskEnv, evaluate_tasks, make_multitask_env
 from jaxrl.envs.wrappers import Wrapper
 
-__all__ = ["Config", "make", "TaskEpisodeTracker", "TrackerState", "check_suite", "make_task_evaluate"]
+__all__ = [
+    "Config",
+    "make",
+    "TaskGradientConfig",
+    "TaskEpisodeTracker",
+    "TrackerState",
+    "check_suite",
+    "make_task_evaluate",
+    "ppo_learner",
+]
 
 
 @config
-class Config(ppo.Config):
+class TaskGradientConfig(OnlineConfig):
+    """Per-task gradients combined by a :mod:`jaxrl.grads` aggregator (multi-task algorithms)."""
+
+    aggregator: str = static("sum", choices=mt.AGGREGATORS, help="task-gradient aggregation (jaxrl.grads)")
+    monitor_conflicts: bool = static(
+        False, choices=(True, False), help="per-task gradients also with aggregator=sum, for the conflict metrics"
+    )
+
+    @property
+    def per_task_gradients(self) -> bool:
+        return self.aggregator != "sum" or self.monitor_conflicts
+
+
+@config
+class Config(ppo.Config, TaskGradientConfig):
     num_envs: int = static(16, low=1, help="parallel environments in all; a multiple of the number of tasks")
     total_env_steps: int = static(2_000_000, low=1, help="training length in environment steps (all tasks)")
 
@@ -104,19 +137,84 @@ def tracker_metrics(env_state: TrackerState) -> dict:
     return mt.task_metrics(env_state.last_return, env_state.last_success)
 
 
+def conflict_metrics(aggregator_state) -> dict:
+    return {
+        "num_conflicts": aggregator_state.num_conflicts.astype(jnp.float32),
+        "mean_cosine": aggregator_state.mean_cosine,
+    }
+
+
+def task_gradients(loss, num_tasks: int):
+    """``(params, batch [K, ...]) -> (grads [K, ...], metrics [K])`` of ``loss(params, batch_k) / K``."""
+
+    def loss_k(params, batch):
+        total, metrics = loss(params, batch)
+        return total / num_tasks, metrics
+
+    return jax.vmap(jax.grad(loss_k, has_aux=True), in_axes=(None, 0))
+
+
+def by_task(tree, num_tasks: int):
+    """``[T, N, ...] -> [K, T * N / K, ...]`` for blocked task assignment (env ``i`` on task ``i // (N / K)``)."""
+
+    def regroup(x):
+        x = x.reshape(x.shape[0], num_tasks, -1, *x.shape[2:])
+        return jnp.swapaxes(x, 0, 1).reshape(num_tasks, -1, *x.shape[3:])
+
+    return jax.tree.map(regroup, tree)
+
+
+def task_gradient_learn(loss, tx, config, num_tasks: int):
+    """PPO's ``learn`` with per-task gradients: every minibatch ``[K, b, ...]`` holds ``b`` samples of each task;
+    ``tx = chain(aggregator, optimizer)`` gets a fresh key per update."""
+    grad_fn = task_gradients(loss, num_tasks)
+
+    def update(carry, batch):
+        train, key = carry
+        key, agg_key = jax.random.split(key)
+        grads, metrics = grad_fn(train.params, batch)
+        train = train_state.apply_gradient(tx, train, grads, key=agg_key)
+        return (train, key), {**jax.tree.map(jnp.mean, metrics), **conflict_metrics(train.opt_state[0])}
+
+    def learn(train, data, key):
+        perm_key, agg_key = jax.random.split(key)
+        data = by_task(data, num_tasks)
+        (train, _), metrics = on_policy.minibatch_epochs(
+            update, (train, agg_key), data, perm_key, config.num_epochs, config.num_minibatches, axis=1
+        )
+        return train, metrics
+
+    return learn
+
+
+def ppo_learner(config, num_tasks: int):
+    """``learner(loss) -> (tx, learn)`` for :func:`jaxrl.algos.single.ppo.make`: PPO's own, or with per-task
+    gradients through ``optax.chain(aggregator, PPO's optimiser)`` when ``config.per_task_gradients``."""
+
+    per_task = config.env_steps_per_iteration // num_tasks
+    if config.per_task_gradients and per_task % config.num_minibatches:
+        raise ConfigError(
+            f"{config_name(config)}: with per-task gradients each task's num_steps * num_envs / K = {per_task} "
+            f"samples must be divisible by num_minibatches = {config.num_minibatches}"
+        )
+
+    def learner(loss):
+        if not config.per_task_gradients:
+            return ppo.ppo_learner(config)(loss)
+        tx = optax.chain(mt.make_aggregator(config.aggregator, num_tasks), ppo.make_optimizer(config))
+        return tx, task_gradient_learn(loss, tx, config, num_tasks)
+
+    return learner
+
+
 def make(config: Config, env, env_params) -> Algorithm:
-    _, m = check_suite(config, env, "mt_ppo")
-    train_env = make_train_env(env, m)
-    base = ppo.make(
+    k, m = check_suite(config, env, "mt_ppo")
+    return ppo.make(
         config,
         env,
         env_params,
-        train_env=train_env,
+        train_env=make_train_env(env, m),
         make_evaluate_fn=lambda act: make_task_evaluate(env, env_params, act),
+        learner=ppo_learner(config, k),
+        metrics_fn=tracker_metrics,
     )
-
-    def step(state):
-        state, metrics = base.step(state)
-        return state, {**metrics, **tracker_metrics(state.env_state)}
-
-    return base._replace(step=step)

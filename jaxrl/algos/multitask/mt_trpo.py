@@ -13,174 +13,153 @@ assignment, observations ``concat(s, omega_k)``, per-task episode tracking. One 
 
 Metrics add the TRPO diagnostics (``kl``, ``step_fraction``, ``accepted``, ...), the per-task training return
 ``[K]`` and its spread; ``evaluate`` returns ``{"eval_return": [K], "eval_success": [K], ...}`` like MT-PPO.
+
+Aggregators: with ``per_task_gradients`` (``aggregator`` other than "sum", or ``monitor_conflicts``) the policy
+gradient ``g`` of step 3 is the aggregation of the per-task surrogate gradients (of ``-L_k / K``, negated back),
+computed BEFORE the natural-gradient solve: conjugate gradient then preconditions the aggregated ``g``, and the
+line search checks the whole-batch surrogate and KL as before. Metrics then add ``num_conflicts`` and
+``mean_cosine``. The value regression is unchanged.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import nets
+from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
+from jaxrl.algos.multitask import common as mt
 from jaxrl.algos.multitask import mt_ppo
-from jaxrl.algos.single.ppo import ActorCritic, minibatch_epochs
-from jaxrl.config import ConfigError, config, hyper, static
-from jaxrl.data import rollout as rollout_lib
-from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
-from jaxrl.losses.gae import generalized_advantage_estimation
+from jaxrl.algos.on_policy import ActorCritic, RolloutConfig, State
+from jaxrl.algos.train_state import TrainState
+from jaxrl.config import config, hyper, static
+from jaxrl.envs.wrappers import obs_dim
 from jaxrl.losses.ppo import value_loss
 from jaxrl.losses.trpo import natural_gradient_step, surrogate_objective
 
-__all__ = ["Config", "State", "make"]
+__all__ = ["Config", "State", "TRPOTrain", "make"]
 
 
 @config
-class Config:
+class Config(RolloutConfig, mt_ppo.TaskGradientConfig):
     max_kl: float = hyper(0.01, low=0, low_open=True, help="trust-region size: mean KL(pi_old || pi) per step")
     cg_damping: float = hyper(0.1, low=0, help="damping added to the Fisher-vector product")
     backtrack_ratio: float = hyper(
         0.8, low=0, high=1, low_open=True, high_open=True, help="line-search step shrink factor"
     )
     vf_learning_rate: float = hyper(1e-3, low=0, low_open=True, help="value-function Adam step size")
-    gamma: float = hyper(0.99, low=0, high=1, help="discount")
     gae_lambda: float = hyper(0.97, low=0, high=1, help="GAE lambda")
     num_envs: int = static(16, low=1, help="parallel environments in all; a multiple of the number of tasks")
-    num_steps: int = static(128, low=1, help="rollout length per iteration")
     cg_iters: int = static(10, low=1, help="conjugate-gradient iterations")
     max_backtracks: int = static(10, low=1, help="line-search steps tried")
     vf_epochs: int = static(5, low=1, help="value-regression passes over each rollout")
-    num_minibatches: int = static(4, low=1, help="value-regression minibatches per pass")
-    hidden: tuple[int, ...] = static((64, 64), help="hidden layer widths (policy and value)")
-    activation: str = static("tanh", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
-    normalize_advantages: bool = static(True, choices=(True, False), help="standardise advantages per batch")
     total_env_steps: int = static(2_000_000, low=1, help="training length in environment steps (all tasks)")
 
-    def __post_init__(self):
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ConfigError(
-                f"mt_trpo.Config: num_envs * num_steps = {self.num_envs * self.num_steps} must be "
-                f"divisible by num_minibatches = {self.num_minibatches}"
-            )
-        if self.total_env_steps < self.env_steps_per_iteration:
-            raise ConfigError(
-                f"mt_trpo.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                f"num_envs * num_steps = {self.env_steps_per_iteration}"
-            )
+
+class TRPOTrain(NamedTuple):
+    policy: TrainState  # opt_state: the aggregator's state (None: the plain surrogate gradient)
+    value: TrainState
 
     @property
-    def env_steps_per_iteration(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.env_steps_per_iteration
+    def params(self) -> ActorCritic:
+        return ActorCritic(self.policy.params, self.value.params)
 
 
-@struct.dataclass
-class State:
-    params: ActorCritic
-    vf_opt_state: Any
-    env_state: Any
-    obs: jax.Array  # [N, O + D]
-    key: jax.Array
-    iteration: jax.Array
+def trpo_step(config: Config, policy_net, params, batch, advantage, gradient=None):
+    """One trust-region policy step on the flat ``batch`` (:func:`natural_gradient_step`): ``(params, metrics)``."""
+    old_dist = policy_net.apply(jax.lax.stop_gradient(params), batch.obs)
+
+    def surrogate(p):
+        return surrogate_objective(policy_net.apply(p, batch.obs).log_prob(batch.action), batch.log_prob, advantage)
+
+    def mean_kl(p):
+        return jnp.mean(old_dist.kl_divergence(policy_net.apply(p, batch.obs)))
+
+    return natural_gradient_step(
+        params,
+        surrogate,
+        mean_kl,
+        config.max_kl,
+        cg_iters=config.cg_iters,
+        damping=config.cg_damping,
+        backtrack_ratio=config.backtrack_ratio,
+        max_backtracks=config.max_backtracks,
+        gradient=gradient,
+    )
+
+
+def aggregated_gradient(agg, policy_net, policy: TrainState, tasks, key, num_tasks: int):
+    """The per-task surrogate gradients ``tasks = (obs, action, old log-prob, advantage) [K, ...]`` combined by
+    ``agg`` (in the descent convention of :mod:`jaxrl.grads`, so the ascent direction is its negation)."""
+
+    def loss_k(p, batch):
+        obs, action, old_log_prob, adv = batch
+        return -surrogate_objective(policy_net.apply(p, obs).log_prob(action), old_log_prob, adv), {}
+
+    grads, _ = mt_ppo.task_gradients(loss_k, num_tasks)(policy.params, tasks)
+    direction, agg_state = agg.update(grads, policy.opt_state, policy.params, key=key)
+    return jax.tree.map(jnp.negative, direction), policy._replace(opt_state=agg_state)
+
+
+def make_learn(config: Config, policy_net, value_net, vf_tx, agg, num_tasks: int):
+    """``learn(train, data [T, N], key)``: the policy's trust-region step, then the value regression."""
+
+    def vf_grad(vp, batch):
+        o, g = batch
+        loss, grads = jax.value_and_grad(lambda q: value_loss(value_net.apply(q, o), g, g))(vp)
+        return grads, {"value_loss": loss}
+
+    def learn(train: TRPOTrain, data, key):
+        flat = on_policy.flatten_time(data)
+        adv = flat.advantage
+        if config.normalize_advantages:
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        policy, gradient, metrics = train.policy, None, {}
+        if agg is not None:
+            key, agg_key = jax.random.split(key)
+            tasks = mt_ppo.by_task((data.obs, data.action, data.log_prob, adv.reshape(data.advantage.shape)), num_tasks)
+            gradient, policy = aggregated_gradient(agg, policy_net, policy, tasks, agg_key, num_tasks)
+            metrics = mt_ppo.conflict_metrics(policy.opt_state)
+        params, trpo_metrics = trpo_step(config, policy_net, policy.params, flat, adv, gradient)
+        entropy = jnp.mean(policy_net.apply(params, flat.obs).entropy())
+        update = on_policy.gradient_update(vf_grad, vf_tx)
+        value, vf_metrics = on_policy.minibatch_epochs(
+            update, train.value, (flat.obs, flat.target), key, config.vf_epochs, config.num_minibatches
+        )
+        metrics = {**trpo_metrics, **vf_metrics, "entropy": entropy, **metrics}
+        return TRPOTrain(policy._replace(params=params), value), metrics
+
+    return learn
 
 
 def make(config: Config, env, env_params) -> Algorithm:
-    _, m = mt_ppo.check_suite(config, env, "mt_trpo")
+    k, m = mt_ppo.check_suite(config, env, "mt_trpo")
     train_env = mt_ppo.make_train_env(env, m)
-    discrete = is_discrete(train_env, env_params)
-    n_act, n_obs = action_dim(train_env, env_params), obs_dim(train_env, env_params)
-    if discrete:
-        policy_net = nets.make_categorical_policy(n_act, config.hidden, config.activation)
-    else:
-        policy_net = nets.make_gaussian_policy(n_act, config.hidden, config.activation)
-    value_net = nets.make_value_network(config.hidden, config.activation)
+    policy_net, value_net = on_policy.actor_critic_nets(train_env, env_params, config)
+    n_obs = obs_dim(train_env, env_params)
+    agg = mt.make_aggregator(config.aggregator, k) if config.per_task_gradients else None
     vf_tx = optax.adam(config.vf_learning_rate)
 
     def init(key: jax.Array) -> State:
-        key, pk, vk, ek = jax.random.split(key, 4)
-        dummy = jnp.zeros((n_obs,), jnp.float32)
-        params = ActorCritic(policy_net.init(pk, dummy), value_net.init(vk, dummy))
-        obs, env_state = train_env.reset(ek, env_params)
-        return State(params, vf_tx.init(params.value), env_state, obs, key, jnp.zeros((), jnp.int32))
+        key, params, env_carry = on_policy.init_actor_critic(key, policy_net, value_net, n_obs, train_env, env_params)
+        policy = TrainState(params.policy, None if agg is None else agg.init(params.policy))
+        train = TRPOTrain(policy, train_state.create(vf_tx, params.value))
+        return State(train, env_carry, key, jnp.zeros((), jnp.int32))
 
     def act(state: State, obs, key, deterministic: bool = False):
         dist = policy_net.apply(state.params.policy, obs)
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    def step(state: State):
-        key, rollout_key, perm_key = jax.random.split(state.key, 3)
-        params = state.params
-
-        def behaviour(obs, k):
-            dist = policy_net.apply(params.policy, obs)
-            action = dist.sample(seed=k)
-            return action, (dist.log_prob(action), value_net.apply(params.value, obs))
-
-        env_state, obs, tr, infos = rollout_lib.rollout(
-            train_env, env_params, behaviour, state.env_state, state.obs, rollout_key, config.num_steps
-        )
-        old_log_prob, value = tr.extras
-        v_tp1 = value_net.apply(params.value, tr.next_obs)
-        discount = config.gamma * (1.0 - tr.terminated.astype(jnp.float32))
-        adv, target = generalized_advantage_estimation(
-            tr.reward, value, v_tp1, discount, jnp.logical_or(tr.terminated, tr.truncated), config.gae_lambda
-        )
-        flat = lambda x: x.reshape(-1, *x.shape[2:])  # [T, N, ...] -> [T * N, ...]
-        b_obs, b_action, b_old_logp, b_adv, b_target = map(flat, (tr.obs, tr.action, old_log_prob, adv, target))
-        if config.normalize_advantages:
-            b_adv = (b_adv - b_adv.mean()) / (b_adv.std() + 1e-8)
-
-        # --- policy: one natural-gradient trust-region step on the whole batch
-        old_dist = policy_net.apply(jax.lax.stop_gradient(params.policy), b_obs)
-
-        def surrogate(p):
-            return surrogate_objective(policy_net.apply(p, b_obs).log_prob(b_action), b_old_logp, b_adv)
-
-        def mean_kl(p):
-            return jnp.mean(old_dist.kl_divergence(policy_net.apply(p, b_obs)))
-
-        policy, trpo_metrics = natural_gradient_step(
-            params.policy,
-            surrogate,
-            mean_kl,
-            config.max_kl,
-            cg_iters=config.cg_iters,
-            damping=config.cg_damping,
-            backtrack_ratio=config.backtrack_ratio,
-            max_backtracks=config.max_backtracks,
-        )
-        entropy = jnp.mean(policy_net.apply(policy, b_obs).entropy())
-
-        # --- value function: regression on the GAE targets
-        def vf_grad(vp, batch):
-            o, g = batch
-            loss, grads = jax.value_and_grad(lambda q: value_loss(value_net.apply(q, o), g, g))(vp)
-            return grads, {"value_loss": loss}
-
-        vparams, vf_opt, vf_metrics = minibatch_epochs(
-            vf_grad,
-            vf_tx,
-            params.value,
-            state.vf_opt_state,
-            (b_obs, b_target),
-            perm_key,
-            config.vf_epochs,
-            config.num_minibatches,
-        )
-        metrics = {**trpo_metrics, **vf_metrics, "entropy": entropy}
-        metrics.update(rollout_lib.episode_metrics(infos))
-        metrics.update(mt_ppo.tracker_metrics(env_state))
-        return State(ActorCritic(policy, vparams), vf_opt, env_state, obs, key, state.iteration + 1), metrics
-
+    rollout = on_policy.make_rollout(
+        train_env, env_params, policy_net, value_net, config, metrics_fn=mt_ppo.tracker_metrics
+    )
     return Algorithm(
         init=init,
-        step=step,
+        step=on_policy.make_step(rollout, make_learn(config, policy_net, value_net, vf_tx, agg, k)),
         act=act,
         evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
         config=config,

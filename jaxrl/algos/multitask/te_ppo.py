@@ -11,7 +11,7 @@ Three learned pieces besides the value function:
 Each episode of task ``k`` draws one latent ``z ~ p_phi(. | omega_k)`` and keeps it to the episode's end. The
 agent maximises (paper, eq. 3; the three weights are ``embedding_ent_coef``, ``inference_coef``, ``ent_coef``)
 
-    E[ sum_t gamma^t (r_t + inference_coef * log q_psi(z | window_{t+1})) ]
+    E[ sum_t discount^t (r_t + inference_coef * log q_psi(z | window_{t+1})) ]
       + embedding_ent_coef * E_k H[p_phi(. | omega_k)] + ent_coef * E H[pi_theta(. | s, z)],
 
 so the policy is rewarded for behaviour from which its latent can be told (distinct, identifiable skills), and
@@ -21,7 +21,8 @@ on the hierarchical policy whose "action" is the pair ``(z, a)``: the ratio is
 through the score function (the value baseline ``V(s, omega)`` does not see ``z``, so a latent's whole
 episode is credited to it). The inference network is trained by maximum likelihood on the collected
 ``(window, z)`` pairs (``inference_loss_coef * E[-log q_psi(z | window)]``). PPO's optimiser, clipping and
-minibatch loop are reused from :mod:`jaxrl.algos.single.ppo`; the env side from :mod:`.mt_ppo`.
+minibatch loop are the on-policy skeleton's (:mod:`jaxrl.algos.on_policy`); the env side and the per-task gradient
+aggregation (``aggregator``, ``monitor_conflicts``) are MT-PPO's (:mod:`.mt_ppo`).
 
 ``act`` uses the embedding's mean latent when deterministic (``evaluate``) and a fresh sample otherwise.
 Metrics add ``embedding_entropy``, ``inference_nll``, ``inference_bonus`` and the per-task return ``[K]``.
@@ -37,13 +38,12 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxrl import nets
+from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import mt_ppo
-from jaxrl.algos.single import ppo
 from jaxrl.config import config, hyper, static
 from jaxrl.data import rollout as rollout_lib
-from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
-from jaxrl.losses.gae import generalized_advantage_estimation
+from jaxrl.envs.wrappers import obs_dim
 from jaxrl.losses.ppo import PPOBatch, ppo_loss
 
 __all__ = ["Config", "TEParams", "State", "make"]
@@ -52,8 +52,7 @@ LOG_STD_MIN, LOG_STD_MAX = -3.0, 1.0  # latent Gaussians (bounds the inference l
 
 
 @config
-class Config(ppo.Config):
-    num_envs: int = static(16, low=1, help="parallel environments in all; a multiple of the number of tasks")
+class Config(mt_ppo.Config):
     latent_dim: int = static(4, low=1, help="task-embedding (skill latent) size")
     window: int = static(4, low=1, help="states in the inference network's trajectory window")
     embedding_hidden: tuple[int, ...] = static((32,), help="embedding network hidden widths")
@@ -61,7 +60,6 @@ class Config(ppo.Config):
     embedding_ent_coef: float = hyper(1e-3, low=0, help="weight of the embedding entropy H[p(z|task)]")
     inference_coef: float = hyper(5e-2, low=0, help="weight of the reward bonus log q(z|window)")
     inference_loss_coef: float = hyper(1.0, low=0, help="weight of the inference network's NLL loss")
-    total_env_steps: int = static(2_000_000, low=1, help="training length in environment steps (all tasks)")
 
 
 class TEParams(NamedTuple):
@@ -71,16 +69,22 @@ class TEParams(NamedTuple):
     inference: Any
 
 
-@struct.dataclass
-class State:
-    params: TEParams
-    opt_state: Any
+class TECarry(NamedTuple):
     env_state: Any
     obs: jax.Array  # [N, O + D]
     latent: jax.Array  # [N, L] the running episode's latent per env
     window: jax.Array  # [N, W, O] the last W states (without context) per env
-    key: jax.Array
-    iteration: jax.Array
+
+
+@struct.dataclass
+class State(on_policy.State):
+    @property
+    def latent(self) -> jax.Array:
+        return self.env.latent
+
+    @property
+    def window(self) -> jax.Array:
+        return self.env.window
 
 
 class JointPolicy(NamedTuple):
@@ -102,128 +106,141 @@ def _gaussian(out: jax.Array) -> distrax.MultivariateNormalDiag:
     return distrax.MultivariateNormalDiag(mean, jnp.exp(jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)))
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    k, m = mt_ppo.check_suite(config, env, "te_ppo")
-    train_env = mt_ppo.make_train_env(env, m)
-    discrete = is_discrete(train_env, env_params)
-    n_act = action_dim(train_env, env_params)
-    n_ctx = int(train_env.context_dim)
-    n_full = obs_dim(train_env, env_params)  # O + D
-    n_state, n_lat, w = n_full - n_ctx, config.latent_dim, config.window
-    if discrete:
-        policy_net = nets.make_categorical_policy(n_act, config.hidden, config.activation)
-    else:
-        policy_net = nets.make_gaussian_policy(n_act, config.hidden, config.activation)
-    value_net = nets.make_value_network(config.hidden, config.activation)
-    embedding_net = nets.make_mlp(2 * n_lat, config.embedding_hidden, "tanh")
-    inference_net = nets.make_mlp(2 * n_lat, config.inference_hidden, config.activation)
-    tx = ppo.make_optimizer(config)
+class Networks(NamedTuple):
+    """TE-PPO's four networks as functions of :class:`TEParams`; ``obs_ext = (s [O], omega [D], z [L])``."""
 
-    embedding = lambda p, omega: _gaussian(embedding_net.apply(p.embedding, omega))
-    inference = lambda p, win: _gaussian(inference_net.apply(p.inference, win.reshape(*win.shape[:-2], -1)))
-    policy = lambda p, s, z: policy_net.apply(p.policy, jnp.concatenate([s, z], axis=-1))
+    policy_net: Any
+    value_net: Any
+    embedding_net: Any
+    inference_net: Any
+    n_state: int  # O
+    n_full: int  # O + D
 
-    def split_obs(obs_ext):
-        """``[.., O + D + L] -> (s [O], omega [D], z [L])``."""
-        return obs_ext[..., :n_state], obs_ext[..., n_state:n_full], obs_ext[..., n_full:]
+    def embedding(self, p, omega):
+        return _gaussian(self.embedding_net.apply(p.embedding, omega))
 
-    def joint_apply(p, obs_ext):
-        s, omega, z = split_obs(obs_ext)
-        return JointPolicy(policy(p, s, z), embedding(p, omega), z)
+    def inference(self, p, win):
+        return _gaussian(self.inference_net.apply(p.inference, win.reshape(*win.shape[:-2], -1)))
 
-    value_apply = lambda p, obs_ext: value_net.apply(p.value, obs_ext[..., :n_full])
+    def policy(self, p, s, z):
+        return self.policy_net.apply(p.policy, jnp.concatenate([s, z], axis=-1))
 
-    def init(key: jax.Array) -> State:
-        key, pk, vk, ek, ik, rk, zk = jax.random.split(key, 7)
-        omega = jnp.zeros((n_ctx,))
-        params = TEParams(
-            policy_net.init(pk, jnp.zeros((n_state + n_lat,))),
-            value_net.init(vk, jnp.zeros((n_full,))),
-            embedding_net.init(ek, omega),
-            inference_net.init(ik, jnp.zeros((w * n_state,))),
-        )
-        obs, env_state = train_env.reset(rk, env_params)
-        latent = embedding(params, obs[:, n_state:]).sample(seed=zk)
-        window = jnp.repeat(obs[:, None, :n_state], w, axis=1)
-        return State(params, tx.init(params), env_state, obs, latent, window, key, jnp.zeros((), jnp.int32))
+    def split_obs(self, obs_ext):
+        return obs_ext[..., : self.n_state], obs_ext[..., self.n_state : self.n_full], obs_ext[..., self.n_full :]
 
-    def act(state: State, obs, key, deterministic: bool = False):
-        z_key, a_key = jax.random.split(key)
-        s, omega = obs[..., :n_state], obs[..., n_state:]
-        emb = embedding(state.params, omega)
-        z = emb.mean() if deterministic else emb.sample(seed=z_key)
-        dist = policy(state.params, s, z)
-        return nets.mode(dist) if deterministic else dist.sample(seed=a_key)
+    def joint(self, p, obs_ext):
+        s, omega, z = self.split_obs(obs_ext)
+        return JointPolicy(self.policy(p, s, z), self.embedding(p, omega), z)
+
+    def value(self, p, obs_ext):
+        return self.value_net.apply(p.value, obs_ext[..., : self.n_full])
+
+
+def make_networks(config: Config, train_env, env_params) -> Networks:
+    policy_net, value_net = on_policy.actor_critic_nets(train_env, env_params, config)
+    n_full = obs_dim(train_env, env_params)
+    embedding_net = nets.make_mlp(2 * config.latent_dim, config.embedding_hidden, "tanh")
+    inference_net = nets.make_mlp(2 * config.latent_dim, config.inference_hidden, config.activation)
+    return Networks(policy_net, value_net, embedding_net, inference_net, n_full - int(train_env.context_dim), n_full)
+
+
+def make_loss(config: Config, net: Networks):
+    """PPO on the joint policy, minus the embedding's entropy bonus, plus the inference network's NLL."""
 
     def te_loss(p, batch):
         ppo_batch, window, omega = batch
         total, metrics = ppo_loss(
             p,
             ppo_batch,
-            policy_apply=joint_apply,
-            value_apply=value_apply,
+            policy_apply=net.joint,
+            value_apply=net.value,
             clip_eps=config.clip_eps,
             vf_coef=config.vf_coef,
             ent_coef=config.ent_coef,
             clip_value=config.clip_value,
             normalize_advantages=config.normalize_advantages,
         )
-        emb_entropy = jnp.mean(embedding(p, omega).entropy())
-        nll = -jnp.mean(inference(p, window).log_prob(split_obs(ppo_batch.obs)[2]))
+        emb_entropy = jnp.mean(net.embedding(p, omega).entropy())
+        nll = -jnp.mean(net.inference(p, window).log_prob(net.split_obs(ppo_batch.obs)[2]))
         total = total - config.embedding_ent_coef * emb_entropy + config.inference_loss_coef * nll
         return total, {**metrics, "embedding_entropy": emb_entropy, "inference_nll": nll}
 
-    grad_fn = jax.grad(te_loss, has_aux=True)
+    return te_loss
 
-    def step(state: State):
-        key, rollout_key, perm_key = jax.random.split(state.key, 3)
-        params = state.params
 
-        def one_step(carry, step_key):
-            env_state, obs, z, window = carry
-            a_key, e_key, z_key = jax.random.split(step_key, 3)
-            obs_ext = jnp.concatenate([obs, z], axis=-1)
-            dist = joint_apply(params, obs_ext)
-            action = dist.policy.sample(seed=a_key)
-            log_prob, value = dist.log_prob(action), value_apply(params, obs_ext)
-            next_obs, env_state, reward, terminated, truncated, info = train_env.step(
-                e_key, env_state, action, env_params
-            )
-            final = info["final_observation"]
-            window_next = jnp.concatenate([window[:, 1:], final[:, None, :n_state]], axis=1)
-            log_q = inference(params, window_next).log_prob(z)
-            done = jnp.logical_or(terminated, truncated)
-            fresh = embedding(params, next_obs[:, n_state:]).sample(seed=z_key)
-            z_next = jnp.where(done[:, None], fresh, z)
-            window_reset = jnp.repeat(next_obs[:, None, :n_state], w, axis=1)
-            window_carry = jnp.where(done[:, None, None], window_reset, window_next)
-            out = (obs_ext, action, reward, log_q, log_prob, value, final, terminated, truncated, window_next, info)
-            return (env_state, next_obs, z_next, window_carry), out
+def make_rollout(config: Config, net: Networks, train_env, env_params):
+    """``rollout(params, carry, key) -> (carry, (PPOBatch, windows, omega) [T, N], metrics)``: one latent per
+    episode, the inference bonus added to the reward before GAE."""
+    n_state, w = net.n_state, config.window
 
-        carry = (state.env_state, state.obs, state.latent, state.window)
-        (env_state, obs, latent, window), out = jax.lax.scan(
-            one_step, carry, jax.random.split(rollout_key, config.num_steps)
-        )
+    def one_step(params, carry, step_key):
+        env_state, obs, z, window = carry
+        a_key, e_key, z_key = jax.random.split(step_key, 3)
+        obs_ext = jnp.concatenate([obs, z], axis=-1)
+        dist = net.joint(params, obs_ext)
+        action = dist.policy.sample(seed=a_key)
+        log_prob, value = dist.log_prob(action), net.value(params, obs_ext)
+        next_obs, env_state, reward, terminated, truncated, info = train_env.step(e_key, env_state, action, env_params)
+        final = info["final_observation"]
+        window_next = jnp.concatenate([window[:, 1:], final[:, None, :n_state]], axis=1)
+        log_q = net.inference(params, window_next).log_prob(z)
+        done = jnp.logical_or(terminated, truncated)
+        fresh = net.embedding(params, next_obs[:, n_state:]).sample(seed=z_key)
+        z_next = jnp.where(done[:, None], fresh, z)
+        window_reset = jnp.repeat(next_obs[:, None, :n_state], w, axis=1)
+        window_carry = jnp.where(done[:, None, None], window_reset, window_next)
+        out = (obs_ext, action, reward, log_q, log_prob, value, final, terminated, truncated, window_next, info)
+        return TECarry(env_state, next_obs, z_next, window_carry), out
+
+    def rollout(params, carry: TECarry, key):
+        step = lambda c, k: one_step(params, c, k)
+        carry, out = jax.lax.scan(step, carry, jax.random.split(key, config.num_steps))
         obs_ext, action, reward, log_q, log_prob, value, final, terminated, truncated, windows, infos = out
         bonus = config.inference_coef * log_q
-        v_tp1 = value_net.apply(params.value, final)
-        discount = config.gamma * (1.0 - terminated.astype(jnp.float32))
-        adv, target = generalized_advantage_estimation(
-            reward + bonus, value, v_tp1, discount, jnp.logical_or(terminated, truncated), config.gae_lambda
+        v_tp1 = net.value_net.apply(params.value, final)
+        adv, target = on_policy.advantages(
+            reward + bonus, value, v_tp1, terminated, truncated, config.discount, config.gae_lambda
         )
-        data = (PPOBatch(obs_ext, action, log_prob, value, adv, target), windows, obs_ext[..., n_state:n_full])
-        data = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), data)  # [T, N, ...] -> [T * N, ...]
-        new_params, opt_state, metrics = ppo.minibatch_epochs(
-            grad_fn, tx, params, state.opt_state, data, perm_key, config.num_epochs, config.num_minibatches
-        )
-        metrics.update(rollout_lib.episode_metrics(infos))
-        metrics.update(mt_ppo.tracker_metrics(env_state))
+        data = (PPOBatch(obs_ext, action, log_prob, value, adv, target), windows, obs_ext[..., n_state : net.n_full])
+        metrics = {**rollout_lib.episode_metrics(infos), **mt_ppo.tracker_metrics(carry.env_state)}
         metrics.update({"inference_bonus": jnp.mean(bonus), "inference_log_q": jnp.mean(log_q)})
-        return State(new_params, opt_state, env_state, obs, latent, window, key, state.iteration + 1), metrics
+        return carry, data, metrics
+
+    return rollout
+
+
+def make(config: Config, env, env_params) -> Algorithm:
+    k, m = mt_ppo.check_suite(config, env, "te_ppo")
+    train_env = mt_ppo.make_train_env(env, m)
+    net = make_networks(config, train_env, env_params)
+    n_state, n_lat, w = net.n_state, config.latent_dim, config.window
+    tx, learn = mt_ppo.ppo_learner(config, k)(make_loss(config, net))
+
+    def init(key: jax.Array) -> State:
+        key, pk, vk, ek, ik, rk, zk = jax.random.split(key, 7)
+        params = TEParams(
+            net.policy_net.init(pk, jnp.zeros((n_state + n_lat,))),
+            net.value_net.init(vk, jnp.zeros((net.n_full,))),
+            net.embedding_net.init(ek, jnp.zeros((net.n_full - n_state,))),
+            net.inference_net.init(ik, jnp.zeros((w * n_state,))),
+        )
+        obs, env_state = train_env.reset(rk, env_params)
+        latent = net.embedding(params, obs[:, n_state:]).sample(seed=zk)
+        window = jnp.repeat(obs[:, None, :n_state], w, axis=1)
+        carry = TECarry(env_state, obs, latent, window)
+        return State(train_state.create(tx, params), carry, key, jnp.zeros((), jnp.int32))
+
+    def act(state: State, obs, key, deterministic: bool = False):
+        z_key, a_key = jax.random.split(key)
+        s, omega = obs[..., :n_state], obs[..., n_state:]
+        emb = net.embedding(state.params, omega)
+        z = emb.mean() if deterministic else emb.sample(seed=z_key)
+        dist = net.policy(state.params, s, z)
+        return nets.mode(dist) if deterministic else dist.sample(seed=a_key)
 
     return Algorithm(
         init=init,
-        step=step,
+        step=on_policy.make_step(make_rollout(config, net, train_env, env_params), learn),
         act=act,
         evaluate=mt_ppo.make_task_evaluate(env, env_params, act),
         config=config,

@@ -8,7 +8,7 @@ BRAC-v with a KL penalty to a behaviour policy fitted by maximum likelihood.
   as the BRAC paper does (behaviour first, then the agent). A mixture keeps a multi-modal behaviour policy's
   modes (the line world's "mostly left, sometimes right"); a single Gaussian would average them.
 * **Critic** (:func:`jaxrl.losses.offline.brac_critic_loss`): an ensemble of ``num_critics`` Q-functions,
-  ``y = r + gamma (1 - d) [min_e Qhat_e(s', a') - alpha D(s')]``, ``a' ~ pi(.|s')``; the ``- alpha D`` term only in
+  ``y = r + discount (1 - d) [min_e Qhat_e(s', a') - alpha D(s')]``, ``a' ~ pi(.|s')``; the ``- alpha D`` term only in
   BRAC-v (value penalty); BRAC-p (policy penalty) drops it.
 * **Actor** (:func:`jaxrl.losses.offline.brac_actor_loss`): tanh-Gaussian, ``L = mean_s [alpha D(s) - min_e
   Q_e(s, a)]``, ``a ~ pi(.|s)`` reparameterised, with ``D = KL(pi || pi_beta)`` estimated from
@@ -32,278 +32,206 @@ The behaviour model (:func:`jaxrl.nets.mixture.make_tanh_gaussian_mixture`) and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import nets
+from jaxrl.algos import train_state as ts
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.config import config, hyper, static
-from jaxrl.losses.offline import bc_nll_loss, brac_actor_loss, brac_critic_loss, ensemble_q, lagrange_loss
+from jaxrl.losses.offline import bc_nll_loss, brac_actor_loss, brac_critic_loss, lagrange_loss
 from jaxrl.nets.mixture import make_tanh_gaussian_mixture
 
 __all__ = [
     "Config",
+    "BehaviourConfig",
     "make",
     "make_brac",
-    "make_constrained_parts",
-    "ConstrainedParts",
+    "make_constrained",
     "pretrain_behaviour",
-    "deterministic_or_sample",
     "State",
-    "Params",
-    "OptState",
+    "Nets",
+    "Networks",
 ]
 
 LOG_ALPHA_BOUNDS = (-10.0, 10.0)
+State = oc.State  # ``extra``: the behaviour model's final training negative log-likelihood (a diagnostic)
 
 
 @config
-class Config(oc.CountsUpdates):
-    learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor and critic)")
+class BehaviourConfig(oc.TargetConfig):
+    """The fields of an actor-critic constrained to a pretrained behaviour model (BRAC, BEAR)."""
+
     behaviour_learning_rate: float = hyper(
         1e-3, low=0, low_open=True, help="Adam step size of the behaviour model's pretraining"
     )
-    gamma: float = hyper(0.99, low=0, high=1, help="discount")
-    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
-    alpha: float = hyper(1.0, low=0, help="KL penalty weight (its initial value when tune_alpha)")
-    target_kl: float = hyper(0.1, help="KL target of the dual ascent on alpha (only with tune_alpha)")
-    alpha_learning_rate: float = hyper(
-        1e-3, low=0, low_open=True, help="Adam step size of log alpha (only with tune_alpha)"
-    )
-    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
-    variant: str = static("p", choices=("p", "v"), help="p: penalty in the actor only; v: in the value target too")
-    tune_alpha: bool = static(False, choices=(True, False), help="tune alpha by dual ascent towards target_kl")
-    num_kl_samples: int = static(4, low=1, help="samples of pi per state in the Monte-Carlo KL estimate")
     num_critics: int = static(2, low=1, help="Q ensemble size (targets use the minimum)")
     behaviour_components: int = static(5, low=1, help="tanh-Gaussian mixture components of the behaviour model")
     behaviour_pretrain_updates: int = static(
         10_000, low=0, help="maximum-likelihood updates of the behaviour model in init"
     )
-    batch_size: int = static(256, low=1, help="minibatch size")
-    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
-    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor, critic, behaviour model)")
-    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
-    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
 
-# ============================================================================================ behaviour model
+@config
+class Config(BehaviourConfig):
+    alpha: float = hyper(1.0, low=0, help="KL penalty weight (its initial value when tune_alpha)")
+    target_kl: float = hyper(0.1, help="KL target of the dual ascent on alpha (only with tune_alpha)")
+    alpha_learning_rate: float = hyper(
+        1e-3, low=0, low_open=True, help="Adam step size of log alpha (only with tune_alpha)"
+    )
+    variant: str = static("p", choices=("p", "v"), help="p: penalty in the actor only; v: in the value target too")
+    tune_alpha: bool = static(False, choices=(True, False), help="tune alpha by dual ascent towards target_kl")
+    num_kl_samples: int = static(4, low=1, help="samples of pi per state in the Monte-Carlo KL estimate")
+
+
+class Nets(NamedTuple):
+    actor: ts.TrainState
+    critic: ts.TrainState  # leading [num_critics] ensemble axis; with its target
+    behaviour: Any  # the behaviour model's params, frozen after the pretraining in init
+    multiplier: ts.TrainState  # log of the constraint's weight: BRAC's alpha, BEAR's Lagrange multiplier
 
 
 def pretrain_behaviour(
-    behaviour: nets.Network,
-    params: Any,
-    env: oc.OfflineEnv,
-    sampler: oc.Sampler,
-    key: jax.Array,
-    *,
-    num_updates: int,
-    batch_size: int,
-    learning_rate: Any,
+    behaviour: nets.Network, params: Any, sample: Callable, key: jax.Array, *, num_updates: int, learning_rate: Any
 ) -> tuple[Any, jax.Array]:
-    """``num_updates`` Adam steps of maximum likelihood (:func:`bc_nll_loss`) on the sampler's dataset, as one
+    """``num_updates`` Adam steps of maximum likelihood (:func:`bc_nll_loss`) on batches ``sample(key)``, under
     ``lax.scan``; returns the params and the mean negative log-likelihood of the last 10% of the updates."""
     if num_updates == 0:
         return params, jnp.zeros((), jnp.float32)
     tx = optax.adam(learning_rate)
 
-    def update(carry, k):
-        p, opt = carry
-        batch = oc.sample_batch(env, sampler, k, batch_size)
-        grads, m = jax.grad(bc_nll_loss, has_aux=True)(p, batch, policy_apply=behaviour.apply)
-        upd, opt = tx.update(grads, opt, p)
-        return (optax.apply_updates(p, upd), opt), m["bc_loss"]
+    def update(record, batch):
+        record, m = oc.grad_step(tx, record, bc_nll_loss, batch, policy_apply=behaviour.apply)
+        return record, m["bc_loss"]
 
-    (params, _), losses = jax.lax.scan(update, (params, tx.init(params)), jax.random.split(key, num_updates))
-    tail = max(1, num_updates // 10)
-    return params, jnp.mean(losses[-tail:])
+    record, losses = oc.run_updates(
+        update, ts.create(tx, params), key, num_updates, sample=lambda _, k: sample(k), reduce=lambda m: m
+    )
+    return record.params, jnp.mean(losses[-max(1, num_updates // 10) :])
 
 
-def deterministic_or_sample(actor_net: nets.Network):
-    """``act(state, obs, key, deterministic)`` of a tanh-Gaussian actor stored at ``state.params.actor``."""
-
-    def act(state, obs, key, deterministic: bool = False):
-        dist = actor_net.apply(state.params.actor, obs)
-        return nets.mode(dist) if deterministic else dist.sample(seed=key)
-
-    return act
+class Networks(NamedTuple):
+    actor: nets.Network  # tanh-Gaussian
+    behaviour: nets.Network  # tanh-Gaussian mixture
+    critic: nets.Network  # the num_critics ensemble
 
 
-# ==================================================================================================== BRAC
-
-
-class Params(NamedTuple):
-    actor: Any
-    critic: Any  # leading [num_critics] ensemble axis
-    target_critic: Any
-    behaviour: Any  # frozen after the pretraining in init
-    log_multiplier: jax.Array  # log of the constraint's weight: BRAC's alpha, BEAR's Lagrange multiplier
-
-
-class OptState(NamedTuple):
-    actor: Any
-    critic: Any
-    multiplier: Any
-
-
-@struct.dataclass
-class State:
-    params: Params
-    opt_state: OptState
-    sampler: oc.Sampler
-    key: jax.Array
-    iteration: jax.Array
-    behaviour_nll: jax.Array  # the behaviour model's final training negative log-likelihood (a diagnostic)
-
-
-class ConstrainedParts(NamedTuple):
-    """What BRAC and BEAR build alike: the checked env, the networks, the optimisers and ``init``."""
-
-    env: oc.OfflineEnv
-    actor_net: nets.Network
-    behaviour: nets.Network
-    q_single: nets.Network
-    critic_net: nets.Network
-    tx: optax.GradientTransformation
-    multiplier_tx: optax.GradientTransformation
-    init: Any
-
-
-def make_constrained_parts(
-    config, env, env_params, name: str, *, log_multiplier: Any, multiplier_learning_rate: Any
-) -> ConstrainedParts:
+def make_constrained(
+    config, env, env_params, name: str, *, log_multiplier: Any, multiplier_tx, critic_loss, actor_loss, multiplier
+) -> Algorithm:
     """A tanh-Gaussian actor, a ``num_critics`` Q ensemble, the mixture behaviour model (pretrained by maximum
-    likelihood inside ``init``) and the constraint's log-weight starting at ``log_multiplier``."""
+    likelihood inside ``init``) and the constraint's log-weight starting at ``log_multiplier``. Each update steps
+    the critic on ``critic_loss(networks, nets)`` and the actor on ``actor_loss(networks, nets, critic_params)``
+    (each a loss ``(params, batch, key)``), the weight by ``multiplier(record, actor_metrics) -> (record,
+    metrics)``, then the target. Metrics add ``behaviour_nll``."""
     env, n_act, n_obs = oc.prepare(env, env_params, config, name)
-    actor_net = nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation)
-    behaviour = make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components)
-    q_single = nets.make_value_network(config.hidden, config.activation)
-    critic_net = nets.make_ensemble(q_single, config.num_critics)
+    n = Networks(
+        nets.make_tanh_gaussian_policy(n_act, config.hidden, config.activation),
+        make_tanh_gaussian_mixture(n_act, config.hidden, config.activation, config.behaviour_components),
+        nets.make_ensemble(nets.make_value_network(config.hidden, config.activation), config.num_critics),
+    )
     tx = optax.adam(config.learning_rate)
-    multiplier_tx = optax.adam(multiplier_learning_rate)
 
     def init(key):
         key, ak, ck, bk, pk = jax.random.split(key, 5)
         o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
-        sampler = oc.init_sampler(env, oc.dataset_index(config), config.gamma)
+        state = oc.init_state(env, config, key, None)
         beh, nll = pretrain_behaviour(
-            behaviour,
-            behaviour.init(bk, o[None]),
-            env,
-            sampler,
+            n.behaviour,
+            n.behaviour.init(bk, o[None]),
+            lambda k: oc.sample_batch(env, state.sampler, k, config.batch_size),
             pk,
             num_updates=config.behaviour_pretrain_updates,
-            batch_size=config.batch_size,
             learning_rate=config.behaviour_learning_rate,
         )
-        critic = critic_net.init(ck, o, a)
-        log_w = jnp.asarray(log_multiplier, jnp.float32)
-        params = Params(actor_net.init(ak, o), critic, critic, beh, log_w)
-        opt_state = OptState(tx.init(params.actor), tx.init(critic), multiplier_tx.init(log_w))
-        return State(params, opt_state, sampler, key, jnp.zeros((), jnp.int32), nll)
+        critic = ts.create(tx, n.critic.init(ck, o, a), target=True)
+        weight = ts.create(multiplier_tx, jnp.asarray(log_multiplier, jnp.float32))
+        return state.replace(nets=Nets(ts.create(tx, n.actor.init(ak, o)), critic, beh, weight), extra=nll)
 
-    return ConstrainedParts(env, actor_net, behaviour, q_single, critic_net, tx, multiplier_tx, init)
+    def update(state: State, batch, critic_key, actor_key):
+        records = state.nets
+        critic, c_metrics = oc.grad_step(tx, records.critic, critic_loss(n, records), batch, critic_key)
+        actor, a_metrics = oc.grad_step(tx, records.actor, actor_loss(n, records, critic.params), batch, actor_key)
+        weight, w_metrics = multiplier(records.multiplier, a_metrics)
+        critic = ts.soft_update(critic, config.tau)
+        metrics = {
+            **{k: v for k, v in c_metrics.items() if k != "q"},
+            "q_data": c_metrics["q"],
+            **{k: v for k, v in a_metrics.items() if k != "q"},
+            **w_metrics,
+            "q_policy": oc.q_at_mode(n.actor.apply, actor.params, n.critic.apply, critic.params, batch.obs),
+            "mc_return": jnp.mean(batch.extras.mc_returns),
+        }
+        return state.replace(nets=Nets(actor, critic, records.behaviour, weight)), metrics
+
+    inner = oc.make_step(env, config, update, update_keys=2)
+
+    def step(state: State):
+        state, metrics = inner(state)
+        return state, {**metrics, "behaviour_nll": state.extra}
+
+    return oc.algorithm(env, env_params, config, init, step, oc.stochastic_act(n.actor))
 
 
 def make_brac(config, env, env_params, name: str, value_penalty: bool) -> Algorithm:
     """BRAC-v (``value_penalty=True``) or BRAC-p on ``config`` (this module's :class:`Config` fields)."""
-    parts = make_constrained_parts(
+    alpha_of = lambda r: jnp.exp(r.multiplier.params) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)
+    multiplier_tx = optax.adam(config.alpha_learning_rate)
+
+    def critic_loss(n: Networks, r: Nets):
+        kw = dict(q_apply=n.critic.apply, target_q_params=r.critic.target, policy_apply=n.actor.apply)
+        return lambda p, batch, key: brac_critic_loss(
+            p,
+            batch,
+            key,
+            policy_params=r.actor.params,
+            behaviour_apply=n.behaviour.apply,
+            behaviour_params=r.behaviour,
+            discount=config.discount,
+            alpha=alpha_of(r),
+            value_penalty=value_penalty,
+            num_samples=config.num_kl_samples,
+            **kw,
+        )
+
+    def actor_loss(n: Networks, r: Nets, critic_params):
+        kw = dict(policy_apply=n.actor.apply, q_apply=n.critic.apply, behaviour_apply=n.behaviour.apply)
+        return lambda p, batch, key: brac_actor_loss(
+            p,
+            batch,
+            key,
+            q_params=critic_params,
+            behaviour_params=r.behaviour,
+            alpha=alpha_of(r),
+            num_samples=config.num_kl_samples,
+            **kw,
+        )
+
+    def multiplier(record, a_metrics):
+        alpha = {"alpha": jnp.exp(record.params) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)}
+        if not config.tune_alpha:
+            return record, alpha
+        record = ts.apply_gradient(
+            multiplier_tx, record, jax.grad(lagrange_loss)(record.params, a_metrics["kl"], config.target_kl)
+        )
+        return record._replace(params=jnp.clip(record.params, *LOG_ALPHA_BOUNDS)), alpha
+
+    log_alpha = jnp.log(jnp.maximum(jnp.asarray(config.alpha, jnp.float32), 1e-8))
+    return make_constrained(
         config,
         env,
         env_params,
         name,
-        log_multiplier=jnp.log(jnp.maximum(jnp.asarray(config.alpha, jnp.float32), 1e-8)),
-        multiplier_learning_rate=config.alpha_learning_rate,
-    )
-    env, actor_net, behaviour, q_single, alpha_tx = (
-        parts.env,
-        parts.actor_net,
-        parts.behaviour,
-        parts.q_single,
-        parts.multiplier_tx,
-    )
-    tx, init = parts.tx, parts.init
-
-    def step(state: State):
-        def update(carry, key):
-            params, opt_state = carry
-            batch_key, critic_key, actor_key = jax.random.split(key, 3)
-            batch = oc.sample_batch(env, state.sampler, batch_key, config.batch_size)
-            alpha = jnp.exp(params.log_multiplier) if config.tune_alpha else jnp.asarray(config.alpha, jnp.float32)
-            c_grads, c_metrics = jax.grad(brac_critic_loss, has_aux=True)(
-                params.critic,
-                batch,
-                critic_key,
-                q_apply=q_single.apply,
-                target_q_params=params.target_critic,
-                policy_apply=actor_net.apply,
-                policy_params=params.actor,
-                behaviour_apply=behaviour.apply,
-                behaviour_params=params.behaviour,
-                discount=config.gamma,
-                alpha=alpha,
-                value_penalty=value_penalty,
-                num_samples=config.num_kl_samples,
-            )
-            c_updates, c_opt = tx.update(c_grads, opt_state.critic, params.critic)
-            critic = optax.apply_updates(params.critic, c_updates)
-
-            a_grads, a_metrics = jax.grad(brac_actor_loss, has_aux=True)(
-                params.actor,
-                batch,
-                actor_key,
-                policy_apply=actor_net.apply,
-                q_apply=q_single.apply,
-                q_params=critic,
-                behaviour_apply=behaviour.apply,
-                behaviour_params=params.behaviour,
-                alpha=alpha,
-                num_samples=config.num_kl_samples,
-            )
-            a_updates, a_opt = tx.update(a_grads, opt_state.actor, params.actor)
-            actor = optax.apply_updates(params.actor, a_updates)
-
-            log_alpha, al_opt = params.log_multiplier, opt_state.multiplier
-            if config.tune_alpha:
-                al_grad = jax.grad(lagrange_loss)(params.log_multiplier, a_metrics["kl"], config.target_kl)
-                al_updates, al_opt = alpha_tx.update(al_grad, opt_state.multiplier, params.log_multiplier)
-                log_alpha = jnp.clip(optax.apply_updates(params.log_multiplier, al_updates), *LOG_ALPHA_BOUNDS)
-
-            target = optax.incremental_update(critic, params.target_critic, config.tau)
-            pi = nets.mode(actor_net.apply(actor, batch.observations))
-            q_policy = jnp.mean(jnp.min(ensemble_q(q_single.apply, critic, batch.observations, pi), axis=0))
-            metrics = {
-                "critic_loss": c_metrics["critic_loss"],
-                "q_data": c_metrics["q"],
-                "target": c_metrics["target"],
-                "kl_tp1": c_metrics["kl_tp1"],
-                "actor_loss": a_metrics["actor_loss"],
-                "kl": a_metrics["kl"],
-                "q_policy": q_policy,
-                "alpha": alpha,
-                "mc_return": jnp.mean(batch.mc_returns),
-            }
-            return (Params(actor, critic, target, params.behaviour, log_alpha), OptState(a_opt, c_opt, al_opt)), metrics
-
-        key, k = jax.random.split(state.key)
-        (params, opt_state), metrics = oc.scan_updates(
-            update, (state.params, state.opt_state), k, config.updates_per_iteration
-        )
-        metrics["behaviour_nll"] = state.behaviour_nll
-        return state.replace(params=params, opt_state=opt_state, key=key, iteration=state.iteration + 1), metrics
-
-    act = deterministic_or_sample(actor_net)
-    return Algorithm(
-        init=init,
-        step=step,
-        act=act,
-        evaluate=oc.make_offline_evaluate(env, env_params, act),
-        config=config,
-        env_steps_per_iteration=config.env_steps_per_iteration,
+        log_multiplier=log_alpha,
+        multiplier_tx=multiplier_tx,
+        critic_loss=critic_loss,
+        actor_loss=actor_loss,
+        multiplier=multiplier,
     )
 
 

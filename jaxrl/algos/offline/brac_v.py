@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import brac
-from jaxrl.algos.offline.brac import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, static
+
+State = brac.State
 
 
 @config

@@ -1,306 +1,67 @@
-"""Shared offline-RL machinery: the offline env (datasets + the real env for evaluation), batch sampling with a
-traced dataset index, evaluation with normalised scores, and the checks that run before anything compiles.
+"""The offline family's shape: batch sampling with a traced dataset index, the step skeleton (key split, batch
+sampling, updates under ``lax.scan``) and evaluation with normalised scores; base configs in :mod:`.base_config`.
 
-The offline "env" passed to ``jaxrl.run.train`` is an :class:`OfflineEnv` paired with the real env's params:
-``train("iql", env=load_offline_env(["medium.hdf5", "medium-replay.hdf5"]))``. It holds the datasets stacked
-``[D, N, ...]`` (padded to one size with a validity mask, :func:`jaxrl.data.dataset.stack`), with actions rescaled
-to the agent's ``[-1, 1]`` box. Each algorithm's config has a traced ``dataset_index``; a run reads its dataset
-with a dynamic index, so ``grid={"dataset_index": [0, 1, 2]}`` trains seeds x datasets in one compiled program.
-
-The datasets are closed over by the compiled step as constants (they are small here); an iteration samples
-``batch_size`` rows of its dataset uniformly among the valid rows.
+Each algorithm's config has a traced integer ``dataset_index``; a run reads its dataset with a dynamic index, so
+``grid={"dataset_index": [0, 1, 2]}`` trains seeds x datasets in one compiled program. The datasets are closed
+over by the compiled step as constants (they are small here); an update samples ``batch_size`` rows of its
+dataset uniformly among the valid rows, as a :class:`~jaxrl.data.types.Transition` whose ``extras`` are
+:class:`Extras` (each row's Monte-Carlo return). An algorithm is then its config, its networks (one
+:class:`~jaxrl.algos.train_state.TrainState` record each, in :attr:`State.nets`) and one update function run by
+:func:`make_step`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import struct
 
-from jaxrl.algos.common import make_evaluate
-from jaxrl.config import ConfigError
+from jaxrl import nets as nets_lib
+from jaxrl.algos import train_state as ts
+from jaxrl.algos.common import Algorithm, make_evaluate
+from jaxrl.algos.offline.base_config import EntropyConfig, OfflineConfig, TargetConfig  # noqa: F401 (re-exported)
+from jaxrl.algos.offline.env import (  # noqa: F401  (the offline env's API, re-exported)
+    ACTION_EPS,
+    OfflineEnv,
+    check_batch_size,
+    check_dataset_index,
+    check_offline_env,
+    load_offline_env,
+    make_offline_env,
+)
 from jaxrl.data import dataset as ds
-from jaxrl.data.dataset import Dataset, DatasetError
+from jaxrl.data.dataset import Dataset
+from jaxrl.data.types import Transition
 
 
-class CountsUpdates:
-    """Mixin for offline configs: ``total_env_steps`` counts gradient updates (there are no env steps), one
-    ``step`` makes ``updates_per_iteration`` of them, and the length must cover at least one step."""
+class Extras(NamedTuple):
+    """What an offline batch carries beyond a transition (``Transition.extras``)."""
 
-    def __post_init__(self):
-        if self.total_env_steps < self.updates_per_iteration:
-            name = type(self).__module__.rsplit(".", 1)[-1]
-            raise ConfigError(
-                f"{name}.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                f"updates_per_iteration = {self.updates_per_iteration}"
-            )
-
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.updates_per_iteration
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.updates_per_iteration
+    mc_returns: jax.Array  # [B] discounted Monte-Carlo return of each row (to the end of its episode in the data)
+    next_action: Any = None  # [B, A] the data's next action (ReBRAC), when sampled
 
 
-__all__ = [
-    "OfflineEnv",
-    "Batch",
-    "Sampler",
-    "load_offline_env",
-    "make_offline_env",
-    "prepare",
-    "dataset_index",
-    "init_sampler",
-    "sample_batch",
-    "scan_updates",
-    "member",
-    "make_offline_evaluate",
-    "check_batch_size",
-    "ACTION_EPS",
-]
+@struct.dataclass
+class Sampler:
+    """Per-run sampling state: which dataset, and the integer CDF of the rows it samples (``[N]``)."""
 
-ACTION_EPS = 1e-4  # dataset actions are clipped to [-1 + eps, 1 - eps] so tanh policies' log-probs stay finite
+    index: jax.Array  # int32 scalar: the dataset of this run
+    cdf: jax.Array  # [N] int32 cumulative count of sampleable rows
+    mc_returns: jax.Array  # [N] float32 discounted Monte-Carlo returns of the dataset's rows
 
 
-class Batch(NamedTuple):
-    """A sampled minibatch ``[B, ...]`` with both naming conventions: the offline losses' (``observations``,
-    ``actions``, ``rewards``, ``next_observations``, ``terminals``) and the online ones' (``obs``, ``action``,
-    ``reward``, ``next_obs``, ``terminated``), so SAC's losses apply unchanged."""
+@struct.dataclass
+class State:
+    """An offline algorithm's state: its trained networks, its sampler, key and iteration count."""
 
-    observations: jax.Array
-    actions: jax.Array
-    rewards: jax.Array
-    next_observations: jax.Array
-    terminals: jax.Array
-    mc_returns: jax.Array  # discounted Monte-Carlo return of each row (to the end of its episode in the data)
-
-    obs = property(lambda self: self.observations)
-    action = property(lambda self: self.actions)
-    reward = property(lambda self: self.rewards)
-    next_obs = property(lambda self: self.next_observations)
-    terminated = property(lambda self: self.terminals)
-
-
-class OfflineEnv:
-    """Stacked datasets ``[D, N, ...]`` of one env (on device) and that env, for evaluation.
-
-    ``data``: a stacked :class:`Dataset` (actions in ``[-1, 1]``); ``infos``: each member's
-    :class:`~jaxrl.data.dataset.DatasetInfo`; ``env``/``env_params``: the real env; ``paths``/``hashes``: where
-    the datasets came from (``None`` for in-memory ones) and the sha256 of their files (or arrays).
-    """
-
-    def __init__(
-        self,
-        data: Dataset,
-        infos: Sequence[ds.DatasetInfo],
-        env: Any,
-        env_params: Any,
-        env_name: str,
-        paths: Sequence[str | None],
-        hashes: Sequence[str],
-    ):
-        self.data = data
-        self.infos = tuple(infos)
-        self.env = env
-        self.env_params = env_params
-        self.env_name = env_name
-        self.paths = tuple(paths)
-        self.hashes = tuple(hashes)
-        self.num_datasets = len(self.infos)
-        self.valid_rows = tuple(int(n) for n in np.asarray(jnp.sum(data.mask > 0, axis=-1)))
-        # The name the run loop records (config.json "env"); `dataset:` names reload through jaxrl.run.train.
-        if all(p is not None for p in self.paths):
-            self.name = "dataset:" + ",".join(self.paths)
-        else:
-            self.name = f"offline:{env_name}:" + "+".join(i.kind or i.name or "data" for i in self.infos)
-
-    # The real env's spaces, so `action_dim(env, params)` etc. work on the offline env too.
-    def action_space(self, params=None):
-        return self.env.action_space(params if params is not None else self.env_params)
-
-    def observation_space(self, params=None):
-        return self.env.observation_space(params if params is not None else self.env_params)
-
-    @property
-    def random_return(self) -> float | None:
-        return self.infos[0].random_return
-
-    @property
-    def expert_return(self) -> float | None:
-        return self.infos[0].expert_return
-
-    def metadata(self) -> dict:
-        """What config.json records: dataset paths, hashes, kinds, sizes and reference returns."""
-        return {
-            "offline": True,
-            "env_name": self.env_name,
-            "dataset_paths": list(self.paths),
-            "dataset_hashes": list(self.hashes),
-            "dataset_kinds": [i.kind for i in self.infos],
-            "dataset_names": [i.name for i in self.infos],
-            "dataset_rows": list(self.valid_rows),
-            "random_return": self.random_return,
-            "expert_return": self.expert_return,
-        }
-
-
-def _array_hash(d: Dataset) -> str:
-    h = hashlib.sha256()
-    for name, x in sorted(ds.to_numpy(d).items()):
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(x).tobytes())
-    return h.hexdigest()
-
-
-def _file_hash(path: str) -> str:
-    h = hashlib.sha256()
-    p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-    for f in files:
-        with open(f, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
-def make_offline_env(
-    datasets: Dataset | Sequence[Dataset],
-    env: str | tuple[Any, Any] | None = None,
-    *,
-    paths: Sequence[str | None] | None = None,
-    hashes: Sequence[str] | None = None,
-):
-    """``(OfflineEnv, env_params)`` from in-memory datasets (one env; ``env`` defaults to their ``env_name``).
-
-    Raises :class:`DatasetError` before anything compiles for: no datasets, an empty dataset, NaN/inf anywhere,
-    an observation or action dimension that does not match the env, discrete actions, datasets of different
-    envs.
-    """
-    from jaxrl import envs
-    from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
-
-    datasets = [datasets] if isinstance(datasets, Dataset) else list(datasets)
-    if not datasets:
-        raise DatasetError("observations: no datasets given")
-    names = {d.info.env_name for d in datasets if d.info.env_name}
-    if len(names) > 1:
-        raise DatasetError(
-            f"info.env_name: the datasets come from different envs {sorted(names)}; stack datasets of one env"
-        )
-    if env is None:
-        if not names:
-            raise DatasetError("info.env_name: the dataset does not name its env; pass env=")
-        env = names.pop()
-    env_name = env if isinstance(env, str) else getattr(env[0], "name", type(env[0]).__name__)
-    env_obj, env_params = envs.make(env) if isinstance(env, str) else env
-    if is_discrete(env_obj, env_params):
-        raise DatasetError("actions: offline algorithms here need a continuous (Box) action space")
-    n_act, n_obs = action_dim(env_obj, env_params), obs_dim(env_obj, env_params)
-    space = env_obj.action_space(env_params)
-    low = np.broadcast_to(np.asarray(space.low, np.float32), (n_act,))
-    high = np.broadcast_to(np.asarray(space.high, np.float32), (n_act,))
-    prepared = []
-    for i, d in enumerate(datasets):
-        where = f"dataset {i}" + (f" ({d.info.name})" if d.info.name else "")
-        try:
-            ds.validate(d, action_dim=n_act, obs_dim=n_obs)
-        except DatasetError as e:
-            raise DatasetError(f"{where} does not fit env {env_name!r}: {e}") from None
-        if d.mask is not None and int(np.sum(np.asarray(d.mask) > 0)) == 0:
-            raise DatasetError(f"{where}: dataset is empty (no valid rows)")
-        a = np.asarray(d.actions, np.float32)
-        a = 2.0 * (a - low) / (high - low) - 1.0
-        a = np.clip(a, -1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
-        prepared.append(d.replace(actions=jnp.asarray(a), next_actions=None))
-    data = ds.stack(prepared)
-    paths = list(paths) if paths is not None else [None] * len(datasets)
-    hashes = list(hashes) if hashes is not None else [_array_hash(d) for d in datasets]
-    offline = OfflineEnv(data, [d.info for d in datasets], env_obj, env_params, env_name, paths, hashes)
-    return offline, env_params
-
-
-def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env: str | tuple | None = None):
-    """``(OfflineEnv, env_params)`` from dataset files (D4RL HDF5, Minari dir or npz); see :func:`make_offline_env`.
-
-    ``env`` is needed for files that do not name their env (D4RL's own); a file that names another env is an
-    error. A ``"dataset:a.hdf5,b.hdf5"`` string (the name recorded in a run's config.json, ending ``?env=NAME``
-    when only ``env`` named the env) works too.
-    """
-    from jaxrl.data import formats
-
-    if isinstance(paths, (str, os.PathLike)):
-        text = str(paths)
-        if text.startswith("dataset:"):
-            text, _, recorded_env = text[len("dataset:") :].partition("?env=")
-            env = env or recorded_env or None
-            paths = [p for p in text.split(",") if p]
-        else:
-            paths = [text]
-    paths = [str(p) for p in paths]
-    for p in paths:
-        if not Path(p).exists():
-            raise FileNotFoundError(
-                f"dataset file {p!r} does not exist (make one with `jaxrl dataset make ENV --kind medium --out FILE`)"
-            )
-    datasets = [formats.load(p) for p in paths]
-    named = any(d.info.env_name for d in datasets)
-    if env is None and not named:
-        raise DatasetError(
-            f"info.env_name: the dataset does not name its env ({', '.join(paths)}): pass env= (--env "
-            f"on the command line)"
-        )
-    if isinstance(env, str):
-        for p, d in zip(paths, datasets):
-            if d.info.env_name and d.info.env_name != env:
-                raise DatasetError(
-                    f"info.env_name: dataset {p!r} is of env {d.info.env_name!r}, not {env!r} "
-                    f"(env= / --env); leave the env out to use the dataset's"
-                )
-    offline, env_params = make_offline_env(
-        datasets, env, paths=[str(Path(p).resolve()) for p in paths], hashes=[_file_hash(p) for p in paths]
-    )
-    if isinstance(env, str) and not named:
-        offline.name += f"?env={env}"  # the files do not say: the recorded name must, so that a resume finds it
-    return offline, env_params
-
-
-def check_offline_env(env, algo_name: str) -> OfflineEnv:
-    if not isinstance(env, OfflineEnv):
-        raise ConfigError(
-            f"{algo_name} is an offline algorithm: it trains on a dataset, not on env "
-            f"{getattr(env, 'name', type(env).__name__)!r}. Pass --dataset FILE on the command line, "
-            f"or env=jaxrl.algos.offline.common.load_offline_env(FILE) in Python"
-        )
-    return env
-
-
-def check_batch_size(env: OfflineEnv, batch_size: int, algo_name: str) -> None:
-    smallest = min(env.valid_rows)
-    if batch_size > smallest:
-        raise ConfigError(
-            f"{algo_name}.Config.batch_size={batch_size} is larger than the data: the smallest "
-            f"dataset has {smallest} valid rows"
-        )
-
-
-def check_dataset_index(env: OfflineEnv, value: Any, algo_name: str) -> None:
-    if isinstance(value, jax.core.Tracer):
-        return
-    arr = np.asarray(value)
-    if np.any(arr < 0) or np.any(arr > env.num_datasets - 1) or np.any(arr != np.round(arr)):
-        raise ConfigError(
-            f"{algo_name}.Config.dataset_index={value!r} is out of range: must be an integer in "
-            f"[0, {env.num_datasets - 1}] ({env.num_datasets} dataset(s) given)"
-        )
+    nets: Any  # a NamedTuple of TrainState records (one per trained network)
+    sampler: Sampler
+    key: jax.Array
+    iteration: jax.Array
+    extra: Any = None  # per algorithm: TD3's update count, AlgaeDICE's initial-state sampler, BRAC's behaviour NLL
 
 
 def prepare(env, env_params, config, algo_name: str) -> tuple[OfflineEnv, int, int]:
@@ -319,44 +80,146 @@ def dataset_index(config) -> jax.Array:
     return jnp.round(jnp.asarray(config.dataset_index, jnp.float32)).astype(jnp.int32)
 
 
-@struct.dataclass
-class Sampler:
-    """Per-run sampling state: which dataset, and the integer CDF of the rows it samples (``[N]``)."""
-
-    index: jax.Array  # int32 scalar: the dataset of this run
-    cdf: jax.Array  # [N] int32 cumulative count of sampleable rows
-    mc_returns: jax.Array  # [N] float32 discounted Monte-Carlo returns of the dataset's rows
+def member(env: OfflineEnv, index: jax.Array) -> Dataset:
+    return jax.tree.map(lambda x: x[index], env.data.replace(info=ds.DatasetInfo()))
 
 
 def init_sampler(env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None) -> Sampler:
     """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC)."""
-    member = jax.tree.map(lambda x: x[index], env.data.replace(info=ds.DatasetInfo()))
-    mask = member.mask > 0
+    data = member(env, index)
+    mask = data.mask > 0
     if row_mask is not None:
         mask = mask & (row_mask > 0)
-    mc = ds.monte_carlo_returns(member, jnp.asarray(discount, jnp.float32))
+    mc = ds.monte_carlo_returns(data, jnp.asarray(discount, jnp.float32))
     return Sampler(index.astype(jnp.int32), jnp.cumsum(mask.astype(jnp.int32)), mc)
 
 
-def member(env: OfflineEnv, index: jax.Array) -> Dataset:
-    """Dataset ``index`` of the stack (traced index OK; padded, with its mask)."""
-    return jax.tree.map(lambda x: x[index], env.data.replace(info=ds.DatasetInfo()))
-
-
-def sample_batch(env: OfflineEnv, sampler: Sampler, key: jax.Array, batch_size: int) -> Batch:
+def sample_batch(env: OfflineEnv, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
     """``batch_size`` rows of the sampler's dataset, uniform with replacement over its sampleable rows."""
     k = jax.random.randint(key, (batch_size,), 0, jnp.maximum(sampler.cdf[-1], 1))
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
     d = env.data
     take = lambda x: x[sampler.index, rows]
-    return Batch(
+    return Transition(
         take(d.observations),
         take(d.actions),
         take(d.rewards),
         take(d.next_observations),
         take(d.terminals),
-        sampler.mc_returns[rows],
+        take(d.timeouts),
+        Extras(sampler.mc_returns[rows]),
     )
+
+
+def init_state(env: OfflineEnv, config, key, nets: Any, *, row_mask=None, extra=None) -> State:
+    """A fresh :class:`State` over the config's dataset (``row_mask``: the sampleable rows, all valid if None)."""
+    sampler = init_sampler(env, dataset_index(config), config.discount, row_mask)
+    return State(nets, sampler, key, jnp.zeros((), jnp.int32), extra)
+
+
+def mean_metrics(metrics: dict) -> dict:
+    """Each metric's mean over the updates; a ``(value, weight)`` metric is averaged where ``weight`` is set (TD3's
+    delayed actor metrics: over the updates that moved the actor)."""
+    return {
+        k: (jnp.sum(v[0] * v[1]) / jnp.maximum(jnp.sum(v[1]), 1) if isinstance(v, tuple) else jnp.mean(v))
+        for k, v in metrics.items()
+    }
+
+
+def run_updates(
+    update: Callable,
+    carry: Any,
+    key: jax.Array,
+    num_updates: int,
+    *,
+    sample: Callable | None = None,
+    sample_keys: int = 1,
+    update_keys: int = 0,
+    reduce: Callable = mean_metrics,
+):
+    """``num_updates`` updates under ``lax.scan``, one key each; the metrics reduced by ``reduce``.
+
+    Without ``sample``: ``update(carry, key) -> (carry, metrics)``. With it, each update's key is split into
+    ``sample_keys + update_keys`` keys (used as it is when that is 1), ``batch = sample(carry, *sample keys)``
+    and ``update(carry, batch, *update keys) -> (carry, metrics)``.
+    """
+
+    def body(carry, key):
+        if sample is None:
+            return update(carry, key)
+        n = sample_keys + update_keys
+        keys = (key,) if n == 1 else tuple(jax.random.split(key, n))
+        return update(carry, sample(carry, *keys[:sample_keys]), *keys[sample_keys:])
+
+    carry, metrics = jax.lax.scan(body, carry, jax.random.split(key, num_updates))
+    return carry, reduce(metrics)
+
+
+def make_step(
+    env: OfflineEnv,
+    config,
+    update: Callable,
+    *,
+    update_keys: int = 0,
+    sample: Callable | None = None,
+    sample_keys: int = 1,
+    prepare_state: Callable | None = None,
+) -> Callable:
+    """The offline ``step(state) -> (state, metrics)``: ``updates_per_iteration`` updates
+    ``update(state, batch, *keys) -> (state, metrics)`` (:func:`run_updates`) on batches of ``sample(state,
+    *keys)`` (default: :func:`sample_batch` of ``config.batch_size`` rows of the state's dataset).
+    ``prepare_state(state) -> state`` runs first (AWR's value targets)."""
+    if sample is None:
+        sample = lambda state, key: sample_batch(env, state.sampler, key, config.batch_size)
+
+    def step(state: State):
+        if prepare_state is not None:
+            state = prepare_state(state)
+        key, k = jax.random.split(state.key)
+        state, metrics = run_updates(
+            update,
+            state,
+            k,
+            config.updates_per_iteration,
+            sample=sample,
+            sample_keys=sample_keys,
+            update_keys=update_keys,
+        )
+        return state.replace(key=key, iteration=state.iteration + 1), metrics
+
+    return step
+
+
+def on_nets(update: Callable) -> Callable:
+    """``update(nets, batch, *keys) -> (nets, metrics)`` lifted to :func:`make_step`'s ``update(state, ...)``."""
+
+    def lifted(state: State, batch, *keys):
+        nets, metrics = update(state.nets, batch, *keys)
+        return state.replace(nets=nets), metrics
+
+    return lifted
+
+
+def grad_step(tx, record: ts.TrainState, loss: Callable, *args, **kwargs) -> tuple[ts.TrainState, dict]:
+    """One optimiser step of ``record`` on ``loss(record.params, *args, **kwargs) -> (scalar, metrics)``."""
+    grads, metrics = jax.grad(loss, has_aux=True)(record.params, *args, **kwargs)
+    return ts.apply_gradient(tx, record, grads), metrics
+
+
+def stochastic_act(actor: nets_lib.Network) -> Callable:
+    """``act(state, obs, key, deterministic=False)`` of a distribution policy at ``state.nets.actor``."""
+
+    def act(state, obs, key, deterministic: bool = False):
+        dist = actor.apply(state.nets.actor.params, obs)
+        return nets_lib.mode(dist) if deterministic else dist.sample(seed=key)
+
+    return act
+
+
+def q_at_mode(actor_apply: Callable, actor_params, q_apply: Callable, q_params, obs: jax.Array) -> jax.Array:
+    """``mean_b min_e Q_e(s_b, mode pi(s_b))``: the critic's value of the deterministic policy (a metric)."""
+    pi = nets_lib.mode(actor_apply(actor_params, obs))
+    return jnp.mean(jnp.min(q_apply(q_params, obs, pi), axis=0))
 
 
 def make_offline_evaluate(env: OfflineEnv, env_params: Any, act) -> Any:
@@ -376,11 +239,12 @@ def make_offline_evaluate(env: OfflineEnv, env_params: Any, act) -> Any:
     return evaluate
 
 
-def scan_updates(update, carry, key, num_updates: int):
-    """``lax.scan`` of ``update(carry, key) -> (carry, metrics)`` over ``num_updates`` keys; metrics averaged."""
-    carry, metrics = jax.lax.scan(update, carry, jax.random.split(key, num_updates))
-    return carry, jax.tree.map(jnp.mean, metrics)
-
-
-def polyak(new, old, tau):
-    return jax.tree.map(lambda n, o: tau * n + (1.0 - tau) * o, new, old)
+def algorithm(env: OfflineEnv, env_params: Any, config, init: Callable, step: Callable, act: Callable) -> Algorithm:
+    return Algorithm(
+        init=init,
+        step=step,
+        act=act,
+        evaluate=make_offline_evaluate(env, env_params, act),
+        config=config,
+        env_steps_per_iteration=config.env_steps_per_iteration,
+    )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import optax
 
-from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
 from jaxrl.algos.offline import finetune, sac_offline
@@ -35,19 +34,13 @@ __all__ = ["Config", "State", "make", "make_finetune"]
 
 
 @config
-class Config(oc.CountsUpdates):
-    learning_rate: float = hyper(3e-4, low=0, low_open=True, help="Adam step size (actor, critic, temperature)")
-    gamma: float = hyper(0.99, low=0, high=1, help="discount")
-    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
-    init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial SAC temperature")
-    target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
+class Config(oc.EntropyConfig):
     cql_alpha: float = hyper(
         5.0,
         low=0,
         help="weight of the conservative penalty (5: the CQL authors' D4RL MuJoCo setting, and d3rlpy's default)",
     )
     cql_temperature: float = hyper(1.0, low=0, low_open=True, help="temperature of the logsumexp")
-    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
     target_action_gap: float = hyper(10.0, help="CQL-Lagrange (lagrange=True): the gap the learned weight holds")
     cql_alpha_learning_rate: float = hyper(3e-4, low=0, low_open=True, help="CQL-Lagrange: Adam step of log alpha")
     cql_variant: str = static("H", choices=("H", "rho"), help="pushed-down value: logsumexp (H) or rho-weighted")
@@ -64,23 +57,17 @@ class Config(oc.CountsUpdates):
         "maximising Q (the reference code's policy_eval_start; whole iterations)",
     )
     num_samples: int = static(10, low=1, help="sampled actions per state (each of uniform / pi(s) / pi(s'))")
-    batch_size: int = static(256, low=1, help="minibatch size")
-    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
-    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
-    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
-    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
 
 def make(config: Config, env, env_params) -> Algorithm:
     return sac_offline.make_sac_like(config, env, env_params, "cql", conservative=True)
 
 
-def make_finetune(
-    config: Config, env, env_params, *, online_steps: int, num_envs: int = 1, updates_per_step: int = 1
-) -> Algorithm:
+def make_finetune(config: Config, env, env_params, **kw) -> Algorithm:
     """Offline-to-online CQL / Cal-QL: continue a trained state with env interaction, offline data mixed into the
     replay buffer (:func:`jaxrl.algos.offline.finetune.make_finetune`). Cal-QL stages each episode so its rows
-    enter the buffer with their returns-to-go (its Q floor). ``init(key, offline_state)``."""
+    enter the buffer with their returns-to-go (its Q floor).
+    ``init(key, offline_state)``; ``kw``: ``online_steps``, ``num_envs``, ``updates_per_step``."""
     n_act = action_dim(env, env_params)
     networks = sac_offline.make_networks(config, n_act)
     update = sac_offline.make_update(config, networks, optax.adam(config.learning_rate), n_act, conservative=True)
@@ -89,10 +76,8 @@ def make_finetune(
         env,
         env_params,
         name="cql",
-        act=sac_offline.make_act(networks),
+        act=oc.stochastic_act(networks.actor),
         update=update,
-        online_steps=online_steps,
-        num_envs=num_envs,
-        updates_per_step=updates_per_step,
         stage_episodes=config.calibrated,
+        **kw,
     )

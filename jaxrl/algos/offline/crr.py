@@ -1,7 +1,7 @@
 """Critic Regularized Regression (Wang et al., "Critic Regularized Regression", NeurIPS 2020), without the
 distributional critic.
 
-Critic: twin Q, ``sum_e mean (Q_e(s, a) - y)^2``, ``y = r + gamma (1 - d) min_e Qhat_e(s', a')``, ``a' ~ pi(.|s')``.
+Critic: twin Q, ``sum_e mean (Q_e(s, a) - y)^2``, ``y = r + discount (1 - d) min_e Qhat_e(s', a')``, ``a' ~ pi(.|s')``.
 Actor: ``-mean_b f(A(s_b, a_b)) log pi(a_b | s_b)`` with ``A(s, a) = Q(s, a) - (1/m) sum_j Q(s, a_j)``,
 ``a_j ~ pi(.|s)`` (CRR's "mean" estimator, ``m = num_samples``), and ``f = 1[A > 0]`` (``mode="binary"``) or
 ``f = min(exp(A / beta), w_max)`` (``mode="exp"``) (:func:`jaxrl.losses.offline.advantage_weighted_actor_loss`).
@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import awac
-from jaxrl.algos.offline.awac import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, static
+
+State = awac.State
 
 
 @config

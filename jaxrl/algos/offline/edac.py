@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import sac_n
-from jaxrl.algos.offline.sac_offline import State  # noqa: F401  (re-exported)
 from jaxrl.config import config, hyper
+
+State = sac_n.State
 
 
 @config

@@ -1,15 +1,16 @@
 """Offline-to-online fine-tuning, one builder for every offline algorithm that can continue online (IQL, AWAC,
 CQL / Cal-QL).
 
-The offline state's params and optimiser state carry on unchanged; a replay buffer starts with the run's dataset
-(each row with its Monte-Carlo return) and gains the online transitions, so offline and online data are mixed and
-sampled uniformly. What differs per algorithm is passed in: ``act`` and ``update(params, opt_state, batch, key)`` on a
-:class:`~jaxrl.algos.offline.common.Batch`.
+The offline state's records (params, optimiser states, targets) carry on unchanged; a replay buffer starts with
+the run's dataset (each row with its Monte-Carlo return) and gains the online transitions, so offline and online
+data are mixed and sampled uniformly. What differs per algorithm is passed in: ``act`` and ``update(nets, batch,
+key) -> (nets, metrics)`` on :class:`~jaxrl.data.types.Transition` batches (``extras``:
+:class:`~jaxrl.algos.offline.common.Extras`).
 
 Online rows need Monte-Carlo returns too when the update reads them (Cal-QL's reference value): with
 ``stage_episodes`` each env's current episode is staged in a fixed ``[num_envs, horizon]`` buffer and written to
 the replay buffer, with its discounted returns-to-go, when it ends (:func:`stage_step`). Otherwise rows go in as they
-are collected, with ``mc_returns = 0``.
+are collected, with ``extras.mc_returns = 0``.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from jaxrl.algos.offline import common as oc
 from jaxrl.data import dataset as ds
 from jaxrl.data import replay
 from jaxrl.data import rollout as rollout_lib
+from jaxrl.data.types import Transition
 
 __all__ = ["FinetuneState", "Staging", "make_finetune", "init_staging", "stage_step", "episode_returns_to_go"]
 
 
 @struct.dataclass
 class Staging:
-    """Each env's episode so far: ``rows`` an :class:`~jaxrl.algos.offline.common.Batch` ``[num_envs, horizon]``,
+    """Each env's episode so far: ``rows`` a :class:`~jaxrl.data.types.Transition` ``[num_envs, horizon]``,
     ``length [num_envs]`` how many of them are filled."""
 
     rows: Any
@@ -41,9 +43,8 @@ class Staging:
 
 @struct.dataclass
 class FinetuneState:
-    params: Any
-    opt_state: Any
-    buffer: Any  # replay.ReplayState of oc.Batch rows: the offline dataset first, then online transitions
+    nets: Any  # the offline state's records, trained on
+    buffer: Any  # replay.ReplayState of Transition rows: the offline dataset first, then online transitions
     env_state: Any
     obs: jax.Array
     key: jax.Array
@@ -51,7 +52,7 @@ class FinetuneState:
     staging: Any = None  # Staging with stage_episodes, else None
 
 
-def init_staging(example_row: oc.Batch, num_envs: int, horizon: int) -> Staging:
+def init_staging(example_row: Transition, num_envs: int, horizon: int) -> Staging:
     """Empty staging for ``num_envs`` episodes of at most ``horizon`` steps.
 
     ``example_row`` is one row, without a batch axis.
@@ -69,24 +70,35 @@ def episode_returns_to_go(rewards: jax.Array, length: jax.Array, discount: Any) 
 
 
 def stage_step(
-    staging: Staging, buffer: replay.ReplayState, rows: oc.Batch, done: jax.Array, discount: Any
+    staging: Staging, buffer: replay.ReplayState, rows: Transition, done: jax.Array, discount: Any
 ) -> tuple[Staging, replay.ReplayState]:
     """Append one row per env (``rows [num_envs, ...]``); the episodes that ended (``done``, or the staging full)
-    go to ``buffer`` with their returns-to-go as ``mc_returns`` and their staging restarts. Jittable."""
-    n, horizon = staging.length.shape[0], staging.rows.rewards.shape[1]
+    go to ``buffer`` with their returns-to-go as ``extras.mc_returns`` and their staging restarts. Jittable."""
+    n, horizon = staging.length.shape[0], staging.rows.reward.shape[1]
     envs = jnp.arange(n)
     data = jax.tree.map(lambda buf, x: buf.at[envs, staging.length].set(x.astype(buf.dtype)), staging.rows, rows)
     length = staging.length + 1
     flush = jnp.logical_or(done, length >= horizon)
 
     def write(buffer):
-        mc = jax.vmap(episode_returns_to_go, in_axes=(0, 0, None))(data.rewards, length, discount)
+        mc = jax.vmap(episode_returns_to_go, in_axes=(0, 0, None))(data.reward, length, discount)
         valid = (jnp.arange(horizon)[None] < length[:, None]) & flush[:, None]
-        flat = jax.tree.map(lambda x: x.reshape(n * horizon, *x.shape[2:]), data._replace(mc_returns=mc))
+        flat = jax.tree.map(
+            lambda x: x.reshape(n * horizon, *x.shape[2:]), data._replace(extras=data.extras._replace(mc_returns=mc))
+        )
         return replay.add_valid(buffer, flat, valid.reshape(-1))
 
     buffer = jax.lax.cond(jnp.any(flush), write, lambda b: b, buffer)
     return Staging(data, jnp.where(flush, 0, length)), buffer
+
+
+def _offline_rows(env: oc.OfflineEnv, config) -> Transition:
+    """The valid rows of the config's (concrete) dataset, each with its Monte-Carlo return."""
+    index = int(round(float(config.dataset_index)))
+    data = oc.member(env, index)
+    mc = ds.monte_carlo_returns(data, jnp.asarray(config.discount, jnp.float32))
+    rows = ds.to_transition(data)._replace(extras=oc.Extras(mc))
+    return jax.tree.map(lambda x: x[: env.valid_rows[index]], rows)
 
 
 def make_finetune(
@@ -104,35 +116,29 @@ def make_finetune(
 ) -> Algorithm:
     """Offline-to-online ``Algorithm`` for the offline algorithm ``name``.
 
-    ``init(key, offline_state)`` (note: takes the trained offline state) takes over its params and optimiser state
-    and fills a replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset;
-    each ``step`` takes one step in each of ``num_envs`` envs with the stochastic policy ``act``, adds it to the
-    buffer and makes ``updates_per_step`` updates ``update(params, opt_state, batch, key) -> (params, opt_state,
-    metrics)`` on uniform samples of it. ``evaluate`` is the offline one (``eval_return``, ``normalized_score``).
-    ``config`` needs ``dataset_index`` (concrete here), ``gamma`` and ``batch_size``.
+    ``init(key, offline_state)`` (note: takes the trained offline state) takes over its records and fills a
+    replay buffer of ``valid rows + online_steps * num_envs`` with the run's dataset; each ``step`` takes one step
+    in each of ``num_envs`` envs with the stochastic policy ``act``, adds it to the buffer and makes
+    ``updates_per_step`` updates ``update(nets, batch, key) -> (nets, metrics)`` on uniform samples of it.
+    ``evaluate`` is the offline one (``eval_return``, ``normalized_score``). ``config`` needs ``dataset_index``
+    (concrete here), ``discount`` and ``batch_size``.
     """
     env, _, _ = oc.prepare(env, env_params, config, name)
     if isinstance(config.dataset_index, jax.core.Tracer):
         raise TypeError(f"{name} fine-tuning needs a concrete dataset_index")
-    index = int(round(float(config.dataset_index)))
-    rows = env.valid_rows[index]
-    member = oc.member(env, index)
-    mc = ds.monte_carlo_returns(member, jnp.asarray(config.gamma, jnp.float32))
-    offline_rows = jax.tree.map(
-        lambda x: x[:rows],
-        oc.Batch(member.observations, member.actions, member.rewards, member.next_observations, member.terminals, mc),
-    )
+    offline_rows = _offline_rows(env, config)
+    capacity = offline_rows.reward.shape[0] + online_steps * num_envs
     train_env = make_train_env(env.env, env_params, num_envs)
     horizon = max_episode_steps(env_params)
+    sample = lambda buffer, key: replay.sample(buffer, key, config.batch_size)
 
     def init(key, offline_state) -> FinetuneState:
         key, ek = jax.random.split(key)
         example = jax.tree.map(lambda x: x[0], offline_rows)
-        buffer = replay.add(replay.init(example, rows + online_steps * num_envs), offline_rows)
+        buffer = replay.add(replay.init(example, capacity), offline_rows)
         obs, env_state = train_env.reset(ek, env_params)
         staging = init_staging(example, num_envs, horizon) if stage_episodes else None
-        params, opt_state = offline_state.params, offline_state.opt_state
-        return FinetuneState(params, opt_state, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging)
+        return FinetuneState(offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging)
 
     def step(state: FinetuneState):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
@@ -141,26 +147,24 @@ def make_finetune(
             env_key, state.env_state, action, env_params
         )
         stored = jnp.clip(action, -1.0 + oc.ACTION_EPS, 1.0 - oc.ACTION_EPS)  # as the dataset's (finite log-probs)
-        row = oc.Batch(
-            state.obs, stored, reward, info["final_observation"], terminated.astype(jnp.float32), jnp.zeros_like(reward)
-        )
+        done = jnp.logical_or(terminated, truncated)
+        f32 = lambda x: x.astype(jnp.float32)
+        extras = oc.Extras(jnp.zeros_like(reward))
+        row = Transition(state.obs, stored, reward, info["final_observation"], f32(terminated), f32(truncated), extras)
         if stage_episodes:
-            staging, buffer = stage_step(
-                state.staging, state.buffer, row, jnp.logical_or(terminated, truncated), config.gamma
-            )
+            staging, buffer = stage_step(state.staging, state.buffer, row, done, config.discount)
         else:
             staging, buffer = None, replay.add(state.buffer, row)
-
-        def one_update(carry, k):
-            batch_key, k = jax.random.split(k)
-            params, opt_state, metrics = update(*carry, replay.sample(buffer, batch_key, config.batch_size), k)
-            return (params, opt_state), metrics
-
-        (params, opt_state), metrics = oc.scan_updates(
-            one_update, (state.params, state.opt_state), update_key, updates_per_step
+        records, metrics = oc.run_updates(
+            update,
+            state.nets,
+            update_key,
+            updates_per_step,
+            sample=lambda _, k: sample(buffer, k),
+            update_keys=1,
         )
         metrics.update(rollout_lib.episode_metrics(info))
-        return FinetuneState(params, opt_state, buffer, env_state, obs, key, state.iteration + 1, staging), metrics
+        return FinetuneState(records, buffer, env_state, obs, key, state.iteration + 1, staging), metrics
 
     return Algorithm(
         init=init,

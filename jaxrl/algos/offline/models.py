@@ -36,25 +36,10 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxrl.algos import train_state as ts
+from jaxrl.algos.offline.rollouts import Prediction, Rollout, rollout, sample_step  # noqa: F401 (re-exported)
 from jaxrl.losses.offline import ensemble_disagreement, gaussian_ensemble_dynamics_loss
 from jaxrl.nets.core import MLP
-
-__all__ = [
-    "Normalizer",
-    "fit_normalizer",
-    "DynamicsEnsemble",
-    "make_dynamics",
-    "ModelState",
-    "init_model",
-    "fit_step",
-    "member_mse",
-    "select_elites",
-    "Prediction",
-    "sample_step",
-    "Rollout",
-    "rollout",
-    "max_disagreement",
-]
 
 INIT_MAX_LOG_VAR = 0.5
 INIT_MIN_LOG_VAR = -10.0
@@ -208,13 +193,13 @@ def model_loss(
 def fit_step(
     ensemble: DynamicsEnsemble, tx: optax.GradientTransformation, model: ModelState, batch, *, logvar_bound_coef
 ) -> tuple[ModelState, dict]:
-    """One gradient step of :func:`model_loss` on ``batch`` (fields ``observations``, ``actions``, ``rewards``,
-    ``next_observations``; ``[B, ...]``)."""
+    """One gradient step of :func:`model_loss` on ``batch`` (a :class:`~jaxrl.data.types.Transition` ``[B, ...]``:
+    ``obs``, ``action``, ``reward``, ``next_obs``)."""
     grads, metrics = jax.grad(model_loss, has_aux=True)(
         model.params, model.norm, batch, ensemble=ensemble, logvar_bound_coef=logvar_bound_coef
     )
-    updates, opt_state = tx.update(grads, model.opt_state, model.params)
-    return model.replace(params=optax.apply_updates(model.params, updates), opt_state=opt_state), metrics
+    record = ts.apply_gradient(tx, ts.TrainState(model.params, model.opt_state), grads)
+    return model.replace(params=record.params, opt_state=record.opt_state), metrics
 
 
 def member_mse(
@@ -253,68 +238,3 @@ def max_disagreement(
 
     d = jax.lax.map(lambda xs: per_row(*xs), (obs, actions), batch_size=min(chunk, obs.shape[0]))
     return jnp.max(jnp.where(weights > 0, d, 0.0))
-
-
-class Prediction(NamedTuple):
-    """One model step for a batch: the sampled successor and reward, and every member's Gaussian (``[E, B, D]``,
-    ``D = O + 1``, the data's units)."""
-
-    next_obs: jax.Array  # [B, O]
-    reward: jax.Array  # [B]
-    mean: jax.Array  # [E, B, O + 1]
-    variance: jax.Array  # [E, B, O + 1]
-    member: jax.Array  # [B] the member each row was sampled from
-
-
-def sample_step(
-    ensemble: DynamicsEnsemble,
-    model: ModelState,
-    key: jax.Array,
-    obs: jax.Array,
-    actions: jax.Array,
-    deterministic: bool = False,
-) -> Prediction:
-    """Each row draws a member uniformly among the elites, then ``[s' - s, r] ~ N(mu, sigma^2)`` of that member
-    (its mean if ``deterministic``)."""
-    mean, log_var = ensemble.predict(model.params, model.norm, obs, actions)  # [E, B, D]
-    member_key, noise_key = jax.random.split(key)
-    b = obs.shape[0]
-    member = model.elites[jax.random.randint(member_key, (b,), 0, model.elites.shape[0])]
-    mu = mean[member, jnp.arange(b)]
-    std = jnp.exp(0.5 * log_var[member, jnp.arange(b)])
-    x = mu if deterministic else mu + std * jax.random.normal(noise_key, mu.shape)
-    return Prediction(obs + x[:, :-1], x[:, -1], mean, jnp.exp(log_var), member)
-
-
-class Rollout(NamedTuple):
-    """``[T, B, ...]`` model transitions; ``valid`` is 0 after a trajectory halted (those rows are padding)."""
-
-    obs: jax.Array
-    action: jax.Array
-    reward: jax.Array
-    next_obs: jax.Array
-    terminated: jax.Array
-    valid: jax.Array
-    info: Any
-
-
-def rollout(key: jax.Array, policy: Callable, start_obs: jax.Array, horizon: int, *, step: Callable) -> Rollout:
-    """``horizon`` model steps from ``start_obs [B, O]`` under ``lax.scan``.
-
-    ``policy(obs [B, O], key) -> actions [B, A]``; ``step(key, obs, actions) -> (next_obs, reward, halt, info)``
-    (a model step with its reward penalty / halting rule, e.g. :func:`sample_step` + MOPO's penalty). A row whose
-    step halts keeps its halting transition (``terminated = 1``, valid); its later rows have ``valid = 0``.
-    """
-
-    def body(carry, key):
-        obs, alive = carry
-        act_key, model_key = jax.random.split(key)
-        action = policy(obs, act_key)
-        next_obs, reward, halt, info = step(model_key, obs, action)
-        halt = halt.astype(jnp.float32)
-        out = Rollout(obs, action, reward, next_obs, halt, alive, info)
-        return (next_obs, alive * (1.0 - halt)), out
-
-    alive = jnp.ones(start_obs.shape[:1], jnp.float32)
-    _, out = jax.lax.scan(body, (start_obs, alive), jax.random.split(key, horizon))
-    return out

@@ -10,7 +10,7 @@ penalty: a state-action is *unknown* when the ensemble's next-state disagreement
 (a multiple of the largest disagreement the ensemble shows on its own training data, fixed at the end of the
 model phase; the authors' code sets the threshold from the dataset's disagreement in the same way). An unknown
 step moves to the absorbing HALT state, which pays ``-kappa`` at every step: the rollout ends there
-(``terminated = 1``) with reward ``-kappa / (1 - gamma)``, the discounted value of staying in HALT, where
+(``terminated = 1``) with reward ``-kappa / (1 - discount)``, the discounted value of staying in HALT, where
 ``kappa = kappa_scale * R_max`` and ``R_max = max |r|`` over the dataset
 (:func:`jaxrl.losses.offline.morel_halting`). Known steps keep the model's reward.
 
@@ -28,8 +28,8 @@ import jax.numpy as jnp
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import models
-from jaxrl.algos.offline.mopo import ModelBasedConfig, State, make_model_based  # noqa: F401 (State re-exported)
-from jaxrl.config import ConfigError, config, hyper
+from jaxrl.algos.offline.model_based import ModelBasedConfig, State, make_model_based
+from jaxrl.config import ConfigError, config, config_name, hyper
 from jaxrl.losses.offline import morel_halting
 
 
@@ -44,16 +44,16 @@ class Config(ModelBasedConfig):
         super().__post_init__()
         if self.num_members < 2:
             raise ConfigError(
-                f"morel.Config.num_members={self.num_members} is out of range: must be >= 2 (MOReL's "
+                f"{config_name(self)}.num_members={self.num_members} is out of range: must be >= 2 (MOReL's "
                 f"unknown-state test is the disagreement between ensemble members)"
             )
 
 
 def morel_penalty(config: Config, state: State, pred: models.Prediction):
-    """MOReL's HALT rule on a model step: unknown -> reward ``-kappa / (1 - gamma)`` and halt."""
+    """MOReL's HALT rule on a model step: unknown -> reward ``-kappa / (1 - discount)`` and halt."""
     threshold = config.threshold_scale * state.model.max_disagreement
     kappa = config.kappa_scale * state.reward_max
-    halt_reward = kappa / (1.0 - config.gamma)
+    halt_reward = kappa / (1.0 - config.discount)
     reward, halt, unknown = morel_halting(
         pred.mean[..., :-1], pred.reward, jnp.zeros_like(pred.reward), threshold=threshold, r_max=halt_reward
     )

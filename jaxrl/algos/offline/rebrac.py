@@ -5,11 +5,11 @@ LayerNorm critic and a large batch.
 Actor (:func:`jaxrl.losses.offline.rebrac_actor_loss`):
 ``L_pi = mean_b [beta_1 ||pi(s) - a||^2 - lambda min_e Q_e(s, pi(s))]``, ``lambda = 1 / sg[mean_b |min_e Q_e|]``.
 Critic (:func:`jaxrl.losses.offline.rebrac_critic_loss`): ``sum_e mean_b (Q_e(s, a) - y)^2``,
-``y = r + gamma (1 - d) [min_e Qhat_e(s', a~') - beta_2 ||a~' - a'||^2]``, ``a~' = clip(mu_targ(s') +
+``y = r + discount (1 - d) [min_e Qhat_e(s', a~') - beta_2 ||a~' - a'||^2]``, ``a~' = clip(mu_targ(s') +
 clip(sigma eps, -c, c), -1, 1)``, ``a'`` the dataset's next action. Twin critics with LayerNorm after every hidden
 layer; delayed actor and target updates (TD3). The machinery is :func:`jaxrl.algos.offline.td3_bc.make_td3_like`.
 
-Defaults follow the paper's (Adam 1e-3, batch 1024, gamma 0.99, tau 5e-3, noise 0.2 clipped at 0.5, policy delay
+Defaults follow the paper's (Adam 1e-3, batch 1024, discount 0.99, tau 5e-3, noise 0.2 clipped at 0.5, policy delay
 2) with ``beta_1 = beta_2 = 1`` (the reference implementation's defaults; the paper tunes them per dataset, 1e-3 to
 1) and a smaller width than its ``(256, 256, 256)``. One ``step`` = ``updates_per_iteration`` gradient updates;
 ``total_env_steps`` counts them.
@@ -28,29 +28,21 @@ import numpy as np
 from jaxrl import nets
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
-from jaxrl.algos.offline.td3_bc import State, make_td3_like  # noqa: F401  (State re-exported)
+from jaxrl.algos.offline.td3_bc import TD3Config, make_td3_like
 from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
 from jaxrl.losses.offline import rebrac_actor_loss, rebrac_critic_loss
 
+State = oc.State
+
 
 @config
-class Config(oc.CountsUpdates):
+class Config(TD3Config):
     learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size (actor and critic)")
-    gamma: float = hyper(0.99, low=0, high=1, help="discount")
-    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
     actor_beta: float = hyper(1.0, low=0, help="beta_1: weight of the BC penalty ||pi(s) - a||^2 in the actor")
     critic_beta: float = hyper(1.0, low=0, help="beta_2: weight of the BC penalty ||a~' - a'||^2 in the TD target")
-    policy_noise: float = hyper(0.2, low=0, help="target policy smoothing noise (action units of [-1, 1])")
-    noise_clip: float = hyper(0.5, low=0, help="clip of the smoothing noise")
-    dataset_index: float = hyper(0, low=0, help="which of the stacked datasets this run trains on")
-    policy_delay: int = static(2, low=1, help="critic updates per actor / target update")
     batch_size: int = static(1024, low=1, help="minibatch size (ReBRAC uses a large one)")
-    updates_per_iteration: int = static(100, low=1, help="gradient updates per iteration (per step call)")
-    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
-    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     critic_layer_norm: bool = static(True, choices=(True, False), help="LayerNorm after each hidden critic layer")
-    total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
 
 
 class _LayerNormQ(nn.Module):
@@ -76,18 +68,6 @@ def make_layer_norm_q(hidden: Sequence[int], activation: str) -> nets.Network:
     )
 
 
-class NextActionBatch(NamedTuple):
-    """A :class:`~jaxrl.algos.offline.common.Batch` plus the dataset's next actions ``a'`` of the same rows."""
-
-    observations: jax.Array
-    actions: jax.Array
-    rewards: jax.Array
-    next_observations: jax.Array
-    terminals: jax.Array
-    mc_returns: jax.Array
-    next_actions: jax.Array
-
-
 class _NextActions(NamedTuple):
     data: Any  # the stacked datasets with ``actions`` replaced by the next actions
 
@@ -104,11 +84,11 @@ def make(config: Config, env, env_params) -> Algorithm:
     env = oc.check_offline_env(env, "rebrac")
     shifted = _with_next_actions(env)
 
-    def sample(sampler, key):
+    def sample(state, key):
         # The same key and sampler pick the same rows in both stacks; XLA drops the unused gathers.
-        b = oc.sample_batch(env, sampler, key, config.batch_size)
-        next_a = oc.sample_batch(shifted, sampler, key, config.batch_size).actions
-        return NextActionBatch(*b, next_actions=next_a)
+        b = oc.sample_batch(env, state.sampler, key, config.batch_size)
+        next_a = oc.sample_batch(shifted, state.sampler, key, config.batch_size).action
+        return b._replace(extras=b.extras._replace(next_action=next_a))
 
     def critic_loss(q_params, batch, key, **nets_kw):
         loss, m = rebrac_critic_loss(
@@ -116,7 +96,7 @@ def make(config: Config, env, env_params) -> Algorithm:
             batch,
             key,
             **nets_kw,
-            discount=config.gamma,
+            discount=config.discount,
             beta=config.critic_beta,
             policy_noise=config.policy_noise,
             noise_clip=config.noise_clip,

@@ -2,92 +2,51 @@
 
 One ``step`` = one environment step in each of ``num_envs`` envs (uniform random actions until
 ``learning_starts``), stored in the replay buffer, then ``updates_per_step`` gradient updates of critic, actor
-and temperature (skipped, by :func:`~jaxrl.algos.common.phase_cond`, until the buffer holds ``learning_starts``
-transitions).
+and temperature (skipped until the buffer holds ``learning_starts`` transitions): the off-policy skeleton of
+:mod:`jaxrl.algos.off_policy`.
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
-from flax import struct
 
 from jaxrl import nets
+from jaxrl.algos import off_policy
+from jaxrl.algos import train_state as ts
+from jaxrl.algos.base_config import OffPolicyConfig
 from jaxrl.algos.common import (
     Algorithm,
-    gradient_step,
     make_evaluate,
     make_train_env,
     obs_normalizer,
-    phase_cond,
-    sac_actor_temperature_step,
+    sac_actor_temperature_update,
 )
+from jaxrl.algos.train_state import TrainState
 from jaxrl.config import ConfigError, config, hyper, static
 from jaxrl.data import replay
 from jaxrl.data import rollout as rollout_lib
-from jaxrl.data.types import Transition
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses.sac import sac_critic_loss
 
+State = off_policy.State
+
 
 @config
-class Config:
-    learning_rate: float = hyper(1e-3, low=0, low_open=True, help="Adam step size (actor, critic, temperature)")
-    gamma: float = hyper(0.99, low=0, high=1, help="discount")
-    tau: float = hyper(0.005, low=0, high=1, low_open=True, help="target-network Polyak rate")
+class Config(OffPolicyConfig):
     init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial temperature")
     target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim")
-    num_envs: int = static(1, low=1, help="parallel environments")
-    batch_size: int = static(256, low=1, help="minibatch size")
-    buffer_size: int = static(100_000, low=1, help="replay capacity (transitions)")
-    learning_starts: int = static(1_000, low=0, help="random-action steps before updates start")
-    updates_per_step: int = static(1, low=1, help="gradient updates per environment step")
-    hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths (actor and critic)")
-    activation: str = static("relu", choices=tuple(nets.core.ACTIVATIONS), help="hidden activation")
     normalize_observations: bool = static(False, choices=(True, False), help="running obs normalisation")
     total_env_steps: int = static(20_000, low=1, help="training length in environment steps")
 
-    def __post_init__(self):
-        if self.total_env_steps < self.num_envs:
-            raise ConfigError(
-                f"sac.Config.total_env_steps={self.total_env_steps} is out of range: must be >= "
-                f"num_envs = {self.num_envs}"
-            )
 
-    @property
-    def env_steps_per_iteration(self) -> int:
-        return self.num_envs
-
-    @property
-    def num_iterations(self) -> int:
-        return self.total_env_steps // self.num_envs
-
-
-class SACParams(NamedTuple):
-    actor: Any
-    critic: Any
-    target_critic: Any
-    log_alpha: jax.Array
-
-
-class SACOptState(NamedTuple):
-    actor: Any
-    critic: Any
-    alpha: Any
-
-
-@struct.dataclass
-class State:
-    params: SACParams
-    opt_state: SACOptState
-    buffer: replay.ReplayState
-    env_state: Any
-    obs: jax.Array
-    key: jax.Array
-    iteration: jax.Array
+class SACNets(NamedTuple):
+    actor: TrainState
+    critic: TrainState  # with its target copy
+    temperature: TrainState  # params: log alpha
 
 
 def make(config: Config, env, env_params) -> Algorithm:
@@ -100,92 +59,65 @@ def make(config: Config, env, env_params) -> Algorithm:
     tx = optax.adam(config.learning_rate)
     target_entropy = -config.target_entropy_scale * n_act
 
-    def init(key: jax.Array) -> State:
-        key, ak, ck, ek = jax.random.split(key, 4)
-        o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
-        critic = critic_net.init(ck, o, a)
-        params = SACParams(actor_net.init(ak, o), critic, critic, jnp.log(jnp.asarray(config.init_alpha, jnp.float32)))
-        opt_state = SACOptState(tx.init(params.actor), tx.init(params.critic), tx.init(params.log_alpha))
-        example = Transition(o, a, jnp.zeros(()), o, jnp.zeros((), bool), jnp.zeros((), bool))
-        obs, env_state = train_env.reset(ek, env_params)
-        return State(
-            params, opt_state, replay.init(example, config.buffer_size), env_state, obs, key, jnp.zeros((), jnp.int32)
+    def init_nets(actor_key, critic_key):
+        example = off_policy.example_transition(n_obs, n_act)
+        log_alpha = jnp.log(jnp.asarray(config.init_alpha, jnp.float32))
+        sac_nets = SACNets(
+            ts.create(tx, actor_net.init(actor_key, example.obs)),
+            ts.create(tx, critic_net.init(critic_key, example.obs, example.action), target=True),
+            ts.create(tx, log_alpha),
         )
+        return sac_nets, replay.init(example, config.buffer_size)
 
     def act(state: State, obs, key, deterministic: bool = False):
-        dist = actor_net.apply(state.params.actor, obs_normalizer(state.env_state)(obs))
+        dist = actor_net.apply(state.params.actor.params, obs_normalizer(state.env_state)(obs))
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    def update(buffer, carry, key):
-        params, opt_state = carry
+    def update(buffer, sac_nets: SACNets, key):
         batch_key, critic_key, actor_key = jax.random.split(key, 3)
         batch = replay.sample(buffer, batch_key, config.batch_size)
-        alpha = jnp.exp(params.log_alpha)
-
         critic_grads, c_metrics = jax.grad(sac_critic_loss, has_aux=True)(
-            params.critic,
+            sac_nets.critic.params,
             batch,
+            critic_key,
             critic_apply=critic_net.apply,
-            target_critic_params=params.target_critic,
-            actor_params=params.actor,
+            target_critic_params=sac_nets.critic.target,
+            actor_params=sac_nets.actor.params,
             actor_apply=actor_net.apply,
-            alpha=alpha,
-            gamma=config.gamma,
-            key=critic_key,
+            alpha=jnp.exp(sac_nets.temperature.params),
+            discount=config.discount,
         )
-        critic, c_opt = gradient_step(tx, critic_grads, opt_state.critic, params.critic)
-        actor, a_opt, log_alpha, t_opt, at_metrics = sac_actor_temperature_step(
+        critic = ts.apply_gradient(tx, sac_nets.critic, critic_grads)
+        actor, temperature, at_metrics = sac_actor_temperature_update(
             tx,
-            params.actor,
-            opt_state.actor,
-            params.log_alpha,
-            opt_state.alpha,
+            sac_nets.actor,
+            sac_nets.temperature,
             batch,
             actor_key,
             actor_apply=actor_net.apply,
             critic_apply=critic_net.apply,
-            critic_params=critic,
+            critic_params=critic.params,
             target_entropy=target_entropy,
         )
-        target = optax.incremental_update(critic, params.target_critic, config.tau)
-        new_params = SACParams(actor, critic, target, log_alpha)
-        return (new_params, SACOptState(a_opt, c_opt, t_opt)), {**c_metrics, **at_metrics}
+        return SACNets(actor, ts.soft_update(critic, config.tau), temperature), {**c_metrics, **at_metrics}
 
-    metric_names = ("critic_loss", "q_mean", "target_q_mean", "actor_loss", "entropy", "temperature_loss", "alpha")
-
-    def step(state: State):
-        key, act_key, env_key, update_key = jax.random.split(state.key, 4)
-        warmup = state.buffer.size < config.learning_starts
-        policy_action = act(state, state.obs, act_key)
-        random_action = jax.random.uniform(act_key, policy_action.shape, minval=-1.0, maxval=1.0)
-        action = jnp.where(warmup, random_action, policy_action)
-        obs, env_state, reward, terminated, truncated, info = train_env.step(
-            env_key, state.env_state, action, env_params
-        )
-        buffer = replay.add(
-            state.buffer, Transition(state.obs, action, reward, info["final_observation"], terminated, truncated)
-        )
-
-        # The buffer is read, not carried: keeping it out of the cond's operands and results spares a copy of
-        # it in both branches (and avoided a stall of XLA:CPU's scheduler on large vmapped programs).
-        def do_updates(carry):
-            return jax.lax.scan(
-                lambda c, k: update(buffer, c, k), carry, jax.random.split(update_key, config.updates_per_step)
-            )
-
-        def skip_updates(carry):
-            zeros = {k: jnp.zeros((config.updates_per_step,), jnp.float32) for k in metric_names}
-            return carry, zeros
-
-        ready = buffer.size >= max(config.learning_starts, 1)
-        (params, opt_state), metrics = phase_cond(ready, do_updates, skip_updates, (state.params, state.opt_state))
-        metrics = jax.tree.map(jnp.mean, metrics)
-        metrics.update(rollout_lib.episode_metrics(info))
-        return State(params, opt_state, buffer, env_state, obs, key, state.iteration + 1), metrics
-
+    hooks = off_policy.Hooks(
+        policy=act,
+        update=update,
+        add=replay.add,
+        fill=lambda buffer: buffer.size,
+        extras=lambda info: (),
+        track=lambda tracker, info: (tracker, rollout_lib.episode_metrics(info)),
+    )
     return Algorithm(
-        init=init,
-        step=step,
+        init=off_policy.make_init(train_env, env_params, init_nets, num_net_keys=2),
+        step=off_policy.make_step(
+            train_env,
+            env_params,
+            hooks,
+            learning_starts=config.learning_starts,
+            updates_per_step=config.updates_per_step,
+        ),
         act=act,
         evaluate=make_evaluate(env, env_params, act),
         config=config,
