@@ -192,8 +192,9 @@ def config(cls):
         if user_post_init is not None:
             user_post_init(self)  # cross-field checks
 
-    __post_init__._jaxrl_validates = True
-    __post_init__._jaxrl_user = user_post_init
+    # markers on the function object (read back above when a subclass is decorated)
+    __post_init__._jaxrl_validates = True  # type: ignore[attr-defined]
+    __post_init__._jaxrl_user = user_post_init  # type: ignore[attr-defined]
     cls.__post_init__ = __post_init__
     cls = dataclasses.dataclass(frozen=True, kw_only=True)(cls)
     _accept_renamed(cls)

@@ -94,6 +94,8 @@ def _py(v: Any) -> Any:
 def _fields_with_derived_next(fields: dict[str, np.ndarray | None]) -> dict[str, np.ndarray | None]:
     """D4RL files without ``next_observations``: shift observations, mask rows whose successor is unknown."""
     obs = fields["observations"]
+    if obs is None:  # a required field: the readers raise before getting here without it
+        raise DatasetError("observations: missing")
     n = obs.shape[0]
     timeouts = fields["timeouts"] if fields.get("timeouts") is not None else np.zeros((n,), bool)
     terminals = fields["terminals"]
@@ -153,7 +155,7 @@ def _read_metadata_group(group) -> dict:
     return out
 
 
-def _info_from_flat(meta: Mapping[str, Any], defaults: Mapping[str, Any] = ()) -> DatasetInfo:
+def _info_from_flat(meta: Mapping[str, Any], defaults: Mapping[str, Any] | tuple[()] = ()) -> DatasetInfo:
     d = dict(defaults)
     for k, v in meta.items():
         if k.endswith("__json") and isinstance(v, str):
@@ -191,11 +193,15 @@ def read_d4rl(
             fields[name] = np.asarray(obj[()])
         meta = _read_metadata_group(f["metadata"]) if "metadata" in f else {}
     if fields["next_observations"] is None:
-        if fields["observations"].ndim < 1 or fields["observations"].shape[0] == 0:
+        obs = fields["observations"]
+        if obs is None:  # a required field: the loop above raised without it
+            raise DatasetError(f"observations: missing key in {path.name}")
+        if obs.ndim < 1 or obs.shape[0] == 0:
             raise DatasetError(f"observations: dataset is empty (0 rows) in {path.name}")
         fields = _fields_with_derived_next(fields)
     dinfo = _info_from_flat(dict(meta, **(info or {})), defaults=dict(name=path.stem))
-    return make_dataset(**fields, info=dinfo, action_dim=action_dim, obs_dim=obs_dim)
+    # mypy checks **fields against every keyword parameter (check: bool too); it holds array fields only
+    return make_dataset(**fields, info=dinfo, action_dim=action_dim, obs_dim=obs_dim)  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------------------------------------- Minari
@@ -248,7 +254,7 @@ def write_minari(dataset: Dataset, path: PathLike, *, dataset_id: str | None = N
         if ends[i]:
             episodes.append((start, i + 1))
             start = None
-    total_steps = 0
+    total_steps: int | np.integer = 0  # e - s are numpy integers
     with h5py.File(data_dir / "main_data.hdf5", "w", track_order=True) as f:
         for ep_id, (s, e) in enumerate(episodes):
             if not np.array_equal(nxt[s : e - 1], obs[s + 1 : e]):
@@ -393,7 +399,8 @@ def read_minari(
         except json.JSONDecodeError:
             pass
     flat.update(info or {})
-    return make_dataset(**fields, info=DatasetInfo.from_dict(flat), action_dim=action_dim, obs_dim=obs_dim)
+    # mypy checks **fields against every keyword parameter (check: bool too); it holds array fields only
+    return make_dataset(**fields, info=DatasetInfo.from_dict(flat), action_dim=action_dim, obs_dim=obs_dim)  # type: ignore[arg-type]
 
 
 # -------------------------------------------------------------------------------------------------- NPZ
@@ -402,7 +409,8 @@ def read_minari(
 def write_npz(dataset: Dataset, path: PathLike) -> None:
     """Writes the arrays (D4RL key names) and the info as a JSON string under ``__info__``."""
     arrays = to_numpy(dataset)
-    np.savez(path, **arrays, __info__=np.asarray(json.dumps(_info_to_json(dataset.info))))
+    # numpy's stub types **kwds like allow_pickle (bool); arrays holds arrays only
+    np.savez(path, **arrays, __info__=np.asarray(json.dumps(_info_to_json(dataset.info))))  # type: ignore[arg-type]
 
 
 def read_npz(
@@ -432,7 +440,8 @@ def read_npz(
         fields = _fields_with_derived_next(fields)
     meta.setdefault("name", path.stem)
     meta.update(info or {})
-    return make_dataset(**fields, info=DatasetInfo.from_dict(meta), action_dim=action_dim, obs_dim=obs_dim)
+    # mypy checks **fields against every keyword parameter (check: bool too); it holds array fields only
+    return make_dataset(**fields, info=DatasetInfo.from_dict(meta), action_dim=action_dim, obs_dim=obs_dim)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------- dispatch

@@ -59,7 +59,7 @@ class BraxAdapter:
         obs = inner.obs
         return obs["state"] if isinstance(obs, dict) else obs
 
-    def reset(self, key: jax.Array, params: BraxParams | None = None):
+    def reset(self, key: jax.Array, params: Any = None):  # params unused; task envs pass their own params type
         inner = self._env.reset(key)
         return self._obs(inner), BraxEnvState(inner=inner, time=jnp.zeros((), jnp.int32))
 

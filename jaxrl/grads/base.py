@@ -68,7 +68,7 @@ def check_per_task_grads(per_task_grads: PyTree, *, name: str, min_tasks: int = 
     leaves = jax.tree_util.tree_leaves_with_path(per_task_grads)
     if not leaves:
         raise ValueError(f"{name}: per_task_grads has no array leaves")
-    sizes = {}
+    sizes: dict[int, list[str]] = {}
     for path, leaf in leaves:
         shape = np.shape(leaf)
         if len(shape) == 0:
@@ -89,7 +89,7 @@ def check_per_task_grads(per_task_grads: PyTree, *, name: str, min_tasks: int = 
     if params is not None:
         p_leaves, p_def = jax.tree_util.tree_flatten(params)
         g_def = jax.tree_util.tree_structure(per_task_grads)
-        if p_def != g_def:
+        if p_def != g_def:  # type: ignore[operator]  # PyTreeDef: untyped C extension
             raise ValueError(f"{name}: per_task_grads structure {g_def} differs from params structure {p_def}")
         for (path, g), p in zip(leaves, p_leaves):
             if tuple(np.shape(g)[1:]) != tuple(np.shape(p)):

@@ -201,7 +201,7 @@ def vpg_inner_step(
     grads = inner_gradient(params, trajectories, log_prob_fn=log_prob_fn, surrogate=surrogate, discount=discount)
     if first_order:
         grads = jax.lax.stop_gradient(grads)
-    if jax.tree.structure(alpha) == jax.tree.structure(params):
+    if jax.tree.structure(alpha) == jax.tree.structure(params):  # type: ignore[operator]  # PyTreeDef: untyped C extension
         return jax.tree.map(lambda p, a, g: p + a * g, params, alpha, grads)
     return jax.tree.map(lambda p, g: p + alpha * g, params, grads)
 
@@ -292,6 +292,8 @@ def outer_ratio_and_advantage(
     (:func:`standardized_advantage` against the normalised baseline of :func:`normalized_pg_batch`), ``[N, T]``."""
     ratio = jnp.exp(log_prob_fn(adapted, post.obs, post.action) - post.log_prob)
     baseline = normalized_pg_batch(post, discount=discount, baseline_reg=baseline_reg).baseline
+    if baseline is None:  # normalized_pg_batch always fills it
+        raise AssertionError("normalized_pg_batch returned no baseline")
     return ratio, standardized_advantage(post.reward, baseline, post.mask, discount)
 
 

@@ -34,7 +34,8 @@ def _train_args_class(module, default_env: str):
 
     @dataclasses.dataclass
     class TrainArgs:
-        config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)
+        # tyro reads the algorithm's config class at run time; mypy cannot take a variable as a type
+        config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)  # type: ignore[valid-type]
         env: Annotated[str | None, tyro.conf.arg(metavar="STR", help_behavior_hint=env_default)] = None
         """environment name (`jaxrl list`); offline algorithms: the env of a dataset file that does not name it"""
         seeds: int = 1

@@ -199,7 +199,7 @@ def _host_programs(plan: _HostPlan) -> _HostPrograms:
         buffer = jax.vmap(replay.add)(state.buffer, mt.split_tasks(tr, plan.num_tasks))
         key, update_key = jax.random.split(state.key)
         state = state.replace(buffer=buffer, key=key)
-        metrics = {}
+        metrics: dict[str, Any] = {}
         if ready:
             (params, opt_state, buffer), metrics = jax.lax.scan(
                 plan.learner(cfg).update,

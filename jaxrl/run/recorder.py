@@ -19,7 +19,7 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import numpy as np
@@ -51,7 +51,7 @@ def enable_compilation_cache(setting: str | bool | None = None) -> str | None:
     directory = (
         Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jaxrl" / "xla"
         if setting in (True, "1", "true", "on")
-        else Path(setting)
+        else Path(cast(str, setting))  # True and False were handled above
     )
     directory.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(directory))

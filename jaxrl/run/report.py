@@ -19,7 +19,7 @@ import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -128,7 +128,7 @@ def performance_profiles(
         return library.create_performance_profile(score_dict, taus, reps=reps, confidence_interval_size=LEVEL)
 
 
-def bootstrap_band(values: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[np.ndarray, ...]:
+def bootstrap_band(values: np.ndarray | Sequence[float], reps: int = 2000, seed: int = 0) -> tuple[np.ndarray, ...]:
     """Mean over runs of ``values [runs, ...]`` and its percentile-bootstrap band at every point: runs resampled
     with replacement (multinomial counts), the band the 2.5% and 97.5% quantiles of the resampled means. A mean
     of observed values never leaves their [min, max]; the band is clipped to it against round-off, so it never
@@ -178,7 +178,8 @@ def metric_names(records: list[dict]) -> list[str]:
 def choose_metric(records_per_dir: Sequence[list[dict]], metric: str | None) -> str:
     """``metric``, checked to be logged by every run directory; by default the normalised score of offline runs,
     else ``eval_return``."""
-    common = sorted(functools.reduce(set.intersection, (set(metric_names(r)) for r in records_per_dir)))
+    shared: set[str] = functools.reduce(set.intersection, (set(metric_names(r)) for r in records_per_dir))
+    common = sorted(shared)
     if metric is None:
         metric = "normalized_score" if "normalized_score" in common else "eval_return"
     if metric not in common:
@@ -269,7 +270,7 @@ def _sort_key(value: Any) -> tuple:
 
 def group_label(fields: dict, by: Sequence[str]) -> str:
     parts = [
-        str(Path(v).name if f == "run_dir" else v)
+        str(Path(cast(str, v)).name if f == "run_dir" else v)  # load_runs always sets run_dir
         if f in _NAMED_VALUES
         else f"{f}={v:g}"
         if isinstance(v, float)
@@ -401,7 +402,7 @@ def _ci(row: dict, name: str) -> str:
     return f"{_fmt(row[name])} [{_fmt(low)}, {_fmt(high)}]"
 
 
-def markdown(result: dict, figures: Sequence[str] = ()) -> str:
+def markdown(result: dict, figures: Sequence[str | Path] = ()) -> str:
     """``report.md``: the table (a row per group), the probabilities of improvement and the figures."""
     by = ", ".join(result["by"]) or "algo"
     runs, dirs = sum(r["runs"] for r in result["groups"]), len(result["run_dirs"])
@@ -519,7 +520,7 @@ def plot_profiles(scores: dict[str, np.ndarray], metric: str, out: Path, reps: i
 def plot_task_bars(groups: dict[str, list[Run]], metric: str, out: Path) -> Path:
     """Per-task final scores of multi-task runs: a bar per group and task at the mean over runs, with its
     :func:`bootstrap_band` as error bar."""
-    per_group = {label: {} for label in groups}
+    per_group: dict[str, dict[str, list[float]]] = {label: {} for label in groups}
     for label, runs in groups.items():
         for run in runs:
             for task, score in zip(run.tasks, run.final):

@@ -13,7 +13,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -137,9 +137,9 @@ class _Programs(NamedTuple):
 
     cfgs: Any
     keys: Any
-    init_fn: Callable
-    chunk_fn: Callable
-    eval_fn: Callable
+    init_fn: jax.stages.Wrapped  # jitted: lowered and compiled ahead of the first chunk
+    chunk_fn: jax.stages.Wrapped
+    eval_fn: jax.stages.Wrapped
     run_sharding: NamedSharding
     replicated: NamedSharding
 

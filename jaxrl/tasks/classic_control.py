@@ -16,6 +16,7 @@ Registered names (``jaxrl.envs.make(name) -> (TaskSuite, params)``): ``cartpole-
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +35,7 @@ PENDULUM_LENGTH_RANGE = (0.7, 1.3)  # default 1.0
 PENDULUM_GRAVITY_RANGE = (8.0, 12.0)  # default 10.0
 
 
-def _as_tasks(name: str, values: Sequence[float], k: int | None = None) -> np.ndarray:
+def _as_tasks(name: str, values: Sequence[float] | np.ndarray, k: int | None = None) -> np.ndarray:
     arr = np.asarray(values, np.float32).reshape(-1)
     if arr.size == 0:
         raise ValueError(f"{name} must hold at least one value")
@@ -84,12 +85,13 @@ def cartpole_grid(k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def pendulum_grid(k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Default ``(masses, lengths, gravities)`` of ``pendulum-params-K``."""
-    return tuple(_grid(k, PENDULUM_MASS_RANGE, PENDULUM_LENGTH_RANGE, PENDULUM_GRAVITY_RANGE))
+    grids = tuple(_grid(k, PENDULUM_MASS_RANGE, PENDULUM_LENGTH_RANGE, PENDULUM_GRAVITY_RANGE))
+    return cast(tuple[np.ndarray, np.ndarray, np.ndarray], grids)  # _grid returns one array per range
 
 
 def make_cartpole_suite(
-    pole_lengths: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
-    pole_masses: Sequence[float] = (0.1,),
+    pole_lengths: Sequence[float] | np.ndarray = (0.25, 0.5, 0.75, 1.0),
+    pole_masses: Sequence[float] | np.ndarray = (0.1,),
     *,
     contexts=None,
     name: str | None = None,
@@ -137,9 +139,9 @@ def make_cartpole_suite(
 
 
 def make_pendulum_suite(
-    masses: Sequence[float] = (0.6, 1.0, 1.2, 1.4),
-    lengths: Sequence[float] = (1.0,),
-    gravities: Sequence[float] = (10.0,),
+    masses: Sequence[float] | np.ndarray = (0.6, 1.0, 1.2, 1.4),
+    lengths: Sequence[float] | np.ndarray = (1.0,),
+    gravities: Sequence[float] | np.ndarray = (10.0,),
     *,
     contexts=None,
     name: str | None = None,

@@ -134,8 +134,8 @@ def ant_goal_reward(
     position_xy: jax.Array,
     action: jax.Array,
     goal: jax.Array,
-    survive: jax.Array,
-    contact: jax.Array,
+    survive: jax.Array | float,
+    contact: jax.Array | float,
     ctrl_cost_weight=0.5,
     distance: str = "l2",
 ) -> jax.Array:

@@ -16,8 +16,9 @@ Later ProMP epochs take the inner gradient at theta != theta_old on data of thet
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -238,6 +239,7 @@ def init(s: Setup, key: jax.Array) -> State:
 
 def make(config: Config, env, env_params) -> Algorithm:
     s = setup(config, env, env_params)
+    gather: Callable[[Any, jax.Array], tuple[Any, dict]]
     gather = lambda state, key: (env.sample(key, config.num_tasks), {})  # fresh tasks from the family
     step = lambda state: common.meta_step(state, gather, partial(learn, s))
     functions = partial(init, s), step, partial(act, s), partial(evaluate, s, env_params)
@@ -247,4 +249,5 @@ def make(config: Config, env, env_params) -> Algorithm:
 def make_parts(config: Config, env, env_params) -> Parts:
     s = setup(config, env, env_params)
     bound = [partial(f, s) for f in (adapt, rollout)] + [partial(pg_batch, config), s.inner["log_prob_fn"]]
-    return Parts(*bound, partial(outer_loss, s), s.policy, partial(collect_and_meta_grad, s))
+    fields = cast(tuple[Any, Any, Any, Any], bound)  # adapt, rollout, pg_batch, log_prob_fn
+    return Parts(*fields, partial(outer_loss, s), s.policy, partial(collect_and_meta_grad, s))

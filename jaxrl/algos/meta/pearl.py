@@ -205,7 +205,8 @@ def update(s: Setup, context, buffers: replay.ReplayState, pearl_nets: PEARLNets
     obs = pearl_losses.with_latent(batch.obs, z).reshape(-1, s.spec.obs_dim + cfg.latent_dim)
     actor_kw = dict(critic_params=critic.params, target_entropy=-cfg.target_entropy_scale * s.spec.action_dim)
     update_actor = partial(sac_actor_temperature_update, s.tx, **actor_kw, **apply_fns)
-    actor, temperature, at_metrics = update_actor(actor, temperature, Transition(obs, (), (), (), (), ()), actor_key)
+    # mypy's partial plugin does not see that **actor_kw, **apply_fns bind only keyword-only parameters
+    actor, temperature, at_metrics = update_actor(actor, temperature, Transition(obs, (), (), (), (), ()), actor_key)  # type: ignore[call-arg]
     return PEARLNets(encoder, actor, ts.soft_update(critic, cfg.tau), temperature), {**c_metrics, **at_metrics}
 
 

@@ -188,7 +188,7 @@ def update_last_episode(last: jax.Array, values_kn: jax.Array, done_kn: jax.Arra
     return jnp.where(n > 0, mean, last)
 
 
-def task_metrics(last_return: jax.Array, last_success: jax.Array) -> dict:
+def task_metrics(last_return: jax.Array | np.ndarray, last_success: jax.Array | np.ndarray) -> dict:
     """Per-task training return and success ``[K]``, their means, and the best-minus-worst task spread."""
     return {
         "train_return_per_task": last_return,

@@ -16,6 +16,7 @@ weak offline. One ``step`` = ``updates_per_iteration`` gradient updates; ``total
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -99,7 +100,7 @@ def _make_update(config, tx, actor_net: nets.Network, nu_net: nets.Network, targ
         metrics = {**n_metrics, **a_metrics, **t_metrics, "mc_return": jnp.mean(batch.extras.mc_returns)}
         del metrics["log_prob"]
         records = Nets(pick(actor, r.actor), nu, pick(log_alpha, r.log_alpha))
-        return state.replace(nets=records, extra=state.extra._replace(num_updates=count + 1)), metrics
+        return dataclasses.replace(state, nets=records, extra=state.extra._replace(num_updates=count + 1)), metrics
 
     return update
 

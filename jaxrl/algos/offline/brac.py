@@ -32,6 +32,7 @@ The behaviour model (:func:`jaxrl.nets.mixture.make_tanh_gaussian_mixture`) and 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -151,7 +152,7 @@ def make_constrained(
         )
         critic = ts.create(tx, n.critic.init(ck, o, a), target=True)
         weight = ts.create(multiplier_tx, jnp.asarray(log_multiplier, jnp.float32))
-        return state.replace(nets=Nets(ts.create(tx, n.actor.init(ak, o)), critic, beh, weight), extra=nll)
+        return dataclasses.replace(state, nets=Nets(ts.create(tx, n.actor.init(ak, o)), critic, beh, weight), extra=nll)
 
     def update(state: State, batch, critic_key, actor_key):
         records = state.nets
@@ -167,7 +168,7 @@ def make_constrained(
             "q_policy": oc.q_at_mode(n.actor.apply, actor.params, n.critic.apply, critic.params, batch.obs),
             "mc_return": jnp.mean(batch.extras.mc_returns),
         }
-        return state.replace(nets=Nets(actor, critic, records.behaviour, weight)), metrics
+        return dataclasses.replace(state, nets=Nets(actor, critic, records.behaviour, weight)), metrics
 
     inner = oc.make_step(env, config, update, update_keys=2)
 

@@ -12,8 +12,9 @@ dataset uniformly among the valid rows, as a :class:`~jaxrl.data.types.Transitio
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -80,13 +81,22 @@ def dataset_index(config) -> jax.Array:
     return jnp.round(jnp.asarray(config.dataset_index, jnp.float32)).astype(jnp.int32)
 
 
-def member(env: OfflineEnv, index: jax.Array) -> Dataset:
-    return jax.tree.map(lambda x: x[index], env.data.replace(info=ds.DatasetInfo()))
+class HasData(Protocol):
+    """Stacked datasets under ``data``: an :class:`OfflineEnv` or a copy of its data (ReBRAC's next actions)."""
+
+    @property
+    def data(self) -> Dataset: ...
+
+
+def member(env: OfflineEnv, index: jax.Array | int) -> Dataset:
+    return jax.tree.map(lambda x: x[index], dataclasses.replace(env.data, info=ds.DatasetInfo()))
 
 
 def init_sampler(env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None) -> Sampler:
     """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC)."""
     data = member(env, index)
+    if data.mask is None:  # stack() always sets the mask of the stacked datasets
+        raise ds.DatasetError("mask: missing (expected stacked datasets)")
     mask = data.mask > 0
     if row_mask is not None:
         mask = mask & (row_mask > 0)
@@ -94,7 +104,7 @@ def init_sampler(env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax
     return Sampler(index.astype(jnp.int32), jnp.cumsum(mask.astype(jnp.int32)), mc)
 
 
-def sample_batch(env: OfflineEnv, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
+def sample_batch(env: HasData, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
     """``batch_size`` rows of the sampler's dataset, uniform with replacement over its sampleable rows."""
     k = jax.random.randint(key, (batch_size,), 0, jnp.maximum(sampler.cdf[-1], 1))
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
@@ -185,7 +195,7 @@ def make_step(
             sample_keys=sample_keys,
             update_keys=update_keys,
         )
-        return state.replace(key=key, iteration=state.iteration + 1), metrics
+        return dataclasses.replace(state, key=key, iteration=state.iteration + 1), metrics
 
     return step
 
@@ -195,7 +205,7 @@ def on_nets(update: Callable) -> Callable:
 
     def lifted(state: State, batch, *keys):
         nets, metrics = update(state.nets, batch, *keys)
-        return state.replace(nets=nets), metrics
+        return dataclasses.replace(state, nets=nets), metrics
 
     return lifted
 

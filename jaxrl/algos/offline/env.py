@@ -9,11 +9,12 @@ to the agent's ``[-1, 1]`` box.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jax
 import jax.numpy as jnp
@@ -62,10 +63,12 @@ class OfflineEnv:
         self.paths = tuple(paths)
         self.hashes = tuple(hashes)
         self.num_datasets = len(self.infos)
+        if data.mask is None:  # stack() always sets the mask of the stacked datasets
+            raise DatasetError("mask: missing (expected stacked datasets)")
         self.valid_rows = tuple(int(n) for n in np.asarray(jnp.sum(data.mask > 0, axis=-1)))
         # The name the run loop records (config.json "env"); `dataset:` names reload through jaxrl.run.train.
         if all(p is not None for p in self.paths):
-            self.name = "dataset:" + ",".join(self.paths)
+            self.name = "dataset:" + ",".join(cast(tuple[str, ...], self.paths))  # all set (checked above)
         else:
             self.name = f"offline:{env_name}:" + "+".join(i.kind or i.name or "data" for i in self.infos)
 
@@ -166,7 +169,7 @@ def make_offline_env(
         a = np.asarray(d.actions, np.float32)
         a = 2.0 * (a - low) / (high - low) - 1.0
         a = np.clip(a, -1.0 + ACTION_EPS, 1.0 - ACTION_EPS)
-        prepared.append(d.replace(actions=jnp.asarray(a), next_actions=None))
+        prepared.append(dataclasses.replace(d, actions=jnp.asarray(a), next_actions=None))
     data = ds.stack(prepared)
     paths = list(paths) if paths is not None else [None] * len(datasets)
     hashes = list(hashes) if hashes is not None else [_array_hash(d) for d in datasets]
@@ -191,28 +194,28 @@ def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env
             paths = [p for p in text.split(",") if p]
         else:
             paths = [text]
-    paths = [str(p) for p in paths]
-    for p in paths:
+    files: list[str] = [str(p) for p in paths]
+    for p in files:
         if not Path(p).exists():
             raise FileNotFoundError(
                 f"dataset file {p!r} does not exist (make one with `jaxrl dataset make ENV --kind medium --out FILE`)"
             )
-    datasets = [formats.load(p) for p in paths]
+    datasets = [formats.load(p) for p in files]
     named = any(d.info.env_name for d in datasets)
     if env is None and not named:
         raise DatasetError(
-            f"info.env_name: the dataset does not name its env ({', '.join(paths)}): pass env= (--env "
+            f"info.env_name: the dataset does not name its env ({', '.join(files)}): pass env= (--env "
             f"on the command line)"
         )
     if isinstance(env, str):
-        for p, d in zip(paths, datasets):
+        for p, d in zip(files, datasets):
             if d.info.env_name and d.info.env_name != env:
                 raise DatasetError(
                     f"info.env_name: dataset {p!r} is of env {d.info.env_name!r}, not {env!r} "
                     f"(env= / --env); leave the env out to use the dataset's"
                 )
     offline, env_params = make_offline_env(
-        datasets, env, paths=[str(Path(p).resolve()) for p in paths], hashes=[_file_hash(p) for p in paths]
+        datasets, env, paths=[str(Path(p).resolve()) for p in files], hashes=[_file_hash(p) for p in files]
     )
     if isinstance(env, str) and not named:
         offline.name += f"?env={env}"  # the files do not say: the recorded name must, so that a resume finds it

@@ -27,9 +27,10 @@ model phase.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +44,7 @@ from jaxrl.algos.offline import models, sac_offline
 from jaxrl.algos.offline.base_config import ModelBasedConfig
 from jaxrl.algos.offline.sac_offline import Nets
 from jaxrl.data import replay
+from jaxrl.data.dataset import DatasetError
 from jaxrl.data.types import Transition
 
 __all__ = ["ModelBasedConfig", "State", "Penalty", "make_model_based"]
@@ -87,6 +89,8 @@ def _init(p: _Parts, tx, critic_net, n_obs: int, n_act: int, key) -> State:
     )
     index = oc.dataset_index(config)
     data = oc.member(env, index)
+    if data.mask is None:  # stack() always sets the mask of the stacked datasets
+        raise DatasetError("mask: missing (expected stacked datasets)")
     valid = (data.mask > 0).astype(jnp.float32)
     holdout = valid * (jax.random.uniform(hk, valid.shape) < config.holdout_fraction)
     train_rows = valid * (1.0 - holdout)
@@ -103,6 +107,8 @@ def _init(p: _Parts, tx, critic_net, n_obs: int, n_act: int, key) -> State:
 def _finalise_model(p: _Parts, state: State) -> models.ModelState:
     """Elites by held-out error and the data's largest disagreement (once, at the model phase's end)."""
     data = oc.member(p.env, state.sampler.index)
+    if data.mask is None:  # stack() always sets the mask of the stacked datasets
+        raise DatasetError("mask: missing (expected stacked datasets)")
     valid = (data.mask > 0).astype(jnp.float32)
     weights = jnp.where(jnp.sum(state.holdout) > 0, state.holdout, valid)
     m = state.model
@@ -119,7 +125,9 @@ def _finalise_model(p: _Parts, state: State) -> models.ModelState:
     val_mse = jnp.sum(err * weights[:, None], axis=0) / jnp.maximum(jnp.sum(weights), 1.0)
     train_rows = valid * (1.0 - state.holdout)
     maxd = models.max_disagreement(p.dyn, m.params, m.norm, data.observations, data.actions, train_rows)
-    return m.replace(val_mse=val_mse, elites=models.select_elites(val_mse, p.config.num_elites), max_disagreement=maxd)
+    return dataclasses.replace(
+        m, val_mse=val_mse, elites=models.select_elites(val_mse, p.config.num_elites), max_disagreement=maxd
+    )
 
 
 def _model_phase(p: _Parts, state: State, key):
@@ -133,10 +141,14 @@ def _model_phase(p: _Parts, state: State, key):
         config.updates_per_iteration,
         sample=lambda _, k: oc.sample_batch(p.env, state.model_sampler, k, config.batch_size),
     )
-    state = state.replace(model=model)
+    state = dataclasses.replace(state, model=model)
     last = state.iteration == config.model_iterations - 1
     model = phase_cond(last, lambda s: _finalise_model(p, s), lambda s: s.model, state)
-    return state.replace(model=model), {"model_loss": m["model_loss"], "model_nll": m["nll"], "model_mse": m["mse"]}
+    return dataclasses.replace(state, model=model), {
+        "model_loss": m["model_loss"],
+        "model_nll": m["nll"],
+        "model_mse": m["mse"],
+    }
 
 
 def _mixed_sample(p: _Parts, sampler, buffer, n_real):
@@ -153,7 +165,8 @@ def _mixed_sample(p: _Parts, sampler, buffer, n_real):
         mixed = [
             mix(r, f) for r, f in zip(fields, (fake.obs, fake.action, fake.reward, fake.next_obs, fake.terminated))
         ]
-        return Transition(*mixed, jnp.zeros((B,), jnp.float32), oc.Extras(jnp.zeros((B,), jnp.float32)))
+        five = cast(tuple[Any, Any, Any, Any, Any], mixed)  # obs, action, reward, next_obs, terminated
+        return Transition(*five, jnp.zeros((B,), jnp.float32), oc.Extras(jnp.zeros((B,), jnp.float32)))
 
     return sample
 
@@ -202,7 +215,7 @@ def _policy_phase(p: _Parts, state: State, key):
         "model_buffer_size": buffer.size.astype(jnp.float32),
         **jax.tree.map(lambda x: jnp.sum(flat(x) * valid) / n_valid, roll.info),
     }
-    return state.replace(nets=records, buffer=buffer), metrics
+    return dataclasses.replace(state, nets=records, buffer=buffer), metrics
 
 
 def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Algorithm:
@@ -234,7 +247,7 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
 
         state, metrics = phase_cond(state.iteration < config.model_iterations, run_model, run_policy, state, k)
         metrics = {**metrics, "model_val_mse": jnp.mean(state.model.val_mse[state.model.elites])}
-        return state.replace(key=key, iteration=state.iteration + 1), metrics
+        return dataclasses.replace(state, key=key, iteration=state.iteration + 1), metrics
 
     init = lambda key: _init(p, tx, networks.critic, n_obs, n_act, key)
     return oc.algorithm(env, env_params, config, init, step, oc.stochastic_act(networks.actor))

@@ -27,6 +27,7 @@ to :func:`rollout`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -199,7 +200,7 @@ def fit_step(
         model.params, model.norm, batch, ensemble=ensemble, logvar_bound_coef=logvar_bound_coef
     )
     record = ts.apply_gradient(tx, ts.TrainState(model.params, model.opt_state), grads)
-    return model.replace(params=record.params, opt_state=record.opt_state), metrics
+    return dataclasses.replace(model, params=record.params, opt_state=record.opt_state), metrics
 
 
 def member_mse(

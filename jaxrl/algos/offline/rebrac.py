@@ -17,6 +17,7 @@ Defaults follow the paper's (Adam 1e-3, batch 1024, discount 0.99, tau 5e-3, noi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -75,9 +76,11 @@ class _NextActions(NamedTuple):
 def _with_next_actions(env: oc.OfflineEnv) -> _NextActions:
     """The stacked datasets with each row's action replaced by the data's next action (``a_{t+1}`` inside an
     episode, ``a_t`` on its last row, where the target's next-state term is cut or the row is a timeout)."""
-    data = env.data.replace(info=ds.DatasetInfo())
+    data = dataclasses.replace(env.data, info=ds.DatasetInfo())
     next_actions = jax.vmap(lambda d: ds.with_next_actions(d).next_actions)(data)
-    return _NextActions(env.data.replace(actions=next_actions))
+    if next_actions is None:  # with_next_actions always fills it
+        raise ds.DatasetError("next_actions: not filled")
+    return _NextActions(dataclasses.replace(env.data, actions=next_actions))
 
 
 def make(config: Config, env, env_params) -> Algorithm:

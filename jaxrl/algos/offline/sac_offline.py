@@ -10,8 +10,9 @@ gradient updates. :mod:`jaxrl.algos.offline.cql` is this plus the conservative p
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +84,8 @@ def _critic_loss(config, n: Networks, kind: str, lagrange: bool):
         )
         if kind == "edac":
             return edac_critic_loss(critic, batch, key, eta=config.eta, **common)
-        cql_alpha = jnp.exp(nets_.log_cql_alpha.params) if lagrange else config.cql_alpha
+        # with lagrange, init_nets makes the multiplier (log_cql_alpha is not None)
+        cql_alpha = jnp.exp(cast(ts.TrainState, nets_.log_cql_alpha).params) if lagrange else config.cql_alpha
         return (calql_critic_loss if config.calibrated else cql_critic_loss)(
             critic,
             batch,
@@ -157,6 +159,8 @@ def make_keyed_update(
             metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
         multiplier = nets_.log_cql_alpha
         if lagrange:
+            if multiplier is None:  # init_nets makes the multiplier whenever lagrange
+                raise ValueError("CQL-Lagrange needs nets.log_cql_alpha")
             m_grad = jax.grad(cql_alpha_loss)(multiplier.params, c_metrics["cql_gap"], config.target_action_gap)
             multiplier = ts.apply_gradient(multiplier_tx, multiplier, m_grad)
             multiplier = multiplier._replace(params=jnp.clip(multiplier.params, *LOG_CQL_ALPHA_BOUNDS))
@@ -213,7 +217,7 @@ def make_sac_like(
         # CQL's actor warm start, decided per iteration (all updates of an iteration alike)
         imitate = (state.iteration * config.updates_per_iteration < config.bc_steps) if conservative else False
         records, metrics = update_fn(state.nets, batch, key, imitate)
-        return state.replace(nets=records), metrics
+        return dataclasses.replace(state, nets=records), metrics
 
     step = oc.make_step(env, config, update, update_keys=1)
     return oc.algorithm(env, env_params, config, init, step, oc.stochastic_act(networks.actor))

@@ -10,6 +10,7 @@ shares the TD3 machinery (:func:`make_td3_like`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -113,7 +114,7 @@ def _make_update(config, tx, actor: nets.Network, critic_net: nets.Network, crit
             **{k: (v, delayed) for k, v in a_metrics.items()},  # averaged over the updates that moved the actor
         }
         nets_ = Nets(actor_record, critic._replace(target=critic_target))
-        return state.replace(nets=nets_, extra=count + 1), metrics
+        return dataclasses.replace(state, nets=nets_, extra=count + 1), metrics
 
     return update
 
