@@ -323,7 +323,7 @@ def test_cli_list_help_and_clear_errors():
     bad = run("train", "ppo", "--env", "CartPol-v1")
     assert bad.returncode == 2 and "did you mean 'CartPole-v1'" in bad.stderr
     bad = run("train", "ppo", "--grid", "num-envs=4,8")
-    assert bad.returncode == 2 and "cannot grid over Config.num_envs" in bad.stderr
+    assert bad.returncode == 2 and "cannot grid over ppo.Config.num_envs" in bad.stderr
     bad = run("train", "pop")
     assert bad.returncode == 2 and "did you mean 'ppo'" in bad.stderr
     bad = run("train", "sac", "--env", "CartPole-v1")

@@ -42,7 +42,7 @@ def test_ruff_fails_on_an_unused_import_and_on_unformatted_code(tmp_path):
     assert lint.returncode != 0 and "F401" in lint.stdout, lint.stdout
     _write(tmp_path, {"pkg/mod.py": "def f( x ):\n    return x\n"})
     fmt = _run([*_tool("ruff"), "format", "--check", "pkg"], tmp_path)
-    assert fmt.returncode != 0 and "Would reformat" in fmt.stdout, fmt.stdout
+    assert fmt.returncode != 0 and "would be reformatted" in fmt.stdout, fmt.stdout
     _write(tmp_path, {"pkg/mod.py": "def f(x):\n    return x\n"})
     assert _run([*_tool("ruff"), "check", "pkg"], tmp_path).returncode == 0
     assert _run([*_tool("ruff"), "format", "--check", "pkg"], tmp_path).returncode == 0

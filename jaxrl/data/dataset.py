@@ -139,6 +139,12 @@ class Dataset:
     next_actions: jax.Array | None = None  # [N, A] or [N]; see with_next_actions
     info: DatasetInfo = struct.field(pytree_node=False, default=DatasetInfo())
 
+    def stacked_mask(self) -> jax.Array:
+        """The validity mask of stacked datasets (:func:`stack` always sets it; a missing one is an error)."""
+        if self.mask is None:
+            raise DatasetError("mask: missing (expected stacked datasets)")
+        return self.mask
+
     @property
     def size(self) -> int:
         """Number of rows ``N`` (valid or not)."""

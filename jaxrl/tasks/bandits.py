@@ -21,6 +21,24 @@ from gymnax.environments import environment, spaces
 
 from jaxrl.envs.registry import register
 
+
+class _DiscreteSpaces:
+    """The spaces of a task env with ``n`` discrete actions and observations in ``[0, 1]^d``: ``sizes() -> (n, d)``."""
+
+    def sizes(self) -> tuple[int, int]:
+        raise NotImplementedError
+
+    @property
+    def num_actions(self) -> int:
+        return self.sizes()[0]
+
+    def action_space(self, params=None) -> spaces.Discrete:
+        return spaces.Discrete(self.sizes()[0])
+
+    def observation_space(self, params=None) -> spaces.Box:
+        return spaces.Box(0.0, 1.0, (self.sizes()[1],), jnp.float32)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Bernoulli K-armed bandit
 # ---------------------------------------------------------------------------------------------------------
@@ -37,7 +55,7 @@ class BanditParams:
     max_steps_in_episode: jax.Array | int = 1
 
 
-class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
+class BernoulliBandit(_DiscreteSpaces, environment.Environment[BanditState, BanditParams]):
     """K-armed Bernoulli bandit; reward ~ Bernoulli(arm_means[action]); observation a constant ``[1.0]``."""
 
     def __init__(self, num_arms: int = 5):
@@ -73,15 +91,8 @@ class BernoulliBandit(environment.Environment[BanditState, BanditParams]):
     def name(self) -> str:
         return f"BernoulliBandit-{self.num_arms}"
 
-    @property
-    def num_actions(self) -> int:
-        return self.num_arms
-
-    def action_space(self, params=None) -> spaces.Discrete:
-        return spaces.Discrete(self.num_arms)
-
-    def observation_space(self, params=None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (1,), jnp.float32)
+    def sizes(self) -> tuple[int, int]:
+        return self.num_arms, 1
 
 
 class BernoulliBandits:
@@ -117,7 +128,7 @@ class TabularParams:
     max_steps_in_episode: jax.Array | int = 10
 
 
-class TabularMDP(environment.Environment[TabularState, TabularParams]):
+class TabularMDP(_DiscreteSpaces, environment.Environment[TabularState, TabularParams]):
     """Finite MDP: ``s' ~ P(.|s,a)``, ``r ~ N(R(s,a), reward_std^2)``; observation = one-hot(s) ``[S]``.
 
     Episodes end by truncation after ``max_steps_in_episode`` steps (10 in RL^2). The reward is computed for
@@ -166,15 +177,8 @@ class TabularMDP(environment.Environment[TabularState, TabularParams]):
     def name(self) -> str:
         return f"TabularMDP-S{self.num_states}-A{self.num_mdp_actions}"
 
-    @property
-    def num_actions(self) -> int:
-        return self.num_mdp_actions
-
-    def action_space(self, params=None) -> spaces.Discrete:
-        return spaces.Discrete(self.num_mdp_actions)
-
-    def observation_space(self, params=None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (self.num_states,), jnp.float32)
+    def sizes(self) -> tuple[int, int]:
+        return self.num_mdp_actions, self.num_states
 
 
 class RandomTabularMDPs:

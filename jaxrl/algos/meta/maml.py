@@ -7,10 +7,9 @@ theta^k (``surrogate``, baseline and advantages: :func:`jaxrl.losses.meta.normal
 [D^0..D^{K-1}]) -> theta^K`` is pure, so the meta-gradient is ``jax.grad`` through it (``first_order=True``:
 FO-MAML). The outer step on the adapted policies' data D^K: ``'promp'``, ``num_outer_epochs`` Adam steps on ProMP's
 clipped surrogate; ``'trpo'``, a natural-gradient step under ``mean_i KL <= max_kl``; ``'reptile'``, the Adam
-direction ``theta - mean_i theta_i^K``. Meta-test: see :func:`evaluate`.
-
-Later ProMP epochs take the inner gradient at theta != theta_old on data of theta_old without an importance weight
-(DiCE's box is 1 at the current params); with few outer epochs this bias is small.
+direction ``theta - mean_i theta_i^K``. Meta-test: see :func:`evaluate`. Later ProMP epochs take the inner gradient
+at theta != theta_old on data of theta_old without an importance weight (DiCE's box is 1 at the current params);
+with few outer epochs this bias is small.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -239,8 +238,7 @@ def init(s: Setup, key: jax.Array) -> State:
 
 def make(config: Config, env, env_params) -> Algorithm:
     s = setup(config, env, env_params)
-    gather: Callable[[Any, jax.Array], tuple[Any, dict]]
-    gather = lambda state, key: (env.sample(key, config.num_tasks), {})  # fresh tasks from the family
+    gather: Callable[[Any, jax.Array], tuple[Any, dict]] = lambda state, key: (env.sample(key, config.num_tasks), {})
     step = lambda state: common.meta_step(state, gather, partial(learn, s))
     functions = partial(init, s), step, partial(act, s), partial(evaluate, s, env_params)
     return Algorithm(*functions, config=config, env_steps_per_iteration=config.env_steps_per_iteration)
@@ -248,6 +246,5 @@ def make(config: Config, env, env_params) -> Algorithm:
 
 def make_parts(config: Config, env, env_params) -> Parts:
     s = setup(config, env, env_params)
-    bound = [partial(f, s) for f in (adapt, rollout)] + [partial(pg_batch, config), s.inner["log_prob_fn"]]
-    fields = cast(tuple[Any, Any, Any, Any], bound)  # adapt, rollout, pg_batch, log_prob_fn
-    return Parts(*fields, partial(outer_loss, s), s.policy, partial(collect_and_meta_grad, s))
+    bound = (partial(adapt, s), partial(rollout, s), partial(pg_batch, config), s.inner["log_prob_fn"])
+    return Parts(*bound, partial(outer_loss, s), s.policy, partial(collect_and_meta_grad, s))

@@ -1,20 +1,18 @@
 """The offline family's shape: batch sampling with a traced dataset index, the step skeleton (key split, batch
 sampling, updates under ``lax.scan``) and evaluation with normalised scores; base configs in :mod:`.base_config`.
-
 Each algorithm's config has a traced integer ``dataset_index``; a run reads its dataset with a dynamic index, so
-``grid={"dataset_index": [0, 1, 2]}`` trains seeds x datasets in one compiled program. The datasets are closed
-over by the compiled step as constants (they are small here); an update samples ``batch_size`` rows of its
-dataset uniformly among the valid rows, as a :class:`~jaxrl.data.types.Transition` whose ``extras`` are
-:class:`Extras` (each row's Monte-Carlo return). An algorithm is then its config, its networks (one
-:class:`~jaxrl.algos.train_state.TrainState` record each, in :attr:`State.nets`) and one update function run by
-:func:`make_step`.
+``grid={"dataset_index": [0, 1, 2]}`` trains seeds x datasets in one compiled program. The datasets are closed over by
+the compiled step as constants; an update samples ``batch_size`` rows of its dataset uniformly among the valid rows,
+as a :class:`~jaxrl.data.types.Transition` whose ``extras`` are :class:`Extras` (each row's Monte-Carlo return). An
+algorithm is then its config, its networks (one :class:`~jaxrl.algos.train_state.TrainState` record each, in
+:attr:`State.nets`) and one update function run by :func:`make_step`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,13 +79,6 @@ def dataset_index(config) -> jax.Array:
     return jnp.round(jnp.asarray(config.dataset_index, jnp.float32)).astype(jnp.int32)
 
 
-class HasData(Protocol):
-    """Stacked datasets under ``data``: an :class:`OfflineEnv` or a copy of its data (ReBRAC's next actions)."""
-
-    @property
-    def data(self) -> Dataset: ...
-
-
 def member(env: OfflineEnv, index: jax.Array | int) -> Dataset:
     return jax.tree.map(lambda x: x[index], dataclasses.replace(env.data, info=ds.DatasetInfo()))
 
@@ -95,17 +86,16 @@ def member(env: OfflineEnv, index: jax.Array | int) -> Dataset:
 def init_sampler(env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None) -> Sampler:
     """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC)."""
     data = member(env, index)
-    if data.mask is None:  # stack() always sets the mask of the stacked datasets
-        raise ds.DatasetError("mask: missing (expected stacked datasets)")
-    mask = data.mask > 0
+    mask = data.stacked_mask() > 0
     if row_mask is not None:
         mask = mask & (row_mask > 0)
     mc = ds.monte_carlo_returns(data, jnp.asarray(discount, jnp.float32))
     return Sampler(index.astype(jnp.int32), jnp.cumsum(mask.astype(jnp.int32)), mc)
 
 
-def sample_batch(env: HasData, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
-    """``batch_size`` rows of the sampler's dataset, uniform with replacement over its sampleable rows."""
+def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
+    """``batch_size`` rows of ``env.data`` (an :class:`OfflineEnv`, or any object with its stacked ``data``), uniform
+    with replacement over the sampler's sampleable rows."""
     k = jax.random.randint(key, (batch_size,), 0, jnp.maximum(sampler.cdf[-1], 1))
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
     d = env.data

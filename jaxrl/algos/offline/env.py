@@ -63,9 +63,7 @@ class OfflineEnv:
         self.paths = tuple(paths)
         self.hashes = tuple(hashes)
         self.num_datasets = len(self.infos)
-        if data.mask is None:  # stack() always sets the mask of the stacked datasets
-            raise DatasetError("mask: missing (expected stacked datasets)")
-        self.valid_rows = tuple(int(n) for n in np.asarray(jnp.sum(data.mask > 0, axis=-1)))
+        self.valid_rows = tuple(int(n) for n in np.asarray(jnp.sum(data.stacked_mask() > 0, axis=-1)))
         # The name the run loop records (config.json "env"); `dataset:` names reload through jaxrl.run.train.
         if all(p is not None for p in self.paths):
             self.name = "dataset:" + ",".join(cast(tuple[str, ...], self.paths))  # all set (checked above)

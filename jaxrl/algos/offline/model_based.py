@@ -44,7 +44,6 @@ from jaxrl.algos.offline import models, sac_offline
 from jaxrl.algos.offline.base_config import ModelBasedConfig
 from jaxrl.algos.offline.sac_offline import Nets
 from jaxrl.data import replay
-from jaxrl.data.dataset import DatasetError
 from jaxrl.data.types import Transition
 
 __all__ = ["ModelBasedConfig", "State", "Penalty", "make_model_based"]
@@ -89,9 +88,7 @@ def _init(p: _Parts, tx, critic_net, n_obs: int, n_act: int, key) -> State:
     )
     index = oc.dataset_index(config)
     data = oc.member(env, index)
-    if data.mask is None:  # stack() always sets the mask of the stacked datasets
-        raise DatasetError("mask: missing (expected stacked datasets)")
-    valid = (data.mask > 0).astype(jnp.float32)
+    valid = (data.stacked_mask() > 0).astype(jnp.float32)
     holdout = valid * (jax.random.uniform(hk, valid.shape) < config.holdout_fraction)
     train_rows = valid * (1.0 - holdout)
     norm = models.fit_normalizer(data.observations, data.actions, data.rewards, data.next_observations, train_rows)
@@ -107,9 +104,7 @@ def _init(p: _Parts, tx, critic_net, n_obs: int, n_act: int, key) -> State:
 def _finalise_model(p: _Parts, state: State) -> models.ModelState:
     """Elites by held-out error and the data's largest disagreement (once, at the model phase's end)."""
     data = oc.member(p.env, state.sampler.index)
-    if data.mask is None:  # stack() always sets the mask of the stacked datasets
-        raise DatasetError("mask: missing (expected stacked datasets)")
-    valid = (data.mask > 0).astype(jnp.float32)
+    valid = (data.stacked_mask() > 0).astype(jnp.float32)
     weights = jnp.where(jnp.sum(state.holdout) > 0, state.holdout, valid)
     m = state.model
 

@@ -84,7 +84,6 @@ def _critic_loss(config, n: Networks, kind: str, lagrange: bool):
         )
         if kind == "edac":
             return edac_critic_loss(critic, batch, key, eta=config.eta, **common)
-        # with lagrange, init_nets makes the multiplier (log_cql_alpha is not None)
         cql_alpha = jnp.exp(cast(ts.TrainState, nets_.log_cql_alpha).params) if lagrange else config.cql_alpha
         return (calql_critic_loss if config.calibrated else cql_critic_loss)(
             critic,
@@ -158,9 +157,7 @@ def make_keyed_update(
         if q_ens.shape[0] > 2:
             metrics["q_std"] = jnp.mean(jnp.std(q_ens, axis=0))
         multiplier = nets_.log_cql_alpha
-        if lagrange:
-            if multiplier is None:  # init_nets makes the multiplier whenever lagrange
-                raise ValueError("CQL-Lagrange needs nets.log_cql_alpha")
+        if lagrange and multiplier is not None:  # init_nets makes the multiplier whenever lagrange
             m_grad = jax.grad(cql_alpha_loss)(multiplier.params, c_metrics["cql_gap"], config.target_action_gap)
             multiplier = ts.apply_gradient(multiplier_tx, multiplier, m_grad)
             multiplier = multiplier._replace(params=jnp.clip(multiplier.params, *LOG_CQL_ALPHA_BOUNDS))
