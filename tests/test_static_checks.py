@@ -49,6 +49,7 @@ def test_ruff_fails_on_an_unused_import_and_on_unformatted_code(tmp_path):
 
 
 def test_mypy_fails_on_a_type_error(tmp_path):
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install -e '.[dev]')")
     shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
     _write(tmp_path, {"pkg/__init__.py": "", "pkg/mod.py": "def f(x: int) -> int:\n    return x\n\n\nf('a')\n"})
     bad = _run([sys.executable, "-m", "mypy", "pkg"], tmp_path)
