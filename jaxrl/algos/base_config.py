@@ -26,6 +26,8 @@ its base position with the subclass's default and help. Every error starts with 
 
 from __future__ import annotations
 
+import abc
+
 from jaxrl import nets
 from jaxrl.config import ConfigError, config, config_name, hyper, static
 
@@ -33,8 +35,9 @@ __all__ = ["OnlineConfig", "OffPolicyConfig"]
 
 
 @config
-class OnlineConfig:
-    """Base of every config whose ``step`` steps environments."""
+class OnlineConfig(abc.ABC):
+    """Base of every config whose ``step`` steps environments (abstract: a subclass defines
+    ``env_steps_per_iteration``)."""
 
     renamed = {"gamma": "discount"}
     iteration_text = "the env steps of one iteration"
@@ -54,8 +57,9 @@ class OnlineConfig:
             )
 
     @property
+    @abc.abstractmethod
     def env_steps_per_iteration(self) -> int:
-        raise NotImplementedError(f"{config_name(self)} must define env_steps_per_iteration")
+        """Environment steps one ``step`` call takes (over all envs)."""
 
     @property
     def num_iterations(self) -> int:

@@ -23,20 +23,20 @@ from jaxrl.envs.registry import register
 
 
 class _DiscreteSpaces:
-    """The spaces of a task env with ``n`` discrete actions and observations in ``[0, 1]^d``: ``sizes() -> (n, d)``."""
+    """The spaces of a task env with ``n`` discrete actions and observations in ``[0, 1]^d``; the env sets
+    ``space_sizes = (n, d)`` in its ``__init__``."""
 
-    def sizes(self) -> tuple[int, int]:
-        raise NotImplementedError
+    space_sizes: tuple[int, int]
 
     @property
     def num_actions(self) -> int:
-        return self.sizes()[0]
+        return self.space_sizes[0]
 
     def action_space(self, params=None) -> spaces.Discrete:
-        return spaces.Discrete(self.sizes()[0])
+        return spaces.Discrete(self.space_sizes[0])
 
     def observation_space(self, params=None) -> spaces.Box:
-        return spaces.Box(0.0, 1.0, (self.sizes()[1],), jnp.float32)
+        return spaces.Box(0.0, 1.0, (self.space_sizes[1],), jnp.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -61,6 +61,7 @@ class BernoulliBandit(_DiscreteSpaces, environment.Environment[BanditState, Band
     def __init__(self, num_arms: int = 5):
         super().__init__()
         self.num_arms = int(num_arms)
+        self.space_sizes = (self.num_arms, 1)
 
     @property
     def default_params(self) -> BanditParams:
@@ -91,15 +92,13 @@ class BernoulliBandit(_DiscreteSpaces, environment.Environment[BanditState, Band
     def name(self) -> str:
         return f"BernoulliBandit-{self.num_arms}"
 
-    def sizes(self) -> tuple[int, int]:
-        return self.num_arms, 1
-
 
 class BernoulliBandits:
     """Family of K-armed Bernoulli bandits with arm means i.i.d. U[0, 1] (RL^2, section 4.1)."""
 
     def __init__(self, num_arms: int = 5, max_steps_in_episode: int = 1):
         self.num_arms = int(num_arms)
+        self.space_sizes = (self.num_arms, 1)
         self.max_steps_in_episode = int(max_steps_in_episode)
         self.env = BernoulliBandit(self.num_arms)
 
@@ -139,6 +138,7 @@ class TabularMDP(_DiscreteSpaces, environment.Environment[TabularState, TabularP
         super().__init__()
         self.num_states = int(num_states)
         self.num_mdp_actions = int(num_mdp_actions)
+        self.space_sizes = (self.num_mdp_actions, self.num_states)
 
     @property
     def default_params(self) -> TabularParams:
@@ -176,9 +176,6 @@ class TabularMDP(_DiscreteSpaces, environment.Environment[TabularState, TabularP
     @property
     def name(self) -> str:
         return f"TabularMDP-S{self.num_states}-A{self.num_mdp_actions}"
-
-    def sizes(self) -> tuple[int, int]:
-        return self.num_mdp_actions, self.num_states
 
 
 class RandomTabularMDPs:
