@@ -49,7 +49,7 @@ PEER_ALGOS = ("bc", "cql", "iql", "awac", "td3_bc")
 # jaxrl config fields handed to the peer (its names are mapped in peers/d3rlpy_offline.py)
 PEER_FIELDS = (
     "learning_rate",
-    "gamma",
+    "discount",
     "tau",
     "cql_alpha",
     "num_samples",

@@ -1,5 +1,7 @@
-"""Environments: the gymnax >= 1.0 functional protocol, wrappers and adapters."""
+"""Environments: the gymnax >= 1.0 functional protocol, wrappers and adapters, and the offline env (datasets
+stacked beside the env they came from)."""
 
+from jaxrl.envs.offline import OfflineEnv, load_offline_env, make_offline_env
 from jaxrl.envs.registry import dataset_name, is_host, list_envs, make, make_host, register, resolve
 from jaxrl.envs.wrappers import (
     EpisodeStats,
@@ -21,6 +23,9 @@ __all__ = [
     "dataset_name",
     "is_host",
     "make_host",
+    "OfflineEnv",
+    "load_offline_env",
+    "make_offline_env",
     "Wrapper",
     "VmapEnv",
     "EpisodeStats",

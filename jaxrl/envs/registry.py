@@ -43,8 +43,9 @@ _BRAX_BACKENDS = ("generalized", "positional", "spring", "mjx")
 
 # Packages whose import registers env names (each of their modules calls `register`).
 PROVIDERS = ("jaxrl.tasks",)
-# The offline env is built by the offline algorithms' shared code from the files the name lists.
-_DATASET_LOADER = "jaxrl.algos.offline.common:load_offline_env"
+# The offline env (datasets stacked beside the real env, jaxrl.envs.offline) is built from the files the name lists;
+# imported by name because it builds its real env through this module.
+_DATASET_LOADER = "jaxrl.envs.offline:load_offline_env"
 _HOST_PREFIXES = ("metaworld",)
 
 # name -> factory returning (env, params)

@@ -1,5 +1,5 @@
-"""The ``jaxrl`` command line: ``train``, ``list``, ``plot``, ``report``. Options are generated from the config
-dataclasses.
+"""The ``jaxrl`` command line: ``train``, ``list``, ``plot``, ``report``, ``sweep``, ``dataset``. Options are
+generated from the config dataclasses.
 
     jaxrl train ALGO [--env ENV] [--seeds N] [--seed FIRST] [--total-env-steps N] [--out DIR] [--grid F=v1,v2 ...]
                      [--resume DIR] [any config field, e.g. --learning-rate 3e-4]
@@ -7,6 +7,7 @@ dataclasses.
     jaxrl list
     jaxrl plot RUN_DIR... [--out PNG] [--metric NAME]
     jaxrl report RUN_DIR... [--by FIELD ...] [--metric NAME] [--out DIR] [--target X] [--reps N]
+    jaxrl sweep SPEC.toml|SPEC.yaml [--out DIR] (algorithms x envs/datasets x grids x seeds; resumable)
     jaxrl dataset make ENV --kind KIND --out FILE | jaxrl dataset info FILE
 """
 
@@ -64,6 +65,21 @@ def _train_args_class(module, default_env: str):
         """stall watchdog: seconds added to factor x slowest chunk"""
         no_watchdog: bool = False
         """turn the stall watchdog off"""
+        wandb: Annotated[tuple[str, ...] | None, tyro.conf.arg(metavar="[PROJECT]")] = None
+        """also log to Weights & Biases, project PROJECT (default jaxrl; needs the wandb extra); offline (synced
+        later with `wandb sync`) without an API key or with WANDB_MODE=offline"""
+
+        def wandb_project(self) -> str | bool | None:
+            """``--wandb``: True (the default project); ``--wandb PROJECT``: PROJECT; absent: None. Checks that wandb
+            is installed, before anything compiles."""
+            if self.wandb is None:
+                return None
+            if len(self.wandb) > 1:
+                raise ValueError(f"--wandb takes at most one project name, got {' '.join(self.wandb)}")
+            from jaxrl.run.wandb_log import require
+
+            require("--wandb")
+            return self.wandb[0] if self.wandb else True
 
         def watchdog(self) -> Watchdog:
             return Watchdog(
@@ -103,7 +119,7 @@ def _train(argv: list[str]) -> int:
             description=(module.__doc__ or "").strip().splitlines()[0],
         )
     if args.resume:
-        return _report(resume(args.resume))
+        return _report(resume(args.resume, wandb=args.wandb_project()))
     return _report(_train_new(name, args))
 
 
@@ -147,7 +163,13 @@ def _train_new(name: str, args):
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_run_dir(out)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    common = dict(seeds=seeds, grid=grid_lib.parse_grid(args.grid), out_dir=out, eval_episodes=args.eval_episodes)
+    common = dict(
+        seeds=seeds,
+        grid=grid_lib.parse_grid(args.grid),
+        out_dir=out,
+        eval_episodes=args.eval_episodes,
+        wandb=args.wandb_project(),
+    )
     if envs.is_host(env):  # steps on the host: collection there, every update jitted
         from jaxrl.run.host_train import train_host
 
@@ -277,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
             from jaxrl.run.dataset_cli import main as dataset_main
 
             return dataset_main(rest)
+        if command == "sweep":
+            from jaxrl.run.sweep import main as sweep_main
+
+            return sweep_main(rest)
     except (ValueError, FileNotFoundError) as e:  # ConfigError is a ValueError: clear message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -22,7 +22,10 @@ from jaxrl import nets as nets_lib
 from jaxrl.algos import train_state as ts
 from jaxrl.algos.common import Algorithm, make_evaluate
 from jaxrl.algos.offline.base_config import EntropyConfig, OfflineConfig, TargetConfig  # noqa: F401 (re-exported)
-from jaxrl.algos.offline.env import (  # noqa: F401  (the offline env's API, re-exported)
+from jaxrl.data import dataset as ds
+from jaxrl.data.dataset import Dataset
+from jaxrl.data.types import Transition
+from jaxrl.envs.offline import (  # noqa: F401  (the offline env's API, re-exported)
     ACTION_EPS,
     OfflineEnv,
     check_batch_size,
@@ -31,9 +34,6 @@ from jaxrl.algos.offline.env import (  # noqa: F401  (the offline env's API, re-
     load_offline_env,
     make_offline_env,
 )
-from jaxrl.data import dataset as ds
-from jaxrl.data.dataset import Dataset
-from jaxrl.data.types import Transition
 
 
 class Extras(NamedTuple):

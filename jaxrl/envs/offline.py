@@ -225,7 +225,7 @@ def check_offline_env(env, algo_name: str) -> OfflineEnv:
         raise ConfigError(
             f"{algo_name} is an offline algorithm: it trains on a dataset, not on env "
             f"{getattr(env, 'name', type(env).__name__)!r}. Pass --dataset FILE on the command line, "
-            f"or env=jaxrl.algos.offline.common.load_offline_env(FILE) in Python"
+            f"or env=jaxrl.envs.load_offline_env(FILE) in Python"
         )
     return env
 
