@@ -23,6 +23,7 @@ def all_kinds(tiny_run):
     return generate.make_datasets("Pendulum-v1", size=300, run=tiny_run)
 
 
+@pytest.mark.integration
 def test_every_kind_is_valid_with_reference_returns(tiny_run, all_kinds):
     assert set(all_kinds) == set(generate.KINDS)
     for kind, d in all_kinds.items():

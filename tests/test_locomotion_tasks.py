@@ -197,6 +197,7 @@ def cheetah_run(cheetah_vel):
     return cheetah_vel.env, vel, dirs, _rollout(cheetah_vel.env, vel, [(dir_env, dirs)])
 
 
+@pytest.mark.integration
 def test_cheetah_reward_recomputed_from_brax(cheetah_run):
     env, vel, dirs, (obs0, obs, r, term, trunc, info, (r_dir,), actions) = cheetah_run
     _check_episode_mechanics(env, obs0, obs, term, trunc, info)
@@ -223,6 +224,7 @@ def ant_run(ant_dir):
     return ant_dir.env, angles, goals, _rollout(ant_dir.env, angles, [(goal_env, goals)])
 
 
+@pytest.mark.integration
 def test_ant_reward_recomputed_from_brax(ant_run):
     env, angles, goals, (obs0, obs, r, term, trunc, info, (r_goal,), actions) = ant_run
     _check_episode_mechanics(env, obs0, obs, term, trunc, info)

@@ -77,6 +77,7 @@ def test_adapt_is_pure_and_second_order_differs_from_first_order():
         dict(outer="trpo"),
     ],
 )
+@pytest.mark.integration
 def test_step_and_evaluate_variants(extra):
     family, tasks = _family()
     cfg = maml.Config(**{**TINY, **extra})
@@ -95,6 +96,7 @@ def test_step_and_evaluate_variants(extra):
         assert 0.0 <= float(metrics["outer_kl"]) <= cfg.max_kl * (1 + 1e-4)
 
 
+@pytest.mark.integration
 def test_vmapped_seeds_and_run_loop_summary(tmp_path):
     from jaxrl.run import train
 

@@ -67,6 +67,7 @@ def test_bandit_reward_frequency_matches_arm_mean():
     assert abs(float(rewards.mean()) - 0.8) < 4 * np.sqrt(0.8 * 0.2 / 4000)
 
 
+@pytest.mark.integration
 def test_random_tabular_mdps():
     family = bandits.RandomTabularMDPs(num_states=4, num_actions=3, episode_length=10)
     params = family.sample(jax.random.key(0), 8)
@@ -326,6 +327,7 @@ def test_vpg_inner_step_value_and_per_parameter_alpha():
 # ------------------------------------------------------------------------------------------ bandit baselines
 
 
+@pytest.mark.integration
 def test_bandit_baselines_match_reference_values():
     reference = {"random": 5.0, "UCB1": 5.7, "Thompson": 5.9, "greedy": 6.6}  # 5 arms, 10 pulls
     results = jax.jit(
@@ -347,6 +349,7 @@ def test_win_stay_lose_shift_long_run_reward_matches_its_stationary_formula():
     assert abs(float(totals.mean()) / 1000 - 10.0 / 12.0) < 0.01, float(totals.mean())
 
 
+@pytest.mark.integration
 def test_tuning_ucb1_beats_its_textbook_constant_on_100_pulls():
     # c = 1 explores far too long on 100 pulls (66 against greedy's 75, experiments/results/bandit_baselines.md);
     # the paper tuned c per cell, and so does the table.
@@ -359,6 +362,7 @@ def test_tuning_ucb1_beats_its_textbook_constant_on_100_pulls():
     assert float(tuned) > float(textbook) + 5.0, (float(tuned), float(textbook))
 
 
+@pytest.mark.integration
 def test_bandit_trial_vmaps_over_tasks_and_is_sane():
     means = jnp.array([[0.0, 0.0, 1.0], [1.0, 1.0, 1.0]])
     keys = jax.random.split(jax.random.key(0), 2)

@@ -181,6 +181,7 @@ def test_evaluate_oracle_and_idle_policies():
     np.testing.assert_allclose(out["eval_return"], -0.5 * 8, rtol=1e-5)  # 8 steps at distance 0.5
 
 
+@pytest.mark.integration
 def test_host_training_writes_the_run_directory(tmp_path):
     # multi-head SAC + PCGrad (the plain MT-SAC path runs in the learning test and the MT10 end-to-end test)
     cfg = mh_sac.Config(num_envs=3, total_env_steps=60, **TINY, aggregator="pcgrad")
@@ -239,6 +240,7 @@ def test_env_registry_routes_host_names():
     assert name == "metaworld:MT10" and callable(factory)
 
 
+@pytest.mark.integration
 def test_host_training_stops_on_sigterm_and_keeps_what_it_logged(tmp_path, capsys):
     import os
     import signal
@@ -293,6 +295,7 @@ train_host("mt_sac", make, mt_sac.Config(num_envs=3, total_env_steps=60, **TINY)
 """
 
 
+@pytest.mark.integration
 def test_host_watchdog_stops_a_stalled_run(tmp_path):
     import os
     import subprocess

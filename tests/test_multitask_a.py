@@ -163,6 +163,7 @@ def _one_step(module, cfg, suite, params, steps=12):
     return algo, state, metrics
 
 
+@pytest.mark.integration
 def test_mt_sac_summed_gradient_equals_per_task_sum():
     suite, params = envs.make("point-goal-4")
     outs = []
@@ -173,6 +174,7 @@ def test_mt_sac_summed_gradient_equals_per_task_sum():
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
 
 
+@pytest.mark.integration
 def test_multi_head_sac_has_a_head_per_task():
     suite, params = envs.make("point-goal-4")
     assert mh_sac.Config().multi_head and not mt_sac.Config().multi_head
@@ -202,6 +204,7 @@ def test_multitask_config_errors():
         distral.Config(c_kl=-1.0)
 
 
+@pytest.mark.integration
 def test_mt_sac_pcgrad_in_run_loop_metrics_summary_and_per_task_temperature(tmp_path):
     for name in ("mt_sac", "mh_sac", "distral"):
         assert algos.default_env(name) == "point-goal-4"
@@ -389,6 +392,7 @@ def test_distral_actor_and_critic_losses_known_answer():
     assert vm(jnp.zeros((4, 1))).shape == (4,)
 
 
+@pytest.mark.integration
 def test_distral_step_and_evaluate():
     suite, params = envs.make("point-goal-4")
     algo, state, metrics = _one_step(distral, distral.Config(**TINY), suite, params, steps=10)

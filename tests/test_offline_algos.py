@@ -55,6 +55,7 @@ def test_offline_env_stacks_and_rescales(tiny_data, tiny_env):
 
 
 @pytest.mark.parametrize("name", OFFLINE)
+@pytest.mark.integration
 def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     module = algos.get(name)
     result = train(name, tiny_env, module.Config(**TINY), seeds=1, **RUN)
@@ -68,6 +69,7 @@ def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
 
 
 @pytest.mark.parametrize("variant", ["H", "rho"])
+@pytest.mark.integration
 def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
     """CQL(H) / CQL(rho) with the Lagrange weight: alpha rises while the gap exceeds the target and falls below
     it (dual ascent on log alpha, one Adam step = lr in log space at first), and the run loop accepts it."""
@@ -99,6 +101,7 @@ def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
     assert np.isfinite(result.summary["normalized_score"]).all()
 
 
+@pytest.mark.integration
 def test_cql_actor_warm_start_imitates_for_bc_steps_then_maximises_q(tiny_env):
     from jaxrl.algos.offline import cql
 
@@ -120,6 +123,7 @@ def test_cql_actor_warm_start_imitates_for_bc_steps_then_maximises_q(tiny_env):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.integration
 def test_run_directory_records_dataset_and_resumes(tmp_path, tiny_data):
     paths = []
     for d, n in zip(tiny_data, ("a", "b")):
@@ -144,6 +148,7 @@ def test_run_directory_records_dataset_and_resumes(tmp_path, tiny_data):
     assert "normalized_score_last" in summary and "normalized_score_best" in summary
 
 
+@pytest.mark.integration
 def test_seeds_x_datasets_one_program_matches_runs_alone(tiny_env):
     cfg = algos.get("bc").Config(**TINY)
     kw = dict(RUN, run_block=2)
@@ -171,6 +176,7 @@ def test_filtered_bc_samples_only_top_episodes(tiny_env):
     assert all(np.any(np.all(np.isclose(kept_obs, o), axis=1)) for o in np.asarray(batch.obs[:40]))
 
 
+@pytest.mark.integration
 def test_iql_finetune_mixes_offline_data_into_the_buffer(tiny_env):
     from jaxrl.algos.offline import iql
 

@@ -44,6 +44,7 @@ def test_runs_through_the_run_loop_over_seeds_and_datasets(name, tiny_env):
     assert np.isfinite(result.metrics[loss]).all() and result.metrics[loss].shape == (2, 2, 2)
 
 
+@pytest.mark.integration
 def test_bcq_act_picks_the_best_candidate_within_phi(tiny_env):
     env, env_params = tiny_env
     cfg = tiny_config("bcq", max_perturbation=0.05, num_act_samples=8)
@@ -94,6 +95,7 @@ def test_algaedice_init_states_are_episode_starts(tiny_env):
     assert np.all(np.abs(np.asarray(member.observations)[starts > 0, 2]) <= 1.0 + 1e-6)
 
 
+@pytest.mark.integration
 def test_algaedice_batch_init_states_and_delayed_actor(tiny_env):
     env, env_params = tiny_env
     algo = algaedice.make(tiny_config("algaedice", init_states="batch", updates_per_iteration=1), env, env_params)

@@ -29,6 +29,7 @@ def _module(variant):
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
+@pytest.mark.integration
 def test_finetune_builds_runs_and_mixes_offline_data(variant, tiny_env):
     env, env_params = tiny_env
     module = _module(variant)

@@ -48,6 +48,7 @@ def test_each_algorithm_runs_through_the_run_loop(name, tiny_env):
     _check_result(name, train(name, tiny_env, _cfg(name), seeds=2, **RUN), 2)
 
 
+@pytest.mark.integration
 def test_edac_grid_over_eta_and_datasets_is_one_program(tiny_env):
     """EDAC through the run loop, its eta (0 = SAC-N) and the dataset as grid axes of one batched program."""
     assert algos.is_offline("edac")
@@ -114,6 +115,7 @@ def test_dataset_lambda_returns_known_answer():
     np.testing.assert_allclose(got, [1 + 0.5 * 5.0, 5.0, 3.0, 0.0], rtol=1e-6)
 
 
+@pytest.mark.integration
 def test_awr_value_targets_modes(tiny_env):
     """``returns="mc"`` keeps the data's Monte-Carlo returns; ``"td_lambda"`` holds the TD(lambda) returns of the
     run's dataset under the current value function."""
@@ -155,6 +157,7 @@ def test_layer_norm_critic():
     np.testing.assert_allclose(out, big, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.integration
 def test_rebrac_layer_norm_switch(tiny_env):
     env, params = tiny_env
     for flag in (True, False):

@@ -220,6 +220,7 @@ def _tiny(**kw):
     return pearl.Config(**{**TINY, **kw})
 
 
+@pytest.mark.integration
 def test_step_collects_per_task_data_and_evaluate_under_jit_and_vmap():
     family, test_tasks = envs.make("point-robot", num_test_tasks=3)
     cfg = _tiny()
@@ -267,6 +268,7 @@ def test_evaluate_first_episode_uses_the_prior_and_later_ones_the_trial_context(
     assert not np.allclose(a[1:], b[1:])
 
 
+@pytest.mark.integration
 def test_cli_run_writes_adaptation_to_summary_and_plot(tmp_path):
     """`jaxrl train pearl --env point-robot` through the run loop: summary.json's adaptation [runs, k] and
     eval_return (its sum per run), and the adaptation plot."""

@@ -87,6 +87,7 @@ def test_hidden_state_persists_across_episodes_of_a_trial():
     assert not np.allclose(h_win, h_lose)
 
 
+@pytest.mark.integration
 def test_run_loop_writes_adaptation_to_summary(tmp_path):
     from jaxrl.run import train
 

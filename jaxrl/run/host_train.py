@@ -55,6 +55,7 @@ from jaxrl.config import ConfigError, to_dict
 from jaxrl.data import replay
 from jaxrl.data.types import Transition
 from jaxrl.run import grid as grid_lib
+from jaxrl.run import wandb_log
 from jaxrl.run.recorder import Recorder, StopRequest, enable_compilation_cache
 from jaxrl.run.watchdog import Watchdog
 
@@ -321,6 +322,7 @@ def train_host(
     progress: bool = True,
     compilation_cache: str | bool | None = None,
     watchdog: Watchdog | None = None,
+    wandb: str | bool | None = None,
 ) -> HostTrainResult:
     """Train ``algo`` (MT-SAC family) for every seed x grid point with host collection and jitted updates.
 
@@ -336,14 +338,16 @@ def train_host(
       env_kwargs: for :class:`MetaWorldEnv` (``reward_function_version``, ``max_episode_steps``, ...);
         eval_env_kwargs: overrides for the evaluation envs.
       watchdog: the stall watchdog's bounds on the time between evaluations (as :func:`jaxrl.run.train`).
+      wandb: also log to Weights & Biases (as :func:`jaxrl.run.train`; a project name or True).
     """
+    wandb_log.check(wandb, out_dir, resuming=False)  # before anything compiles
     env_kwargs = dict(env_kwargs or {})
     eval_env_kwargs = dict(eval_env_kwargs or {})
     plan = _host_plan(algo, env, config, seeds, grid, num_evals, eval_episodes, env_kwargs)
     rec = Recorder(
         out_dir, algo=plan.algo_name, env=plan.env_name, runs=plan.runs, env_obj=plan.train_envs[0],
         steps_per_iteration=plan.num_envs, compilation_cache=enable_compilation_cache(compilation_cache),
-        tensorboard=tensorboard, checkpoint=checkpoint, progress=progress, resumable=False,
+        tensorboard=tensorboard, checkpoint=checkpoint, progress=progress, resumable=False, wandb=wandb,
         mean_keys=("eval_return", "eval_success"),
     )  # fmt: skip
     progs = _host_programs(plan)

@@ -27,6 +27,7 @@ import numpy as np
 import jaxrl
 from jaxrl.run import checkpoint as ckpt
 from jaxrl.run.logging import MetricsLog, read_metrics
+from jaxrl.run.wandb_log import WandbLog
 from jaxrl.run.watchdog import EXIT_STALLED, StallMonitor, Watchdog
 
 # Packages whose versions config.json records; host envs add theirs through their metadata (``<pkg>_version``).
@@ -113,6 +114,9 @@ class StopRequest:
 
     def _handle(self, signum, frame):
         self.signal_name = signal.Signals(signum).name
+        outer = getattr(self._previous.get(signum), "__self__", None)
+        if isinstance(outer, StopRequest):  # a sweep around this run stops as well
+            outer._handle(signum, frame)
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -182,6 +186,7 @@ class Recorder:
         progress: bool = True,
         resumable: bool = True,
         mean_keys: Sequence[str] = ("eval_return",),
+        wandb: str | bool | None = None,
     ):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.algo, self.env, self.runs = algo, env, runs
@@ -199,6 +204,8 @@ class Recorder:
         self.compile_seconds = float("nan")
         self.run_seconds = 0.0
         self._log: MetricsLog | None = None
+        self.wandb = wandb  # a W&B project (jaxrl.run.wandb_log); None: off, unless a resumed run logged to W&B
+        self._wandb: WandbLog | None = None
         self._monitor: StallMonitor | None = None
         # progress, read by the watchdog thread
         self._finished_chunks = 0
@@ -300,9 +307,8 @@ class Recorder:
 
     def open(self, spec: Mapping[str, Any] | None, truncate_after: int | None = None) -> None:
         """Write config.json (``{"algo", "env", **spec, "env_metadata", "versions"}``; None: keep the one there, as
-        a resume does) and open the metrics log, dropping records past ``truncate_after``."""
-        if self.run_dir is None:
-            return
+        a resume does) and open the metrics log, dropping records past ``truncate_after``, and the W&B run."""
+        config = None
         if spec is not None:
             config = {
                 "algo": self.algo,
@@ -311,10 +317,19 @@ class Recorder:
                 "env_metadata": self.env_metadata,
                 "versions": versions(self.env_metadata),
             }
-            (self.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
-        self._log = MetricsLog(self.run_dir, tensorboard=self.tensorboard)
-        if truncate_after is not None:
-            self._log.truncate_after(truncate_after)
+        if self.run_dir is not None:
+            if config is not None:
+                (self.run_dir / "config.json").write_text(json.dumps(config, indent=2, default=str))
+            self._log = MetricsLog(self.run_dir, tensorboard=self.tensorboard)
+            if truncate_after is not None:
+                self._log.truncate_after(truncate_after)
+                # the chunks before the checkpoint: a resumed run's *_best and metrics cover the whole run
+                for record in read_metrics(self.run_dir):
+                    append_history(self.history, record)
+                    self.env_steps.append(record["env_steps"])
+        # json round trip: the config as config.json has it (tuples as lists, other objects as strings)
+        config = json.loads(json.dumps(config, default=str)) if config is not None else None
+        self._wandb = WandbLog.open(self.wandb, self.run_dir, config, resuming=spec is None)
 
     def log_chunk(
         self,
@@ -338,6 +353,8 @@ class Recorder:
         self.env_steps.append(env_steps)
         if self._log is not None:
             self._log.write(record)
+        if self._wandb is not None:
+            self._wandb.write(record)
         return record
 
     def save_checkpoint(self, chunk: int, state: Any, iteration: int, keep: int) -> None:
@@ -386,13 +403,18 @@ class Recorder:
         return out
 
     def finish(self, summary: Mapping[str, Any], plot_metric: str | None = "eval_return") -> None:
-        """Close the log, write summary.json and (``plot_metric``, when anything was logged) curves.png."""
-        if self.run_dir is None:
-            return
-        if self._log is not None:
-            self._log.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if self.history and plot_metric is not None:
-            from jaxrl.run.plot import plot_runs
+        """Close the log, write summary.json and (``plot_metric``, when anything was logged) curves.png; set the
+        W&B run's summary, log the curves to it and close it."""
+        curves = None
+        if self.run_dir is not None:
+            if self._log is not None:
+                self._log.close()
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            if self.history and plot_metric is not None:
+                from jaxrl.run.plot import plot_runs
 
-            plot_runs([self.run_dir], self.run_dir / "curves.png", plot_metric)
+                curves = self.run_dir / "curves.png"
+                plot_runs([self.run_dir], curves, plot_metric)
+        if self._wandb is not None:
+            self._wandb.finish(summary, curves)
+            self._wandb = None

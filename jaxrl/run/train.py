@@ -29,6 +29,7 @@ from jaxrl.config import from_dict, to_dict
 from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
 from jaxrl.run import recorder as rec_lib
+from jaxrl.run import wandb_log
 from jaxrl.run.recorder import NonFiniteError, Recorder, StopRequest, enable_compilation_cache
 from jaxrl.run.watchdog import Watchdog
 
@@ -235,6 +236,7 @@ def train(
     stop_after_chunks: int | None = None,
     run_block: int | None = None,
     watchdog: Watchdog | None = None,
+    wandb: str | bool | None = None,
 ) -> TrainResult:
     """Train every seed x grid point of ``algo`` on ``env`` in one compiled program.
 
@@ -255,6 +257,9 @@ def train(
       watchdog: bounds on the time between chunks (:class:`jaxrl.run.watchdog.Watchdog`; default on). A chunk
         that overruns them is a stall: stacks and ``"stalled": true`` go to the run directory and the process
         exits with code 75; resume from the last checkpoint.
+      wandb: also log to Weights & Biases (the ``wandb`` extra): a project name, or True for project ``jaxrl``
+        (:mod:`jaxrl.run.wandb_log`: config, metrics per chunk per run and their mean, summary, curves; offline
+        without an API key). A resume continues the run's W&B run unless ``wandb=False``.
 
     Returns a :class:`TrainResult` whose metrics have named axes ``("seed", *grid fields, "chunk")``.
     """
@@ -262,12 +267,13 @@ def train(
         algo, env, config, resume_from=None, chunk_len=None, seeds=seeds, grid=grid, out_dir=out_dir,
         num_chunks=num_chunks, eval_episodes=eval_episodes, keep_checkpoints=keep_checkpoints, checkpoint=checkpoint,
         tensorboard=tensorboard, progress=progress, compilation_cache=compilation_cache,
-        stop_after_chunks=stop_after_chunks, run_block=run_block, watchdog=watchdog,
+        stop_after_chunks=stop_after_chunks, run_block=run_block, watchdog=watchdog, wandb=wandb,
     )  # fmt: skip
 
 
 def _train(algo, env, config, *, resume_from: Path | None, chunk_len: int | None, **options) -> TrainResult:
     """:func:`train`, or with ``resume_from`` (a checkpoint) and ``chunk_len`` (the recorded one) a resume."""
+    wandb_log.check(options["wandb"], options["out_dir"], resuming=resume_from is not None)
     plan = _plan(
         algo, env, config, options["seeds"], options["grid"], options["num_chunks"], options["eval_episodes"],
         options["run_block"], chunk_len,
@@ -292,7 +298,7 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
     rec = Recorder(
         options["out_dir"], algo=plan.algo_name, env=plan.env_name, runs=plan.runs, env_obj=plan.env_obj,
         steps_per_iteration=plan.steps_per_iter, compilation_cache=cache_dir, start_iteration=start_iter,
-        **{k: options[k] for k in ("tensorboard", "checkpoint", "progress")},
+        **{k: options[k] for k in ("tensorboard", "checkpoint", "progress", "wandb")},
     )  # fmt: skip
     rec.say(
         f"compiling {plan.algo_name} on {plan.env_name} ({num_runs} run{'s' * (num_runs > 1)}, {plan.num_chunks} "
