@@ -2,9 +2,13 @@
 steps on held-out goals, for MAML (second order; ProMP-clipped or TRPO outer step), first-order MAML, Reptile, and a
 multi-task pretrained policy (num_inner_steps=0) given the same steps.
 
-    python experiments/maml_nav2d.py [--seeds 2] [--steps 5000000] [--variants maml,pretrained]
+    python experiments/maml_nav2d.py [--seeds 5] [--steps 5000000] [--variants maml,pretrained]
 
-Writes experiments/results/maml_nav2d.md and maml_nav2d.png.
+Each variant is one program (its seeds vmapped) in its own run directory under experiments/results/runs/maml_nav2d/;
+a finished variant is kept, a stopped one resumes from its checkpoint when the command is run again. The results
+(experiments/results/maml_nav2d.md, figures in maml_nav2d/) come from ``jaxrl report`` over those run directories:
+the return after one inner step per variant (IQM, mean, 95% CIs, probability of improvement) and the
+adaptation curve (k = 0..3) with 95% bootstrap CIs over seeds.
 """
 
 from __future__ import annotations
@@ -12,15 +16,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import platform
-import time
+from pathlib import Path
 
-import jax
-import numpy as np
+from results_table import RUNS, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import maml
-from jaxrl.run import train
+from jaxrl.run import resume, train
+from jaxrl.run.recorder import is_finished
 
 BASE = maml.Config(num_tasks=20, num_trajectories=20, inner_lr=0.3, outer_lr=3e-3, eval_inner_steps=3)
 VARIANTS = {
@@ -32,75 +35,48 @@ VARIANTS = {
 }
 
 
+def run_variant(name: str, args) -> str:
+    run_dir = Path(args.runs) / name
+    if is_finished(run_dir):
+        return str(run_dir)
+    if (run_dir / "checkpoints").exists():
+        resume(run_dir, progress=False)
+        return str(run_dir)
+    cfg = dataclasses.replace(BASE, total_env_steps=args.steps, **VARIANTS[name])
+    family = envs.make("nav2d", num_test_tasks=40)
+    train("maml", family, cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
+          eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
+    return str(run_dir)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5_000_000, help="env steps per seed")
     parser.add_argument("--variants", default="maml,pretrained")
     parser.add_argument("--eval-episodes", type=int, default=20)
+    parser.add_argument("--chunks", type=int, default=4, help="checkpoints (and evaluations) per variant")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "maml_nav2d.md"))
+    parser.add_argument("--runs", default=str(RUNS / "maml_nav2d"), help="directory of the variants' run directories")
     args = parser.parse_args()
-    family = envs.make("nav2d", num_test_tasks=40)
-    curves, lines = {}, []
-    for name in args.variants.split(","):
-        cfg = dataclasses.replace(BASE, total_env_steps=args.steps, **VARIANTS[name])
-        start = time.perf_counter()
-        res = train(
-            "maml",
-            family,
-            cfg,
-            seeds=args.seeds,
-            num_chunks=2,
-            eval_episodes=args.eval_episodes,
-            progress=False,
-            checkpoint=False,
-            tensorboard=False,
-        )
-        wall = time.perf_counter() - start
-        curve = np.asarray(res.metrics["adaptation"])[:, -1]  # [seeds, k]
-        curves[name] = curve
-        lines.append(
-            f"| {name} | "
-            + " | ".join(f"{m:.1f} ± {s:.1f}" for m, s in zip(curve.mean(0), curve.std(0)))
-            + f" | {wall:.0f} |"
-        )
-        print(name, np.round(curve, 2).tolist(), f"{wall:.0f}s", flush=True)
-    k = BASE.eval_inner_steps + 1
-    text = "\n".join(
-        [
-            "# MAML 2-D navigation: adaptation curve on 40 held-out goals",
-            "",
-            f"Host: {platform.processor() or platform.machine()}, jax {jax.__version__}, {jax.default_backend()}; "
-            f"{args.steps:,} env steps per seed, {args.seeds} seeds (mean ± std over seeds), "
-            f"{args.eval_episodes} episodes per measurement, {BASE.num_trajectories} trajectories per inner step.",
-            "",
-            "| variant | " + " | ".join(f"k={i}" for i in range(k)) + " | wall s |",
-            "|---|" + "---|" * (k + 1),
-            *lines,
-            "",
+    names = args.variants.split(",")
+    run_dirs = [run_variant(name, args) for name in names]
+    result = write_results(
+        run_dirs,
+        args.out,
+        title="MAML 2-D navigation: adaptation curve on 40 held-out goals",
+        budget=f"{args.steps:,} env steps per seed, {args.seeds} seeds per variant, {args.eval_episodes} episodes "
+        f"per measurement, {BASE.num_trajectories} trajectories per inner step",
+        by=["run_dir"],
+        notes=[
+            "The table's score is `eval_return`: the meta-test return after k = 1 inner step (the adaptation "
+            "section has every k).",
             f"Config (each variant overrides its fields): `{dataclasses.replace(BASE, total_env_steps=args.steps)}`",
-            f"Variants: {', '.join(f'{n}: {VARIANTS[n]}' for n in args.variants.split(','))}",
-            "",
-        ]
+            f"Variants: {', '.join(f'{n}: {VARIANTS[n]}' for n in names)}",
+        ],
     )
-    print(text)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        f.write(text)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, curve in curves.items():
-        ax.errorbar(np.arange(k), curve.mean(0), yerr=curve.std(0), marker="o", label=name, capsize=3)
-    ax.set_xlabel("gradient steps k")
-    ax.set_ylabel("return")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.out.replace(".md", ".png"), dpi=120)
+    for curve in result["adaptation"]:
+        print(curve["group"], [round(m, 2) for m in curve["mean"]])
 
 
 if __name__ == "__main__":

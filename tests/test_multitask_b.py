@@ -248,15 +248,9 @@ def test_mt_ppo_cartpole_params_reaches_450_on_every_task():
     assert returns.min() >= 450, returns
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "not robust on jax 0.11.2: measured 7 of 8 seed-task returns 500, one 271.7, against >= 450 on every one. "
-        "Not under-training: at 900k steps on 6 seeds (0, 1, 100-103) every seed-task was at 500 after 300k steps, "
-        "then 2 of 24 fell (430.6, 128.2 at 900k): MT-TRPO's policy degrades late on some tasks; to be diagnosed "
-        "(issue 16), the threshold stays"
-    ),
-)
+# With 2048 samples per trust-region step one of 8 seed-task returns was 271.7 here (late dips: every step moves the
+# policy by ~max_kl, in a direction that is mostly noise once returns are maximal); with the default 4096 every one
+# of 8 seeds x 4 tasks (seeds 0-7) ends at >= 488.1 after 600k steps.
 @pytest.mark.learning
 def test_mt_trpo_cartpole_params_reaches_450_on_every_task():
     from jaxrl.run import train

@@ -313,3 +313,43 @@ def test_bad_input_from_the_command_line_has_no_traceback(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and message in proc.stderr
+
+
+def test_meta_runs_get_adaptation_curves_with_bootstrap_intervals(tmp_path):
+    # [chunks, seeds, k]: the final curve of 4 seeds after k = 0, 1, 2 inner steps
+    final = np.asarray([[0.0, 2.0, 4.0], [1.0, 3.0, 5.0], [2.0, 4.0, 6.0], [3.0, 5.0, 7.0]])
+    maml = write_run_dir(tmp_path / "maml", "maml", "nav2d", [final - 10, final], seeds=range(4), metric="adaptation")
+    flat = write_run_dir(tmp_path / "pre", "maml", "nav2d", [final, final * 0 + 1], seeds=range(4), metric="adaptation",
+                         config={"num_inner_steps": 0})  # fmt: skip
+    result = rp.report([maml, flat], metric="adaptation", out_dir=tmp_path / "out", reps=500)
+    curves = {c["group"]: c for c in result["adaptation"]}
+    assert set(curves) == {"num_inner_steps=0", "num_inner_steps=None"}  # the field only one run dir sets
+    steep = curves["num_inner_steps=None"]
+    assert curves["num_inner_steps=0"]["mean"] == [1.0, 1.0, 1.0]
+    assert steep["mean"] == [1.5, 3.5, 5.5] and steep["runs"] == 4 and steep["k"] == [0, 1, 2]
+    for (low, high), lo, hi, m in zip(steep["ci"], final.min(0), final.max(0), steep["mean"]):
+        assert lo <= low <= m <= high <= hi and low < high
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Adaptation" in text and "| k=0 | k=1 | k=2 |" in text
+    assert (tmp_path / "out" / "adaptation.png").is_file()
+    assert rp.report([known_dir(tmp_path)], reps=100)["adaptation"] == []  # no adaptation logged: no curves
+
+
+def test_probability_of_improvement_compares_groups_of_one_dataset_only(tmp_path):
+    meta = {"offline": True, "env_name": "Pendulum-v1", "dataset_names": ["medium", "expert"]}
+    dirs = [
+        write_run_dir(
+            tmp_path / algo,
+            algo,
+            "dataset:/data/m.hdf5",
+            np.asarray([values]),
+            seeds=range(2),
+            grid={"dataset_index": [0, 1]},
+            env_metadata=meta,
+            metric="normalized_score",
+        )  # fmt: skip
+        for algo, values in [("iql", [10.0, 90.0, 20.0, 80.0]), ("cql", [30.0, 70.0, 40.0, 60.0])]
+    ]
+    result = rp.report(dirs, by=["algo", "dataset"], reps=200)
+    pairs = {(p["x"], p["y"]) for p in result["improvement"]}
+    assert pairs == {("cql, medium", "iql, medium"), ("iql, expert", "cql, expert")}, pairs

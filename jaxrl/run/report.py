@@ -27,6 +27,7 @@ from jaxrl.config import close_matches
 from jaxrl.run.logging import read_metrics
 
 LEVEL = 0.95  # confidence level of every interval and band
+ADAPTATION = "adaptation"  # meta-RL's per-run curve: meta-test return after k = 0, 1, ... inner steps
 TASK_FIELDS = ("env", "dataset")  # strata within a group unless grouped by
 STATISTICS = ("iqm", "mean", "median", "optimality_gap")
 _NOT_METRICS = ("chunk", "iteration", "env_steps")
@@ -208,15 +209,15 @@ def _point_label(point: dict) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in point.items()) or "no grid"
 
 
-def load_runs(run_dir: str | Path, spec: dict, records: list[dict], metric: str) -> list[Run]:
+def load_runs(run_dir: str | Path, spec: dict, records: list[dict], metric: str, curve: bool = False) -> list[Run]:
     """The runs of one run directory; per-run lists that are not per task (e.g. meta-RL's ``adaptation``
-    curve) are averaged to one score."""
+    curve) are averaged to one score, or with ``curve`` kept (``tasks`` then names the points ``k=0, k=1, ...``)."""
     meta = spec.get("env_metadata", {})
     records = [r for r in records if metric in r]
     steps = np.asarray([r["env_steps"] for r in records])
     values = np.asarray([r[metric] for r in records], dtype=float)
     values = values.reshape(*values.shape[:2], -1)  # [C, runs, width]
-    tasks = _task_names(meta, values.shape[-1])
+    tasks = tuple(f"k={k}" for k in range(values.shape[-1])) if curve else _task_names(meta, values.shape[-1])
     if tasks is None:
         values, tasks = values.mean(axis=-1, keepdims=True), ("",)
     env = meta.get("env_name", spec["env"]) if meta.get("offline") else spec["env"]
@@ -352,10 +353,34 @@ def report(
         "run_dirs": [str(d) for d, *_ in loaded],
         "groups": rows,
         "improvement": _improvements(rows, list(finals.values()), reps, seed),
+        "adaptation": adaptation_curves(loaded, by, reps, seed),
     }
     if out_dir is not None:
         result["files"] = _write(result, groups, finals, Path(out_dir), reps, seed)
     return result
+
+
+def adaptation_curves(loaded: Sequence[tuple[Path, dict, list[dict]]], by: Sequence[str], reps: int, seed: int):
+    """Meta-RL runs (every run directory logs ``adaptation``: the meta-test return after k = 0, 1, ... inner
+    steps): per group, the mean over runs of the final curve and its percentile-bootstrap 95% CI at each k;
+    ``[]`` otherwise."""
+    if not all(any(ADAPTATION in r for r in records) for _, _, records in loaded):
+        return []
+    runs = [run for d, spec, records in loaded for run in load_runs(d, spec, records, ADAPTATION, curve=True)]
+    out = []
+    for group in group_runs(runs, by).values():
+        finals = np.stack([r.final for r in group])  # [runs, k]
+        mean, low, high = bootstrap_band(finals, reps, seed)
+        out.append(
+            {
+                "group": group_label(group[0].fields, by),
+                "runs": len(group),
+                "k": list(range(finals.shape[1])),
+                "mean": mean.tolist(),
+                "ci": np.stack([low, high], axis=1).tolist(),
+            }
+        )
+    return out
 
 
 def _group_row(
@@ -375,19 +400,33 @@ def _group_row(
 
 
 def _improvements(rows: list[dict], finals: list[tuple[np.ndarray, list]], reps: int, seed: int) -> list[dict]:
-    """P(best > other) for every other group scored on the same tasks."""
-    if len(rows) < 2:
-        return []
-    best = int(np.argmax([row["iqm"] for row in rows]))
-    x, x_tasks = finals[best]
+    """P(best > other) for every other group scored on the same tasks. Groups that differ in a task field (env or
+    dataset, when grouped by it) are not compared: the best group is taken among those of one env and dataset."""
     out = []
-    for row, (y, y_tasks) in zip(rows, finals):
-        if row is rows[best] or sorted(y_tasks, key=str) != sorted(x_tasks, key=str):
+    for members in _by_task_fields(rows).values():
+        if len(members) < 2:
             continue
-        y = y[:, [y_tasks.index(t) for t in x_tasks]]
-        p, ci = improvement_interval(x, y, reps, seed)
-        out.append({"x": rows[best]["group"], "y": row["group"], "probability": p, "ci": [float(c) for c in ci]})
+        best = max(members, key=lambda i: rows[i]["iqm"])
+        x, x_tasks = finals[best]
+        for i in members:
+            y, y_tasks = finals[i]
+            if i == best or sorted(y_tasks, key=str) != sorted(x_tasks, key=str):
+                continue
+            y = y[:, [y_tasks.index(t) for t in x_tasks]]
+            p, ci = improvement_interval(x, y, reps, seed)
+            out.append(
+                {"x": rows[best]["group"], "y": rows[i]["group"], "probability": p, "ci": [float(c) for c in ci]}
+            )
     return out
+
+
+def _by_task_fields(rows: list[dict]) -> dict[tuple, list[int]]:
+    """Row indices by their values of the task fields they are grouped by (one bucket when none is)."""
+    buckets: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        key = tuple(_hashable(row["fields"][f]) for f in TASK_FIELDS if f in row["fields"])
+        buckets.setdefault(key, []).append(i)
+    return buckets
 
 
 # ------------------------------------------------------------------------------------------------- writing
@@ -429,10 +468,30 @@ def markdown(result: dict, figures: Sequence[str | Path] = ()) -> str:
             f"| {p['x']} | {p['y']} | {_fmt(p['probability'])} [{_fmt(p['ci'][0])}, {_fmt(p['ci'][1])}] |"
             for p in result["improvement"]
         ]
+    if result.get("adaptation"):
+        lines += _adaptation_table(result["adaptation"])
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     lines += ["", "## Run directories", ""] + [f"- `{d}`" for d in result["run_dirs"]]
     return "\n".join(lines) + "\n"
+
+
+def _adaptation_table(curves: list[dict]) -> list[str]:
+    width = max(len(c["k"]) for c in curves)
+    lines = [
+        "",
+        "## Adaptation",
+        "",
+        "Meta-test return after k inner (adaptation) steps at the last logged chunk: mean over runs [95% "
+        "percentile-bootstrap CI].",
+        "",
+        "| group | runs | " + " | ".join(f"k={k}" for k in range(width)) + " |",
+        "| --- | ---: |" + " --- |" * width,
+    ]
+    for c in curves:
+        cells = [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" for m, (lo, hi) in zip(c["mean"], c["ci"])]
+        lines.append(f"| {c['group']} | {c['runs']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_csv(result: dict, path: Path) -> None:
@@ -462,6 +521,8 @@ def _write(
         figures.append(plot_task_bars(dict(zip(labels, groups.values())), metric, out_dir / "tasks.png"))
     if len(result["by"]) == 2:
         figures.append(plot_heatmap(result, out_dir / "heatmap.png"))
+    if result.get("adaptation"):
+        figures.append(plot_adaptation(result["adaptation"], out_dir / "adaptation.png"))
     (out_dir / "report.md").write_text(markdown(result, figures))
     write_csv(result, out_dir / "report.csv")
     return [str(out_dir / "report.md"), str(out_dir / "report.csv"), *map(str, figures)]
@@ -512,6 +573,20 @@ def plot_profiles(scores: dict[str, np.ndarray], metric: str, out: Path, reps: i
         (line,) = ax.plot(taus, profiles[label], label=label)
         ax.fill_between(taus, *bands[label], color=line.get_color(), alpha=0.2)
     ax.set(xlabel=f"final {metric.replace('_', ' ')} (tau)", ylabel="fraction of runs with score > tau")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
+def plot_adaptation(curves: list[dict], out: Path) -> Path:
+    """Meta-RL adaptation curves: return after k inner steps per group, with the 95% bootstrap band."""
+    fig, ax = _axes()
+    for c in curves:
+        ci = np.asarray(c["ci"])
+        (line,) = ax.plot(c["k"], c["mean"], marker="o", label=f"{c['group']} (n={c['runs']})")
+        ax.fill_between(c["k"], ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2)
+    ax.set(xlabel="inner (adaptation) steps k", ylabel="meta-test return")
+    ax.set_xticks(range(max(len(c["k"]) for c in curves)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return _save(fig, out)

@@ -1,0 +1,61 @@
+"""One way for the experiment scripts to turn their run directories into a results file: ``jaxrl report``'s table
+(IQM and mean with 95% stratified bootstrap CIs, probability of improvement, figures) under a header that states
+the budget, the seeds, the hardware and the command that made the runs.
+
+    from results_table import write_results
+    write_results(run_dirs, "experiments/results/maml_nav2d.md", title=..., budget=..., metric="adaptation")
+
+The report's figures and CSV go to ``<results file without .md>/`` beside it.
+"""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+RUNS = Path(__file__).resolve().parent / "results" / "runs"  # the scripts' run directories (git-ignored)
+
+
+def hardware() -> str:
+    import jax
+
+    devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
+    return (
+        f"{platform.processor() or platform.machine()}, {devices} ({jax.default_backend()}); "
+        f"Python {platform.python_version()}, jax {jax.__version__}"
+    )
+
+
+def write_results(
+    run_dirs: Sequence[str | Path],
+    out: str | Path,
+    *,
+    title: str,
+    budget: str,
+    by: Sequence[str] | None = None,
+    metric: str | None = None,
+    notes: Sequence[str] = (),
+    reps: int = 2000,
+) -> dict:
+    """Write ``out`` (markdown): the header, then :func:`jaxrl.run.report.report` over ``run_dirs``; returns the
+    report's dict."""
+    from jaxrl.run.report import markdown, report
+
+    out = Path(out)
+    result = report(run_dirs, by=by, metric=metric, out_dir=out.with_suffix(""), reps=reps)
+    body = markdown(result, result["files"][2:]).split("\n", 1)[1]  # the report without its own title
+    figures_dir = out.with_suffix("").name
+    body = body.replace("](", f"]({figures_dir}/")  # figure links relative to the results file
+    header = [
+        f"# {title}",
+        "",
+        f"Budget: {budget}. Hardware: {hardware()}.",
+        f"Command: `python {shlex.join(sys.argv)}`; produced through `jaxrl report` (`jaxrl.run.report`).",
+        *([""] + list(notes) if notes else []),
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(header) + "\n" + body)
+    return result
