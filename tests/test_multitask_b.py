@@ -120,6 +120,7 @@ def _smoke(module, cfg, env_name="cartpole-params-2", steps=2):
     return algo, state, metrics
 
 
+@pytest.mark.integration
 def test_mt_trpo_smoke_continuous_respects_trust_region():
     cfg = mt_trpo.Config(num_minibatches=2, max_kl=0.005, cg_iters=5, **TINY)
     _, _, metrics = _smoke(mt_trpo, cfg, "pendulum-params-2")

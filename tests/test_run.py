@@ -149,6 +149,7 @@ def test_resume_in_new_process_is_exact(alone, tmp_path):
     _assert_trees_equal(jax.tree.map(lambda x: x[:1], restored), straight.state)
 
 
+@pytest.mark.integration
 def test_killed_checkpoint_writer_leaves_previous_checkpoint(alone, tmp_path):
     straight = alone[0]
     run_dir = tmp_path / "killed"
