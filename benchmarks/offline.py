@@ -3,8 +3,8 @@
 Three measurements, each in fresh worker processes fed the job as JSON (``--worker`` for jaxrl with this
 environment's Python, ``peers/d3rlpy_offline.py`` with the d3rlpy environment's Python):
 
-* ``peer`` (``--peer``): bc, cql, iql, awac, td3_bc in jaxrl and in d3rlpy 2.8.1 (PyTorch, CPU), back to back per
-  algorithm so both see the same machine load, on one dataset file, with the same network widths, batch size,
+* ``peer`` (``--peer``): bc, cql, iql, awac, td3_bc in jaxrl and in d3rlpy 2.8.1 (PyTorch, CPU), in ``--rounds``
+  rounds per algorithm with the libraries alternating (``sidebyside.py``: a ratio only where the rounds agree), on one dataset file, with the same network widths, batch size,
   learning rates and algorithm knobs (critics, sampled actions, expectile, ...), and the ratio jaxrl / d3rlpy;
 * ``registry``: updates/s of one run of EVERY registered offline algorithm (modules with ``OFFLINE = True``);
 * ``grid``: seeds x datasets (``--grid-seeds`` x ``--grid-datasets`` runs of ``--grid-algo``) in one vmapped program
@@ -37,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import sidebyside  # run from benchmarks/ (as the workers are)
 from throughput import (  # shared with the throughput benchmark (run from benchmarks/)
     DEFAULT_XLA_FLAGS,
     hardware,
@@ -286,9 +287,9 @@ def markdown(report: dict) -> str:
         f"Versions: {json.dumps(report.get('versions', {}))}"
         + (f"; peer {json.dumps(report.get('peer_versions', {}))}" if report.get("peer_versions") else "")
         + ".",
-        f"Load at start: `{report['uptime_start']}`; at end: `{report.get('uptime_end', '?')}`. The machine was "
-        "shared with other jobs: single numbers move by tens of percent between runs; the jaxrl and d3rlpy "
-        "rows of one algorithm ran back to back, so their ratio is the comparable number.",
+        f"Load at start: `{report['uptime_start']}`; at end: `{report.get('uptime_end', '?')}`. Single numbers "
+        "move by tens of percent between occasions on a shared machine; the side-by-side ratios come from "
+        "alternating rounds.",
         f"Dataset: {a['size']} rows of Pendulum-v1 under a uniform random policy, D4RL-schema HDF5, read by "
         f"both libraries. Networks {a['hidden']} (relu) everywhere, batch {a['batch_size']}. Median of "
         f"{a['repeats']} timed calls after {a['warmup']} warm-up; compile apart. "
@@ -296,31 +297,29 @@ def markdown(report: dict) -> str:
         "",
     ]
     if report.get("peer"):
+        rows = report["peer"]
+        threads = next((r.get("torch_threads") for r in rows if r.get("torch_threads") is not None), None)
         lines += [
             "## Side by side with d3rlpy (same dataset, networks, batch, learning rates)",
+            "",
+            f"{a.get('rounds', 1)} rounds per algorithm, the two libraries alternating (jaxrl first in even "
+            f"rounds, d3rlpy first in odd ones), each measurement a fresh process: median of {a.get('peer_repeats')} "
+            "timed calls after one warm-up. Rates: median over the rounds (min-max). A ratio is stated only when "
+            "the per-round ratios agree within 15% of their median (`benchmarks/sidebyside.py`). d3rlpy: torch "
+            f"intra-op threads = {threads} (`--peer-threads`); jaxrl: XLA's default CPU threading.",
             "",
             "| algo | jaxrl updates/s | d3rlpy updates/s (fit loop: sample + update) | d3rlpy update only "
             "| jaxrl / d3rlpy | jaxrl / d3rlpy update only | jaxrl compile s | d3rlpy sample ms/batch "
             "| load (1 min) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        threads = report["peer"][0].get("d3rlpy", {}).get("torch_threads") if report["peer"] else None
-        lines[-2:-2] = [
-            f"d3rlpy: torch intra-op threads = {threads} (`--peer-threads`); jaxrl: XLA's default "
-            "CPU threading. Load column: jaxrl worker / d3rlpy worker.",
-            "",
-        ]
-        for r in report["peer"]:
-            j, d = r.get("jaxrl", {}), r.get("d3rlpy", {})
-            if "error" in j or "error" in d:
-                err = (j.get("error") or d.get("error") or "").strip().splitlines()
-                lines.append(f"| {r['algo']} | error: {err[-1][:100] if err else '?'} ||||||||")
-                continue
+        for r in rows:
+            s, u = r["summary"], r["summary_update_only"]
             lines.append(
-                f"| {r['algo']} | {fmt(j['updates_per_s'])} | {fmt(d['updates_per_s'])} "
-                f"| {fmt(d['update_only_updates_per_s'])} | {r['ratio']:.1f}x "
-                f"| {r['ratio_update_only']:.1f}x | {j['compile_s']:.1f} | {d['sample_ms_per_batch']:.2f} "
-                f"| {r['load']} |"
+                f"| {r['algo']} | {sidebyside.rate_text(s, 'jaxrl')} | {sidebyside.rate_text(s, 'd3rlpy')} "
+                f"| {sidebyside.rate_text(u, 'd3rlpy')} | {sidebyside.ratio_text(s)} | {sidebyside.ratio_text(u)} "
+                f"| {fmt(r.get('jaxrl_compile_s'), '.1f')} | {fmt(r.get('sample_ms_per_batch'), '.2f')} "
+                f"| {sidebyside.load_text(s)} |"
             )
         lines += ["", "Target (issue 6): >= 5x d3rlpy's updates/s on the same CPU.", ""]
     if report.get("registry"):
@@ -402,6 +401,10 @@ def main(argv=None):
     p.add_argument("--peer-algos", default=",".join(PEER_ALGOS))
     p.add_argument("--peer-python", default=os.environ.get("D3RLPY_PYTHON", str(DEFAULT_PEER_PYTHON)))
     p.add_argument("--peer-updates", type=int, default=100, help="d3rlpy updates per timed repeat")
+    p.add_argument(
+        "--rounds", type=int, default=3, help="side-by-side rounds, the libraries alternating (sidebyside.py)"
+    )
+    p.add_argument("--peer-repeats", type=int, default=3, help="timed calls per library per round")
     p.add_argument(
         "--peer-threads",
         type=int,
@@ -488,38 +491,56 @@ def main(argv=None):
     if a.peer:
         report["peer"] = []
         for name in a.peer_algos.split(","):
-            j = attempt(jaxrl, {**base, "algo": name, "datasets": main_set})
             settings = peer_settings(name)
-            d = attempt(
-                peer,
-                {
-                    "algo": name,
-                    "dataset": main_set[0],
-                    "action_low": low,
-                    "action_high": high,
-                    "hidden": hidden,
-                    "batch_size": a.batch_size,
-                    "settings": settings,
-                    "updates": a.peer_updates,
-                    "warmup": a.warmup,
-                    "repeats": a.repeats,
-                    "threads": a.peer_threads,
-                },
-            )
-            row = {"algo": name, "settings": settings, "jaxrl": j, "d3rlpy": d, "load": j["load"] + "/" + d["load"]}
-            if "error" not in j and "error" not in d:
-                row["ratio"] = j["updates_per_s"] / d["updates_per_s"]
-                row["ratio_update_only"] = j["updates_per_s"] / d["update_only_updates_per_s"]
-                log(
-                    f"{name:8s} jaxrl {j['updates_per_s']:8.0f}/s (compile {j['compile_s']:.1f}s)  d3rlpy "
-                    f"{d['updates_per_s']:7.0f}/s (update only {d['update_only_updates_per_s']:.0f}/s)  "
-                    f"ratio {row['ratio']:.1f}x  load {row['load']}"
-                )
-                report.setdefault("versions", j["versions"])
-                report.setdefault("peer_versions", d["versions"])
-                report.setdefault("device", j["device"])
-            else:
-                log(f"{name}: FAILED {j.get('error', '')[-500:]} {d.get('error', '')[-500:]}")
+            peer_job = {
+                "algo": name,
+                "dataset": main_set[0],
+                "action_low": low,
+                "action_high": high,
+                "hidden": hidden,
+                "batch_size": a.batch_size,
+                "settings": settings,
+                "updates": a.peer_updates,
+                "warmup": a.warmup,
+                "repeats": a.peer_repeats,
+                "threads": a.peer_threads,
+            }
+            jobs = {
+                "jaxrl": (jaxrl, {**base, "repeats": a.peer_repeats, "algo": name, "datasets": main_set}),
+                "d3rlpy": (peer, peer_job),
+            }
+
+            def measure(lib, r, jobs=jobs, name=name):
+                res = attempt(*jobs[lib])
+                if "error" in res:
+                    log(f"{name} {lib} round {r}: FAILED {res['error'][-500:]}")
+                else:
+                    log(f"{name:8s} round {r} {lib:6s} {res['updates_per_s']:8.0f} updates/s  load {res['load']}")
+                return res
+
+            per = sidebyside.run_rounds(measure, ["jaxrl", "d3rlpy"], a.rounds, "updates_per_s")
+            row = {"algo": name, "settings": settings, **per, "summary": sidebyside.summarize(per, "updates_per_s")}
+            # the peer's update step alone (its fit loop minus sampling), per round
+            only = {
+                "jaxrl": per["jaxrl"],
+                "d3rlpy": [
+                    {**d, "updates_per_s": d["update_only_updates_per_s"]} if "error" not in d else d
+                    for d in per["d3rlpy"]
+                ],
+            }
+            row["summary_update_only"] = sidebyside.summarize(only, "updates_per_s")
+            ok = [x for x in per["jaxrl"] if "error" not in x]
+            row["jaxrl_compile_s"] = statistics.median(x["compile_s"] for x in ok) if ok else None
+            for lib, key in (("jaxrl", "versions"), ("d3rlpy", "peer_versions")):
+                good = [x for x in per[lib] if "error" not in x]
+                if good:
+                    report.setdefault(key, good[0]["versions"])
+                    if lib == "jaxrl":
+                        report.setdefault("device", good[0]["device"])
+                    else:
+                        row["sample_ms_per_batch"] = statistics.median(x["sample_ms_per_batch"] for x in good)
+                        row["torch_threads"] = good[0].get("torch_threads")
+            log(f"{name:8s} jaxrl / d3rlpy: {sidebyside.ratio_text(row['summary'])}")
             report["peer"].append(row)
             save()
     to_profile = [n for n in a.profile_algos.split(",") if n]

@@ -34,6 +34,8 @@ import sys
 import time
 from pathlib import Path
 
+import sidebyside  # run from benchmarks/ (as the peers' workers are)
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_PEER_PYTHON = HERE / ".venv-rejax" / "bin" / "python"
 
@@ -283,8 +285,9 @@ def markdown(report: dict) -> str:
                 f"{r['error'].splitlines()[-1][:80]} |||||||"
             )
             continue
+        rnd = f", round {r['round']}" if r.get("round") is not None and r["kind"] == "sweep" else ""
         lines.append(
-            f"| {r['algo']} | {r['library']} | {r['runs']}{' (returns)' if r['kind'] == 'returns' else ''} "
+            f"| {r['algo']} | {r['library']} | {r['runs']}{' (returns)' if r['kind'] == 'returns' else rnd} "
             f"| {r['env_steps_per_run']} | {r['env_steps_per_s']:,.0f} | {r['updates_per_s']:,.1f} "
             f"| {r['compile_s']:.1f} | {r['median_s']:.2f} | {r['peak_rss_mb']:.0f} "
             f"| {fmt(r.get('device_peak_mb'), '.0f')} "
@@ -293,13 +296,18 @@ def markdown(report: dict) -> str:
     if report.get("ratios"):
         lines += [
             "",
-            "jaxrl / rejax env-steps/s (same algo, runs, length):",
+            f"jaxrl / rejax env-steps/s (same algo, runs, length), over {report.get('rounds', 1)} rounds with the "
+            "libraries alternating; a ratio is stated only when the rounds agree within 15% "
+            "(`benchmarks/sidebyside.py`). Rates: median over rounds (min-max).",
             "",
-            "| algo | runs | kind | ratio |",
-            "|---|---:|---|---:|",
+            "| algo | runs | kind | jaxrl env-steps/s | rejax env-steps/s | jaxrl / rejax | load (1 min) |",
+            "|---|---:|---|---:|---:|---|---:|",
         ]
         for q in report["ratios"]:
-            lines.append(f"| {q['algo']} | {q['runs']} | {q['kind']} | {q['ratio']:.2f}x |")
+            lines.append(
+                f"| {q['algo']} | {q['runs']} | {q['kind']} | {sidebyside.rate_text(q, 'jaxrl')} "
+                f"| {sidebyside.rate_text(q, 'rejax')} | {sidebyside.ratio_text(q)} | {sidebyside.load_text(q)} |"
+            )
     lines += ["", "Settings (both libraries):", "", "```", json.dumps(report["settings"], indent=1), "```", ""]
     return "\n".join(lines)
 
@@ -307,23 +315,14 @@ def markdown(report: dict) -> str:
 def write_report(args, mode: str, hw: dict, results: list, t_start: float) -> str:
     """Write the JSON and markdown reports for the results so far (called after every measurement)."""
     ratios = []
-    for r in results:
-        if r["library"] != "jaxrl" or "error" in r:
-            continue
-        for q in results:
-            if (
-                q["library"] == "rejax"
-                and "error" not in q
-                and (q["algo"], q["runs"], q["kind"]) == (r["algo"], r["runs"], r["kind"])
-            ):
-                ratios.append(
-                    {
-                        "algo": r["algo"],
-                        "runs": r["runs"],
-                        "kind": r["kind"],
-                        "ratio": r["env_steps_per_s"] / q["env_steps_per_s"],
-                    }
-                )
+    for key in dict.fromkeys((r["algo"], r["runs"], r["kind"]) for r in results):
+        per = {
+            lib: [r for r in results if (r["algo"], r["runs"], r["kind"]) == key and r["library"] == lib]
+            for lib in ("jaxrl", "rejax")
+        }
+        if per["jaxrl"] and per["rejax"]:
+            summary = sidebyside.summarize(per, "env_steps_per_s")
+            ratios.append({"algo": key[0], "runs": key[1], "kind": key[2], **summary})
     versions = next((r["versions"] for r in results if r["library"] == "jaxrl" and "versions" in r), {})
     peer_versions = next((r["versions"] for r in results if r["library"] == "rejax" and "versions" in r), {})
     report = {
@@ -338,6 +337,7 @@ def write_report(args, mode: str, hw: dict, results: list, t_start: float) -> st
         "modes": MODES[mode],
         "results": results,
         "ratios": ratios,
+        "rounds": args.rounds,
         "total_seconds": time.perf_counter() - t_start,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
@@ -356,6 +356,7 @@ def main(argv=None):
     p.add_argument("--algos", nargs="+", default=["ppo", "sac"], choices=["ppo", "sac"])
     p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls after compiling")
+    p.add_argument("--rounds", type=int, default=3, help="side-by-side rounds per sweep measurement, alternating")
     p.add_argument("--seeds", type=int, default=None, help="runs in the final-return measurement")
     p.add_argument("--no-returns", action="store_true", help="skip the full-length final-return runs")
     p.add_argument("--no-peer", action="store_true", help="measure jaxrl only")
@@ -396,26 +397,28 @@ def main(argv=None):
 
     results, t_start = [], time.perf_counter()
     for kind, algo, runs, steps, warmup, repeats, evaluate in jobs:
-        for lib, (python, argv0) in libraries.items():
-            settings = dict(SETTINGS[algo])
-            if kind == "sweep" and algo == "sac":
-                settings["learning_starts"] = 0  # every env step does its update: short sweep runs time updates
-            job = {
-                "algo": algo,
-                "settings": settings,
-                "runs": runs,
-                "total_env_steps": steps,
-                "warmup": warmup,
-                "repeats": repeats,
-                "evaluate": evaluate,
-                "eval_episodes": 128,
-                "seed": 0,
-            }
+        settings = dict(SETTINGS[algo])
+        if kind == "sweep" and algo == "sac":
+            settings["learning_starts"] = 0  # every env step does its update: short sweep runs time updates
+        job = {
+            "algo": algo,
+            "settings": settings,
+            "runs": runs,
+            "total_env_steps": steps,
+            "warmup": warmup,
+            "repeats": repeats,
+            "evaluate": evaluate,
+            "eval_episodes": 128,
+            "seed": 0,
+        }
+
+        def measure(lib, r, job=job, kind=kind, algo=algo, runs=runs):
+            python, argv0 = libraries[lib]
             row = {"kind": kind, "algo": algo, "library": lib, "runs": runs}
             try:
                 row.update(summarize(run_job(python, argv0, job, args.timeout, args.xla_flags), runs))
                 print(
-                    f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib:5s} runs={runs:3d} {kind:7s} "
+                    f"[{time.perf_counter() - t_start:6.0f}s] {algo} {lib:5s} runs={runs:3d} {kind:7s} round {r} "
                     f"steps/run={row['env_steps_per_run']:>7d} env-steps/s={row['env_steps_per_s']:>10,.0f} "
                     f"updates/s={row['updates_per_s']:>9,.1f} compile={row['compile_s']:5.1f}s "
                     f"median={row['median_s']:.3f}s (times {[f'{t:.3f}' for t in row['times_s']]}) "
@@ -431,6 +434,10 @@ def main(argv=None):
             row["loadavg_1m"] = os.getloadavg()[0]  # other work on the machine skews the timings
             results.append(row)
             write_report(args, mode, hw, results, t_start)  # partial results survive an interrupted run
+            return row
+
+        # the long final-return runs once; the timed sweep in alternating rounds (benchmarks/sidebyside.py)
+        sidebyside.run_rounds(measure, list(libraries), 1 if kind == "returns" else args.rounds, "env_steps_per_s")
 
     print(write_report(args, mode, hw, results, t_start))
 

@@ -1,0 +1,97 @@
+"""Side-by-side comparisons that hold on a shared machine.
+
+A single back-to-back pair of measurements on a machine that other work shares gives a ratio that moves by tens
+of percent from one occasion to the next (issue 18: PPO vs rejax 1.22x then 0.95x at 64 runs; BC vs d3rlpy 4.9x
+then 5.9x). So every peer comparison here runs in rounds: each round measures every library once, the order
+alternating between rounds (A B, B A, A B, ...) so that a load that rises or falls over the run favours neither;
+each round gives a ratio from two measurements taken minutes apart at most. The summary states
+
+* each library's median rate over the rounds and its spread (min-max),
+* the load average seen at each measurement (min-max),
+* the per-round ratios, and their median as THE ratio only when the rounds agree: the spread of the per-round
+  ratios (max - min) is at most ``tolerance`` (15% by default) of their median. Otherwise no ratio is stated,
+  only its range, and the table says the rounds disagree.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Sequence
+
+TOLERANCE = 0.15
+
+
+def order(libraries: Sequence[str], round_index: int) -> list[str]:
+    """The measuring order of one round: as given on even rounds, reversed on odd ones."""
+    return list(libraries) if round_index % 2 == 0 else list(reversed(libraries))
+
+
+def run_rounds(
+    measure: Callable[[str, int], dict], libraries: Sequence[str], rounds: int, rate_key: str
+) -> dict[str, list[dict]]:
+    """``measure(library, round)`` for every round and library in :func:`order`; each result gets the 1-minute
+    load average seen just before it (``load``) and its ``round``. Returns the results per library, by round."""
+    out: dict[str, list[dict]] = {lib: [] for lib in libraries}
+    for r in range(rounds):
+        for lib in order(libraries, r):
+            load = os.getloadavg()[0]
+            res = measure(lib, r)
+            res.update(load=load, round=r)
+            if "error" not in res and rate_key not in res:
+                raise KeyError(f"{lib}'s result has no {rate_key!r}: {sorted(res)}")
+            out[lib].append(res)
+    return out
+
+
+def summarize(per_library: dict[str, list[dict]], rate_key: str, tolerance: float = TOLERANCE) -> dict:
+    """The summary of a two-library comparison (the first library over the second; see the module docstring).
+    Rounds where either library failed are left out of the ratio and counted in ``failed_rounds``."""
+    (a, ra), (b, rb) = per_library.items()
+    pairs = [(x, y) for x, y in zip(ra, rb) if "error" not in x and "error" not in y]
+    rates = {lib: [x[rate_key] for x in rs if "error" not in x] for lib, rs in per_library.items()}
+    loads = [x["load"] for rs in per_library.values() for x in rs if "load" in x]  # set after each measure()
+    ratios = [x[rate_key] / y[rate_key] for x, y in pairs]
+    summary: dict = {
+        "libraries": [a, b],
+        "rate_key": rate_key,
+        "median": {lib: statistics.median(v) if v else None for lib, v in rates.items()},
+        "spread": {lib: [min(v), max(v)] if v else None for lib, v in rates.items()},
+        "rates": rates,
+        "ratios": ratios,
+        "load": [min(loads), max(loads)] if loads else None,
+        "failed_rounds": len(ra) - len(pairs),
+        "tolerance": tolerance,
+    }
+    if ratios:
+        med = statistics.median(ratios)
+        summary["ratio_range"] = [min(ratios), max(ratios)]
+        summary["agree"] = len(ratios) >= 2 and (max(ratios) - min(ratios)) <= tolerance * med
+        summary["ratio"] = med if summary["agree"] else None
+    else:
+        summary.update(ratio_range=None, agree=False, ratio=None)
+    return summary
+
+
+def ratio_text(s: dict) -> str:
+    """``1.10x (rounds 1.05-1.14)``, or the range with 'rounds disagree' when no ratio can be stated."""
+    if not s["ratios"]:
+        return "no complete round"
+    lo, hi = s["ratio_range"]
+    if len(s["ratios"]) < 2:
+        return f"{s['ratios'][0]:.2f}x (one round: not a stated ratio)"
+    if s["agree"]:
+        return f"{s['ratio']:.2f}x (rounds {lo:.2f}-{hi:.2f})"
+    return f"rounds disagree: {lo:.2f}x-{hi:.2f}x (spread over {100 * s['tolerance']:.0f}%), no ratio stated"
+
+
+def rate_text(s: dict, lib: str, spec: str = ",.0f") -> str:
+    """A library's median rate with its spread over the rounds: ``1,234 (1,100-1,300)``."""
+    if s["median"][lib] is None:
+        return "failed"
+    lo, hi = s["spread"][lib]
+    return f"{format(s['median'][lib], spec)} ({format(lo, spec)}-{format(hi, spec)})"
+
+
+def load_text(s: dict) -> str:
+    return "-" if s["load"] is None else f"{s['load'][0]:.1f}-{s['load'][1]:.1f}"

@@ -1,0 +1,50 @@
+"""benchmarks/sidebyside.py: alternating rounds and when a ratio may be stated (pure Python, no JAX)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import sidebyside  # noqa: E402
+
+
+def test_rounds_alternate_and_record_load():
+    seen = []
+
+    def measure(lib, r):
+        seen.append((r, lib))
+        return {"rate": {"a": 10.0, "b": 5.0}[lib]}
+
+    per = sidebyside.run_rounds(measure, ["a", "b"], 3, "rate")
+    assert seen == [(0, "a"), (0, "b"), (1, "b"), (1, "a"), (2, "a"), (2, "b")]
+    assert [x["round"] for x in per["a"]] == [0, 1, 2] and all("load" in x for x in per["b"])
+    s = sidebyside.summarize(per, "rate")
+    assert s["ratios"] == [2.0, 2.0, 2.0] and s["agree"] and s["ratio"] == 2.0
+    assert sidebyside.ratio_text(s) == "2.00x (rounds 2.00-2.00)"
+
+
+def _per(a_rates, b_rates):
+    return {
+        "a": [{"rate": x, "load": 1.0} for x in a_rates],
+        "b": [{"rate": x, "load": 2.0} for x in b_rates],
+    }
+
+
+def test_ratio_stated_only_when_rounds_agree():
+    # per-round ratios 1.0, 1.1, 1.2: spread 0.2 > 15% of 1.1 -> no ratio
+    s = sidebyside.summarize(_per([10, 11, 12], [10, 10, 10]), "rate")
+    assert not s["agree"] and s["ratio"] is None and s["ratio_range"] == [1.0, 1.2]
+    assert "rounds disagree" in sidebyside.ratio_text(s)
+    # 1.0, 1.05, 1.1: spread 0.1 <= 0.15 * 1.05 -> stated, the median
+    s = sidebyside.summarize(_per([10, 10.5, 11], [10, 10, 10]), "rate")
+    assert s["agree"] and abs(s["ratio"] - 1.05) < 1e-12
+    assert s["median"] == {"a": 10.5, "b": 10} and s["spread"]["a"] == [10, 11] and s["load"] == [1.0, 2.0]
+    assert sidebyside.rate_text(s, "a", ".1f") == "10.5 (10.0-11.0)"
+
+
+def test_failed_rounds_and_single_round():
+    per = _per([10, 10], [5, 5])
+    per["b"][1] = {"error": "boom", "load": 1.0}
+    s = sidebyside.summarize(per, "rate")
+    assert s["failed_rounds"] == 1 and s["ratios"] == [2.0] and s["ratio"] is None
+    assert "one round" in sidebyside.ratio_text(s)
