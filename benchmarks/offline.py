@@ -4,7 +4,8 @@ Three measurements, each in fresh worker processes fed the job as JSON (``--work
 environment's Python, ``peers/d3rlpy_offline.py`` with the d3rlpy environment's Python):
 
 * ``peer`` (``--peer``): bc, cql, iql, awac, td3_bc in jaxrl and in d3rlpy 2.8.1 (PyTorch, CPU), in ``--rounds``
-  rounds per algorithm with the libraries alternating (``sidebyside.py``: a ratio only where the rounds agree), on one dataset file, with the same network widths, batch size,
+  rounds per algorithm with the libraries alternating (``sidebyside.py``: a ratio only where the rounds agree), on
+  one dataset file, with the same network widths, batch size,
   learning rates and algorithm knobs (critics, sampled actions, expectile, ...), and the ratio jaxrl / d3rlpy;
 * ``registry``: updates/s of one run of EVERY registered offline algorithm (modules with ``OFFLINE = True``);
 * ``grid``: seeds x datasets (``--grid-seeds`` x ``--grid-datasets`` runs of ``--grid-algo``) in one vmapped program

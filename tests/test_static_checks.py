@@ -70,6 +70,7 @@ def test_import_linter_fails_when_a_lower_layer_imports_a_higher_one(tmp_path):
             **{f"minirl/{layer}/__init__.py": "" for layer in ("envs", "tasks")},
             "minirl/__init__.py": "",
             "minirl/config.py": "",
+            "minirl/distributed.py": "",
             "minirl/algos/ppo.py": "from minirl.losses import ppo_loss\n",
             "minirl/losses/ppo_loss.py": "from minirl.run import train\n",  # the violation
             "minirl/run/train.py": "from minirl.algos import ppo\n",

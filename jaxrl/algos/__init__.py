@@ -60,6 +60,7 @@ _MULTITASK: dict[str, tuple[str, str]] = {
 _META: dict[str, tuple[str, str]] = {
     "rl2": ("jaxrl.algos.meta.rl2", "bandit"),
     "maml": ("jaxrl.algos.meta.maml", "nav2d"),
+    "cavia": ("jaxrl.algos.meta.cavia", "nav2d"),
     "pearl": ("jaxrl.algos.meta.pearl", "point-robot"),
 }
 ALGORITHMS: dict[str, Entry] = {

@@ -323,6 +323,14 @@ def num_valid(dataset: Dataset) -> jax.Array:
     return jnp.sum(_valid(dataset) > 0).astype(jnp.int32)
 
 
+def sampling_cdf(mask: jax.Array) -> jax.Array:
+    """``[N]`` int32 ``cumsum(mask > 0)``: the integer CDF in which :func:`sample` locates its uniform draws.
+
+    A closed-over dataset's mask is a constant of the program, and XLA would fold this cumsum at compile time once
+    per vmapped run (131 s of a 64-run offline compile on an H200); the barrier leaves it to run time."""
+    return jnp.cumsum(jax.lax.optimization_barrier(jnp.asarray(mask) > 0).astype(jnp.int32))
+
+
 def sample(key: jax.Array, dataset: Dataset, batch_size: int) -> Dataset:
     """Uniform sample, with replacement, of ``batch_size`` valid rows; jittable, ``batch_size`` static.
 
@@ -330,7 +338,7 @@ def sample(key: jax.Array, dataset: Dataset, batch_size: int) -> Dataset:
     is located in the integer ``cumsum(mask > 0)`` (exact for any N; O(N + B log N), no ``[B, N]``
     intermediate). The batch has no mask (all its rows are valid).
     """
-    cdf = jnp.cumsum((_valid(dataset) > 0).astype(jnp.int32))
+    cdf = sampling_cdf(_valid(dataset))
     k = jax.random.randint(key, (batch_size,), 0, cdf[-1])
     idx = jnp.clip(jnp.searchsorted(cdf, k, side="right"), 0, dataset.size - 1)
     batch = jax.tree.map(lambda x: jnp.asarray(x)[idx], dataclasses.replace(dataset, mask=None))

@@ -32,6 +32,7 @@ stochastic nodes that reward ``r_t`` depends on (causality); ``box(x) = exp(x - 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -333,3 +334,125 @@ def meta_kl(params: Any, batches: Any, post: Trajectories, old: Any, *, adapt_fn
         return jnp.sum(kl * tr.mask) / jnp.sum(tr.mask)
 
     return jnp.mean(jax.vmap(one)(batches, post, old))
+
+
+# ------------------------------------------------------------------------------------------------------ CAVIA
+
+
+class ContextParams(NamedTuple):
+    """CAVIA's parameters (Zintgraf et al. 2019, "Fast Context Adaptation via Meta-Learning"): the network weights
+    ``theta``, shared by all tasks and learned only in the outer loop, and the task's context ``phi`` (a vector fed
+    to the network beside its input), set to 0 at the start of every task and the only thing the inner loop adapts."""
+
+    theta: Any
+    phi: jax.Array
+
+
+def context_inner_step(
+    params: ContextParams,
+    batch: PGBatch,
+    *,
+    log_prob_fn: Callable[[ContextParams, Any, Any], jax.Array],
+    alpha,
+    surrogate: str = "dice",
+    first_order: bool = False,
+    discount=1.0,
+) -> ContextParams:
+    """CAVIA's inner step (Zintgraf et al. 2019, eq. 2 as gradient ascent on the surrogate ``L``):
+
+        phi' = phi + alpha * grad_phi L(theta, phi),   theta' = theta.
+
+    :func:`vpg_inner_step` on ``phi`` alone, ``theta`` held fixed inside ``log_prob_fn``. Differentiating ``phi'``
+    w.r.t. ``theta`` gives the mixed second derivative ``alpha * d/dtheta grad_phi L`` that CAVIA's meta-gradient
+    (eq. 4) needs; with ``surrogate='dice'`` its expectation is exact. ``first_order=True`` stops it: ``theta`` then
+    gets only the outer loss's direct gradient at ``(theta, phi')``.
+    """
+    phi_log_prob = lambda phi, obs, action: log_prob_fn(params._replace(phi=phi), obs, action)
+    phi = vpg_inner_step(
+        params.phi,
+        batch,
+        log_prob_fn=phi_log_prob,
+        alpha=alpha,
+        surrogate=surrogate,
+        first_order=first_order,
+        discount=discount,
+    )
+    return params._replace(phi=phi)
+
+
+def context_adapt(params: ContextParams, batches: list[PGBatch], **inner_step_kwargs) -> ContextParams:
+    """CAVIA's adaptation: one :func:`context_inner_step` per batch ``D^0..D^{K-1}``, in order (pure: ``jax.grad``
+    of a loss of the result w.r.t. ``params.theta`` is the second-order meta-gradient)."""
+    for batch in batches:
+        params = context_inner_step(params, batch, **inner_step_kwargs)
+    return params
+
+
+def context_inner_gradient(params: ContextParams, batch: PGBatch, *, log_prob_fn: Callable, **surrogate_kwargs):
+    """``grad_phi L(theta, phi)``: :func:`inner_gradient` w.r.t. the context only, a function of both."""
+    phi_log_prob = lambda phi, obs, action: log_prob_fn(params._replace(phi=phi), obs, action)
+    return inner_gradient(params.phi, batch, log_prob_fn=phi_log_prob, **surrogate_kwargs)
+
+
+def context_linearized_step(grad_fn: Callable, params: ContextParams, lr: Any, first_order: bool):
+    """CAVIA's counterpart of :func:`linearized_step`: ``phi + lr * grad_fn(params)`` (``grad_fn`` the context
+    gradient, a function of ``(theta, phi)``) and, unless ``first_order``, the pull-back ``back(g) = J^T g.phi`` with
+    ``J = d grad_fn / d(theta, phi)`` from one ``jax.vjp``, so that :func:`backprop_inner_steps`'s
+    ``g + lr * back(g)`` is the step's vector-Jacobian product. Unlike MAML's, this Jacobian is not symmetric
+    (``[[0, 0], [H_phi,theta, H_phi,phi]]``), hence a VJP rather than ``jax.linearize``'s JVP."""
+    if first_order:
+        return params._replace(phi=params.phi + lr * grad_fn(params)), None
+    g, vjp = jax.vjp(grad_fn, params)
+    return params._replace(phi=params.phi + lr * g), lambda cot: vjp(cot.phi)[0]
+
+
+# ------------------------------------------------------------------------- what a gradient-based inner loop adapts
+
+
+class Adaptation(NamedTuple):
+    """A gradient-based meta-learner's inner loop as pure functions; ``p`` is what the policy network applies,
+    ``params`` what the outer step updates.
+
+    - ``start(params) -> p``: where every task starts (MAML: ``params``; CAVIA: ``(theta, phi = 0)``).
+    - ``steps(p, batches, first_order) -> p``: one inner step per batch, in order (differentiable).
+    - ``linearized_step(p, batch) -> (p', back)``: one inner step and the linear map ``back`` with which
+      :func:`backprop_inner_steps` pulls a gradient at ``p'`` back to ``p`` (``g + lr * back(g)``; ``None``: first
+      order).
+    - ``meta_grad(g) -> g``: a gradient w.r.t. ``start(params)`` as one w.r.t. ``params``.
+    """
+
+    start: Callable
+    steps: Callable
+    linearized_step: Callable
+    meta_grad: Callable
+
+
+def maml_adaptation(inner: dict, alpha, first_order: bool) -> Adaptation:
+    """MAML (Finn et al. 2017): every parameter takes ``theta' = theta + alpha grad L(theta)`` (:func:`adapt`);
+    the fused pull-back is the Hessian-vector product of one ``jax.linearize`` (:func:`linearized_step`), since the
+    step's Jacobian ``I + alpha H`` is symmetric. ``inner``: ``log_prob_fn``, ``surrogate``, ``discount``."""
+
+    def steps(params, batches, first_order_now):
+        return adapt(params, batches, alpha=alpha, first_order=first_order_now, **inner)
+
+    def linearized(params, batch):
+        return linearized_step(partial(inner_gradient, batch=batch, **inner), params, alpha, first_order)
+
+    identity = lambda tree: tree
+    return Adaptation(identity, steps, linearized, identity)
+
+
+def context_adaptation(inner: dict, alpha, first_order: bool, num_context_params: int) -> Adaptation:
+    """CAVIA (Zintgraf et al. 2019): every task starts from ``(theta, phi = 0)``; the steps move ``phi`` only
+    (:func:`context_adapt`); the fused pull-back is a VJP (:func:`context_linearized_step`); the meta-gradient is
+    the ``theta`` part (``phi``'s start is fixed at 0, not learned)."""
+    start = lambda theta: ContextParams(theta, jnp.zeros((num_context_params,), jnp.float32))
+
+    def steps(params, batches, first_order_now):
+        return context_adapt(params, batches, alpha=alpha, first_order=first_order_now, **inner)
+
+    def linearized(params, batch):
+        grad_fn = partial(context_inner_gradient, batch=batch, **inner)
+        return context_linearized_step(grad_fn, params, alpha, first_order)
+
+    return Adaptation(start, steps, linearized, lambda grad: grad.theta)

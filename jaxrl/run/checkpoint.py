@@ -32,25 +32,38 @@ def _commit(tmp: Path, final: Path) -> None:
 
 
 def save(directory: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int = 3) -> Path:
-    """Write ``state`` (any pytree; arrays are fetched to the host) and ``meta`` as checkpoint ``chunk``."""
+    """Write ``state`` (any pytree; arrays are fetched to the host) and ``meta`` as checkpoint ``chunk``.
+
+    With several processes (:mod:`jaxrl.run.distributed`) every process calls this with the global state: each
+    writes its own shards through orbax, and process 0 then writes the metadata and renames the checkpoint into
+    place."""
+    from jaxrl import distributed
+
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{_PREFIX}{chunk:06d}"
-    tmp = directory / f"{_TMP}{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
-    host_state = jax.tree.map(np.asarray, jax.device_get(state))
+    several = distributed.is_distributed()
+    # one temporary name for all processes (they write into the same directory), the writer's pid otherwise
+    tmp = directory / f"{_TMP}{final.name}" if several else directory / f"{_TMP}{final.name}-{os.getpid()}"
+    if distributed.is_writer():
+        directory.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+    distributed.sync(f"checkpoint-{chunk}-open")
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save((tmp / "state").absolute(), host_state)
+    # several processes: the global arrays, so that each process saves the shards on its own devices
+    checkpointer.save((tmp / "state").absolute(), state if several else jax.tree.map(np.asarray, jax.device_get(state)))
     checkpointer.wait_until_finished()
     checkpointer.close()
-    (tmp / "meta.json").write_text(json.dumps({**meta, "chunk": chunk}))
-    if final.exists():
-        shutil.rmtree(final)
-    _commit(tmp, final)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    distributed.sync(f"checkpoint-{chunk}-written")
+    if distributed.is_writer():
+        (tmp / "meta.json").write_text(json.dumps({**meta, "chunk": chunk}))
+        if final.exists():
+            shutil.rmtree(final)
+        _commit(tmp, final)
+        for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    distributed.sync(f"checkpoint-{chunk}-committed")
     return final
 
 

@@ -23,6 +23,33 @@ import numpy as np
 USAGE = __doc__
 
 
+@dataclasses.dataclass
+class _ProcessOptions:
+    distributed: bool = False
+    """run over several processes (jax.distributed): every process runs this same command with its own
+    --process-id; the run axis is laid over all their devices and process 0 writes --out (required)"""
+    coordinator: str | None = None
+    """with --distributed: HOST:PORT of process 0 (default JAXRL_COORDINATOR; none needed on SLURM or Cloud
+    TPU, where JAX finds the processes itself)"""
+    num_processes: int | None = None
+    """with --distributed: the number of processes (default JAXRL_NUM_PROCESSES)"""
+    process_id: int | None = None
+    """with --distributed: this process's index, 0 .. N-1 (default JAXRL_PROCESS_ID)"""
+
+    def join_processes(self, out: str | None, resume: str | None) -> None:
+        """``--distributed``: join the other processes before anything is computed (the ``jaxrl`` command has
+        joined them already, before importing JAX's backend: jaxrl.__main__)."""
+        if not self.distributed:
+            if any(v is not None for v in (self.coordinator, self.num_processes, self.process_id)):
+                raise ValueError("--coordinator, --num-processes and --process-id need --distributed")
+            return
+        if out is None and resume is None:
+            raise ValueError("--distributed needs --out: every process must name the same run directory")
+        from jaxrl import distributed
+
+        distributed.initialize(self.coordinator, self.num_processes, self.process_id)
+
+
 def _train_args_class(module, default_env: str):
     import tyro
 
@@ -34,7 +61,7 @@ def _train_args_class(module, default_env: str):
     env_default = "(default: the dataset's env)" if algos.is_offline(module) else f"(default: {default_env})"
 
     @dataclasses.dataclass
-    class TrainArgs:
+    class TrainArgs(_ProcessOptions):
         # tyro reads the algorithm's config class at run time; mypy cannot take a variable as a type
         config: Annotated[cfg_cls, tyro.conf.OmitArgPrefixes] = dataclasses.field(default_factory=cfg_cls)  # type: ignore[valid-type]
         env: Annotated[str | None, tyro.conf.arg(metavar="STR", help_behavior_hint=env_default)] = None
@@ -65,6 +92,7 @@ def _train_args_class(module, default_env: str):
         """stall watchdog: seconds added to factor x slowest chunk"""
         no_watchdog: bool = False
         """turn the stall watchdog off"""
+
         wandb: Annotated[tuple[str, ...] | None, tyro.conf.arg(metavar="[PROJECT]")] = None
         """also log to Weights & Biases, project PROJECT (default jaxrl; needs the wandb extra); offline (synced
         later with `wandb sync`) without an API key or with WANDB_MODE=offline"""
@@ -111,6 +139,7 @@ def _train(argv: list[str]) -> int:
 
     name = argv[0]
     module = algos.get(name)
+    _check_network_option(name, module, argv[1:])
     with _config_errors_as_one_line():
         args = tyro.cli(
             _train_args_class(module, algos.default_env(name)),
@@ -118,9 +147,24 @@ def _train(argv: list[str]) -> int:
             prog=f"jaxrl train {name}",
             description=(module.__doc__ or "").strip().splitlines()[0],
         )
+    args.join_processes(args.out, args.resume)
     if args.resume:
         return _report(resume(args.resume, wandb=args.wandb_project()))
     return _report(_train_new(name, args))
+
+
+def _check_network_option(name: str, module, argv: list[str]) -> None:
+    """``--network`` chooses a multi-task architecture (jaxrl.nets.multitask): one clear line for an algorithm
+    whose config has none (tyro would only say the option is unrecognised)."""
+    if not any(a == "--network" or a.startswith("--network=") for a in argv):
+        return
+    if "network" not in {f.name for f in dataclasses.fields(module.Config)}:
+        from jaxrl.nets.multitask import ARCHITECTURE_ALGORITHMS
+
+        raise ValueError(
+            f"--network chooses a multi-task network architecture and {name} has none (a single-task or "
+            f"fixed-network algorithm); use it with {', '.join(ARCHITECTURE_ALGORITHMS)}"
+        )
 
 
 def _config_errors_as_one_line():
@@ -201,6 +245,9 @@ def _report(result) -> int:
             f"{result.run_dir} is already complete ({s['iterations']} iterations, eval_return mean "
             f"{s['eval_return_mean']:.1f}); nothing to resume, nothing changed"
         )
+        return 0
+    if result.run_dir is None and s.get("process_index", 0) > 0:  # --distributed: process 0 reports
+        print(f"process {s['process_index']} of {s['process_count']}: {s['algo']} on {s['env']} finished its runs")
         return 0
     # multi-task runs report [runs][tasks]: show each run's mean over its tasks
     returns = ", ".join(f"{float(np.mean(r)):.1f}" for r in s.get("eval_return", []))

@@ -174,6 +174,7 @@ class Recorder:
         self,
         run_dir: str | os.PathLike | None,
         *,
+        checkpoint_dir: str | os.PathLike | None = None,
         algo: str,
         env: str,
         runs: list[dict],
@@ -189,12 +190,17 @@ class Recorder:
         wandb: str | bool | None = None,
     ):
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        # the run directory whose checkpoints/ this process writes its part of: the run directory, or with several
+        # processes (jaxrl.run.distributed) the one process 0 writes, on every process (each saves its shards)
+        checkpoint_dir = checkpoint_dir if checkpoint_dir is not None else run_dir
+        self.checkpoint_dir = Path(checkpoint_dir) / "checkpoints" if checkpoint_dir is not None else None
         self.algo, self.env, self.runs = algo, env, runs
         self.env_metadata = env_metadata(env_obj)
         self.steps_per_iteration = steps_per_iteration
         self.start_iteration = start_iteration
         self.cache_dir = compilation_cache
-        self.devices = [str(d) for d in jax.local_devices()]  # read here: the watchdog thread must not ask JAX
+        self.devices = [str(d) for d in jax.devices()]  # read here: the watchdog thread must not ask JAX
+        self.processes = (jax.process_index(), jax.process_count())  # (this, all): jaxrl.distributed
         self.tensorboard, self.checkpointing, self.progress = tensorboard, checkpoint, progress
         self.resumable = resumable
         self.mean_keys = tuple(mean_keys)
@@ -358,9 +364,9 @@ class Recorder:
         return record
 
     def save_checkpoint(self, chunk: int, state: Any, iteration: int, keep: int) -> None:
-        if self.run_dir is not None and self.checkpointing:
+        if self.checkpoint_dir is not None and self.checkpointing:
             meta = {"iteration": iteration, "env_steps": iteration * self.steps_per_iteration}
-            ckpt.save(self.run_dir / "checkpoints", chunk, state, meta, keep=keep)
+            ckpt.save(self.checkpoint_dir, chunk, state, meta, keep=keep)
 
     def report_stop(self, signal_name: str | None, iteration: int) -> None:
         """Say why the run stopped early and how to continue (nothing for a planned stop)."""
@@ -397,6 +403,11 @@ class Recorder:
                 "run_seconds": self.run_seconds,
                 "devices": self.devices,
                 "compilation_cache": self.cache_dir,
+                **(
+                    {"process_index": self.processes[0], "process_count": self.processes[1]}
+                    if self.processes[1] > 1
+                    else {}
+                ),
                 **status,
             }
         )

@@ -24,6 +24,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxrl import algos as algo_registry
+from jaxrl import distributed
 from jaxrl import envs as env_registry
 from jaxrl.config import from_dict, to_dict
 from jaxrl.run import checkpoint as ckpt
@@ -195,7 +196,7 @@ def _programs(plan: _Plan) -> _Programs:
     under a scan. XLA's kernels (summation orders) depend on the vmapped batch size, so only a fixed block makes a
     run bit-identical however many runs share the program or the devices.
     """
-    devices = jax.local_devices()
+    devices = jax.devices()  # every process's devices (jax.distributed); this process's alone otherwise
     num_runs = len(plan.runs)
     per_device = math.ceil(num_runs / len(devices))
     if plan.run_block is not None:
@@ -204,8 +205,9 @@ def _programs(plan: _Plan) -> _Programs:
     pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - num_runs, axis=0)]) if padded > num_runs else x
     mesh = Mesh(np.asarray(devices), ("runs",))
     run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
-    cfgs = jax.device_put(jax.tree.map(pad, plan.batched_config), run_sharding)
-    keys = jax.device_put(pad(np.stack([np.asarray(jax.random.PRNGKey(r["seed"])) for r in plan.runs])), run_sharding)
+    cfgs = distributed.put_global(jax.tree.map(pad, plan.batched_config), run_sharding)
+    keys = np.stack([np.asarray(jax.random.PRNGKey(r["seed"])) for r in plan.runs])
+    keys = distributed.put_global(pad(keys), run_sharding)
     init_one, chunk_one, eval_one = _per_run_fns(plan)
     return _Programs(
         cfgs,
@@ -290,15 +292,17 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
     state, start_chunk = None, 0
     if resume_from is not None:
         host_state, meta = ckpt.restore(resume_from, jax.eval_shape(progs.init_fn, progs.cfgs, progs.keys))
-        state = jax.device_put(host_state, progs.run_sharding)
+        state = distributed.put_global(host_state, progs.run_sharding)
         start_chunk = meta["chunk"] + 1
         if start_chunk >= plan.num_chunks:  # a finished run: report it from disk, compile and write nothing
             return _finished_result(plan, Path(options["out_dir"]), state)
     start_iter = min(start_chunk * plan.chunk_len, plan.total_iters)
+    writer = distributed.is_writer()  # several processes: process 0 writes the run directory
     rec = Recorder(
-        options["out_dir"], algo=plan.algo_name, env=plan.env_name, runs=plan.runs, env_obj=plan.env_obj,
+        options["out_dir"] if writer else None, checkpoint_dir=options["out_dir"],
+        algo=plan.algo_name, env=plan.env_name, runs=plan.runs, env_obj=plan.env_obj,
         steps_per_iteration=plan.steps_per_iter, compilation_cache=cache_dir, start_iteration=start_iter,
-        **{k: options[k] for k in ("tensorboard", "checkpoint", "progress", "wandb")},
+        **{k: options[k] for k in ("tensorboard", "checkpoint", "wandb")}, progress=options["progress"] and writer,
     )  # fmt: skip
     rec.say(
         f"compiling {plan.algo_name} on {plan.env_name} ({num_runs} run{'s' * (num_runs > 1)}, {plan.num_chunks} "
@@ -313,7 +317,7 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
         state, last_chunk, interrupted = _run_chunks(plan, progs, compiled, state, rec, start_chunk, options)
     summary = rec.summary(min((last_chunk + 1) * plan.chunk_len, plan.total_iters), interrupted=interrupted)
     rec.finish(summary, plot_metric=None if interrupted else "eval_return")
-    state = jax.tree.map(lambda x: x[:num_runs], state)
+    state = jax.tree.map(lambda x: x[:num_runs], distributed.to_host(state) if distributed.is_distributed() else state)
     metrics = rec.metrics(plan.shape)
     env_steps = np.asarray(rec.env_steps)
     return TrainResult(state, metrics, plan.axes, env_steps, plan.runs, summary, rec.run_dir, interrupted)
@@ -323,9 +327,11 @@ def _compile(progs: _Programs, plan: _Plan, state, rec: Recorder, t_compile: flo
     """Initialise (unless restored) and compile the chunk and evaluation programs ahead of the first chunk."""
     if state is None:
         state = progs.init_fn(progs.cfgs, progs.keys)
-    active0 = jax.device_put(np.ones(plan.chunk_len, bool), progs.replicated)
+    active0 = distributed.put_global(np.ones(plan.chunk_len, bool), progs.replicated)
     chunk_compiled = progs.chunk_fn.lower(progs.cfgs, state, active0).compile()
-    eval_compiled = progs.eval_fn.lower(progs.cfgs, state, progs.keys, np.int32(0)).compile()
+    eval_compiled = progs.eval_fn.lower(
+        progs.cfgs, state, progs.keys, distributed.put_global(np.int32(0), progs.replicated)
+    ).compile()
     jax.block_until_ready(state)
     rec.compiled(time.perf_counter() - t_compile)
     return state, (chunk_compiled, eval_compiled)
@@ -358,9 +364,11 @@ def _run_chunks(plan: _Plan, progs: _Programs, compiled, state, rec: Recorder, s
             first = chunk * chunk_len
             active_np = np.arange(first, first + chunk_len) < total_iters
             t0 = time.perf_counter()
-            state, metrics = chunk_compiled(progs.cfgs, state, jax.device_put(active_np, progs.replicated))
-            evals = eval_compiled(progs.cfgs, state, progs.keys, np.int32(chunk))
-            metrics, evals = jax.device_get((metrics, evals))
+            state, metrics = chunk_compiled(progs.cfgs, state, distributed.put_global(active_np, progs.replicated))
+            evals = eval_compiled(
+                progs.cfgs, state, progs.keys, distributed.put_global(np.int32(chunk), progs.replicated)
+            )
+            metrics, evals = distributed.to_host((metrics, evals))
             elapsed = time.perf_counter() - t0
             rec.run_seconds += elapsed
 
@@ -392,7 +400,9 @@ def _run_chunks(plan: _Plan, progs: _Programs, compiled, state, rec: Recorder, s
 def _finished_result(plan: _Plan, run_dir: Path, state: Any) -> TrainResult:
     """The result of a run that already finished, read from its run directory (which is left untouched)."""
     history, summary, env_steps = rec_lib.read_back(run_dir)
-    state = jax.tree.map(lambda x: x[: len(plan.runs)], state)
+    state = jax.tree.map(
+        lambda x: x[: len(plan.runs)], distributed.to_host(state) if distributed.is_distributed() else state
+    )
     metrics = rec_lib.metrics_by_axes(history, plan.shape)
     return TrainResult(
         state, metrics, plan.axes, env_steps, plan.runs, summary, run_dir, interrupted=False, already_complete=True

@@ -129,6 +129,8 @@ def case(name: str) -> Case:
         return Case(env, RL2, env_kwargs=dict(num_test_tasks=4))
     if name == "maml":  # nav2d with 5-step episodes (MAML's horizon must match) and 2 held-out tasks
         return Case(env, MAML, env_kwargs=dict(num_test_tasks=2, horizon=5))
+    if name == "cavia":  # MAML's tiny case with 2 context parameters
+        return Case(env, {**MAML, "num_context_params": 2}, env_kwargs=dict(num_test_tasks=2, horizon=5))
     if name == "pearl":
         return Case(env, PEARL, env_kwargs=dict(num_test_tasks=3))
     raise KeyError(f"no golden case for algorithm {name!r}: add one to tests/golden/cases.py")

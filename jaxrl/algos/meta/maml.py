@@ -29,7 +29,7 @@ from jaxrl.algos import train_state
 from jaxrl.algos.base_config import OnlineConfig
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.meta import budget, common, episodes
-from jaxrl.config import ConfigError, config, hyper, static
+from jaxrl.config import ConfigError, config, config_name, hyper, static
 from jaxrl.losses import meta as meta_losses
 from jaxrl.losses.meta import PGBatch, Trajectories
 from jaxrl.losses.trpo import natural_gradient_step
@@ -62,10 +62,10 @@ class Config(OnlineConfig):
 
     def validate(self):  # no length check: a run shorter than one iteration runs one
         if self.policy != "mlp":  # a recurrent policy belongs to a recurrent meta-learner
-            raise ConfigError(f"maml.Config.policy={self.policy!r}: MAML adapts a feed-forward policy; use 'rl2'")
+            raise ConfigError(f"{config_name(self)}.policy={self.policy!r}: MAML needs a feedforward policy; use 'rl2'")
         if self.eval_inner_steps < self.num_inner_steps:
             raise ConfigError(
-                f"maml.Config.eval_inner_steps={self.eval_inner_steps} must be >= num_inner_steps="
+                f"{config_name(self)}.eval_inner_steps={self.eval_inner_steps} must be >= num_inner_steps="
                 f"{self.num_inner_steps} (eval_return is the return after num_inner_steps steps)"
             )
         if self.outer == "reptile" and self.num_inner_steps < 1:
@@ -94,6 +94,7 @@ class Setup(NamedTuple):
     obs_dim: int
     inner: dict  # of the inner step (vpg_inner_step, inner_gradient): log_prob_fn, surrogate, discount
     ratio: dict  # of the outer ratio (outer_ratio_and_advantage): log_prob_fn, discount, baseline_reg
+    adaptation: meta_losses.Adaptation  # what the inner loop adapts (MAML: every parameter; CAVIA: a context)
 
 
 class Parts(NamedTuple):
@@ -118,9 +119,9 @@ def pg_batch(cfg: Config, tr: Trajectories) -> PGBatch:
 
 
 def adapt(s: Setup, params, batches: list[PGBatch], first_order: bool | None = None):
-    """Pure adaptation: one policy-gradient step per batch, in order (:func:`jaxrl.losses.meta.adapt`)."""
+    """Pure adaptation: one inner step per batch, in order, from ``start(params)`` (:func:`jaxrl.losses.meta.adapt`)."""
     first_order = s.config.first_order if first_order is None else first_order
-    return meta_losses.adapt(params, batches, alpha=s.config.inner_lr, first_order=first_order, **s.inner)
+    return s.adaptation.steps(s.adaptation.start(params), batches, first_order)
 
 
 def clipped_loss_at(s: Setup, adapted, post: Trajectories):
@@ -135,24 +136,20 @@ def outer_loss(s: Setup, params, batches, post: Trajectories):
 def collect(s: Setup, params, task, key, steps: int, inner_step=None):
     """:func:`common.inner_loop` on one task (default inner step: first order): ``(batches, post, pre_return,
     adapted, [aux])``."""
-    inner_step = inner_step or (lambda p, b: (adapt(s, p, [b], first_order=True), None))
-    run = lambda p, k: rollout(s, p, task, k, s.config.num_trajectories)
-    trs, batches, adapted, auxs = common.inner_loop(params, key, steps, run, partial(pg_batch, s.config), inner_step)
+    inner_step = inner_step or (lambda p, b: (s.adaptation.steps(p, [b], True), None))
+    start, run = s.adaptation.start(params), lambda p, k: rollout(s, p, task, k, s.config.num_trajectories)
+    trs, batches, adapted, auxs = common.inner_loop(start, key, steps, run, partial(pg_batch, s.config), inner_step)
     return batches, trs[-1], episodes.mean_return(trs[0]), adapted, auxs
-
-
-def linearized_inner_step(s: Setup, params, batch: PGBatch):
-    grad_fn = partial(meta_losses.inner_gradient, batch=batch, **s.inner)
-    return meta_losses.linearized_step(grad_fn, params, s.config.inner_lr, s.config.first_order)
 
 
 def collect_and_meta_grad(s: Setup, params, task, key, steps: int):
     """``collect`` fused with the first ProMP epoch's ``value_and_grad(outer_loss)(params, batches, post)`` for one
-    task, with less work: each inner gradient, computed once with ``jax.linearize``, both adapts and gives the
-    Hessian-vector products of the meta-gradient (:func:`jaxrl.losses.meta.backprop_inner_steps`)."""
-    batches, post, pre_return, adapted, hvps = collect(s, params, task, key, steps, partial(linearized_inner_step, s))
+    task, with less work: each inner gradient, computed once with ``jax.linearize`` (CAVIA: ``jax.vjp``), both adapts
+    and gives the pull-backs of the meta-gradient (:func:`jaxrl.losses.meta.backprop_inner_steps`)."""
+    batches, post, pre_return, adapted, hvps = collect(s, params, task, key, steps, s.adaptation.linearized_step)
     value, grad = jax.value_and_grad(partial(clipped_loss_at, s))(adapted, post)
-    return batches, post, pre_return, value, meta_losses.backprop_inner_steps(grad, hvps, s.config.inner_lr)
+    grad = s.adaptation.meta_grad(meta_losses.backprop_inner_steps(grad, hvps, s.config.inner_lr))
+    return batches, post, pre_return, value, grad
 
 
 def promp_outer(s: Setup, policy: train_state.TrainState, data):
@@ -201,13 +198,13 @@ def learn(s: Setup, state: State, tasks, key):
 def evaluate(s: Setup, env_params, state: State, key, num_episodes: int):
     """The mean return over the held-out tasks after k = 0..``eval_inner_steps`` first-order inner steps, each on
     ``num_trajectories`` fresh trajectories (``adaptation``); ``eval_return`` after ``num_inner_steps`` (at least 1)."""
-    cfg = s.config
+    cfg, start = s.config, s.adaptation.start(state.policy.params)
 
     def one_task(task, k):
         returns = lambda p, k: episodes.mean_return(rollout(s, p, task, k, num_episodes))
         fresh_batch = lambda p, k: pg_batch(cfg, rollout(s, p, task, k, cfg.num_trajectories))
-        step = lambda p, k: adapt(s, p, [fresh_batch(p, k)], first_order=True)
-        return common.adaptation_curve(state.policy.params, k, cfg.eval_inner_steps, returns, step)
+        step = lambda p, k: s.adaptation.steps(p, [fresh_batch(p, k)], True)
+        return common.adaptation_curve(start, k, cfg.eval_inner_steps, returns, step)
 
     curve = jnp.mean(common.per_task(one_task, env_params, key), axis=0)
     return {"eval_return": curve[max(cfg.num_inner_steps, 1)], "adaptation": curve}
@@ -215,19 +212,22 @@ def evaluate(s: Setup, env_params, state: State, key, num_episodes: int):
 
 def act(s: Setup, state: State, obs, key, deterministic: bool = False):
     """The *unadapted* meta-policy (adapt it with ``adapt`` first for a given task)."""
-    dist = s.policy.apply(state.policy.params, obs)
+    dist = s.policy.apply(s.adaptation.start(state.policy.params), obs)
     return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
 
-def setup(cfg: Config, env, env_params) -> Setup:
-    """Check the family and the memory the unrolled inner loop needs."""
-    spec = common.continuous_family("maml", env, env_params, cfg.horizon, "MAML adapts a Gaussian policy")
+def setup(cfg: Config, env, env_params, name: str = "maml", wrap_policy=None, adaptation=None) -> Setup:
+    """Check the family and the inner loop's memory; a variant (CAVIA) brings its name, wrap_policy and adaptation."""
+    spec = common.continuous_family(name, env, env_params, cfg.horizon, f"{name.upper()} adapts a Gaussian policy")
     policy_net = nets.make_gaussian_policy(spec.action_dim, cfg.hidden, cfg.activation, log_std_init=cfg.log_std_init)
-    budget.check_inner_loop_memory("maml", cfg, spec, policy_net.init)
+    policy_net = wrap_policy(policy_net) if wrap_policy else policy_net
+    budget.check_inner_loop_memory(name, cfg, spec, policy_net.init)
     log_prob_fn = lambda params, obs, action: policy_net.apply(params, obs).log_prob(action)
     inner = dict(log_prob_fn=log_prob_fn, surrogate=cfg.surrogate, discount=cfg.discount)
     ratio = dict(log_prob_fn=log_prob_fn, discount=cfg.discount, baseline_reg=cfg.baseline_reg)
-    return Setup(cfg, policy_net, common.TaskBoxActions(spec.env), optax.adam(cfg.outer_lr), spec.obs_dim, inner, ratio)
+    adapting = (adaptation or meta_losses.maml_adaptation)(inner, cfg.inner_lr, cfg.first_order)
+    task_env, tx = common.TaskBoxActions(spec.env), optax.adam(cfg.outer_lr)
+    return Setup(cfg, policy_net, task_env, tx, spec.obs_dim, inner, ratio, adapting)
 
 
 def init(s: Setup, key: jax.Array) -> State:
@@ -236,15 +236,15 @@ def init(s: Setup, key: jax.Array) -> State:
     return State(train_state.create(s.tx, params), key, jnp.zeros((), jnp.int32))
 
 
-def make(config: Config, env, env_params) -> Algorithm:
-    s = setup(config, env, env_params)
+def make(config: Config, env, env_params, s: Setup | None = None) -> Algorithm:
+    s = setup(config, env, env_params) if s is None else s  # a variant (CAVIA) passes its own setup
     gather: Callable[[Any, jax.Array], tuple[Any, dict]] = lambda state, key: (env.sample(key, config.num_tasks), {})
     step = lambda state: common.meta_step(state, gather, partial(learn, s))
     functions = partial(init, s), step, partial(act, s), partial(evaluate, s, env_params)
     return Algorithm(*functions, config=config, env_steps_per_iteration=config.env_steps_per_iteration)
 
 
-def make_parts(config: Config, env, env_params) -> Parts:
-    s = setup(config, env, env_params)
+def make_parts(config: Config, env, env_params, s: Setup | None = None) -> Parts:
+    s = setup(config, env, env_params) if s is None else s
     bound = (partial(adapt, s), partial(rollout, s), partial(pg_batch, config), s.inner["log_prob_fn"])
     return Parts(*bound, partial(outer_loss, s), s.policy, partial(collect_and_meta_grad, s))

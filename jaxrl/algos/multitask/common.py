@@ -4,6 +4,9 @@ Networks here take the observation with its context ``(s, omega)`` and a task in
 or scalar). With ``num_heads == 1`` the index is ignored (one shared output layer: MT-SAC); with
 ``num_heads == K`` a shared trunk feeds one output head per task (multi-head MT-SAC) and sample ``b`` uses
 head ``task_id[b]``. Heads are one ``[K, H, out]`` kernel, so a batch with mixed tasks is one gather.
+
+Architectures (:mod:`jaxrl.nets.multitask`, ``--network``): given a ``spec`` (:func:`arch_spec`) the builders use
+Soft Modularization, CARE, MOORE or PaCo; without one (``network="mlp"``) exactly the networks they always built.
 """
 
 from __future__ import annotations
@@ -22,6 +25,11 @@ from jaxrl import grads as grads_lib
 from jaxrl import nets
 from jaxrl.algos import train_state as ts
 from jaxrl.config import ConfigError
+from jaxrl.envs.multitask import infer_task_id
+from jaxrl.envs.wrappers import action_dim as env_action_dim
+from jaxrl.envs.wrappers import is_discrete
+from jaxrl.losses.sac import sac_temperature_loss
+from jaxrl.nets import multitask as mtnets
 from jaxrl.nets.core import MLP, Network
 
 AGGREGATORS = ("sum", "mean", "pcgrad", "gradvac", "mgda", "cagrad", "upgrad", "imtl_g")
@@ -78,24 +86,9 @@ def apply_task_gradient(tx, state: ts.TrainState, grads: Any, key: jax.Array, pe
     }
 
 
-class _Heads(nn.Module):
-    """``num_heads`` dense output layers; sample ``b`` uses head ``task_id[b]``."""
-
-    num_heads: int
-    features: int
-    scale: float
-
-    @nn.compact
-    def __call__(self, h, task_id):
-        init = nn.initializers.orthogonal(self.scale)
-        kernel = self.param(
-            "kernel",
-            lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
-            (self.num_heads, h.shape[-1], self.features),
-        )
-        bias = self.param("bias", nn.initializers.zeros, (self.num_heads, self.features))
-        task_id = jnp.broadcast_to(jnp.asarray(task_id, jnp.int32), h.shape[:-1])
-        return jnp.einsum("...h,...hf->...f", h, kernel[task_id]) + bias[task_id]
+class _Heads(mtnets.TaskHeads):
+    """``num_heads`` dense output layers; sample ``b`` uses head ``task_id[b]``. (This name is kept: flax derives
+    the parameter path, and with it the initial draws, from the class name.)"""
 
 
 def _head(num_heads: int, features: int, scale: float):
@@ -158,22 +151,58 @@ def tanh_gaussian(mean, log_std) -> distrax.Transformed:
 
 
 def make_task_tanh_gaussian_policy(
-    action_dim: int, hidden=(256, 256), activation="relu", num_heads: int = 1
+    action_dim: int, hidden=(256, 256), activation="relu", num_heads: int = 1, spec: mtnets.ArchSpec | None = None
 ) -> Network:
     """``apply(params, obs, task_id) -> tanh-Gaussian`` on ``(-1, 1)^d`` (one head, or one per task)."""
     net = _network(_TanhGaussianHeads(tuple(hidden), activation, action_dim, num_heads))
+    net = net if spec is None else mtnets.make_task_tanh_gaussian(spec, action_dim, num_heads)
     return Network(net.init, lambda params, obs, task_id: tanh_gaussian(*net.apply(params, obs, task_id)))
 
 
-def make_task_q_ensemble(hidden=(256, 256), activation="relu", num_heads: int = 1, num_members: int = 2) -> Network:
+def make_task_q_ensemble(
+    hidden=(256, 256), activation="relu", num_heads: int = 1, num_members: int = 2, spec=None
+) -> Network:
     """``apply(params, obs, action, task_id) -> Q [E, ...]`` (twin Q by default)."""
-    return nets.make_ensemble(_network(_QHeads(tuple(hidden), activation, num_heads)), num_members)
+    net = (
+        _network(_QHeads(tuple(hidden), activation, num_heads)) if spec is None else mtnets.make_task_q(spec, num_heads)
+    )
+    return nets.make_ensemble(net, num_members)
 
 
-def make_task_categorical_policy(num_actions: int, hidden=(64, 64), activation="tanh", num_heads: int = 1) -> Network:
+def make_task_categorical_policy(
+    num_actions: int, hidden=(64, 64), activation="tanh", num_heads: int = 1, spec: mtnets.ArchSpec | None = None
+) -> Network:
     """``apply(params, obs, task_id) -> distrax.Categorical``."""
     net = _network(_CategoricalHeads(tuple(hidden), activation, num_actions, num_heads))
+    net = net if spec is None else mtnets.make_task_network(spec, num_actions, 0.01, num_heads)
     return Network(net.init, lambda params, obs, task_id: distrax.Categorical(logits=net.apply(params, obs, task_id)))
+
+
+def arch_spec(config, num_tasks: int, env=None) -> mtnets.ArchSpec | None:
+    """:func:`jaxrl.nets.multitask.arch_spec` with CARE's ``suite`` / ``descriptor`` contexts read off ``env``."""
+    descriptors = getattr(env, "descriptors", None)
+    if descriptors is None:
+        descriptors = dict(getattr(env, "extra_metadata", ())).get("descriptors")
+    return mtnets.arch_spec(config, num_tasks, getattr(env, "contexts", None), descriptors)
+
+
+def make_task_actor_critic(spec: mtnets.ArchSpec, env, env_params, contexts) -> tuple[Network, Network]:
+    """MT-PPO's policy and value on architecture ``spec``, ``apply(params, obs)``: the task index is read off the
+    observation's context (:func:`jaxrl.envs.multitask.infer_task_id`, exact for distinct contexts)."""
+    nets_ = mtnets.make_task_actor_critic(spec, env_action_dim(env, env_params), is_discrete(env, env_params))
+    task = lambda obs: infer_task_id(obs, jnp.asarray(contexts, jnp.float32))
+    by_obs = lambda n: Network(lambda k, obs: n.init(k, obs, task(obs)), lambda p, obs: n.apply(p, obs, task(obs)))
+    return by_obs(nets_[0]), by_obs(nets_[1])
+
+
+def task_temperature_grad(log_alpha, entropy, target_entropy):
+    """One temperature per task: the gradient of ``sum_k`` of the SAC temperature loss on task ``k``'s entropy."""
+
+    def total(la):
+        losses, metrics = jax.vmap(sac_temperature_loss, in_axes=(0, 0, None))(la, -entropy, target_entropy)
+        return jnp.sum(losses), metrics
+
+    return jax.grad(total, has_aux=True)(log_alpha)
 
 
 def task_index(num_tasks: int) -> jax.Array:

@@ -20,6 +20,8 @@ per-task gradients of ``L_k / K`` (``jax.vmap(jax.grad)`` over the task axis; ``
 share, so "sum" keeps the mixed batch's scale) pass through ``optax.chain(aggregator, optimizer)``; the metrics
 then add ``num_conflicts`` and ``mean_cosine`` of the task gradients (:mod:`jaxrl.grads`). These pieces
 (:class:`TaskGradientConfig`, :func:`ppo_learner`) serve TE-PPO and MT-TRPO too.
+``network`` (:mod:`jaxrl.nets.multitask`): PPO's MLPs (default), Soft Modularization, CARE, MOORE or PaCo (without
+the reset: MT-SAC has it), the task read off the observation's context.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxrl import nets
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.base_config import OnlineConfig
 from jaxrl.algos.common import Algorithm
@@ -38,7 +41,8 @@ from jaxrl.algos.multitask import common as mt
 from jaxrl.algos.single import ppo
 from jaxrl.config import ConfigError, config, config_name, static
 from jaxrl.envs.multitask import MultiTaskEnv, evaluate_tasks, make_multitask_env
-from jaxrl.envs.wrappers import Wrapper
+from jaxrl.envs.wrappers import Wrapper, obs_dim
+from jaxrl.nets.multitask import ArchitectureConfig
 
 __all__ = [
     "Config",
@@ -67,7 +71,7 @@ class TaskGradientConfig(OnlineConfig):
 
 
 @config
-class Config(ppo.Config, TaskGradientConfig):
+class Config(ArchitectureConfig, ppo.Config, TaskGradientConfig):
     num_envs: int = static(16, low=1, help="parallel environments in all; a multiple of the number of tasks")
     total_env_steps: int = static(2_000_000, low=1, help="training length in environment steps (all tasks)")
 
@@ -207,8 +211,34 @@ def ppo_learner(config, num_tasks: int):
     return learner
 
 
+def _make_with_architecture(config: Config, env, env_params, spec, train_env, learner) -> Algorithm:
+    """:func:`jaxrl.algos.single.ppo.make`'s assembly with the architecture's policy and value networks."""
+    pi, v = mt.make_task_actor_critic(spec, train_env, env_params, env.contexts)
+    n_obs = obs_dim(train_env, env_params)
+    tx, learn = learner(
+        ppo.actor_critic_loss(config, lambda p, o: pi.apply(p.policy, o), lambda p, o: v.apply(p.value, o))
+    )
+
+    def init(key: jax.Array) -> on_policy.State:
+        key, params, env_carry = on_policy.init_actor_critic(key, pi, v, n_obs, train_env, env_params)
+        return on_policy.State(train_state.create(tx, params), env_carry, key, jnp.zeros((), jnp.int32))
+
+    def act(state: on_policy.State, obs, key, deterministic: bool = False):
+        dist = pi.apply(state.params.policy, obs)
+        return nets.mode(dist) if deterministic else dist.sample(seed=key)
+
+    rollout = on_policy.make_rollout(
+        train_env, env_params, pi, v, config, values_per_step=True, metrics_fn=tracker_metrics
+    )
+    evaluate = make_task_evaluate(env, env_params, act)
+    return Algorithm(init, on_policy.make_step(rollout, learn), act, evaluate, config, config.env_steps_per_iteration)
+
+
 def make(config: Config, env, env_params) -> Algorithm:
     k, m = check_suite(config, env, "mt_ppo")
+    spec = mt.arch_spec(config, k, env)
+    if spec is not None:
+        return _make_with_architecture(config, env, env_params, spec, make_train_env(env, m), ppo_learner(config, k))
     return ppo.make(
         config,
         env,

@@ -18,6 +18,8 @@ best-minus-worst spread, and for actor and critic the mean pairwise cosine of th
 of conflicting pairs (``g_i . g_j < 0``); with ``monitor_conflicts=False`` and ``aggregator="sum"`` the per-task
 gradients are skipped (a plain summed gradient, cheapest). ``evaluate`` returns ``{"eval_return": [K],
 "eval_success": [K]}`` (deterministic policy, ``num_episodes`` episodes per task).
+``network``: MLP, Soft Modularization, CARE, MOORE or PaCo (:mod:`jaxrl.nets.multitask`); with PaCo a task whose
+critic loss exceeds ``paco_reset_threshold`` is masked out and reset (:func:`~jaxrl.nets.multitask.paco_reset`).
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ from jaxrl.algos.train_state import TrainState
 from jaxrl.config import config, hyper, static
 from jaxrl.data import replay
 from jaxrl.envs.multitask import infer_task_id
-from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss, sac_temperature_loss
+from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss
+from jaxrl.nets.multitask import ArchitectureConfig, paco_maskout, paco_reset
 
 State = off_policy.State
 
 
 @config
-class Config(OffPolicyConfig):
+class Config(ArchitectureConfig, OffPolicyConfig):
     init_alpha: float = hyper(1.0, low=0, low_open=True, help="initial temperature (every task)")
     target_entropy_scale: float = hyper(1.0, help="target entropy = -scale * action_dim (every task)")
     num_envs: int = static(4, low=1, help="parallel environments in all; a multiple of the number of tasks")
@@ -59,6 +62,7 @@ class Config(OffPolicyConfig):
         True, choices=(True, False), help="per-task gradients every update for cosine/conflict metrics"
     )
     total_env_steps: int = static(40_000, low=1, help="training length in environment steps (all tasks)")
+    paco_reset_threshold: float = hyper(3000.0, low=0, low_open=True, help="PaCo: critic loss that resets a task")
 
 
 class MTSACNets(NamedTuple):
@@ -104,11 +108,12 @@ class _Parts(NamedTuple):
     actor_net: Any
 
 
-def _parts(config: Config, num_tasks: int, obs_dim: int, action_dim: int) -> _Parts:
+def _parts(config: Config, num_tasks: int, obs_dim: int, action_dim: int, env=None) -> _Parts:
     k = num_tasks
     heads = k if config.multi_head else 1
-    actor_net = mt.make_task_tanh_gaussian_policy(action_dim, config.hidden, config.activation, heads)
-    critic_net = mt.make_task_q_ensemble(config.hidden, config.activation, heads)
+    spec = mt.arch_spec(config, k, env)
+    actor_net = mt.make_task_tanh_gaussian_policy(action_dim, config.hidden, config.activation, heads, spec)
+    critic_net = mt.make_task_q_ensemble(config.hidden, config.activation, heads, spec=spec)
     tx = optax.adam(config.learning_rate)
     per_task = config.aggregator != "sum" or config.monitor_conflicts
     task_tx = mt.task_optimizer(config.aggregator, k, tx, per_task)
@@ -159,18 +164,9 @@ def _task_losses(config: Config, actor_net, critic_net):
     return critic_loss_k, actor_loss_k
 
 
-def _temperature_grad(log_alpha, entropy, target_entropy):
-    """One temperature per task: the gradient of ``sum_k`` of the SAC temperature loss on task ``k``'s entropy."""
-
-    def total(la):
-        losses, metrics = jax.vmap(sac_temperature_loss, in_axes=(0, 0, None))(la, -entropy, target_entropy)
-        return jnp.sum(losses), metrics
-
-    return jax.grad(total, has_aux=True)(log_alpha)
-
-
 def _make_update(config: Config, k: int, tx, task_tx, per_task: bool, losses, target_entropy) -> Callable:
-    critic_loss_k, actor_loss_k = losses
+    paco = config.network == "paco"
+    critic_loss_k, actor_loss_k = paco_maskout(losses[0], losses[1], config.paco_reset_threshold) if paco else losses
     tasks = mt.task_index(k)
 
     def update(buffer, mt_nets: MTSACNets, key):
@@ -185,11 +181,12 @@ def _make_update(config: Config, k: int, tx, task_tx, per_task: bool, losses, ta
         )
         critic, c_diag = mt.apply_task_gradient(task_tx, critic, c_grads, agg_key_c, per_task, "critic_")
         a_keys = jax.random.split(actor_key, k)
+        keep: tuple = (c_metrics["critic_loss"] <= config.paco_reset_threshold,) if paco else ()  # PaCo: [K]
         a_grads, a_metrics = mt.task_grads(
-            actor_loss_k, actor.params, (batch, tasks, a_keys, alpha), (critic.params,), per_task
+            actor_loss_k, actor.params, (*keep, batch, tasks, a_keys, alpha), (critic.params,), per_task
         )
         actor, a_diag = mt.apply_task_gradient(task_tx, actor, a_grads, agg_key_a, per_task, "actor_")
-        t_grad, t_metrics = _temperature_grad(mt_nets.temperature.params, a_metrics["entropy"], target_entropy)
+        t_grad, t_metrics = mt.task_temperature_grad(mt_nets.temperature.params, a_metrics["entropy"], target_entropy)
         temperature = ts.apply_gradient(tx, mt_nets.temperature, t_grad)
         metrics = {
             "critic_loss": jnp.sum(c_metrics["critic_loss"]),
@@ -200,8 +197,12 @@ def _make_update(config: Config, k: int, tx, task_tx, per_task: bool, losses, ta
             "alpha_per_task": t_metrics["alpha"],
             "alpha": jnp.mean(t_metrics["alpha"]),
         }
-        new = MTSACNets(actor, ts.soft_update(critic, config.tau), temperature)
-        return new, {**metrics, **c_diag, **a_diag}
+        critic = ts.soft_update(critic, config.tau)
+        if paco:  # reset the diverged tasks' compositional vectors (actor, critic, target critic)
+            reset = paco_reset((actor.params, critic.params, critic.target), ~keep[0], jax.random.fold_in(key, 1))
+            actor, critic = actor._replace(params=reset[0]), critic._replace(params=reset[1], target=reset[2])
+            metrics["paco_resets"] = jnp.sum(1.0 - keep[0])
+        return MTSACNets(actor, critic, temperature), {**metrics, **c_diag, **a_diag}
 
     return update
 
@@ -235,7 +236,7 @@ def make_learner(config: Config, num_tasks: int, obs_dim: int, action_dim: int) 
 
 def make(config: Config, env, env_params) -> Algorithm:
     setup = mt_off_policy.task_setup(config, env, env_params, "mh_sac" if config.multi_head else "mt_sac")
-    parts = _parts(config, setup.num_tasks, setup.obs_dim, setup.action_dim)
+    parts = _parts(config, setup.num_tasks, setup.obs_dim, setup.action_dim, env)
 
     def act(state: State, obs, key, deterministic: bool = False, task_id=None):
         """``obs`` carries the context; the task index (multi-head) is read off it unless given."""
