@@ -33,7 +33,6 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxrl import nets
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.base_config import OnlineConfig
 from jaxrl.algos.common import Algorithm
@@ -41,7 +40,7 @@ from jaxrl.algos.multitask import common as mt
 from jaxrl.algos.single import ppo
 from jaxrl.config import ConfigError, config, config_name, static
 from jaxrl.envs.multitask import MultiTaskEnv, evaluate_tasks, make_multitask_env
-from jaxrl.envs.wrappers import Wrapper, obs_dim
+from jaxrl.envs.wrappers import Wrapper
 from jaxrl.nets.multitask import ArchitectureConfig
 
 __all__ = [
@@ -211,40 +210,18 @@ def ppo_learner(config, num_tasks: int):
     return learner
 
 
-def _make_with_architecture(config: Config, env, env_params, spec, train_env, learner) -> Algorithm:
-    """:func:`jaxrl.algos.single.ppo.make`'s assembly with the architecture's policy and value networks."""
-    pi, v = mt.make_task_actor_critic(spec, train_env, env_params, env.contexts)
-    n_obs = obs_dim(train_env, env_params)
-    tx, learn = learner(
-        ppo.actor_critic_loss(config, lambda p, o: pi.apply(p.policy, o), lambda p, o: v.apply(p.value, o))
-    )
-
-    def init(key: jax.Array) -> on_policy.State:
-        key, params, env_carry = on_policy.init_actor_critic(key, pi, v, n_obs, train_env, env_params)
-        return on_policy.State(train_state.create(tx, params), env_carry, key, jnp.zeros((), jnp.int32))
-
-    def act(state: on_policy.State, obs, key, deterministic: bool = False):
-        dist = pi.apply(state.params.policy, obs)
-        return nets.mode(dist) if deterministic else dist.sample(seed=key)
-
-    rollout = on_policy.make_rollout(
-        train_env, env_params, pi, v, config, values_per_step=True, metrics_fn=tracker_metrics
-    )
-    evaluate = make_task_evaluate(env, env_params, act)
-    return Algorithm(init, on_policy.make_step(rollout, learn), act, evaluate, config, config.env_steps_per_iteration)
-
-
 def make(config: Config, env, env_params) -> Algorithm:
     k, m = check_suite(config, env, "mt_ppo")
     spec = mt.arch_spec(config, k, env)
-    if spec is not None:
-        return _make_with_architecture(config, env, env_params, spec, make_train_env(env, m), ppo_learner(config, k))
+    train_env = make_train_env(env, m)
     return ppo.make(
         config,
         env,
         env_params,
-        train_env=make_train_env(env, m),
+        train_env=train_env,
         make_evaluate_fn=lambda act: make_task_evaluate(env, env_params, act),
         learner=ppo_learner(config, k),
         metrics_fn=tracker_metrics,
+        # a multi-task architecture's policy and value networks (jaxrl.nets.multitask); None: the config's MLPs
+        networks=None if spec is None else mt.make_task_actor_critic(spec, train_env, env_params, env.contexts),
     )

@@ -63,15 +63,24 @@ def ppo_learner(config):
 
 
 def make(
-    config: Config, env, env_params, *, train_env=None, make_evaluate_fn=None, learner=None, metrics_fn=None
+    config: Config,
+    env,
+    env_params,
+    *,
+    train_env=None,
+    make_evaluate_fn=None,
+    learner=None,
+    metrics_fn=None,
+    networks=None,
 ) -> Algorithm:
     """PPO on ``env``. ``train_env`` (optional): a ready vectorised training env of ``num_envs`` copies with
     episode statistics (e.g. a multi-task ``MultiTaskEnv``) used instead of the default stack; spaces are then
     read from it. ``make_evaluate_fn(act) -> evaluate`` (optional) replaces the default evaluation;
     ``learner(loss) -> (tx, learn)`` the default :func:`ppo_learner`; ``metrics_fn(env_state) -> dict`` adds
-    rollout metrics."""
+    rollout metrics; ``networks`` a ``(policy, value)`` pair of ``Network`` instead of the config's MLPs (MT-PPO's
+    multi-task architectures)."""
     spaces_env = env if train_env is None else train_env
-    policy_net, value_net = actor_critic_nets(spaces_env, env_params, config)
+    policy_net, value_net = networks or actor_critic_nets(spaces_env, env_params, config)
     n_obs = obs_dim(spaces_env, env_params)
     if train_env is None:
         train_env = make_train_env(env, env_params, config.num_envs, config.normalize_observations)
