@@ -26,9 +26,12 @@ def pendulum_datasets(tmp_path_factory):
     from jaxrl.data import formats
     from jaxrl.run import generate
 
-    shared = tmp_path_factory.getbasetemp().parent  # one directory for all xdist workers of this session
-    # The recipe is in the file names: basetemp's parent outlives the session, and a changed recipe must not
-    # silently reuse an older session's files.
+    # One directory for all xdist workers of this session (a worker's basetemp is inside the session's), and for
+    # this session alone: a file left by another session was made by other code (a stale behaviour run made one
+    # test's recorded figures unreproducible). The recipe is in the file names too.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
     paths = {}
     for kinds, recipe in OFFLINE_RECIPES.items():
         tag = "-".join(f"{k}{v}" for k, v in sorted(recipe.items()))
