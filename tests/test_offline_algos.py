@@ -362,10 +362,10 @@ CQL_AUTHORS = dict(cql_alpha=5.0, bc_steps=5_000)
 @pytest.mark.learning
 @pytest.mark.slow
 @pytest.mark.xfail(
-    reason="measured 2026-12-04, the same at every commit from the one that added this test (f6ec893) to HEAD, on "
-    "jax 0.10.2 and 0.11.2: Q(s, pi(s)) - data MC per chunk 14.9 11.5 7.8 4.5 1.7 0.5 -0.2 -0.6 -0.7 -0.8: below "
-    "the data's return from chunk 6, not from chunk 5 as the figures below (not reproducible from committed code; "
-    "likely measured on an older cached dataset file) say. Issue 15.",
+    reason="measured 2026-12-04 on datasets made by HEAD, the same at every commit from f6ec893 (which added it), "
+    "jax 0.10.2 or 0.11.2: Q(s, pi(s)) - data MC per chunk 14.9 11.5 7.8 4.5 1.7 0.5 -0.2 -0.6 -0.7 -0.8: below "
+    "the data's return from chunk 6, not 5; f6ec893 on jax 0.10.2 with its own data: 14.9 ... 1.6 1.8, never below; "
+    "the figures below reproduce in no setup tried. Issue 15.",
     strict=False,
 )
 def test_cql_q_stays_below_the_data_monte_carlo_return(pendulum_datasets):
