@@ -27,7 +27,7 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["initialize", "join_from_argv", "is_distributed", "is_writer", "to_host", "put_global", "sync"]
+__all__ = ["initialize", "join_from_argv", "is_distributed", "is_writer", "to_host", "local", "put_global", "sync"]
 
 ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID = "JAXRL_COORDINATOR", "JAXRL_NUM_PROCESSES", "JAXRL_PROCESS_ID"
 
@@ -141,6 +141,11 @@ def to_host(tree: Any) -> Any:
     from jax.experimental import multihost_utils
 
     return jax.tree.map(np.asarray, multihost_utils.process_allgather(tree, tiled=True))
+
+
+def local(tree: Any) -> Any:
+    """``tree`` readable in this process: unchanged on one process; with several, every leaf gathered to host."""
+    return to_host(tree) if is_distributed() else tree
 
 
 def put_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:

@@ -23,7 +23,8 @@ class Network(NamedTuple):
     apply: Callable[..., Any]
 
 
-def _dense(features: int, scale: float) -> nn.Dense:
+def orthogonal_dense(features: int, scale: float = float(np.sqrt(2.0))) -> nn.Dense:
+    """A dense layer with an orthogonal kernel of gain ``scale`` and zero bias (the init every network here uses)."""
     return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
 
 
@@ -39,9 +40,9 @@ class MLP(nn.Module):
     def __call__(self, x):
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(_dense(width, np.sqrt(2.0))(x))
+            x = act(orthogonal_dense(width, np.sqrt(2.0))(x))
         if self.output_dim is not None:
-            x = _dense(self.output_dim, self.output_scale)(x)
+            x = orthogonal_dense(self.output_dim, self.output_scale)(x)
         return x
 
 
@@ -94,9 +95,9 @@ class _GaussianHead(nn.Module):
     @nn.compact
     def __call__(self, *inputs):
         h = self.mlp(jnp.concatenate(inputs, axis=-1))
-        mean = _dense(self.action_dim, 0.01)(h)
+        mean = orthogonal_dense(self.action_dim, 0.01)(h)
         if self.state_dependent_std:
-            log_std = _dense(self.action_dim, 0.01)(h) + self.log_std_init
+            log_std = orthogonal_dense(self.action_dim, 0.01)(h) + self.log_std_init
         else:
             log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
             log_std = jnp.broadcast_to(log_std, mean.shape)

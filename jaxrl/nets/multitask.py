@@ -65,7 +65,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.config import ConfigError, close_matches, config, config_name, static
-from jaxrl.nets.core import ACTIVATIONS, MLP, Network
+from jaxrl.nets.core import ACTIVATIONS, MLP, Network, orthogonal_dense
 
 __all__ = [
     "NETWORKS",
@@ -153,6 +153,12 @@ def fan_out(x: jax.Array, n: int) -> jax.Array:
     return jnp.broadcast_to(x[..., None, :], (*x.shape[:-1], n, x.shape[-1]))
 
 
+def stacked_orthogonal(scale: float):
+    """An initializer of ``[n, I, O]`` kernels: each of the ``n`` layers orthogonal on its own (gain ``scale``)."""
+    init = nn.initializers.orthogonal(scale)
+    return lambda key, shape: jax.vmap(lambda k: init(k, shape[1:]))(jax.random.split(key, shape[0]))
+
+
 class Stacked(nn.Module):
     """``n`` dense layers ``[n, I, O]``: ``x [..., n, I] -> [..., n, O]`` (slice ``j`` through layer ``j``; a shared
     input goes through :func:`fan_out` first). Each layer's kernel is orthogonal-initialised on its own."""
@@ -163,12 +169,7 @@ class Stacked(nn.Module):
 
     @nn.compact
     def __call__(self, x):
-        init = nn.initializers.orthogonal(self.scale)
-        kernel = self.param(
-            "kernel",
-            lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
-            (self.n, x.shape[-1], self.features),
-        )
+        kernel = self.param("kernel", stacked_orthogonal(self.scale), (self.n, x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.n, self.features))
         return jnp.einsum("...ni,nio->...no", x, kernel) + bias
 
@@ -182,26 +183,18 @@ class TaskHeads(nn.Module):
 
     @nn.compact
     def __call__(self, h, task_id):
-        init = nn.initializers.orthogonal(self.scale)
-        kernel = self.param(
-            "kernel",
-            lambda k, s: jax.vmap(lambda kk: init(kk, s[1:]))(jax.random.split(k, s[0])),
-            (self.num_heads, h.shape[-1], self.features),
-        )
+        kernel = self.param("kernel", stacked_orthogonal(self.scale), (self.num_heads, h.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.num_heads, self.features))
         task_id = jnp.broadcast_to(jnp.asarray(task_id, jnp.int32), h.shape[:-1])
         return jnp.einsum("...h,...hf->...f", h, kernel[task_id]) + bias[task_id]
 
 
-def _output(h, task_id, num_heads: int, features: int, scale: float):
+def task_output(h, task_id, num_heads: int, features: int, scale: float, heads: type[TaskHeads] = TaskHeads):
+    """The output layer: one dense layer, or with ``num_heads > 1`` one per task (``heads``: the class, whose name
+    flax puts in the parameter path)."""
     if num_heads == 1:
-        dense = nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
-        return dense(h)
-    return TaskHeads(num_heads, features, scale)(h, task_id)
-
-
-def _dense(features: int, scale: float = _SQRT2) -> nn.Dense:
-    return nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
+        return orthogonal_dense(features, scale)(h)
+    return heads(num_heads, features, scale)(h, task_id)
 
 
 class _SoftModular(nn.Module):
@@ -211,15 +204,15 @@ class _SoftModular(nn.Module):
     def __call__(self, x, task_id):
         s, act = self.spec, ACTIVATIONS[self.spec.activation]
         m, width = s.num_modules, s.hidden[0]
-        f = act(_dense(width)(x))  # state embedding f(s)
+        f = act(orthogonal_dense(width)(x))  # state embedding f(s)
         z = nn.Embed(s.num_tasks, width, embedding_init=nn.initializers.normal(1.0))(task_id)  # h(z_tau)
         g = f * z
         routes: list[jax.Array] = []
         u, logits = g, None
         for _ in range(len(s.hidden) - 1):
             if logits is not None:  # u^{l+1} = (W_u^l p^l) * f(s) * h(z_tau)
-                u = _dense(width, 1.0)(logits.reshape(*u.shape[:-1], m * m)) * g
-            logits = _dense(m * m, 1.0)(nn.relu(u)).reshape(*u.shape[:-1], m, m)  # p^l[j, i]
+                u = orthogonal_dense(width, 1.0)(logits.reshape(*u.shape[:-1], m * m)) * g
+            logits = orthogonal_dense(m * m, 1.0)(nn.relu(u)).reshape(*u.shape[:-1], m, m)  # p^l[j, i]
             routes.append(jax.nn.softmax(logits, axis=-1))
         self.sow("intermediates", "routing", jnp.stack(routes, axis=-3))  # [..., L-1, m, m]
         h = act(Stacked(m, s.hidden[0])(fan_out(f, m)))  # [..., m, d_1]
@@ -235,8 +228,8 @@ class _CARE(nn.Module):
     def __call__(self, x, task_id):
         s, act = self.spec, ACTIVATIONS[self.spec.activation]
         context = jnp.asarray(s.contexts, jnp.float32)[task_id]  # c_tau [..., C]
-        z = act(_dense(s.hidden[0])(context))  # context encoder z_tau
-        alpha = jax.nn.softmax(_dense(s.num_experts, 1.0)(z), axis=-1)  # [..., k]
+        z = act(orthogonal_dense(s.hidden[0])(context))  # context encoder z_tau
+        alpha = jax.nn.softmax(orthogonal_dense(s.num_experts, 1.0)(z), axis=-1)  # [..., k]
         self.sow("intermediates", "attention", alpha)
         encoders = act(Stacked(s.num_experts, s.hidden[0])(fan_out(x, s.num_experts)))  # E_j(x) [..., k, d]
         mixed = jnp.einsum("...k,...kd->...d", alpha, encoders)
@@ -324,7 +317,7 @@ class TaskNetwork(nn.Module):
             h = MLP(tuple(self.spec.hidden), self.spec.activation)(x)
         else:
             h = _TORSOS[self.spec.name](self.spec)(x, task_id)
-        return _output(h, task_id, self.num_heads, self.features, self.scale)
+        return task_output(h, task_id, self.num_heads, self.features, self.scale)
 
 
 def make_task_network(

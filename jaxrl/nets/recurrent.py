@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.nets.core import ACTIVATIONS, MLP, _dense
+from jaxrl.nets.core import ACTIVATIONS, MLP, orthogonal_dense
 
 
 class RecurrentNetwork(NamedTuple):
@@ -90,7 +90,7 @@ class _Linear(nn.Module):
 
     @nn.compact
     def __call__(self, y):
-        return _dense(self.features, self.scale)(y)
+        return orthogonal_dense(self.features, self.scale)(y)
 
 
 class _Identity(nn.Module):
@@ -107,8 +107,8 @@ class _ActorCriticHead(nn.Module):
 
     @nn.compact
     def __call__(self, y):
-        out = _dense(self.num_outputs, 0.01)(y)
-        value = _dense(1, 1.0)(y)[..., 0]
+        out = orthogonal_dense(self.num_outputs, 0.01)(y)
+        value = orthogonal_dense(1, 1.0)(y)[..., 0]
         if self.continuous:
             log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.num_outputs,))
             return out, jnp.broadcast_to(log_std, out.shape), value

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxrl import distributed
+
 _PREFIX = "chunk_"
 _TMP = ".tmp-"
 
@@ -37,8 +39,6 @@ def save(directory: str | os.PathLike, chunk: int, state: Any, meta: dict, keep:
     With several processes (:mod:`jaxrl.run.distributed`) every process calls this with the global state: each
     writes its own shards through orbax, and process 0 then writes the metadata and renames the checkpoint into
     place."""
-    from jaxrl import distributed
-
     directory = Path(directory)
     final = directory / f"{_PREFIX}{chunk:06d}"
     several = distributed.is_distributed()

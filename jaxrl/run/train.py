@@ -317,7 +317,7 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
         state, last_chunk, interrupted = _run_chunks(plan, progs, compiled, state, rec, start_chunk, options)
     summary = rec.summary(min((last_chunk + 1) * plan.chunk_len, plan.total_iters), interrupted=interrupted)
     rec.finish(summary, plot_metric=None if interrupted else "eval_return")
-    state = jax.tree.map(lambda x: x[:num_runs], distributed.to_host(state) if distributed.is_distributed() else state)
+    state = jax.tree.map(lambda x: x[:num_runs], distributed.local(state))
     metrics = rec.metrics(plan.shape)
     env_steps = np.asarray(rec.env_steps)
     return TrainResult(state, metrics, plan.axes, env_steps, plan.runs, summary, rec.run_dir, interrupted)
@@ -400,9 +400,7 @@ def _run_chunks(plan: _Plan, progs: _Programs, compiled, state, rec: Recorder, s
 def _finished_result(plan: _Plan, run_dir: Path, state: Any) -> TrainResult:
     """The result of a run that already finished, read from its run directory (which is left untouched)."""
     history, summary, env_steps = rec_lib.read_back(run_dir)
-    state = jax.tree.map(
-        lambda x: x[: len(plan.runs)], distributed.to_host(state) if distributed.is_distributed() else state
-    )
+    state = jax.tree.map(lambda x: x[: len(plan.runs)], distributed.local(state))
     metrics = rec_lib.metrics_by_axes(history, plan.shape)
     return TrainResult(
         state, metrics, plan.axes, env_steps, plan.runs, summary, run_dir, interrupted=False, already_complete=True

@@ -92,10 +92,7 @@ class _Heads(mtnets.TaskHeads):
 
 
 def _head(num_heads: int, features: int, scale: float):
-    if num_heads == 1:
-        dense = nn.Dense(features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros)
-        return lambda h, task_id: dense(h)
-    return lambda h, task_id: _Heads(num_heads, features, scale)(h, task_id)
+    return lambda h, task_id: mtnets.task_output(h, task_id, num_heads, features, scale, heads=_Heads)
 
 
 class _TanhGaussianHeads(nn.Module):
