@@ -1,6 +1,7 @@
 """MAML on 2-D navigation (Finn et al. 2017, figure 5 left): meta-test return after k = 0, 1, 2, 3 policy-gradient
 steps on held-out goals, for MAML (second order; ProMP-clipped or TRPO outer step), first-order MAML, Reptile, and a
-multi-task pretrained policy (num_inner_steps=0) given the same steps.
+multi-task pretrained policy (num_inner_steps=0) given the same steps, and CAVIA (the context-only inner loop, with
+the paper's inner step 1.0 and 5 context parameters).
 
     python experiments/maml_nav2d.py [--seeds 5] [--steps 5000000] [--variants maml,pretrained]
 
@@ -21,7 +22,7 @@ from pathlib import Path
 from results_table import RUNS, write_results
 
 import jaxrl.envs as envs
-from jaxrl.algos.meta import maml
+from jaxrl.algos.meta import cavia, maml
 from jaxrl.run import resume, train
 from jaxrl.run.recorder import is_finished
 
@@ -32,7 +33,18 @@ VARIANTS = {
     "fo-maml": dict(first_order=True),
     "reptile": dict(outer="reptile"),
     "pretrained": dict(num_inner_steps=0),
+    "cavia": dict(inner_lr=1.0),
 }
+ALGO = {"cavia": "cavia"}  # every other variant is MAML's
+
+
+def variant_config(name: str, steps: int):
+    """The variant's config: BASE's fields on the variant's algorithm, then the variant's own overrides."""
+    if ALGO.get(name) == "cavia":
+        base = cavia.Config(**{f.name: getattr(BASE, f.name) for f in dataclasses.fields(BASE)})
+    else:
+        base = BASE
+    return dataclasses.replace(base, total_env_steps=steps, **VARIANTS[name])
 
 
 def run_variant(name: str, args) -> str:
@@ -42,9 +54,9 @@ def run_variant(name: str, args) -> str:
     if (run_dir / "checkpoints").exists():
         resume(run_dir, progress=False)
         return str(run_dir)
-    cfg = dataclasses.replace(BASE, total_env_steps=args.steps, **VARIANTS[name])
+    cfg = variant_config(name, args.steps)
     family = envs.make("nav2d", num_test_tasks=40)
-    train("maml", family, cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
+    train(ALGO.get(name, "maml"), family, cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
           eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
     return str(run_dir)
 
@@ -53,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5_000_000, help="env steps per seed")
-    parser.add_argument("--variants", default="maml,pretrained")
+    parser.add_argument("--variants", default="maml,pretrained,cavia")
     parser.add_argument("--eval-episodes", type=int, default=20)
     parser.add_argument("--chunks", type=int, default=4, help="checkpoints (and evaluations) per variant")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "maml_nav2d.md"))
