@@ -51,11 +51,11 @@ def run_variant(name: str, args) -> str:
     run_dir = Path(args.runs) / name
     if is_finished(run_dir):
         return str(run_dir)
+    family = envs.make("nav2d", num_test_tasks=40)
     if (run_dir / "checkpoints").exists():
-        resume(run_dir, progress=False)
+        resume(run_dir, env=family, progress=False)
         return str(run_dir)
     cfg = variant_config(name, args.steps)
-    family = envs.make("nav2d", num_test_tasks=40)
     train(ALGO.get(name, "maml"), family, cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
           eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
     return str(run_dir)

@@ -445,6 +445,24 @@ def test_resume_of_a_finished_run_changes_nothing(alone, tmp_path):
     _assert_trees_equal(result.state, alone[0].state)
 
 
+def test_resume_of_a_run_trained_on_an_env_object_needs_the_object(alone, tmp_path):
+    """config.json records only an env object's label (here made to look like one: the run used a name), so a
+    resume must be handed the object again; without it the error says so instead of rebuilding another env."""
+    import shutil
+
+    import jaxrl.envs
+
+    run_dir = tmp_path / "object"
+    shutil.copytree(alone[0].run_dir, run_dir)
+    spec = json.loads((run_dir / "config.json").read_text())
+    assert spec["env_registered"] is True
+    (run_dir / "config.json").write_text(json.dumps({**spec, "env_registered": False}))
+    with pytest.raises(ValueError, match="trained on an env object .* resume\\(run_dir, env=\\(env, env_params\\)\\)"):
+        resume(run_dir, progress=False)
+    result = resume(run_dir, env=jaxrl.envs.make(ENV), progress=False)
+    assert result.already_complete and result.summary == alone[0].summary
+
+
 def test_a_signal_stops_the_run_and_the_sweep_around_it():
     """A run's stop flag inside a sweep's: SIGTERM in the run's last chunk must stop the sweep too."""
     from jaxrl.run.recorder import StopRequest

@@ -31,6 +31,7 @@ from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
 from jaxrl.run import recorder as rec_lib
 from jaxrl.run import wandb_log
+from jaxrl.run.contexts import inline_context_file
 from jaxrl.run.recorder import NonFiniteError, Recorder, StopRequest, enable_compilation_cache
 from jaxrl.run.watchdog import Watchdog
 
@@ -79,6 +80,7 @@ class _Plan:
     chunk_len: int
     eval_episodes: int
     run_block: int | None
+    env_registered: bool = True  # False: an env object was given, which a resume must be given again
 
     @property
     def total_iters(self) -> int:
@@ -106,10 +108,11 @@ def _resolve(algo, env, config):
         env_name, env_obj, env_params = env_registry.resolve(env)
     else:
         env_obj, env_params = env
-        env_name = getattr(env_obj, "name", type(env_obj).__name__)
+        env_name = getattr(env_obj, "name", type(env_obj).__name__)  # a label only: resume() needs the object
     config = module.Config() if config is None else config
     if not isinstance(config, module.Config):
         raise TypeError(f"config must be a {module.__name__}.Config, got {type(config).__name__}")
+    config = inline_context_file(config)  # CARE's context file: read here, recorded inline in config.json
     return module, algo_name, env_name, env_obj, env_params, config
 
 
@@ -130,7 +133,7 @@ def _plan(algo, env, config, seeds, grid, num_chunks, eval_episodes, run_block, 
     chunk_len = chunk_len or math.ceil(total_iters / min(num_chunks, total_iters))
     return _Plan(
         module, algo_name, env_name, env_obj, env_params, config, seeds, grid, runs, batched_config,
-        math.ceil(total_iters / chunk_len), chunk_len, eval_episodes, run_block,
+        math.ceil(total_iters / chunk_len), chunk_len, eval_episodes, run_block, isinstance(env, str),
     )  # fmt: skip
 
 
@@ -349,6 +352,7 @@ def _config_spec(plan: _Plan, keep_checkpoints: int) -> dict:
         "keep_checkpoints": keep_checkpoints,
         "run_block": plan.run_block,
         "runs": plan.runs,
+        "env_registered": plan.env_registered,
     }
 
 
@@ -413,11 +417,12 @@ _TRAIN_DEFAULTS = {
 }
 
 
-def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
+def resume(run_dir: str | os.PathLike, *, env: tuple[Any, Any] | None = None, **overrides) -> TrainResult:
     """Continue the run in ``run_dir`` from its newest complete checkpoint, exactly where it stopped.
 
     ``overrides``: keyword arguments of :func:`train` that replace the recorded ones (``progress``, ``watchdog``,
-    ...). A run that had already finished is left untouched: its result is read back from the run directory
+    ...). ``env``: the ``(env, env_params)`` pair of a run that was trained on an env object rather than a
+    registered name (config.json records only its label). A run that had already finished is left untouched: its result is read back from the run directory
     (``result.already_complete`` is True) and nothing is compiled or written.
     """
     run_dir = Path(run_dir)
@@ -438,7 +443,20 @@ def resume(run_dir: str | os.PathLike, **overrides) -> TrainResult:
         raise TypeError(f"resume() got unexpected keyword arguments {unknown}: it takes train()'s options")
     options = {**_TRAIN_DEFAULTS, **recorded, **overrides}
     config = from_dict(module.Config, spec["config"])
-    return _train(spec["algo"], spec["env"], config, resume_from=path, chunk_len=spec["chunk_iterations"], **options)
+    if env is None and not spec.get("env_registered", True):
+        raise ValueError(
+            f"{run_dir} was trained on an env object (labelled {spec['env']!r}), not a registered env name, so its "
+            f"env cannot be rebuilt from config.json: resume it in Python with the same env, "
+            f"resume(run_dir, env=(env, env_params))"
+        )
+    return _train(
+        spec["algo"],
+        spec["env"] if env is None else env,
+        config,
+        resume_from=path,
+        chunk_len=spec["chunk_iterations"],
+        **options,
+    )
 
 
 def _resume_checkpoint(run_dir: Path, num_chunks: int) -> Path:
