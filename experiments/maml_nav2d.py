@@ -34,6 +34,13 @@ VARIANTS = {
     "reptile": dict(outer="reptile"),
     "pretrained": dict(num_inner_steps=0),
     "cavia": dict(inner_lr=1.0),
+    # Finn et al.'s inner step (alpha = 0.1), the pretrained policy given the same steps
+    "maml-a0.1": dict(inner_lr=0.1),
+    "pretrained-a0.1": dict(num_inner_steps=0, inner_lr=0.1),
+    # the authors' step sizes: Finn et al.'s alpha = 0.1 and ProMP's outer Adam step 1e-3 (BASE's 3e-3 made both
+    # MAML variants peak at ~2.5M env steps and then fall back: see maml_nav2d.md)
+    "maml-paper": dict(inner_lr=0.1, outer_lr=1e-3),
+    "pretrained-paper": dict(num_inner_steps=0, inner_lr=0.1, outer_lr=1e-3),
 }
 ALGO = {"cavia": "cavia"}  # every other variant is MAML's
 

@@ -1,171 +1,252 @@
-"""Multi-task success table in the form of Meta-World's MT50 table (rows: methods; cells: mean success).
+"""The multi-task table (the form of Meta-World's MT10/MT50 tables): a row per method, a column per JAX-native suite,
+every cell through run directories and ``jaxrl report`` (IQM and mean of the final per-task evaluation success
+with 95% stratified bootstrap CIs over seeds x tasks, per-task success bars, gradient conflict per chunk).
 
-Every row is one algorithm (plus config overrides) trained on a JAX-native multi-task suite with ``--seeds``
-seeds vmapped in one compiled program by ``jaxrl.run.train``; a cell is the final evaluation success averaged
-over tasks, mean +- standard deviation over seeds (and the mean return). Results accumulate in
-``experiments/results/multitask_table.json`` keyed by suite and row, so rows run separately (or added by other
-algorithm families) land in one table, rewritten each time to ``experiments/results/multitask_table.md``.
+    python experiments/multitask_table.py                                    # every row, every available suite
+    python experiments/multitask_table.py --rows MT-SAC,PaCo --suites skills-10 --seeds 5
+    python experiments/multitask_table.py --quick                            # tiny budget, 2 seeds, 2 rows
 
-    python experiments/multitask_table.py                                  # the default rows, both suites
-    python experiments/multitask_table.py --rows MT-SAC,MT-SAC+PCGrad --suites point-goal-4 --seeds 5
-    python experiments/multitask_table.py --row "MT-PPO=mt_ppo:num_envs=8"   # any registered algorithm
+Budget (defaults, as the earlier point-goal-4 table): 5,000 env steps per task for the off-policy rows (1 env per
+task) and 50,000 per task for the on-policy rows (2 envs per task), 5 seeds, 4 chunks, 10 evaluation episodes per
+task; ``--steps`` / ``--pg-steps`` change them (the header of every results file states them).
 
-To add rows for another algorithm family, extend :data:`ROWS` (label -> :class:`Row`) or pass ``--row``.
+Rows: MT-SAC, MH-SAC, MT-SAC + PCGrad / CAGrad / MGDA, Soft Modularization, CARE, MOORE and PaCo (MT-SAC with
+``network=...``), Distral (task policies ``pi_i``; its distilled ``pi_0`` is a second row from the same runs),
+MT-PPO, MT-TRPO, TE-PPO. Suites: ``point-goal-4`` (the easy column), ``point-goal-4-sparse`` and ``skills-10`` (the
+non-saturating suite; a suite the registry does not know yet is skipped with a note).
+
+Each row x suite is one program (its seeds vmapped) in its own run directory,
+``experiments/results/runs/multitask/<suite>/<row>/``: a finished one is kept, a stopped one resumes from its
+checkpoint when the command is run again. Per suite, ``experiments/results/multitask_<suite>.md`` is ``jaxrl
+report``'s table over that suite's run directories (figures and CSV in ``multitask_<suite>/``), and
+``experiments/results/multitask_table.md`` gathers the IQM [95% CI] of every row x suite in one table (it replaces
+the earlier mean +- std table, whose ``multitask_table.json`` store is no longer read or written).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
+from results_table import RUNS, hardware, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
+SUITES = ("point-goal-4", "point-goal-4-sparse", "skills-10")
+METRIC = "eval_success"
 
 
 @dataclass(frozen=True)
 class Row:
+    slug: str  # its run directory's name (the group label of the per-suite reports)
     algo: str  # registered algorithm name
-    overrides: dict = field(default_factory=dict)  # config fields (static or hyper), applied to every suite
-    total_env_steps: int | None = None  # None: the table's --steps
+    overrides: dict = field(default_factory=dict)  # config fields, applied on every suite
+    on_policy: bool = False  # budget: --pg-steps instead of --steps; 2 envs per task instead of 1
 
 
-_SAC_LIKE = dict(num_envs=4, batch_size=64, hidden=(64, 64), learning_starts=250, buffer_size=20_000)
+# 1 env per task; each task's buffer holds its whole run (config_of)
+_SAC = dict(batch_size=64, hidden=(64, 64), learning_starts=250)
+_MT_SAC = dict(_SAC, init_alpha=0.1)
+_PG = dict(num_steps=64)  # 2 envs per task
 
 ROWS: dict[str, Row] = {
-    "MT-SAC": Row("mt_sac", dict(_SAC_LIKE, init_alpha=0.1)),
-    "Multi-head MT-SAC": Row("mh_sac", dict(_SAC_LIKE, init_alpha=0.1)),
-    "MT-SAC + PCGrad": Row("mt_sac", dict(_SAC_LIKE, init_alpha=0.1, aggregator="pcgrad")),
-    "Distral (task policies)": Row("distral", dict(_SAC_LIKE)),
-    # on-policy rows (multi-task part B): more env steps, as on-policy methods need
-    "MT-PPO": Row("mt_ppo", dict(num_envs=8, num_steps=64), total_env_steps=200_000),
-    "MT-TRPO": Row("mt_trpo", dict(num_envs=8, num_steps=64), total_env_steps=200_000),
-    "TE-PPO": Row("te_ppo", dict(num_envs=8, num_steps=64), total_env_steps=200_000),
+    "MT-SAC": Row("mt-sac", "mt_sac", _MT_SAC),
+    "MH-SAC": Row("mh-sac", "mh_sac", _MT_SAC),
+    "MT-SAC + PCGrad": Row("mt-sac+pcgrad", "mt_sac", dict(_MT_SAC, aggregator="pcgrad")),
+    "MT-SAC + CAGrad": Row("mt-sac+cagrad", "mt_sac", dict(_MT_SAC, aggregator="cagrad")),
+    "MT-SAC + MGDA": Row("mt-sac+mgda", "mt_sac", dict(_MT_SAC, aggregator="mgda")),
+    "Soft Modularization": Row("soft-modularization", "mt_sac", dict(_MT_SAC, network="soft_modularization")),
+    "CARE": Row("care", "mt_sac", dict(_MT_SAC, network="care")),
+    "MOORE": Row("moore", "mt_sac", dict(_MT_SAC, network="moore")),
+    "PaCo": Row("paco", "mt_sac", dict(_MT_SAC, network="paco")),
+    "Distral": Row("distral", "distral", _SAC),
+    "MT-PPO": Row("mt-ppo", "mt_ppo", _PG, on_policy=True),
+    "MT-TRPO": Row("mt-trpo", "mt_trpo", _PG, on_policy=True),
+    "TE-PPO": Row("te-ppo", "te_ppo", _PG, on_policy=True),
 }
-DERIVED = {"Distral (distilled pi_0)": ("Distral (task policies)", "_shared")}  # a second output of one run
-SUITES = ("point-goal-4", "point-goal-4-sparse")
+DISTRAL_SHARED = "Distral (distilled pi_0)"  # the same runs' eval_success_shared
+# --quick: a budget that only checks the pipeline (the golden cases' tiny networks)
+QUICK_ROWS = ("MT-SAC", "MT-PPO")
+QUICK = {
+    False: dict(batch_size=16, hidden=(8,), learning_starts=2, buffer_size=256),
+    True: dict(num_steps=8, hidden=(16,), num_minibatches=2),
+}
 
 
-def parse_row(text: str) -> tuple[str, Row]:
-    """``LABEL=algo[:field=value,field=value]`` (values parsed as JSON where possible)."""
-    label, _, spec = text.partition("=")
-    algo, _, fields = spec.partition(":")
-    overrides = {}
-    for item in filter(None, fields.split(",")):
-        k, _, v = item.partition("=")
-        try:
-            overrides[k] = json.loads(v)
-        except json.JSONDecodeError:
-            overrides[k] = v
-    if not label or not algo:
-        raise SystemExit(f"--row {text!r}: expected LABEL=algo[:field=value,...]")
-    return label, Row(algo, overrides)
+def num_tasks(suite: str) -> int:
+    import jaxrl.envs
+
+    return int(jaxrl.envs.make(suite)[0].num_tasks)
 
 
-def run_row(label: str, row: Row, suite: str, seeds: int, steps: int) -> dict:
+def config_of(row: Row, suite: str, args):
+    """The row's config on ``suite``: its overrides, 1 (off-policy) or 2 (on-policy) envs per task, and the budget
+    per task times the suite's number of tasks."""
     from jaxrl import algos
     from jaxrl.config import replace
-    from jaxrl.run import train
 
-    module = algos.get(row.algo)
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in row.overrides.items()}
-    cfg = replace(module.Config(), total_env_steps=row.total_env_steps or steps, **overrides)
-    t0 = time.perf_counter()
-    result = train(row.algo, suite, cfg, seeds=seeds, num_chunks=4, progress=False, tensorboard=False, checkpoint=False)
-    wall = time.perf_counter() - t0
-    out = {
-        "algo": row.algo,
-        "overrides": row.overrides,
-        "seeds": seeds,
-        "env_steps": result.summary["env_steps"],
-        "wall_seconds": wall,
-        "compile_seconds": result.summary["compile_seconds"],
-    }
-    for suffix in ("", "_shared"):
-        if f"eval_success{suffix}" not in result.summary:
-            continue
-        success = np.asarray(result.summary[f"eval_success{suffix}"], float).reshape(seeds, -1)  # [seeds, tasks]
-        ret = np.asarray(result.summary[f"eval_return{suffix}"], float).reshape(seeds, -1)
-        out[f"success{suffix}"] = success.mean(-1).tolist()  # per seed, averaged over tasks
-        out[f"success_per_task{suffix}"] = success.mean(0).tolist()
-        out[f"return{suffix}"] = ret.mean(-1).tolist()
-    print(
-        f"{suite:22s} {label:28s} success {np.mean(out['success']):.3f} +- {np.std(out['success']):.3f} "
-        f"return {np.mean(out['return']):.2f} ({wall:.0f} s)",
-        flush=True,
+    k = num_tasks(suite)
+    steps = k * (args.pg_steps if row.on_policy else args.steps)
+    # off-policy rows keep every transition of the run: each task's buffer holds that task's whole stream
+    buffer = {} if row.on_policy else {"buffer_size": args.steps}
+    overrides = {**row.overrides, **buffer, **(QUICK[row.on_policy] if args.quick else {})}
+    return replace(algos.get(row.algo).Config(), num_envs=(2 if row.on_policy else 1) * k, total_env_steps=steps,
+                   **overrides)  # fmt: skip
+
+
+def run_cell(row: Row, suite: str, args) -> Path:
+    """The row's run directory on ``suite``: kept if finished, resumed if stopped, else trained."""
+    from jaxrl.run import resume, train
+    from jaxrl.run.recorder import is_finished
+
+    run_dir = Path(args.runs) / suite / row.slug
+    if is_finished(run_dir):
+        return run_dir
+    if (run_dir / "checkpoints").exists():
+        resume(run_dir, progress=False)
+        return run_dir
+    if run_dir.exists():  # stopped before its first checkpoint: start again
+        shutil.rmtree(run_dir)
+    train(row.algo, suite, config_of(row, suite, args), seeds=args.seeds, out_dir=run_dir,
+          num_chunks=args.chunks, eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
+    return run_dir
+
+
+def available(suite: str) -> bool:
+    import jaxrl.envs
+
+    try:
+        jaxrl.envs.make(suite)
+    except ValueError:
+        return False
+    return True
+
+
+def cell_notes(rows: dict[str, Row], dirs: list[Path], quick: bool) -> list[str]:
+    """Per row: algorithm, overrides, env steps and wall time (from each run directory's summary.json)."""
+    notes = ["Rows (run directory: algorithm, config overrides, env steps per run, compile + run seconds):", ""]
+    for (label, row), run_dir in zip(rows.items(), dirs):
+        s = json.loads((run_dir / "summary.json").read_text())
+        overrides = {**row.overrides, **(QUICK[row.on_policy] if quick else {})}
+        notes.append(
+            f"- {label} (`{row.slug}`): `{row.algo}` {json.dumps(overrides)}, {s['env_steps']:,} env steps, "
+            f"{s['compile_seconds']:.0f} + {s['run_seconds']:.0f} s"
+        )
+    return notes
+
+
+def table_suite(suite: str, rows: dict[str, Row], args) -> dict[str, dict]:
+    """Run (or keep, or resume) every row on ``suite``, write ``multitask_<suite>.md``; returns per row label the
+    report's group row (IQM, mean and their CIs)."""
+    from jaxrl.run.report import report
+
+    dirs = [run_cell(row, suite, args) for row in rows.values()]
+    k = num_tasks(suite)
+    budget = (
+        f"{args.steps:,} env steps per task (off-policy rows: {k * args.steps:,} per run, 1 env per task), "
+        f"{args.pg_steps:,} per task (on-policy rows: {k * args.pg_steps:,} per run, 2 envs per task); {k} tasks; "
+        f"{args.seeds} seeds per row, vmapped in one program; {args.chunks} chunks; "
+        f"{args.eval_episodes} evaluation episodes per task per chunk"
     )
+    notes = [
+        f"Score: `{METRIC}` per task at the last chunk (deterministic policy); strata = the suite's tasks.",
+        *cell_notes(rows, dirs, args.quick),
+    ]
+    distral = [d for d, row in zip(dirs, rows.values()) if row.algo == "distral"]
+    shared = report(distral, metric=f"{METRIC}_shared", reps=args.reps)["groups"][0] if distral else None
+    if shared:
+        notes += ["", f"{DISTRAL_SHARED} (the Distral runs' `{METRIC}_shared`): IQM {_cell(shared)}."]
+    out = Path(args.out_dir) / f"multitask_{suite}.md"
+    result = write_results(
+        dirs, out, title=f"Multi-task success on {suite}", budget=budget, by=["run_dir"], metric=METRIC,
+        notes=notes, reps=args.reps,
+    )  # fmt: skip
+    by_slug = {row["group"]: row for row in result["groups"]}
+    cells = {label: by_slug[row.slug] for label, row in rows.items()}
+    if shared:
+        cells[DISTRAL_SHARED] = shared
+    print(f"{suite}: " + ", ".join(f"{k} {v['iqm']:.2f}" for k, v in cells.items()), flush=True)
+    return cells
+
+
+def _cell(row: dict) -> str:
+    low, high = row["iqm_ci"]
+    return f"{100 * row['iqm']:.0f} [{100 * low:.0f}, {100 * high:.0f}]"
+
+
+def write_overview(cells: dict[str, dict[str, dict]], labels: list[str], args) -> Path:
+    """``multitask_table.md``: IQM [95% CI] of the final success (%) per row x suite, linking the suite reports."""
+    suites = list(cells)
+    lines = [
+        "# Multi-task success (MT10/MT50-style table, JAX-native suites)",
+        "",
+        f"IQM of the final per-task evaluation success (%) over {args.seeds} seeds x the suite's tasks, [95% "
+        "stratified bootstrap CI] (`jaxrl report`). Budgets, per-task success bars, probability of improvement and "
+        "gradient conflict per chunk: "
+        + ", ".join(f"[{s}](multitask_{s}.md)" for s in suites)
+        + f". Hardware: {hardware()}. Command: `python {' '.join(sys.argv)}`.",
+        "",
+        "| Method | " + " | ".join(suites) + " |",
+        "| --- |" + " --- |" * len(suites),
+    ]
+    for label in labels:
+        lines.append(
+            f"| {label} | " + " | ".join(_cell(cells[s][label]) if label in cells[s] else "-" for s in suites) + " |"
+        )
+    out = Path(args.out_dir) / "multitask_table.md"
+    out.write_text("\n".join(lines) + "\n")
     return out
 
 
-def write_markdown(results: dict, path: Path) -> None:
-    suites = [s for s in SUITES if s in results] + sorted(s for s in results if s not in SUITES)
-    labels: list[str] = []
-    for s in suites:
-        for label in results[s]:
-            if label not in labels:
-                labels.append(label)
-    for derived, (base, _) in DERIVED.items():
-        if base in labels and derived not in labels:
-            labels.insert(labels.index(base) + 1, derived)
-    lines = [
-        "# Multi-task success (MT50-style table, JAX-native suites)",
-        "",
-        "Final evaluation success rate (%), averaged over the suite's tasks; mean +- std over seeds (vmapped "
-        "in one program). Return in brackets. Produced by `experiments/multitask_table.py`.",
-        "",
-        "| Method | " + " | ".join(suites) + " |",
-        "|---" * (len(suites) + 1) + "|",
-    ]
-    for label in labels:
-        cells = []
-        for s in suites:
-            base, suffix = DERIVED.get(label, (label, ""))
-            r = results.get(s, {}).get(base)
-            if r is None or f"success{suffix}" not in r:
-                cells.append("-")
-                continue
-            succ, ret = 100 * np.asarray(r[f"success{suffix}"]), np.asarray(r[f"return{suffix}"])
-            cells.append(f"{succ.mean():.1f} +- {succ.std():.1f} ({ret.mean():.2f})")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "Runs:", ""]
-    for s in suites:
-        for label, r in results[s].items():
-            lines.append(
-                f"- {s}, {label}: `{r['algo']}` {json.dumps(r['overrides'])}, {r['seeds']} seeds, "
-                f"{r['env_steps']} env steps per run, {r['wall_seconds']:.0f} s wall "
-                f"(compile {r['compile_seconds']:.0f} s); per-task success "
-                f"{[round(x, 2) for x in r['success_per_task']]}"
-            )
-    path.write_text("\n".join(lines) + "\n")
-
-
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated labels of ROWS ({list(ROWS)})")
-    ap.add_argument("--row", action="append", default=[], help="extra row LABEL=algo[:field=value,...]")
-    ap.add_argument("--suites", default=",".join(SUITES))
-    ap.add_argument("--seeds", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=20_000, help="env steps per run (all tasks together)")
-    ap.add_argument("--out", default=str(RESULTS / "multitask_table.md"))
+    ap.add_argument("--rows", default=None, help=f"comma-separated labels of ROWS (default: all): {list(ROWS)}")
+    ap.add_argument("--suites", default=None, help=f"comma-separated suite names (default {','.join(SUITES)})")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per row (default 5; --quick: 2)")
+    ap.add_argument("--steps", type=int, default=None, help="env steps per task, off-policy rows (default 5000)")
+    ap.add_argument("--pg-steps", type=int, default=None, help="env steps per task, on-policy rows (default 50000)")
+    ap.add_argument("--chunks", type=int, default=None, help="evaluations (and checkpoints) per run (default 4)")
+    ap.add_argument("--eval-episodes", type=int, default=None, help="evaluation episodes per task (default 10)")
+    ap.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    ap.add_argument("--quick", action="store_true", help="check the pipeline: tiny budget, 2 seeds, 2 rows")
+    ap.add_argument("--runs", default=None, help="root of the run directories (<runs>/<suite>/<row>/)")
+    ap.add_argument("--out-dir", default=None, help="where the results files go (default experiments/results)")
     args = ap.parse_args(argv)
-    if args.seeds < 5:
+    quick = args.quick
+    defaults = dict(seeds=(5, 2), steps=(5_000, 12), pg_steps=(50_000, 16), chunks=(4, 2), eval_episodes=(10, 1))
+    for name, (full, small) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, small if quick else full)
+    args.rows = args.rows or ",".join(QUICK_ROWS if quick else ROWS)
+    args.suites = args.suites or ("point-goal-4" if quick else ",".join(SUITES))
+    args.runs = args.runs or str(RUNS / ("multitask_quick" if quick else "multitask"))
+    args.out_dir = args.out_dir or (args.runs if quick else str(RESULTS))
+    unknown = [r for r in args.rows.split(",") if r not in ROWS]
+    if unknown:
+        ap.error(f"unknown rows {unknown}: choose from {list(ROWS)}")
+    if args.seeds < 5 and not quick:
         print("note: the table's protocol is >= 5 seeds", file=sys.stderr)
-    rows = {label: ROWS[label] for label in filter(None, args.rows.split(","))}
-    rows.update(parse_row(text) for text in args.row)
-    out = Path(args.out)
-    store = out.with_suffix(".json")
-    results = json.loads(store.read_text()) if store.exists() else {}
+    return args
+
+
+def main(argv=None) -> dict[str, dict[str, dict]]:
+    args = parse_args(argv)
+    rows = {label: ROWS[label] for label in args.rows.split(",")}
+    os.makedirs(args.out_dir, exist_ok=True)
+    cells = {}
     for suite in filter(None, args.suites.split(",")):
-        for label, row in rows.items():
-            results.setdefault(suite, {})[label] = run_row(label, row, suite, args.seeds, args.steps)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            store.write_text(json.dumps(results, indent=1))
-            write_markdown(results, out)
-    print(out.read_text())
+        if not available(suite):
+            print(f"note: suite {suite!r} is not registered (yet): skipped", file=sys.stderr)
+            continue
+        cells[suite] = table_suite(suite, rows, args)
+    labels = [label for label in rows] + ([DISTRAL_SHARED] if "Distral" in rows else [])
+    if cells:
+        print(write_overview(cells, labels, args).read_text())
+    return cells
 
 
 if __name__ == "__main__":

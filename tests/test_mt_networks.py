@@ -18,9 +18,11 @@ import pytest
 
 from jaxrl import envs
 from jaxrl.algos.multitask import mt_sac
+from jaxrl.algos.multitask.architecture import arch_spec
 from jaxrl.algos.multitask.common import AGGREGATORS
 from jaxrl.nets import multitask as mtn
 from jaxrl.run.cli import main
+from jaxrl.run.contexts import inline_context_file
 
 K = 4  # tasks
 X = jax.random.normal(jax.random.PRNGKey(1), (32, 6))  # a batch of inputs
@@ -198,13 +200,15 @@ def test_care_context_embedding_sources(tmp_path):
         (str(tmp_path / "c.npy"), rows),
         (str(tmp_path / "c.csv"), rows),
     ]:
-        cfg = mt_sac.Config(network="care", context_embedding=value)
-        spec_ = mtn.arch_spec(cfg, K, suite.contexts)
+        cfg = inline_context_file(mt_sac.Config(network="care", context_embedding=value))  # the run layer reads
+        spec_ = arch_spec(cfg, K, suite.contexts)
         assert spec_ is not None
         np.testing.assert_array_equal(np.asarray(spec_.contexts), expected)
     with pytest.raises(ValueError, match="ships no task descriptors"):
-        mtn.arch_spec(mt_sac.Config(network="care", context_embedding="descriptor"), K, suite.contexts)
-    assert mtn.arch_spec(mt_sac.Config(), K) is None  # the default builds today's MLPs
+        arch_spec(mt_sac.Config(network="care", context_embedding="descriptor"), K, suite.contexts)
+    assert arch_spec(mt_sac.Config(), K) is None  # the default builds today's MLPs
+    with pytest.raises(ValueError, match="a file is read by the run layer"):  # no I/O below jaxrl.run
+        arch_spec(mt_sac.Config(network="care", context_embedding=str(tmp_path / "c.npy")), K)
 
 
 # ------------------------------------------------------------------------------------- MT-SAC with PaCo reset
@@ -249,6 +253,10 @@ CLI_ERRORS = {
     "context of the wrong width": (
         ["mt_sac", "--network", "care", "--context-embedding", "{bad}"],
         ["context_embedding", "has shape [3, 2]", "[K=4, C]"],
+    ),
+    "context file missing": (
+        ["mt_sac", "--network", "care", "--context-embedding", "nowhere.npy"],
+        ["context_embedding='nowhere.npy'", "no such file"],
     ),
     "paco size 0": (["mt_sac", "--network", "paco", "--num-experts", "0"], ["num_experts=0", ">= 1"]),
     "moore size 0": (["mt_ppo", "--network", "moore", "--num-experts", "0"], ["num_experts=0", ">= 1"]),
@@ -305,6 +313,8 @@ def test_mt_sac_architectures_with_every_aggregator(aggregator, network, with_mh
             assert np.all(np.isfinite(np.asarray(value))), key
         out = jax.jit(algo.evaluate, static_argnums=2)(state, jax.random.PRNGKey(1), 1)
         assert out["eval_success"].shape == (K,)
+        assert out["critic_grad_norm_per_task"].shape == (K,) and "actor_grad_cos_min" in out  # the monitor
+        assert all(np.all(np.isfinite(np.asarray(v))) for v in out.values()), out
 
 
 @pytest.mark.integration
@@ -321,6 +331,7 @@ def test_mt_ppo_every_architecture(network, aggregator):
     state, metrics = jax.jit(algo.step)(algo.init(jax.random.PRNGKey(0)))
     for key, value in metrics.items():
         assert np.all(np.isfinite(np.asarray(value))), key
+    assert metrics["grad_norm_per_task"].shape == (K,) and "grad_conflict_frac" in metrics  # the monitor
     out = jax.jit(algo.evaluate, static_argnums=2)(state, jax.random.PRNGKey(1), 1)
     assert out["eval_return"].shape == (K,)
 

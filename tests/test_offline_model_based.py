@@ -373,11 +373,12 @@ def test_mopo_beats_the_behaviour_policy_on_medium(pendulum_medium):
 
 @pytest.mark.learning
 def test_morel_beats_the_behaviour_policy_on_medium(pendulum_medium):
-    """Measured (3 seeds, 2k model + 6k SAC updates): with kappa_scale=0.1 (HALT reward -kappa / (1 - gamma) =
-    -163 here) last normalised score 77.5 / 52.1 / 101.1 (mean 76.9) against the behaviour policy's 37.7. The
-    default kappa_scale=1 (HALT reward -1630, ~100x a typical step) made the critic far more pessimistic
-    (Q(s, pi(s)) -127 vs -87 at the end) and scored 26.1 / -10.2 / -0.3 (mean 5.2; 15.8 with 10k SAC updates)."""
-    cfg = morel.Config(**LEARN, total_env_steps=8_000, model_train_updates=2_000, kappa_scale=0.1)
+    """Measured (3 seeds, 2k model + 6k SAC updates): with kappa_scale=0.1 (the default; HALT reward
+    -kappa / (1 - gamma) = -163 here) last normalised score 77.5 / 52.1 / 101.1 (mean 76.9) against the
+    behaviour policy's 37.7. The former default kappa_scale=1 (HALT reward -1630, ~100x a typical step) made the
+    critic far more pessimistic (Q(s, pi(s)) -127 vs -87 at the end) and scored 26.1 / -10.2 / -0.3 (mean 5.2;
+    15.8 with 10k SAC updates)."""
+    cfg = morel.Config(**LEARN, total_env_steps=8_000, model_train_updates=2_000)
     result = train("morel", pendulum_medium, cfg, seeds=3, **LEARN_RUN)
     last = np.asarray(result.summary["normalized_score_last"])
     behaviour = _behaviour_score(pendulum_medium)

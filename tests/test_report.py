@@ -353,3 +353,44 @@ def test_probability_of_improvement_compares_groups_of_one_dataset_only(tmp_path
     result = rp.report(dirs, by=["algo", "dataset"], reps=200)
     pairs = {(p["x"], p["y"]) for p in result["improvement"]}
     assert pairs == {("cql, medium", "iql, medium"), ("iql, expert", "cql, expert")}, pairs
+
+
+def _add_monitoring(run_dir: Path, success, grads: dict[str, list[float]]) -> None:
+    """Add per-task ``eval_success [runs, tasks]`` per chunk and gradient-monitor metrics (``[runs]`` per chunk) to
+    a written run directory's records."""
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    for c, record in enumerate(records):
+        record["eval_success"] = np.asarray(success[c]).tolist()
+        record.update({name: values[c] for name, values in grads.items()})
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_multitask_monitoring_shows_per_task_success_and_gradient_conflict(tmp_path):
+    """Per-task success per group (mean and CI per task) and the gradient-conflict / norm-spread curves per chunk
+    (mean over runs at every chunk), in the result, report.md and two figures."""
+    meta = {"num_tasks": 2, "task_names": ["near", "far"]}
+    returns = np.ones((2, 3, 2))  # [chunks, runs, tasks]
+    success = np.asarray([[[0, 0], [1, 0], [0, 0]], [[1, 0], [1, 1], [1, 0]]], float)
+    cos = [[0.5, 0.4, 0.3], [-0.1, -0.2, -0.3]]  # critic_grad_cos_mean [chunks][runs]
+    cv = [[0.1, 0.1, 0.1], [0.7, 0.8, 0.9]]
+    run_dir = write_run_dir(tmp_path / "mt", "mt_sac", "point-goal-2", returns, seeds=range(3), env_metadata=meta)
+    _add_monitoring(run_dir, success, {"critic_grad_cos_mean": cos, "critic_grad_norm_cv": cv, "grad_cos_min": cv})
+    result = rp.report([run_dir], out_dir=tmp_path / "out", reps=200)
+    (row,) = result["task_success"]
+    assert row["tasks"] == ["near", "far"] and row["runs"] == 3
+    assert row["mean"] == pytest.approx([1.0, 1 / 3])
+    assert row["ci"][0] == [1.0, 1.0] and 0.0 <= row["ci"][1][0] <= 1 / 3 <= row["ci"][1][1] <= 1.0
+    curves = {c["metric"]: c for c in result["gradients"]}
+    assert list(curves) == ["grad_cos_min", "critic_grad_cos_mean", "critic_grad_norm_cv"]  # the logged ones
+    assert curves["critic_grad_cos_mean"]["mean"] == pytest.approx([0.4, -0.2])
+    assert curves["critic_grad_cos_mean"]["env_steps"] == [100, 200]
+    lo, hi = curves["critic_grad_norm_cv"]["ci"][-1]
+    assert 0.7 <= lo <= 0.8 <= hi <= 0.9
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Per-task success" in text and "| group | runs | near | far |" in text
+    assert "## Gradient conflict and gradient-norm spread" in text
+    assert "| mt_sac | critic | 0.4 → -0.2 [" in text and "| mt_sac | all | - | 0.1 → 0.8 [" in text
+    for png in ("task_success.png", "gradients.png"):
+        assert (tmp_path / "out" / png).stat().st_size > 0
+    plain = rp.report([known_dir(tmp_path)], reps=100)
+    assert (plain["task_success"], plain["gradients"]) == ([], [])  # single-task runs: no such sections

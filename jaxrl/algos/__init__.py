@@ -62,6 +62,7 @@ _META: dict[str, tuple[str, str]] = {
     "maml": ("jaxrl.algos.meta.maml", "nav2d"),
     "cavia": ("jaxrl.algos.meta.cavia", "nav2d"),
     "pearl": ("jaxrl.algos.meta.pearl", "point-robot"),
+    "varibad": ("jaxrl.algos.meta.varibad", "varibad-grid"),
 }
 ALGORITHMS: dict[str, Entry] = {
     **_entries("online", _TABLE),

@@ -55,7 +55,6 @@ to the shared parts); the task enters through ``task_id`` as the papers describe
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import distrax
@@ -64,7 +63,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.config import ConfigError, close_matches, config, config_name, static
+from jaxrl.config import ConfigError, close_matches
 from jaxrl.nets.core import ACTIVATIONS, MLP, Network, orthogonal_dense
 
 __all__ = [
@@ -82,10 +81,6 @@ __all__ = [
     "make_task_tanh_gaussian",
     "make_task_q",
     "make_task_actor_critic",
-    "ARCHITECTURE_ALGORITHMS",
-    "ArchitectureConfig",
-    "arch_spec",
-    "load_context_embedding",
     "maskout",
     "paco_maskout",
     "paco_task_params",
@@ -390,85 +385,6 @@ def make_task_actor_critic(spec: ArchSpec, num_actions: int, discrete: bool) -> 
         )
     value = make_task_network(spec, 1, 1.0)
     return policy, Network(value.init, lambda p, x, t: value.apply(p, x, t)[..., 0])
-
-
-# ------------------------------------------------------------------------------------------ the config's side
-
-ARCHITECTURE_ALGORITHMS = ("mt_sac", "mh_sac", "mt_ppo")  # the algorithms whose networks ``network`` chooses
-
-
-@config
-class ArchitectureConfig:
-    """The ``network`` fields of a multi-task algorithm's Config: put it FIRST among the bases (its ``validate``
-    runs the other bases' checks, then these)."""
-
-    network: str = static("mlp", help=f"network architecture: {', '.join(NETWORKS)} (mlp: the shared MLP)")
-    num_experts: int = static(4, low=1, help="CARE encoders / MOORE experts / PaCo parameter sets (k)")
-    num_modules: int = static(2, low=1, help="Soft Modularization: modules per base layer (m)")
-    context_embedding: str = static(
-        "suite",
-        help="CARE's per-task context [K, C]: suite (the suite's omega), one_hot, descriptor (the suite's "
-        "task descriptors) or a .npy / .txt / .csv file with one row per task",
-    )
-
-    def __post_init__(self):
-        self.validate()
-
-    def validate(self) -> None:
-        parent = getattr(super(), "validate", None)
-        if parent is not None:
-            parent()
-        where = f"{config_name(self)}.network"
-        hidden = tuple(getattr(self, "hidden", (64,)))
-        check_arch(ArchSpec(self.network, hidden, "relu", 1, self.num_experts, self.num_modules), where)
-        if self.context_embedding != "suite" and self.network != "care":
-            raise ConfigError(
-                f"{config_name(self)}.context_embedding={self.context_embedding!r} is CARE's context: it needs "
-                f"--network care (network={self.network!r})"
-            )
-        if self.network != "mlp" and config_name(self).split(".")[0] not in ARCHITECTURE_ALGORITHMS:
-            raise ConfigError(
-                f"{where}={self.network!r}: this algorithm builds its own networks; --network is for "
-                f"{', '.join(ARCHITECTURE_ALGORITHMS)}"
-            )
-
-
-def load_context_embedding(value: str) -> np.ndarray:
-    """A ``[K, C]`` context matrix from a ``.npy``, ``.csv`` or whitespace-separated text file."""
-    path = Path(value)
-    if not path.is_file():
-        raise ConfigError(
-            f"context_embedding={value!r}: not suite, one_hot or descriptor, and no such file (give a .npy, .txt "
-            "or .csv file with one row per task)"
-        )
-    if path.suffix == ".npy":
-        return np.load(path)
-    return np.loadtxt(path, delimiter="," if path.suffix == ".csv" else None, ndmin=2)
-
-
-def arch_spec(config, num_tasks: int, suite_contexts=None, descriptors=None) -> ArchSpec | None:
-    """The :class:`ArchSpec` of an :class:`ArchitectureConfig` (``None`` for ``network="mlp"``). CARE's context:
-    ``suite_contexts`` (one-hot when ``None``), one-hot, ``descriptors``, or a file; checked to be ``[K, C]``."""
-    if config.network == "mlp":
-        return None
-    contexts = None
-    if config.network == "care":
-        value, what = config.context_embedding, f"{config_name(config)}.context_embedding={config.context_embedding!r}"
-        if value == "one_hot" or (value == "suite" and suite_contexts is None):
-            arr: Any = np.eye(num_tasks, dtype=np.float32)
-        elif value in ("suite", "descriptor"):
-            arr = suite_contexts if value == "suite" else descriptors
-            if arr is None:
-                raise ConfigError(f"{what}: the suite ships no task descriptors; use suite, one_hot or a file")
-        else:
-            arr = load_context_embedding(value)
-        contexts = context_rows(check_contexts(arr, num_tasks, what))
-    spec = ArchSpec(
-        config.network, tuple(config.hidden), config.activation, num_tasks, config.num_experts, config.num_modules,
-        contexts,
-    )  # fmt: skip
-    check_arch(spec, f"{config_name(config)}.network")
-    return spec
 
 
 def maskout(loss: jax.Array, keep: jax.Array) -> jax.Array:

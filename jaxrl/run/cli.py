@@ -159,7 +159,7 @@ def _check_network_option(name: str, module, argv: list[str]) -> None:
     if not any(a == "--network" or a.startswith("--network=") for a in argv):
         return
     if "network" not in {f.name for f in dataclasses.fields(module.Config)}:
-        from jaxrl.nets.multitask import ARCHITECTURE_ALGORITHMS
+        from jaxrl.algos.multitask.architecture import ARCHITECTURE_ALGORITHMS
 
         raise ValueError(
             f"--network chooses a multi-task network architecture and {name} has none (a single-task or "
@@ -207,6 +207,9 @@ def _train_new(name: str, args):
     out = args.out or f"runs/{name}-{env_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     _check_run_dir(out)
     seeds = list(range(args.seed, args.seed + args.seeds))
+    from jaxrl.run.contexts import inline_context_file
+
+    args.config = inline_context_file(args.config)  # a CARE context file is read here, not by the algorithm
     common = dict(
         seeds=seeds,
         grid=grid_lib.parse_grid(args.grid),

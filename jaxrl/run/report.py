@@ -23,11 +23,14 @@ from typing import Any, cast
 
 import numpy as np
 
+from jaxrl.algos.multitask.monitor import PREFIXES as GRADIENT_PREFIXES
+from jaxrl.algos.multitask.monitor import STATS as GRADIENT_STATS
 from jaxrl.config import close_matches
 from jaxrl.run.logging import read_metrics
 
 LEVEL = 0.95  # confidence level of every interval and band
 ADAPTATION = "adaptation"  # meta-RL's per-run curve: meta-test return after k = 0, 1, ... inner steps
+SUCCESS = "eval_success"  # multi-task runs' per-task evaluation success
 TASK_FIELDS = ("env", "dataset")  # strata within a group unless grouped by
 STATISTICS = ("iqm", "mean", "median", "optimality_gap")
 _NOT_METRICS = ("chunk", "iteration", "env_steps")
@@ -354,6 +357,8 @@ def report(
         "groups": rows,
         "improvement": _improvements(rows, list(finals.values()), reps, seed),
         "adaptation": adaptation_curves(loaded, by, reps, seed),
+        "task_success": task_success(loaded, by, reps, seed),
+        "gradients": gradient_monitor(loaded, by, reps, seed),
     }
     if out_dir is not None:
         result["files"] = _write(result, groups, finals, Path(out_dir), reps, seed)
@@ -381,6 +386,65 @@ def adaptation_curves(loaded: Sequence[tuple[Path, dict, list[dict]]], by: Seque
             }
         )
     return out
+
+
+def task_success(loaded: Sequence[tuple[Path, dict, list[dict]]], by: Sequence[str], reps: int, seed: int):
+    """Multi-task runs (every run directory logs a per-task ``eval_success``): per group, each task's final
+    success, the mean over runs with its percentile-bootstrap 95% CI; ``[]`` otherwise."""
+    groups = _groups_of(loaded, by, SUCCESS)
+    if not groups or any(len(r.tasks) < 2 for g in groups.values() for r in g):
+        return []
+    out = []
+    for group in groups.values():
+        mean, low, high = bootstrap_band(np.stack([r.final for r in group]), reps, seed)  # [tasks]
+        out.append(
+            {
+                "group": group_label(group[0].fields, by),
+                "runs": len(group),
+                "tasks": list(group[0].tasks),
+                "mean": mean.tolist(),
+                "ci": np.stack([low, high], axis=1).tolist(),
+            }
+        )
+    return out
+
+
+def gradient_metrics(records_per_dir: Sequence[list[dict]]) -> list[str]:
+    """The gradient-monitoring metrics (:mod:`jaxrl.algos.multitask.monitor`, every prefix) any run dir logs."""
+    logged: set[str] = set().union(*(metric_names(r) for r in records_per_dir))
+    return [p + s for p in GRADIENT_PREFIXES for s in GRADIENT_STATS if p + s in logged]
+
+
+def gradient_monitor(loaded: Sequence[tuple[Path, dict, list[dict]]], by: Sequence[str], reps: int, seed: int):
+    """Multi-task runs' gradient conflict and gradient-norm spread per chunk: per logged metric (e.g.
+    ``critic_grad_cos_mean``; algorithms log different networks' metrics) and group of the run directories that log
+    it, the mean over runs at every chunk its runs share, with its percentile-bootstrap 95% CI; ``[]`` when the
+    runs log none."""
+    out = []
+    for name in gradient_metrics([records for _, _, records in loaded]):
+        logging_it = [entry for entry in loaded if name in metric_names(entry[2])]
+        for group in _groups_of(logging_it, by, name).values():
+            steps = functools.reduce(np.intersect1d, [r.env_steps for r in group])
+            values = np.stack([r.values.mean(axis=-1)[np.isin(r.env_steps, steps)] for r in group])  # [runs, C]
+            mean, low, high = bootstrap_band(values, reps, seed)
+            out.append(
+                {
+                    "group": group_label(group[0].fields, by),
+                    "metric": name,
+                    "runs": len(group),
+                    "env_steps": steps.tolist(),
+                    "mean": mean.tolist(),
+                    "ci": np.stack([low, high], axis=1).tolist(),
+                }
+            )
+    return out
+
+
+def _groups_of(loaded: Sequence[tuple[Path, dict, list[dict]]], by: Sequence[str], metric: str):
+    """The runs' ``metric`` by group (``{}`` unless every run directory logs it)."""
+    if not all(metric in metric_names(records) for _, _, records in loaded):
+        return {}
+    return group_runs([run for d, spec, records in loaded for run in load_runs(d, spec, records, metric)], by)
 
 
 def _group_row(
@@ -470,6 +534,10 @@ def markdown(result: dict, figures: Sequence[str | Path] = ()) -> str:
         ]
     if result.get("adaptation"):
         lines += _adaptation_table(result["adaptation"])
+    if result.get("task_success"):
+        lines += _task_success_table(result["task_success"])
+    if result.get("gradients"):
+        lines += _gradient_table(result["gradients"])
     if figures:
         lines += ["", "## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
     lines += ["", "## Run directories", ""] + [f"- `{d}`" for d in result["run_dirs"]]
@@ -491,6 +559,51 @@ def _adaptation_table(curves: list[dict]) -> list[str]:
     for c in curves:
         cells = [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" for m, (lo, hi) in zip(c["mean"], c["ci"])]
         lines.append(f"| {c['group']} | {c['runs']} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _task_success_table(rows: list[dict]) -> list[str]:
+    tasks = list(dict.fromkeys(t for r in rows for t in r["tasks"]))
+    lines = [
+        "",
+        "## Per-task success",
+        "",
+        "`eval_success` per task at the last logged chunk: mean over runs [95% percentile-bootstrap CI].",
+        "",
+        "| group | runs | " + " | ".join(tasks) + " |",
+        "| --- | ---: |" + " --- |" * len(tasks),
+    ]
+    for r in rows:
+        by_task = {t: f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" for t, m, (lo, hi) in zip(r["tasks"], r["mean"], r["ci"])}
+        lines.append(f"| {r['group']} | {r['runs']} | " + " | ".join(by_task.get(t, "-") for t in tasks) + " |")
+    return lines
+
+
+def _gradient_table(curves: list[dict]) -> list[str]:
+    """A row per group and network (metric prefix): each statistic at the first and last logged chunk."""
+    cells: dict[tuple[str, str], dict[str, str]] = {}
+    for c in curves:
+        prefix, stat = c["metric"].split("grad_", 1)
+        first, last = c["mean"][0], c["mean"][-1]
+        lo, hi = c["ci"][-1]
+        cells.setdefault((c["group"], prefix.rstrip("_") or "all"), {})["grad_" + stat] = (
+            f"{_fmt(first)} → {_fmt(last)} [{_fmt(lo)}, {_fmt(hi)}]"
+        )
+    stats = [s for s in GRADIENT_STATS if any(s in row for row in cells.values())]
+    lines = [
+        "",
+        "## Gradient conflict and gradient-norm spread",
+        "",
+        "Per-task gradients of each shared network (`jaxrl.algos.multitask.monitor`): mean / min pairwise cosine, "
+        "fraction of conflicting pairs (g_i . g_j < 0), max/min ratio and coefficient of variation of the task "
+        "gradient norms (the winner-take-all symptom). First → last logged chunk, mean over runs [95% CI at the "
+        "last chunk].",
+        "",
+        "| group | network | " + " | ".join(stats) + " |",
+        "| --- | --- |" + " --- |" * len(stats),
+    ]
+    for (group, net), row in cells.items():
+        lines.append(f"| {group} | {net} | " + " | ".join(row.get(s, "-") for s in stats) + " |")
     return lines
 
 
@@ -523,6 +636,10 @@ def _write(
         figures.append(plot_heatmap(result, out_dir / "heatmap.png"))
     if result.get("adaptation"):
         figures.append(plot_adaptation(result["adaptation"], out_dir / "adaptation.png"))
+    if result.get("task_success") and metric != SUCCESS:  # (with eval_success, tasks.png shows these bars)
+        figures.append(plot_task_success(result["task_success"], out_dir / "task_success.png"))
+    if result.get("gradients"):
+        figures.append(plot_gradients(result["gradients"], out_dir / "gradients.png"))
     (out_dir / "report.md").write_text(markdown(result, figures))
     write_csv(result, out_dir / "report.csv")
     return [str(out_dir / "report.md"), str(out_dir / "report.csv"), *map(str, figures)]
@@ -600,16 +717,28 @@ def plot_task_bars(groups: dict[str, list[Run]], metric: str, out: Path) -> Path
         for run in runs:
             for task, score in zip(run.tasks, run.final):
                 per_group[label].setdefault(task, []).append(score)
-    tasks = list(dict.fromkeys(t for scores in per_group.values() for t in scores if t))
-    fig, ax = _axes(max(6.4, 0.6 * len(tasks) * max(1, len(groups)) ** 0.5), 4.2)
-    width = 0.8 / len(groups)
-    for g, (label, scores) in enumerate(per_group.items()):
-        x = [i for i, t in enumerate(tasks) if t in scores]
+    bands = {label: {t: bootstrap_band(v) for t, v in scores.items() if t} for label, scores in per_group.items()}
+    return _task_bars(bands, f"final {metric.replace('_', ' ')}", out)
+
+
+def plot_task_success(rows: list[dict], out: Path) -> Path:
+    """:func:`task_success`'s rows as bars: final success per group and task, its 95% CI as error bar."""
+    bands = {r["group"]: {t: (m, lo, hi) for t, m, (lo, hi) in zip(r["tasks"], r["mean"], r["ci"])} for r in rows}
+    return _task_bars(bands, "final eval success", out)
+
+
+def _task_bars(bands: dict[str, dict[str, tuple]], ylabel: str, out: Path) -> Path:
+    """Grouped bars: ``bands[group][task] = (mean, low, high)``."""
+    tasks = list(dict.fromkeys(t for per_task in bands.values() for t in per_task))
+    fig, ax = _axes(max(6.4, 0.6 * len(tasks) * max(1, len(bands)) ** 0.5), 4.2)
+    width = 0.8 / len(bands)
+    for g, (label, per_task) in enumerate(bands.items()):
+        x = [i for i, t in enumerate(tasks) if t in per_task]
         if not x:
             continue
-        mean, low, high = (np.array(v) for v in zip(*(bootstrap_band(scores[tasks[i]]) for i in x)))
+        mean, low, high = (np.array(v, dtype=float) for v in zip(*(per_task[tasks[i]] for i in x)))
         ax.bar(
-            np.array(x) + (g - (len(groups) - 1) / 2) * width,
+            np.array(x) + (g - (len(bands) - 1) / 2) * width,
             mean,
             width,
             label=label,
@@ -617,9 +746,30 @@ def plot_task_bars(groups: dict[str, list[Run]], metric: str, out: Path) -> Path
             capsize=2,
         )
     ax.set_xticks(range(len(tasks)), tasks, rotation=45, ha="right", fontsize="small")
-    ax.set_ylabel(f"final {metric.replace('_', ' ')}")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize="small")
+    return _save(fig, out)
+
+
+def plot_gradients(curves: list[dict], out: Path) -> Path:
+    """Gradient conflict (mean pairwise cosine of the task gradients) and gradient-norm spread (coefficient of
+    variation of their norms) per chunk: a line per group and network with its 95% bootstrap band."""
+    import matplotlib.pyplot as plt
+
+    panels = [s for s in ("grad_cos_mean", "grad_norm_cv") if any(c["metric"].endswith(s) for c in curves)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.0 * len(panels), 4.2), squeeze=False)
+    for ax, stat in zip(axes[0], panels):
+        for c in (c for c in curves if c["metric"].endswith(stat)):
+            ci = np.asarray(c["ci"])
+            net = c["metric"][: -len(stat)].rstrip("_")
+            label = f"{c['group']}" + (f" ({net})" if net else "") + f" n={c['runs']}"
+            (line,) = ax.plot(c["env_steps"], c["mean"], marker=".", label=label)
+            ax.fill_between(c["env_steps"], ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2)
+        ylabel = "mean pairwise cosine of task gradients" if stat == "grad_cos_mean" else "CV of task gradient norms"
+        ax.set(xlabel="environment steps (per run)", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small")
     return _save(fig, out)
 
 

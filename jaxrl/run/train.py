@@ -422,8 +422,9 @@ def resume(run_dir: str | os.PathLike, *, env: tuple[Any, Any] | None = None, **
 
     ``overrides``: keyword arguments of :func:`train` that replace the recorded ones (``progress``, ``watchdog``,
     ...). ``env``: the ``(env, env_params)`` pair of a run that was trained on an env object rather than a
-    registered name (config.json records only its label). A run that had already finished is left untouched: its result is read back from the run directory
-    (``result.already_complete`` is True) and nothing is compiled or written.
+    registered name (config.json records only its label). A run that had already finished is left untouched: its
+    result is read back from the run directory (``result.already_complete`` is True) and nothing is compiled or
+    written.
     """
     run_dir = Path(run_dir)
     spec = json.loads((run_dir / "config.json").read_text())

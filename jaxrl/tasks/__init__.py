@@ -5,6 +5,25 @@ imports it by name on its first lookup (it never imports a task module itself, s
 cycle).
 """
 
-from jaxrl.tasks import bandits, classic_control, gridworld, line_world, locomotion, navigation, point_goal
+from jaxrl.tasks import (
+    bandits,
+    classic_control,
+    goal_grid,
+    gridworld,
+    line_world,
+    locomotion,
+    navigation,
+    point_goal,
+    skills,  # noqa: F401  (registers skills-10)
+)
 
-__all__ = ["bandits", "classic_control", "gridworld", "line_world", "locomotion", "navigation", "point_goal"]
+__all__ = [
+    "bandits",
+    "classic_control",
+    "goal_grid",
+    "gridworld",
+    "line_world",
+    "locomotion",
+    "navigation",
+    "point_goal",
+]

@@ -56,6 +56,19 @@ RL2 = dict(num_tasks=8, hidden_size=8, num_epochs=1, num_minibatches=2, episodes
 MAML = dict(
     num_tasks=2, num_trajectories=2, hidden=(8,), horizon=5, total_env_steps=160, num_outer_epochs=2, eval_inner_steps=1
 )
+# VariBAD: tests/test_varibad.py's TINY (2 gridworld trials of 60 steps per iteration); 4 iterations.
+VARIBAD = dict(
+    num_tasks=2,
+    num_minibatches=2,
+    num_epochs=1,
+    vae_epochs=1,
+    latent_dim=2,
+    encoder_hidden=8,
+    encoder_embed=(),
+    decoder_hidden=(8,),
+    hidden=(8,),
+    total_env_steps=480,
+)
 # PEARL: tests/test_pearl.py's TINY; 80 steps per iteration, 4 iterations (updates from the 2nd).
 PEARL = dict(
     num_train_tasks=4,
@@ -133,6 +146,8 @@ def case(name: str) -> Case:
         return Case(env, {**MAML, "num_context_params": 2}, env_kwargs=dict(num_test_tasks=2, horizon=5))
     if name == "pearl":
         return Case(env, PEARL, env_kwargs=dict(num_test_tasks=3))
+    if name == "varibad":  # 3 held-out goals
+        return Case(env, VARIBAD, env_kwargs=dict(num_test_tasks=3))
     raise KeyError(f"no golden case for algorithm {name!r}: add one to tests/golden/cases.py")
 
 

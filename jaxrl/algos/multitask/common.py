@@ -24,6 +24,7 @@ import optax
 from jaxrl import grads as grads_lib
 from jaxrl import nets
 from jaxrl.algos import train_state as ts
+from jaxrl.algos.multitask import architecture
 from jaxrl.config import ConfigError
 from jaxrl.envs.multitask import infer_task_id
 from jaxrl.envs.wrappers import action_dim as env_action_dim
@@ -176,11 +177,12 @@ def make_task_categorical_policy(
 
 
 def arch_spec(config, num_tasks: int, env=None) -> mtnets.ArchSpec | None:
-    """:func:`jaxrl.nets.multitask.arch_spec` with CARE's ``suite`` / ``descriptor`` contexts read off ``env``."""
+    """:func:`jaxrl.algos.multitask.architecture.arch_spec` with CARE's ``suite`` / ``descriptor`` contexts read
+    off ``env``."""
     descriptors = getattr(env, "descriptors", None)
     if descriptors is None:
         descriptors = dict(getattr(env, "extra_metadata", ())).get("descriptors")
-    return mtnets.arch_spec(config, num_tasks, getattr(env, "contexts", None), descriptors)
+    return architecture.arch_spec(config, num_tasks, getattr(env, "contexts", None), descriptors)
 
 
 def make_task_actor_critic(spec: mtnets.ArchSpec, env, env_params, contexts) -> tuple[Network, Network]:

@@ -19,7 +19,9 @@ the state only; here both see ``(s, omega)`` (``shared_sees_task=True``, the mul
 ``pi_0`` must know the goal). With ``shared_sees_task=False`` the shared policy gets the state only, the paper's.
 
 ``evaluate`` returns ``eval_return`` / ``eval_success`` ``[K]`` of the task policies and
-``eval_return_shared`` / ``eval_success_shared`` ``[K]`` of the distilled ``pi_0`` (deterministic).
+``eval_return_shared`` / ``eval_success_shared`` ``[K]`` of the distilled ``pi_0`` (deterministic), and the
+``shared_grad_*`` statistics of :mod:`jaxrl.algos.multitask.monitor` (``pi_0``'s per-task distillation gradients
+on a fresh replay batch, once per chunk).
 """
 
 from __future__ import annotations
@@ -150,7 +152,14 @@ def _make_update(config: Config, k: int, policy_net, critic_net, shared_apply):
         }
         return DistralNets(policies, ts.soft_update(critics, config.tau), shared_state), {**metrics, **s_diag}
 
-    return tx, shared_tx, update
+    def task_gradients(dn: DistralNets, batch, key):
+        """``pi_0``'s per-task distillation gradients (the one network the tasks share), for the monitor."""
+        grads, _ = mt.task_grads(
+            distill_k, dn.shared.params, (batch, jax.random.split(key, k), dn.policies.params), (), True
+        )
+        return {"shared_": grads}
+
+    return tx, shared_tx, update, task_gradients
 
 
 def make(config: Config, env, env_params) -> Algorithm:
@@ -162,7 +171,7 @@ def make(config: Config, env, env_params) -> Algorithm:
     state_dim = n_obs - setup.train_env.context_dim
     shared_in = (lambda obs: obs) if config.shared_sees_task else (lambda obs: obs[..., :state_dim])
     shared_apply = lambda p, obs: shared_net.apply(p, shared_in(obs))
-    tx, shared_tx, update = _make_update(config, k, policy_net, critic_net, shared_apply)
+    tx, shared_tx, update, task_gradients = _make_update(config, k, policy_net, critic_net, shared_apply)
 
     def init_nets(policy_key, critic_key, shared_key):
         o, a = jnp.zeros((n_obs,), jnp.float32), jnp.zeros((n_act,), jnp.float32)
@@ -187,7 +196,7 @@ def make(config: Config, env, env_params) -> Algorithm:
         )
         return {**own, "eval_return_shared": shared["eval_return"], "eval_success_shared": shared["eval_success"]}
 
-    algo = mt_off_policy.make_multitask(
-        config, setup, env, env_params, init_nets=init_nets, num_net_keys=3, act=act, update=update
-    )
-    return algo._replace(evaluate=evaluate)
+    return mt_off_policy.make_multitask(
+        config, setup, env, env_params, init_nets=init_nets, num_net_keys=3, act=act, update=update,
+        task_gradients=task_gradients, evaluate=evaluate,
+    )  # fmt: skip

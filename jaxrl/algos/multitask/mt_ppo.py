@@ -20,6 +20,9 @@ per-task gradients of ``L_k / K`` (``jax.vmap(jax.grad)`` over the task axis; ``
 share, so "sum" keeps the mixed batch's scale) pass through ``optax.chain(aggregator, optimizer)``; the metrics
 then add ``num_conflicts`` and ``mean_cosine`` of the task gradients (:mod:`jaxrl.grads`). These pieces
 (:class:`TaskGradientConfig`, :func:`ppo_learner`) serve TE-PPO and MT-TRPO too.
+Every iteration, whatever the aggregator, the metrics add :mod:`jaxrl.algos.multitask.monitor`'s ``grad_*``
+statistics (cosines, conflict fraction, spread of the task gradient norms) of the per-task loss gradients on one
+minibatch's share of each task's rollout, at the pre-update parameters.
 ``network`` (:mod:`jaxrl.nets.multitask`): PPO's MLPs (default), Soft Modularization, CARE, MOORE or PaCo (without
 the reset: MT-SAC has it), the task read off the observation's context.
 """
@@ -37,11 +40,12 @@ from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.base_config import OnlineConfig
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import common as mt
+from jaxrl.algos.multitask import monitor
+from jaxrl.algos.multitask.architecture import ArchitectureConfig
 from jaxrl.algos.single import ppo
 from jaxrl.config import ConfigError, config, config_name, static
 from jaxrl.envs.multitask import MultiTaskEnv, evaluate_tasks, make_multitask_env
 from jaxrl.envs.wrappers import Wrapper
-from jaxrl.nets.multitask import ArchitectureConfig
 
 __all__ = [
     "Config",
@@ -203,9 +207,13 @@ def ppo_learner(config, num_tasks: int):
 
     def learner(loss):
         if not config.per_task_gradients:
-            return ppo.ppo_learner(config)(loss)
-        tx = optax.chain(mt.make_aggregator(config.aggregator, num_tasks), ppo.make_optimizer(config))
-        return tx, task_gradient_learn(loss, tx, config, num_tasks)
+            tx, learn = ppo.ppo_learner(config)(loss)
+        else:
+            tx = optax.chain(mt.make_aggregator(config.aggregator, num_tasks), ppo.make_optimizer(config))
+            learn = task_gradient_learn(loss, tx, config, num_tasks)
+        samples = max(per_task // config.num_minibatches, 1)  # one minibatch's share of each task
+        regroup = lambda data: by_task(data, num_tasks)
+        return tx, monitor.monitored_learn(learn, task_gradients(loss, num_tasks), regroup, samples)
 
     return learner
 

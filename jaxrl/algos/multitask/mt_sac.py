@@ -16,8 +16,8 @@ aggregator (:data:`jaxrl.algos.multitask.common.AGGREGATORS`) takes the per-task
 Monitoring (every step, in the metrics): per-task training return and success ``[K]``, their means and the
 best-minus-worst spread, and for actor and critic the mean pairwise cosine of the task gradients and the number
 of conflicting pairs (``g_i . g_j < 0``); with ``monitor_conflicts=False`` and ``aggregator="sum"`` the per-task
-gradients are skipped (a plain summed gradient, cheapest). ``evaluate`` returns ``{"eval_return": [K],
-"eval_success": [K]}`` (deterministic policy, ``num_episodes`` episodes per task).
+gradients are skipped. ``evaluate`` returns ``{"eval_return": [K], "eval_success": [K]}`` (deterministic policy,
+``num_episodes`` episodes per task) and :mod:`jaxrl.algos.multitask.monitor`'s ``critic_grad_*``, ``actor_grad_*``.
 ``network``: MLP, Soft Modularization, CARE, MOORE or PaCo (:mod:`jaxrl.nets.multitask`); with PaCo a task whose
 critic loss exceeds ``paco_reset_threshold`` is masked out and reset (:func:`~jaxrl.nets.multitask.paco_reset`).
 """
@@ -37,13 +37,15 @@ from jaxrl.algos import train_state as ts
 from jaxrl.algos.base_config import OffPolicyConfig
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import common as mt
+from jaxrl.algos.multitask import monitor
 from jaxrl.algos.multitask import off_policy as mt_off_policy
+from jaxrl.algos.multitask.architecture import ArchitectureConfig
 from jaxrl.algos.train_state import TrainState
 from jaxrl.config import config, hyper, static
 from jaxrl.data import replay
 from jaxrl.envs.multitask import infer_task_id
 from jaxrl.losses.sac import sac_actor_loss, sac_critic_loss
-from jaxrl.nets.multitask import ArchitectureConfig, paco_maskout, paco_reset
+from jaxrl.nets.multitask import paco_maskout, paco_reset
 
 State = off_policy.State
 
@@ -58,9 +60,7 @@ class Config(ArchitectureConfig, OffPolicyConfig):
     learning_starts: int = static(500, low=0, help="random-action transitions per task before updates start")
     multi_head: bool = static(False, choices=(True, False), help="shared trunk + one output head per task")
     aggregator: str = static("sum", choices=mt.AGGREGATORS, help="task-gradient aggregation (jaxrl.grads)")
-    monitor_conflicts: bool = static(
-        True, choices=(True, False), help="per-task gradients every update for cosine/conflict metrics"
-    )
+    monitor_conflicts: bool = static(True, choices=(True, False), help="per-task gradients every update (conflicts)")
     total_env_steps: int = static(40_000, low=1, help="training length in environment steps (all tasks)")
     paco_reset_threshold: float = hyper(3000.0, low=0, low_open=True, help="PaCo: critic loss that resets a task")
 
@@ -106,6 +106,7 @@ class _Parts(NamedTuple):
     init_nets: Callable  # (actor_key, critic_key) -> MTSACNets
     update: Callable  # (buffer, nets, key) -> (nets, metrics)
     actor_net: Any
+    task_gradients: Callable  # (nets, batch [K, B], key) -> per-task critic and actor grads (the monitor's)
 
 
 def _parts(config: Config, num_tasks: int, obs_dim: int, action_dim: int, env=None) -> _Parts:
@@ -129,7 +130,7 @@ def _parts(config: Config, num_tasks: int, obs_dim: int, action_dim: int, env=No
 
     losses = _task_losses(config, actor_net, critic_net)
     update = _make_update(config, k, tx, task_tx, per_task, losses, -config.target_entropy_scale * action_dim)
-    return _Parts(init_nets, update, actor_net)
+    return _Parts(init_nets, update, actor_net, monitor.sac_task_gradients(k, losses))
 
 
 def _task_losses(config: Config, actor_net, critic_net):
@@ -245,6 +246,5 @@ def make(config: Config, env, env_params) -> Algorithm:
         dist = parts.actor_net.apply(state.params.actor.params, obs, task_id)
         return nets.mode(dist) if deterministic else dist.sample(seed=key)
 
-    return mt_off_policy.make_multitask(
-        config, setup, env, env_params, init_nets=parts.init_nets, num_net_keys=2, act=act, update=parts.update
-    )
+    fns = dict(init_nets=parts.init_nets, update=parts.update, task_gradients=parts.task_gradients)
+    return mt_off_policy.make_multitask(config, setup, env, env_params, num_net_keys=2, act=act, **fns)

@@ -18,7 +18,8 @@ Aggregators: with ``per_task_gradients`` (``aggregator`` other than "sum", or ``
 gradient ``g`` of step 3 is the aggregation of the per-task surrogate gradients (of ``-L_k / K``, negated back),
 computed BEFORE the natural-gradient solve: conjugate gradient then preconditions the aggregated ``g``, and the
 line search checks the whole-batch surrogate and KL as before. Metrics then add ``num_conflicts`` and
-``mean_cosine``. The value regression is unchanged.
+``mean_cosine``. The value regression is unchanged. Every iteration, whatever the aggregator, the metrics add
+:mod:`jaxrl.algos.multitask.monitor`'s ``grad_*`` statistics of the per-task surrogate gradients (whole rollout).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from jaxrl import nets
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import common as mt
-from jaxrl.algos.multitask import mt_ppo
+from jaxrl.algos.multitask import monitor, mt_ppo
 from jaxrl.algos.on_policy import ActorCritic, RolloutConfig, State
 from jaxrl.algos.train_state import TrainState
 from jaxrl.config import config, hyper, static
@@ -96,15 +97,20 @@ def trpo_step(config: Config, policy_net, params, batch, advantage, gradient=Non
     )
 
 
-def aggregated_gradient(agg, policy_net, policy: TrainState, tasks, key, num_tasks: int):
-    """The per-task surrogate gradients ``tasks = (obs, action, old log-prob, advantage) [K, ...]`` combined by
-    ``agg`` (in the descent convention of :mod:`jaxrl.grads`, so the ascent direction is its negation)."""
+def task_surrogate_gradients(policy_net, params, tasks, num_tasks: int):
+    """The per-task gradients of ``-L_k / K`` (``tasks = (obs, action, old log-prob, advantage) [K, ...]``)."""
 
     def loss_k(p, batch):
         obs, action, old_log_prob, adv = batch
         return -surrogate_objective(policy_net.apply(p, obs).log_prob(action), old_log_prob, adv), {}
 
-    grads, _ = mt_ppo.task_gradients(loss_k, num_tasks)(policy.params, tasks)
+    grads, _ = mt_ppo.task_gradients(loss_k, num_tasks)(params, tasks)
+    return grads
+
+
+def aggregated_gradient(agg, policy: TrainState, grads, key):
+    """The per-task surrogate gradients ``grads`` (:func:`task_surrogate_gradients`) combined by ``agg`` (in the
+    descent convention of :mod:`jaxrl.grads`, so the ascent direction is its negation)."""
     direction, agg_state = agg.update(grads, policy.opt_state, policy.params, key=key)
     return jax.tree.map(jnp.negative, direction), policy._replace(opt_state=agg_state)
 
@@ -122,12 +128,14 @@ def make_learn(config: Config, policy_net, value_net, vf_tx, agg, num_tasks: int
         adv = flat.advantage
         if config.normalize_advantages:
             adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        policy, gradient, metrics = train.policy, None, {}
+        policy, gradient = train.policy, None
+        tasks = mt_ppo.by_task((data.obs, data.action, data.log_prob, adv.reshape(data.advantage.shape)), num_tasks)
+        grads = task_surrogate_gradients(policy_net, policy.params, tasks, num_tasks)
+        metrics = monitor.gradient_stats(grads)  # the whole rollout's per-task gradients (one batch gradient)
         if agg is not None:
             key, agg_key = jax.random.split(key)
-            tasks = mt_ppo.by_task((data.obs, data.action, data.log_prob, adv.reshape(data.advantage.shape)), num_tasks)
-            gradient, policy = aggregated_gradient(agg, policy_net, policy, tasks, agg_key, num_tasks)
-            metrics = mt_ppo.conflict_metrics(policy.opt_state)
+            gradient, policy = aggregated_gradient(agg, policy, grads, agg_key)
+            metrics.update(mt_ppo.conflict_metrics(policy.opt_state))
         params, trpo_metrics = trpo_step(config, policy_net, policy.params, flat, adv, gradient)
         entropy = jnp.mean(policy_net.apply(params, flat.obs).entropy())
         update = on_policy.gradient_update(vf_grad, vf_tx)

@@ -2,8 +2,9 @@
 
 :func:`task_setup` checks the suite and builds the env (``num_envs / K`` envs per task); :func:`make_multitask`
 builds the algorithm from ``init_nets``, ``act`` and ``update``: one replay buffer per task (a vmapped buffer state
-``[K]``, transitions carry the task index as ``extras``), warm-up counted per task, and the per-task training
-return and success (:class:`TaskReturns`) as metrics.
+``[K]``, transitions carry the task index as ``extras``), warm-up counted per task, the per-task training
+return and success (:class:`TaskReturns`) as metrics, and once per chunk (in ``evaluate``) the gradient monitor of
+:mod:`jaxrl.algos.multitask.monitor` on a fresh ``[K, batch_size]`` batch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import jax.numpy as jnp
 
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.multitask import common as mt
+from jaxrl.algos.multitask import monitor
 from jaxrl.algos.off_policy import Hooks, State, example_transition, make_init, make_step
 from jaxrl.config import ConfigError
 from jaxrl.data import replay
@@ -75,9 +77,14 @@ def make_multitask(
     num_net_keys: int,
     act: Callable,
     update: Callable,
+    task_gradients: Callable,
+    evaluate: Callable | None = None,
 ) -> Algorithm:
     """The algorithm of ``init_nets(*keys) -> nets``, ``act(state, obs, key, deterministic=False, task_id=None)``
-    and ``update(buffer, nets, key)``; ``evaluate`` is per task (:func:`jaxrl.envs.multitask.evaluate_tasks`)."""
+    and ``update(buffer, nets, key)``; ``evaluate`` is per task (:func:`jaxrl.envs.multitask.evaluate_tasks`)
+    unless given, and adds, once per chunk, the gradient statistics of :mod:`jaxrl.algos.multitask.monitor` of
+    ``task_gradients(nets, batch [K, batch_size], key) -> {prefix: per-task grads [K, ...]}`` on a fresh batch
+    from the per-task buffers."""
     k, train_env = setup.num_tasks, setup.train_env
     example = example_transition(setup.obs_dim, setup.action_dim, jnp.zeros((), jnp.int32))
 
@@ -95,10 +102,15 @@ def make_multitask(
     )
     zeros = jnp.zeros((k,), jnp.float32)
 
-    def evaluate(state: State, key, num_episodes: int):
+    def evaluate_policy(state: State, key, num_episodes: int):
         return evaluate_tasks(
             env, env_params, lambda obs, kk: act(state, obs, kk, deterministic=True), key, num_episodes
         )
+
+    def diagnose(state: State, key):
+        batch_key, grad_key = jax.random.split(key)
+        batch = monitor.sample_task_batch(state.buffer, batch_key, k, config.batch_size)
+        return task_gradients(state.nets, batch, grad_key)
 
     return Algorithm(
         init=make_init(train_env, env_params, init_all, num_net_keys, TaskReturns(zeros, zeros)),
@@ -110,7 +122,7 @@ def make_multitask(
             updates_per_step=config.updates_per_step,
         ),
         act=act,
-        evaluate=evaluate,
+        evaluate=monitor.with_gradient_monitor(evaluate or evaluate_policy, diagnose),
         config=config,
         env_steps_per_iteration=config.env_steps_per_iteration,
     )
