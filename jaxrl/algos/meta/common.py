@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxrl.algos import train_state
+from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.train_state import TrainState
 from jaxrl.config import ConfigError
 from jaxrl.envs.wrappers import Wrapper, action_dim, is_discrete, obs_dim
@@ -150,3 +150,24 @@ def outer_epochs(tx: Any, state: TrainState, first_grads: Any, loss: Callable, n
     if num_epochs > 1:
         state, _ = jax.lax.scan(epoch, state, None, length=num_epochs - 1)
     return state
+
+
+def evaluate_trials(play: Callable, env_params: Any, key: jax.Array, num_episodes: int, episodes_per_trial: int):
+    """Meta-test of a trial-based learner (RL², VariBAD): ``num_episodes`` fresh trials on every held-out task,
+    ``play(task, key) -> trial`` with ``reward [T]`` and ``episode [T]`` (each step's episode index). Returns the
+    mean trial return (``eval_return``) and the mean return of each episode of a trial (``adaptation [E]``)."""
+    k_test = jax.tree.leaves(env_params)[0].shape[0]
+    keys = jax.random.split(key, (k_test, num_episodes))
+    trials = jax.vmap(lambda task, ks: jax.vmap(play, in_axes=(None, 0))(task, ks))(env_params, keys)
+    # per-episode returns: [K, N, T] rewards binned by episode index -> [E]
+    bins = jax.nn.one_hot(trials.episode, episodes_per_trial, dtype=jnp.float32)  # [K, N, T, E]
+    per_episode = jnp.einsum("knt,knte->e", trials.reward, bins) / (k_test * num_episodes)
+    return {"eval_return": jnp.mean(jnp.sum(trials.reward, axis=-1)), "adaptation": per_episode}
+
+
+def trial_advantages(reward: jax.Array, value: jax.Array, discount: Any, gae_lambda: Any):
+    """GAE over whole trials ``[T, B]`` (RL², VariBAD): the trial is the episode of the BAMDP, so it is discounted
+    throughout and ends, without bootstrapping, after its last step. Returns ``(advantages, value targets)``."""
+    last = jnp.zeros((reward.shape[0], 1), jnp.float32).at[-1].set(1.0) * jnp.ones_like(reward)
+    v_tp1 = jnp.concatenate([value[1:], jnp.zeros_like(value[:1])])
+    return on_policy.advantages(reward, value, v_tp1, last, jnp.zeros_like(last), discount, gae_lambda)

@@ -27,7 +27,7 @@ from flax import struct
 
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
-from jaxrl.algos.meta.common import check_family, episode_horizon
+from jaxrl.algos.meta.common import check_family, episode_horizon, evaluate_trials, trial_advantages
 from jaxrl.algos.on_policy import PPOLearnerConfig
 from jaxrl.algos.train_state import TrainState
 from jaxrl.config import ConfigError, config, config_name, hyper, static
@@ -188,12 +188,7 @@ def make_step(agent: Agent, config: Config, family, tx):
         key, task_key, trial_key, perm_key = jax.random.split(state.key, 4)
         tasks = family.sample(task_key, config.num_tasks)  # fresh tasks every iteration
         trials = trials_fn(state.params, tasks, jax.random.split(trial_key, config.num_tasks))  # [T, B]
-        # The trial is the episode of RL^2: discount throughout, no bootstrap after its last step.
-        last = jnp.zeros((agent.trial_len, 1), jnp.float32).at[-1].set(1.0) * jnp.ones_like(trials.reward)
-        v_tp1 = jnp.concatenate([trials.value[1:], jnp.zeros_like(trials.value[:1])])
-        adv, target = on_policy.advantages(
-            trials.reward, trials.value, v_tp1, last, jnp.zeros_like(last), config.discount, config.gae_lambda
-        )
+        adv, target = trial_advantages(trials.reward, trials.value, config.discount, config.gae_lambda)
         data = PPOBatch(trials.inputs, trials.action, trials.log_prob, trials.value, adv, target)
         # minibatches of whole trials (axis 1); jax's permutation, as the recorded runs drew it
         train, metrics = on_policy.minibatch_epochs(
@@ -208,14 +203,8 @@ def make_step(agent: Agent, config: Config, family, tx):
 def make_evaluate(agent: Agent, config: Config, env_params):
     def evaluate(state: State, key, num_episodes: int):
         """Meta-test: ``num_episodes`` fresh trials on every held-out task (hidden state reset per trial)."""
-        k_test = jax.tree.leaves(env_params)[0].shape[0]
-        keys = jax.random.split(key, (k_test, num_episodes))
-        trial_fn = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
-        trials = jax.vmap(lambda task, ks: jax.vmap(trial_fn, in_axes=(None, 0))(task, ks))(env_params, keys)
-        # per-episode returns: [K, N, T] rewards binned by episode index -> [E]
-        bins = jax.nn.one_hot(trials.episode, config.episodes_per_trial, dtype=jnp.float32)  # [K, N, T, E]
-        per_episode = jnp.einsum("knt,knte->e", trials.reward, bins) / (k_test * num_episodes)
-        return {"eval_return": jnp.mean(jnp.sum(trials.reward, axis=-1)), "adaptation": per_episode}
+        play = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
+        return evaluate_trials(play, env_params, key, num_episodes, config.episodes_per_trial)
 
     return evaluate
 

@@ -37,6 +37,7 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
+from jaxrl.algos.meta.common import evaluate_trials, trial_advantages
 from jaxrl.algos.meta.varibad_agent import Agent, Trial, make_agent, make_vae_loss, run_trial
 from jaxrl.algos.on_policy import ActorCritic, PPOLearnerConfig
 from jaxrl.algos.train_state import TrainState
@@ -125,11 +126,7 @@ def make_step(agent: Agent, config: Config, family, tx, vae_tx):
         key, task_key, trial_key, ppo_key, vae_key = jax.random.split(state.key, 5)
         tasks = family.sample(task_key, config.num_tasks)
         trials = trials_fn(state.params, tasks, jax.random.split(trial_key, config.num_tasks))  # [T, B]
-        last = jnp.zeros((agent.trial_len, 1), jnp.float32).at[-1].set(1.0) * jnp.ones_like(trials.reward)
-        v_tp1 = jnp.concatenate([trials.value[1:], jnp.zeros_like(trials.value[:1])])
-        adv, target = on_policy.advantages(
-            trials.reward, trials.value, v_tp1, last, jnp.zeros_like(last), config.discount, config.gae_lambda
-        )
+        adv, target = trial_advantages(trials.reward, trials.value, config.discount, config.gae_lambda)
         data = PPOBatch(trials.policy_in, trials.action, trials.log_prob, trials.value, adv, target)
         policy, metrics = learn(state.policy, data, ppo_key)
         vae, vae_metrics = jax.lax.scan(
@@ -145,13 +142,8 @@ def make_step(agent: Agent, config: Config, family, tx, vae_tx):
 def make_evaluate(agent: Agent, config: Config, env_params):
     def evaluate(state: State, key, num_episodes: int):
         """Meta-test: ``num_episodes`` fresh trials on every held-out task, each from the prior."""
-        k_test = jax.tree.leaves(env_params)[0].shape[0]
-        keys = jax.random.split(key, (k_test, num_episodes))
-        trial_fn = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
-        trials = jax.vmap(lambda task, ks: jax.vmap(trial_fn, in_axes=(None, 0))(task, ks))(env_params, keys)
-        bins = jax.nn.one_hot(trials.episode, config.episodes_per_trial, dtype=jnp.float32)  # [K, N, T, E]
-        per_episode = jnp.einsum("knt,knte->e", trials.reward, bins) / (k_test * num_episodes)
-        return {"eval_return": jnp.mean(jnp.sum(trials.reward, axis=-1)), "adaptation": per_episode}
+        play = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
+        return evaluate_trials(play, env_params, key, num_episodes, config.episodes_per_trial)
 
     return evaluate
 
