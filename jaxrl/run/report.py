@@ -550,8 +550,8 @@ def _adaptation_table(curves: list[dict]) -> list[str]:
         "",
         "## Adaptation",
         "",
-        "Meta-test return after k inner (adaptation) steps at the last logged chunk: mean over runs [95% "
-        "percentile-bootstrap CI].",
+        "Meta-test return after k adaptation steps at the last logged chunk (MAML, CAVIA: k inner gradient steps; "
+        "RL², VariBAD, PEARL: column k is episode k + 1 of a trial): mean over runs [95% percentile-bootstrap CI].",
         "",
         "| group | runs | " + " | ".join(f"k={k}" for k in range(width)) + " |",
         "| --- | ---: |" + " --- |" * width,
@@ -702,7 +702,7 @@ def plot_adaptation(curves: list[dict], out: Path) -> Path:
         ci = np.asarray(c["ci"])
         (line,) = ax.plot(c["k"], c["mean"], marker="o", label=f"{c['group']} (n={c['runs']})")
         ax.fill_between(c["k"], ci[:, 0], ci[:, 1], color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="inner (adaptation) steps k", ylabel="meta-test return")
+    ax.set(xlabel="adaptation steps k (inner steps, or episodes of a trial - 1)", ylabel="meta-test return")
     ax.set_xticks(range(max(len(c["k"]) for c in curves)))
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
