@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxrl.envs as envs
-from jaxrl.algos.meta import varibad
+from jaxrl.algos.meta import varibad, varibad_agent
 from jaxrl.config import ConfigError
 from jaxrl.losses import varibad as elbo
 from jaxrl.tasks import goal_grid
@@ -109,6 +109,25 @@ def test_bad_input_latent_dim_zero_through_the_cli(capsys, tmp_path):
         varibad.make(varibad.Config(**{**TINY, "horizon": 10, "total_env_steps": 80}), *envs.make("varibad-grid"))
 
 
+@pytest.mark.integration  # compiles a whole trial (the fast suite is at its time limit)
+def test_a_trial_starts_from_the_prior_and_spans_every_episode():
+    """varibad_agent.run_trial: the policy's first input holds the prior (mean 0, log-variance 0), the trial is
+    episodes_per_trial x 15 steps with each step's episode index, and the encoder sees (one_hot(a), r, s')."""
+    family, tasks = envs.make("varibad-grid")
+    cfg = varibad.Config(**TINY)
+    algo = varibad.make(cfg, family, tasks)
+    agent = varibad_agent.make_agent(cfg, family, tasks)
+    params = algo.init(jax.random.PRNGKey(0)).params
+    trial = varibad_agent.run_trial(agent, cfg, params, jax.tree.map(lambda x: x[0], tasks), jax.random.PRNGKey(1))
+    steps = cfg.episodes_per_trial * 15
+    assert trial.reward.shape == (steps,)
+    np.testing.assert_array_equal(np.asarray(trial.episode), np.repeat(np.arange(cfg.episodes_per_trial), 15))
+    np.testing.assert_array_equal(np.asarray(trial.policy_in[0, -2 * cfg.latent_dim :]), 0.0)
+    enc = np.asarray(trial.enc_in)
+    np.testing.assert_array_equal(enc[:, :5], np.eye(5)[np.asarray(trial.action)])  # one_hot(a_t) of 5 actions
+    np.testing.assert_allclose(enc[:, 5], np.asarray(trial.reward))
+
+
 @pytest.mark.integration
 def test_cli_run_reports_return_per_episode(tmp_path):
     """``jaxrl train varibad`` end to end (tiny): the run directory, and the per-episode meta-test return."""
@@ -131,11 +150,11 @@ def test_vae_step_lowers_the_negative_elbo():
     cfg = varibad.Config(**{**TINY, "vae_epochs": 30, "vae_learning_rate": 1e-2})
     algo = varibad.make(cfg, family, tasks)
     state = algo.init(jax.random.PRNGKey(0))
-    agent = varibad.make_agent(cfg, family, tasks)
-    trials = jax.vmap(lambda t, k: varibad.run_trial(agent, cfg, state.params, t, k), out_axes=1)(
+    agent = varibad_agent.make_agent(cfg, family, tasks)
+    trials = jax.vmap(lambda t, k: varibad_agent.run_trial(agent, cfg, state.params, t, k), out_axes=1)(
         jax.tree.map(lambda x: x[:4], tasks), jax.random.split(jax.random.PRNGKey(1), 4)
     )
-    loss = jax.jit(varibad.make_vae_loss(agent, cfg))
+    loss = jax.jit(varibad_agent.make_vae_loss(agent, cfg))
     before = float(loss(state.params.vae, trials, jax.random.PRNGKey(2))[0])
     new, metrics = jax.jit(algo.step)(state)
     assert np.isfinite(float(metrics["reconstruction"]))

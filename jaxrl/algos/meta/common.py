@@ -152,10 +152,21 @@ def outer_epochs(tx: Any, state: TrainState, first_grads: Any, loss: Callable, n
     return state
 
 
+def make_trial_evaluate(run_trial: Callable, agent: Any, config: Any, env_params: Any) -> Callable:
+    """``evaluate(state, key, num_episodes)`` of a trial-based learner (RL², VariBAD): ``num_episodes`` fresh
+    trials on every held-out task, each played by ``run_trial(agent, config, params, task, key, deterministic)``
+    from the learner's prior (a trial has ``reward [T]`` and ``episode [T]``, each step's episode index)."""
+
+    def evaluate(state: Any, key: jax.Array, num_episodes: int):
+        play = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
+        return evaluate_trials(play, env_params, key, num_episodes, config.episodes_per_trial)
+
+    return evaluate
+
+
 def evaluate_trials(play: Callable, env_params: Any, key: jax.Array, num_episodes: int, episodes_per_trial: int):
-    """Meta-test of a trial-based learner (RL², VariBAD): ``num_episodes`` fresh trials on every held-out task,
-    ``play(task, key) -> trial`` with ``reward [T]`` and ``episode [T]`` (each step's episode index). Returns the
-    mean trial return (``eval_return``) and the mean return of each episode of a trial (``adaptation [E]``)."""
+    """The meta-test of :func:`make_trial_evaluate` for any ``play(task, key) -> trial``. Returns the mean trial
+    return (``eval_return``) and the mean return of each episode of a trial (``adaptation [E]``)."""
     k_test = jax.tree.leaves(env_params)[0].shape[0]
     keys = jax.random.split(key, (k_test, num_episodes))
     trials = jax.vmap(lambda task, ks: jax.vmap(play, in_axes=(None, 0))(task, ks))(env_params, keys)

@@ -27,7 +27,7 @@ from flax import struct
 
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
-from jaxrl.algos.meta.common import check_family, episode_horizon, evaluate_trials, trial_advantages
+from jaxrl.algos.meta.common import check_family, episode_horizon, make_trial_evaluate, trial_advantages
 from jaxrl.algos.on_policy import PPOLearnerConfig
 from jaxrl.algos.train_state import TrainState
 from jaxrl.config import ConfigError, config, config_name, hyper, static
@@ -200,15 +200,6 @@ def make_step(agent: Agent, config: Config, family, tx):
     return step
 
 
-def make_evaluate(agent: Agent, config: Config, env_params):
-    def evaluate(state: State, key, num_episodes: int):
-        """Meta-test: ``num_episodes`` fresh trials on every held-out task (hidden state reset per trial)."""
-        play = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
-        return evaluate_trials(play, env_params, key, num_episodes, config.episodes_per_trial)
-
-    return evaluate
-
-
 def make(config: Config, env, env_params) -> Algorithm:
     agent = make_agent(config, env, env_params)
     tx = on_policy.make_ppo_optimizer(config)
@@ -233,7 +224,7 @@ def make(config: Config, env, env_params) -> Algorithm:
         init=init,
         step=make_step(agent, config, env, tx),
         act=act,
-        evaluate=make_evaluate(agent, config, env_params),
+        evaluate=make_trial_evaluate(run_trial, agent, config, env_params),
         config=config,
         env_steps_per_iteration=config.num_tasks * agent.trial_len,
     )

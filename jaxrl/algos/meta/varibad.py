@@ -37,7 +37,7 @@ from flax import struct
 from jaxrl import nets
 from jaxrl.algos import on_policy, train_state
 from jaxrl.algos.common import Algorithm
-from jaxrl.algos.meta.common import evaluate_trials, trial_advantages
+from jaxrl.algos.meta.common import make_trial_evaluate, trial_advantages
 from jaxrl.algos.meta.varibad_agent import Agent, Trial, make_agent, make_vae_loss, run_trial
 from jaxrl.algos.on_policy import ActorCritic, PPOLearnerConfig
 from jaxrl.algos.train_state import TrainState
@@ -139,15 +139,6 @@ def make_step(agent: Agent, config: Config, family, tx, vae_tx):
     return step
 
 
-def make_evaluate(agent: Agent, config: Config, env_params):
-    def evaluate(state: State, key, num_episodes: int):
-        """Meta-test: ``num_episodes`` fresh trials on every held-out task, each from the prior."""
-        play = lambda task, k: run_trial(agent, config, state.params, task, k, config.eval_deterministic)
-        return evaluate_trials(play, env_params, key, num_episodes, config.episodes_per_trial)
-
-    return evaluate
-
-
 def make(config: Config, env, env_params) -> Algorithm:
     agent = make_agent(config, env, env_params)
     tx = on_policy.make_ppo_optimizer(config)
@@ -176,7 +167,7 @@ def make(config: Config, env, env_params) -> Algorithm:
         init=init,
         step=make_step(agent, config, env, tx, vae_tx),
         act=act,
-        evaluate=make_evaluate(agent, config, env_params),
+        evaluate=make_trial_evaluate(run_trial, agent, config, env_params),
         config=config,
         env_steps_per_iteration=config.num_tasks * agent.trial_len,
     )
