@@ -2,7 +2,7 @@
 stacked beside the env they came from)."""
 
 from jaxrl.envs.offline import OfflineEnv, load_offline_env, make_offline_env
-from jaxrl.envs.registry import dataset_name, is_host, list_envs, make, make_host, register, resolve
+from jaxrl.envs.registry import dataset_name, is_dataset, is_host, list_envs, make, make_host, register, resolve
 from jaxrl.envs.wrappers import (
     EpisodeStats,
     NormalizeObservation,
@@ -21,6 +21,7 @@ __all__ = [
     "list_envs",
     "register",
     "dataset_name",
+    "is_dataset",
     "is_host",
     "make_host",
     "OfflineEnv",

@@ -159,6 +159,11 @@ def dataset_name(paths: Sequence[str], env: str | None = None) -> str:
     return "dataset:" + ",".join(paths) + (f"?env={env}" if env else "")
 
 
+def is_dataset(name: Any) -> bool:
+    """Whether ``name`` is a ``dataset:`` name: an offline env's own name, which :func:`resolve` rebuilds."""
+    return isinstance(name, str) and name.startswith("dataset:") and len(name) > len("dataset:")
+
+
 def is_host(name: Any) -> bool:
     """Whether ``name`` is a host env's (``metaworld:MT10``): trained by :mod:`jaxrl.run.host_train`."""
     return isinstance(name, str) and name.partition(":")[0] in _HOST_PREFIXES

@@ -131,9 +131,11 @@ def _plan(algo, env, config, seeds, grid, num_chunks, eval_episodes, run_block, 
     module.make(config, env_obj, env_params)  # Python-level checks (env/algorithm compatibility) before compiling
     total_iters = config.num_iterations
     chunk_len = chunk_len or math.ceil(total_iters / min(num_chunks, total_iters))
+    # An offline env object is named by its dataset files, which a resume loads again; other objects must be given.
+    rebuildable = isinstance(env, str) or env_registry.is_dataset(env_name)
     return _Plan(
         module, algo_name, env_name, env_obj, env_params, config, seeds, grid, runs, batched_config,
-        math.ceil(total_iters / chunk_len), chunk_len, eval_episodes, run_block, isinstance(env, str),
+        math.ceil(total_iters / chunk_len), chunk_len, eval_episodes, run_block, rebuildable,
     )  # fmt: skip
 
 
