@@ -93,5 +93,44 @@ def rate_text(s: dict, lib: str, spec: str = ",.0f") -> str:
     return f"{format(s['median'][lib], spec)} ({format(lo, spec)}-{format(hi, spec)})"
 
 
+def across_occasions(summaries: Sequence[dict]) -> dict:
+    """Whether one comparison, measured on several occasions (each a :func:`summarize`), reproduces.
+
+    An occasion's stated spread is the range of its per-round ratios. The occasions agree when those ranges
+    share a value (the largest low is at most the smallest high): then some single ratio is consistent with every
+    occasion. ``ratio`` is the median of every per-round ratio of every occasion, stated only when they agree.
+    """
+    ranges = [s["ratio_range"] for s in summaries if s.get("ratio_range")]
+    every = [r for s in summaries for r in s.get("ratios", [])]
+    common = [max(lo for lo, _ in ranges), min(hi for _, hi in ranges)] if ranges else None
+    agree = len(ranges) >= 2 and len(ranges) == len(summaries) and common is not None and common[0] <= common[1]
+    return {
+        "occasions": len(summaries),
+        "ranges": ranges,
+        "medians": [statistics.median(s["ratios"]) if s.get("ratios") else None for s in summaries],
+        "common": common if agree else None,
+        "agree": agree,
+        "ratio": statistics.median(every) if agree else None,
+        "all_range": [min(every), max(every)] if every else None,
+    }
+
+
+def program_cost(compiled) -> dict:
+    """What a compiled JAX program does, independent of the machine's load: XLA's cost analysis (flops, bytes
+    accessed, transcendentals; a loop body is counted once, not per trip) and the optimised HLO's size (fused
+    kernels and while loops). Two libraries' programs for the same algorithm and settings can be compared by it."""
+    cost = compiled.cost_analysis()
+    cost = (cost[0] if cost else {}) if isinstance(cost, list) else (cost or {})
+    text = compiled.as_text()
+    return {
+        "flops": cost.get("flops"),
+        "bytes_accessed": cost.get("bytes accessed"),
+        "transcendentals": cost.get("transcendentals"),
+        "hlo_lines": len(text.splitlines()),
+        "fusions": text.count(" fusion("),
+        "while_loops": text.count(" while("),
+    }
+
+
 def load_text(s: dict) -> str:
     return "-" if s["load"] is None else f"{s['load'][0]:.1f}-{s['load'][1]:.1f}"

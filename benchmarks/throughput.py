@@ -168,6 +168,7 @@ def jaxrl_worker(job: dict) -> dict:
         "rss_before_compile_mb": rss_before,
         "iterations": n_iter,
         "env_steps_per_run": n_iter * cfg.env_steps_per_iteration,
+        "program": sidebyside.program_cost(compiled),
     }
     out["updates_per_run"] = (
         n_iter * cfg.num_epochs * cfg.num_minibatches if algo_name == "ppo" else n_iter * cfg.updates_per_step
@@ -308,8 +309,34 @@ def markdown(report: dict) -> str:
                 f"| {q['algo']} | {q['runs']} | {q['kind']} | {sidebyside.rate_text(q, 'jaxrl')} "
                 f"| {sidebyside.rate_text(q, 'rejax')} | {sidebyside.ratio_text(q)} | {sidebyside.load_text(q)} |"
             )
+    lines += program_table(report["results"])
     lines += ["", "Settings (both libraries):", "", "```", json.dumps(report["settings"], indent=1), "```", ""]
     return "\n".join(lines)
+
+
+def program_table(results: list) -> list[str]:
+    """The compiled training programs side by side (``sidebyside.program_cost``): the same algorithm and settings
+    should cost the same; a difference here is work one library does and the other does not."""
+    first = {}
+    for r in results:
+        if "program" in r and r.get("kind") == "sweep":
+            first.setdefault((r["algo"], r["runs"], r["library"]), r["program"])
+    if not first:
+        return []
+    lines = [
+        "",
+        "Compiled training programs (XLA cost analysis, a loop body counted once; load-independent):",
+        "",
+        "| algo | runs | library | GFLOP | MB accessed | transcendentals | fused kernels | while loops | HLO lines |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (algo, runs, lib), p in first.items():
+        lines.append(
+            f"| {algo} | {runs} | {lib} | {fmt(p['flops'] and p['flops'] / 1e9, '.4f')} "
+            f"| {fmt(p['bytes_accessed'] and p['bytes_accessed'] / 1e6, '.2f')} | {fmt(p['transcendentals'], ',.0f')} "
+            f"| {p['fusions']} | {p['while_loops']} | {p['hlo_lines']} |"
+        )
+    return lines
 
 
 def write_report(args, mode: str, hw: dict, results: list, t_start: float) -> str:

@@ -48,3 +48,13 @@ def test_failed_rounds_and_single_round():
     s = sidebyside.summarize(per, "rate")
     assert s["failed_rounds"] == 1 and s["ratios"] == [2.0] and s["ratio"] is None
     assert "one round" in sidebyside.ratio_text(s)
+
+
+def test_occasions_agree_only_when_their_round_ranges_overlap():
+    occ = lambda *ratios: sidebyside.summarize(_per([10 * r for r in ratios], [10] * len(ratios)), "rate")
+    a = sidebyside.across_occasions([occ(1.0, 1.1, 1.05), occ(1.08, 1.12, 1.1), occ(1.09, 1.15, 1.2)])
+    assert a["agree"] and a["common"] == [1.09, 1.1] and a["occasions"] == 3
+    assert abs(a["ratio"] - 1.1) < 1e-12  # median of all nine per-round ratios
+    b = sidebyside.across_occasions([occ(1.0, 1.05), occ(1.2, 1.25)])  # disjoint: 1.05 < 1.2
+    assert not b["agree"] and b["ratio"] is None and b["common"] is None and b["all_range"] == [1.0, 1.25]
+    assert not sidebyside.across_occasions([occ(1.0, 1.1)])["agree"]  # one occasion is not a reproduction

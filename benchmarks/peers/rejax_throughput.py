@@ -18,6 +18,7 @@ import json
 import resource
 import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +93,10 @@ def main(job: dict) -> dict:
             times.append(time.perf_counter() - t0)
 
     out = {"compile_s": compile_s, "times_s": times, "rss_before_compile_mb": rss_before}
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/: the shared, jaxrl-free helpers
+    import sidebyside
+
+    out["program"] = sidebyside.program_cost(compiled)
     if job.get("evaluate"):
         episodes = job.get("eval_episodes", 128)
 
