@@ -21,13 +21,26 @@ On CPU the processes' collectives go through gloo. The run directory must be on 
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-__all__ = ["initialize", "join_from_argv", "is_distributed", "is_writer", "to_host", "local", "put_global", "sync"]
+__all__ = [
+    "initialize",
+    "join_from_argv",
+    "is_distributed",
+    "is_writer",
+    "to_host",
+    "local",
+    "put_global",
+    "from_shards",
+    "exchange",
+    "sync",
+]
 
 ENV_COORDINATOR, ENV_NUM_PROCESSES, ENV_PROCESS_ID = "JAXRL_COORDINATOR", "JAXRL_NUM_PROCESSES", "JAXRL_PROCESS_ID"
 
@@ -159,6 +172,38 @@ def put_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree.map(put, tree)
+
+
+def from_shards(shape: tuple[int, ...], sharding: Any, shard: Callable[[int], Any], dtype: Any) -> jax.Array:
+    """A global array of ``shape`` split along its first axis by ``sharding``, built from ``shard(start)``: the
+    block that begins at row ``start``. Each process builds only the blocks of its own devices (host data that
+    differs between processes, e.g. each process's datasets: :func:`jaxrl.envs.offline.shard_datasets`)."""
+
+    def block(index):
+        start = (index[0].start or 0) if index else 0
+        return np.asarray(shard(start), dtype)
+
+    return jax.make_array_from_callback(shape, sharding, block)
+
+
+_exchanges = itertools.count()  # every process calls exchange() in the same order: the n-th calls pair up
+
+
+def exchange(items: Mapping[int, bytes], count: int, timeout_s: int = 600) -> list[bytes]:
+    """Items ``0..count-1`` of a table the processes fill together: each gives the items it has (every item by
+    exactly one process), and every process gets the whole table. Through the coordinator's key-value store, not
+    the devices; one process: ``items`` must hold them all."""
+    round_ = next(_exchanges)
+    if not is_distributed():
+        return [items[i] for i in range(count)]
+    from jax._src.distributed import global_state
+
+    client = global_state.client
+    if client is None:
+        raise RuntimeError("distributed: exchange() needs jax.distributed to be initialised")
+    for i, value in items.items():
+        client.key_value_set_bytes(f"jaxrl/exchange/{round_}/{i}", value)
+    return [client.blocking_key_value_get_bytes(f"jaxrl/exchange/{round_}/{i}", timeout_s * 1000) for i in range(count)]
 
 
 def sync(name: str) -> None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import jax
 import numpy as np
@@ -103,16 +104,38 @@ def _both(args, tmp_path, name):
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
     one, two = _both([*PPO, "--total-env-steps", "2048", "--num-chunks", "2"], tmp_path, "ppo")
     _assert_same_runs(two, one)
-    data = tmp_path / "random.hdf5"
-    subprocess.run(
-        [sys.executable, "-m", "jaxrl", "dataset", "make", "Pendulum-v1", "--kind", "random", "--size", "2000",
-         "--out", str(data)],
-        check=True, env=_env(1), capture_output=True,
-    )  # fmt: skip
-    bc = f"train td3_bc --dataset {data} --seeds 4 --hidden 32 32 --updates-per-iteration 50 --total-env-steps 100 "
-    bc += "--num-chunks 2 --eval-episodes 1 --run-block 1 --no-watchdog"
+    # offline: a grid over 2 datasets laid out so that each process's devices train on one of them
+    paths = [_tiny_dataset(tmp_path / f"data{i}.npz", 300 + 100 * i, seed=i) for i in range(2)]
+    bc = f"train td3_bc --dataset {paths[0]} --dataset {paths[1]} --grid dataset_index=0,1 --grid alpha=2.5,3 "
+    bc += "--hidden 32 32 --updates-per-iteration 20 --total-env-steps 40 --num-chunks 2 --eval-episodes 1 "
+    bc += "--run-block 1 --no-watchdog"
     one, two = _both(bc.split(), tmp_path, "td3_bc")
     _assert_same_runs(two, one)
+    assert (one / "config.json").read_text() == (two / "config.json").read_text()  # the global dataset indices
+    config = json.loads((two / "config.json").read_text())
+    assert [r["point"]["dataset_index"] for r in config["runs"]] == [0, 0, 1, 1]
+    assert config["env_metadata"]["dataset_rows"] == [300, 400]  # what each process knows of every file
+    for i in range(2):  # each process read and holds only the file its devices' runs use
+        log = (tmp_path / "td3_bc-logs-2" / f"p{i}.log").read_text()
+        assert f"process {i} of 2: loaded dataset file(s) ['{paths[i]}'] (datasets [{i}] of 2)" in log, log[-2000:]
+
+
+def _tiny_dataset(path, rows: int, seed: int) -> str:
+    """A random Pendulum-v1 dataset file of ``rows`` transitions (episodes of 100 steps)."""
+    from jaxrl.data import formats
+    from jaxrl.data.dataset import DatasetInfo, make_dataset
+
+    rng = np.random.default_rng(seed)
+    obs = rng.uniform(-1, 1, (rows + 1, 3)).astype(np.float32)
+    info = DatasetInfo(
+        name=path.stem, kind="random", env_name="Pendulum-v1", random_return=-1200.0, expert_return=-150.0
+    )
+    ends = (np.arange(rows) % 100 == 99).astype(np.float32)
+    data = make_dataset(
+        obs[:-1], rng.uniform(-2, 2, (rows, 1)), rng.normal(size=rows), obs[1:], np.zeros(rows), ends, info=info
+    )
+    formats.save(data, path)
+    return str(path.resolve())
 
 
 @pytest.mark.integration
@@ -186,3 +209,39 @@ def test_bad_distributed_options_are_one_line_errors(extra, message, capsys, mon
     assert cli_main(["train", "ppo", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and err.startswith("error:"), err
+
+
+def test_each_device_holds_its_runs_datasets_and_runs_read_them_by_slot():
+    from jaxrl.envs import offline
+
+    # 6 runs over 3 devices (2 each): datasets 0,0 | 2,1 | 1,1 -> stacks [0,0] [1,2] [1,1], slots 0 0 | 1 0 | 0 0
+    layout, slots = offline.device_layout([0, 0, 2, 1, 1, 1], 3)
+    assert layout == [[0, 0], [1, 2], [1, 1]] and slots.tolist() == [0, 0, 1, 0, 0, 0]
+    offline.check_resumed_slots(types.SimpleNamespace(sampler=types.SimpleNamespace(index=slots)), slots)
+    with pytest.raises(ValueError, match="resume an offline run on the number of devices"):
+        state = types.SimpleNamespace(sampler=types.SimpleNamespace(index=np.zeros(6, np.int32)))
+        offline.check_resumed_slots(state, slots)
+
+
+def test_dataset_files_load_only_what_this_process_uses(tmp_path, capsys):
+    from jaxrl.envs import offline
+
+    paths = [_tiny_dataset(tmp_path / f"data{i}.npz", 30 + 10 * i, seed=i) for i in range(2)]
+    files = offline.DatasetFiles("dataset:" + ",".join(paths))
+    env, _ = files.load([[1], [1]], [0, 0])  # one process, both devices on dataset 1
+    assert env.held == (1,) and env.num_datasets == 2 and env.valid_rows == (30, 40)
+    assert env.data.observations.shape == (1, 40, 3) and env.name == "dataset:" + ",".join(paths)
+    assert env.metadata()["dataset_hashes"] == offline.load_offline_env(paths)[0].metadata()["dataset_hashes"]
+    assert env.stack_of([1, 1])["observations"].shape == (2, 40, 3)
+    with pytest.raises(ValueError, match="not held by this process"):
+        env.stack_of([0])
+    assert f"loaded dataset file(s) ['{paths[1]}'] (datasets [1] of 2)" in capsys.readouterr().err
+
+
+def test_a_bad_file_is_an_error_naming_it_for_every_process(tmp_path):
+    from jaxrl.envs import offline
+
+    paths = [_tiny_dataset(tmp_path / "good.npz", 30, seed=0), str(tmp_path / "bad.npz")]
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.npz"):  # published by the file's owner, raised by every process
+        offline.DatasetFiles("dataset:" + ",".join(paths)).load([[0], [0]], [0, 0])

@@ -26,7 +26,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxrl import algos as algo_registry
 from jaxrl import distributed
 from jaxrl import envs as env_registry
-from jaxrl.config import from_dict, to_dict
+from jaxrl.config import from_dict, hyper_fields, to_dict
+from jaxrl.envs import offline
 from jaxrl.run import checkpoint as ckpt
 from jaxrl.run import grid as grid_lib
 from jaxrl.run import recorder as rec_lib
@@ -104,7 +105,9 @@ def _resolve(algo, env, config):
     algo_name = algo if isinstance(algo, str) else algo_registry.name_of(module)
     if env is None:
         env = algo_registry.default_env(algo_name)
-    if isinstance(env, str):  # the registry's name for it: what config.json records, and a resume re-resolves
+    if isinstance(env, str) and env_registry.is_dataset(env) and distributed.is_distributed():
+        env_name, env_obj, env_params = env, offline.DatasetFiles(env), None  # read in _plan: this process's files
+    elif isinstance(env, str):  # the registry's name for it: what config.json records, and a resume re-resolves
         env_name, env_obj, env_params = env_registry.resolve(env)
     else:
         env_obj, env_params = env
@@ -128,6 +131,10 @@ def _plan(algo, env, config, seeds, grid, num_chunks, eval_episodes, run_block, 
         raise ValueError(f"run_block (--run-block) = {run_block} is out of range: must be >= 1")
     grid = {k: list(v) for k, v in (grid or {}).items()}
     batched_config, runs = grid_lib.expand(config, seeds, grid)
+    if isinstance(env_obj, offline.DatasetFiles):  # several processes: each reads the files its devices use
+        layout = offline.device_layout(_dataset_of_run(batched_config, len(runs), run_block), len(jax.devices()))
+        env_obj, env_params = env_obj.load(layout[0], [d.process_index for d in jax.devices()])
+        env_name = env_obj.name
     module.make(config, env_obj, env_params)  # Python-level checks (env/algorithm compatibility) before compiling
     total_iters = config.num_iterations
     chunk_len = chunk_len or math.ceil(total_iters / min(num_chunks, total_iters))
@@ -137,6 +144,34 @@ def _plan(algo, env, config, seeds, grid, num_chunks, eval_episodes, run_block, 
         module, algo_name, env_name, env_obj, env_params, config, seeds, grid, runs, batched_config,
         math.ceil(total_iters / chunk_len), chunk_len, eval_episodes, run_block, rebuildable,
     )  # fmt: skip
+
+
+def _layout(num_runs: int, run_block: int | None) -> tuple[list, int, int]:
+    """``(devices, runs per device, padded run count)``: the run axis laid over every process's devices."""
+    devices = jax.devices()  # every process's devices (jax.distributed); this process's alone otherwise
+    per_device = math.ceil(num_runs / len(devices))
+    if run_block is not None:
+        per_device = math.ceil(per_device / run_block) * run_block
+    return devices, per_device, per_device * len(devices)
+
+
+def _pad_runs(x: np.ndarray, padded: int) -> np.ndarray:
+    """The run axis padded to ``padded`` by repeating the last run."""
+    return np.concatenate([x, np.repeat(x[-1:], padded - len(x), axis=0)]) if padded > len(x) else x
+
+
+def _dataset_of_run(batched_config: Any, num_runs: int, run_block: int | None) -> np.ndarray:
+    """Each run's (global) dataset index along the padded run axis of an offline run."""
+    index = np.broadcast_to(np.asarray(batched_config.dataset_index), (num_runs,))
+    return _pad_runs(np.round(index).astype(np.int64), _layout(num_runs, run_block)[2])
+
+
+class _WithData(NamedTuple):
+    """An offline run's configs (per run) with each device's datasets (:func:`jaxrl.envs.offline.shard_datasets`):
+    sharded alike over the run axis, but the data is shared by a device's runs, not vmapped."""
+
+    cfgs: Any
+    data: Any
 
 
 class _Programs(NamedTuple):
@@ -156,7 +191,10 @@ def _over_runs(fn, num_batched: int, mesh: Mesh, run_block: int | None):
 
     def local(*args):
         batched, shared = args[:num_batched], args[num_batched:]
-        per_run = lambda xs: fn(*xs, *shared)
+        data = batched[0].data if isinstance(batched[0], _WithData) else None
+        if data is not None:
+            batched = (batched[0].cfgs, *batched[1:])
+        per_run = lambda xs: fn(*xs, *shared, data=data)
         if run_block is None:
             return jax.vmap(per_run)(batched)
         return jax.lax.map(per_run, batched, batch_size=run_block)
@@ -173,21 +211,22 @@ def _over_runs(fn, num_batched: int, mesh: Mesh, run_block: int | None):
 
 def _per_run_fns(plan: _Plan):
     """One run's init, chunk of ``step``s and evaluation (the names name the compiled programs)."""
-    module, env_obj, env_params = plan.module, plan.env_obj, plan.env_params
+    module, env_params = plan.module, plan.env_params
+    on = lambda data: plan.env_obj if data is None else plan.env_obj.with_data(data)  # offline: the device's data
 
-    def init_one(cfg, key):
-        return module.make(cfg, env_obj, env_params).init(key)
+    def init_one(cfg, key, data=None):
+        return module.make(cfg, on(data), env_params).init(key)
 
-    def chunk_one(cfg, state, active):
-        algo_fns = module.make(cfg, env_obj, env_params)
+    def chunk_one(cfg, state, active, data=None):
+        algo_fns = module.make(cfg, on(data), env_params)
         metric_shapes = jax.eval_shape(algo_fns.step, state)[1]
         idle = lambda s: (s, jax.tree.map(lambda m: jnp.zeros(m.shape, m.dtype), metric_shapes))
         # `active` is not batched, so this stays a real conditional: the padded tail of the last chunk is free.
         return jax.lax.scan(lambda s, a: jax.lax.cond(a, algo_fns.step, idle, s), state, active)
 
-    def eval_one(cfg, state, key, chunk):
+    def eval_one(cfg, state, key, chunk, data=None):
         eval_key = jax.random.fold_in(jax.random.fold_in(key, _EVAL_STREAM), chunk)
-        out = module.make(cfg, env_obj, env_params).evaluate(state, eval_key, plan.eval_episodes)
+        out = module.make(cfg, on(data), env_params).evaluate(state, eval_key, plan.eval_episodes)
         return out if isinstance(out, dict) else {"eval_return": out}
 
     return init_one, chunk_one, eval_one
@@ -199,20 +238,26 @@ def _programs(plan: _Plan) -> _Programs:
     The run axis is padded and laid over a 1-D mesh of the local devices; each device runs its share with
     shard_map. Within a device, runs are vmapped together; with `run_block`, in fixed blocks of that many runs
     under a scan. XLA's kernels (summation orders) depend on the vmapped batch size, so only a fixed block makes a
-    run bit-identical however many runs share the program or the devices.
+    run bit-identical however many runs share the program or the devices. An offline run's datasets are not closed
+    over: each device gets its runs' datasets as its share of an input, and its runs read them by slot
+    (:mod:`jaxrl.envs.offline`).
     """
-    devices = jax.devices()  # every process's devices (jax.distributed); this process's alone otherwise
-    num_runs = len(plan.runs)
-    per_device = math.ceil(num_runs / len(devices))
-    if plan.run_block is not None:
-        per_device = math.ceil(per_device / plan.run_block) * plan.run_block
-    padded = per_device * len(devices)
-    pad = lambda x: np.concatenate([x, np.repeat(x[-1:], padded - num_runs, axis=0)]) if padded > num_runs else x
+    devices, _, padded = _layout(len(plan.runs), plan.run_block)
     mesh = Mesh(np.asarray(devices), ("runs",))
     run_sharding = NamedSharding(mesh, PartitionSpec("runs"))
-    cfgs = distributed.put_global(jax.tree.map(pad, plan.batched_config), run_sharding)
+    cfgs = jax.tree.map(lambda x: _pad_runs(x, padded), plan.batched_config)
+    if isinstance(plan.env_obj, offline.OfflineEnv):  # each device holds its runs' datasets, indexed by slot
+        layout, slots = offline.device_layout(_dataset_of_run(cfgs, padded, None), len(devices))
+        leaves = jax.tree.leaves(cfgs)
+        leaves[hyper_fields(plan.config).index("dataset_index")] = slots.astype(np.asarray(cfgs.dataset_index).dtype)
+        cfgs = _WithData(
+            distributed.put_global(jax.tree.unflatten(jax.tree.structure(cfgs), leaves), run_sharding),
+            offline.shard_datasets(plan.env_obj, layout, run_sharding),
+        )
+    else:
+        cfgs = distributed.put_global(cfgs, run_sharding)
     keys = np.stack([np.asarray(jax.random.PRNGKey(r["seed"])) for r in plan.runs])
-    keys = distributed.put_global(pad(keys), run_sharding)
+    keys = distributed.put_global(_pad_runs(keys, padded), run_sharding)
     init_one, chunk_one, eval_one = _per_run_fns(plan)
     return _Programs(
         cfgs,
@@ -297,6 +342,9 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
     state, start_chunk = None, 0
     if resume_from is not None:
         host_state, meta = ckpt.restore(resume_from, jax.eval_shape(progs.init_fn, progs.cfgs, progs.keys))
+        if isinstance(progs.cfgs, _WithData):  # each run's dataset slot must be where the checkpoint left it
+            slots = _dataset_of_run(plan.batched_config, num_runs, plan.run_block)
+            offline.check_resumed_slots(host_state, offline.device_layout(slots, len(jax.devices()))[1])
         state = distributed.put_global(host_state, progs.run_sharding)
         start_chunk = meta["chunk"] + 1
         if start_chunk >= plan.num_chunks:  # a finished run: report it from disk, compile and write nothing
