@@ -101,12 +101,13 @@ def test_project_readme_links_the_notebooks():
 
 # ----------------------------------------------------------------------------------------------- running them
 # Tiny runs measured on 2 busy cores (CPU seconds of compiling and running, jax already imported): custom_loss ~24,
-# sweep_and_report ~18, maml_meta_gradient ~30, offline_from_dataset ~60. The fast suite runs custom_loss (the
-# library's pure losses under jit, grad and vmap); the others, compile-heavy end-to-end runs of pieces the fast
-# suite already tests one by one (tests/test_run.py, test_report.py, test_maml.py, test_offline_algos.py), run in
-# the integration stage.
+# sweep_and_report ~18, maml_meta_gradient ~30, offline_from_dataset ~60. All four are compile-heavy end-to-end runs
+# of pieces the fast suite already tests one by one (tests/test_losses.py, test_run.py, test_report.py,
+# test_maml.py, test_offline_algos.py), so they run in the integration stage: the fast suite stays within its 6
+# minutes on 2 cores.
 
 
+@pytest.mark.integration
 def test_custom_loss(monkeypatch, tmp_path):
     ns = run_notebook("custom_loss", monkeypatch, tmp_path)
     assert ns["loss_matches_library"] and ns["grad_gap"] < 1e-5
