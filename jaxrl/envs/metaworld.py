@@ -18,6 +18,10 @@ and ``packaging``, which metaworld imports without declaring it).
     obs = env.reset()                           # [10, 39 + 10] float32
     out = env.step(np.zeros((10, 4)))           # HostStep: obs, reward, terminated, truncated, success, ...
     env.metadata()                              # metaworld version, reward-function version, tasks, ...
+    MetaWorldEnv("reach-v3,drawer-close-v3")    # a task subset (Meta-World's custom-mt-envs), one env per task
+
+As env names: ``metaworld:MT10`` / ``MT25`` / ``MT50``, or ``metaworld:reach-v3,drawer-close-v3`` for a subset
+(``jaxrl train mt_sac --env metaworld:reach-v3,drawer-close-v3 --num-envs 2``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from jaxrl.config import close_matches
 
 __all__ = [
     "MetaWorldEnv",
@@ -80,9 +86,27 @@ class HostStep(NamedTuple):
 
 
 def _parse(benchmark: str) -> tuple[str, dict]:
+    """A benchmark (``MT10``) or a comma-separated list of Meta-World task names (``reach-v3,push-v3``, one env
+    per task through Meta-World's ``custom-mt-envs``) -> ``(gymnasium id, its keywords)``."""
     if benchmark in BENCHMARKS:
         return f"Meta-World/{benchmark}", {}
-    raise ValueError(f"unknown Meta-World benchmark {benchmark!r}: choose one of {list(BENCHMARKS)}")
+    names = [n.strip() for n in benchmark.split(",")]
+    if "-v" not in benchmark or not all(names):
+        raise ValueError(
+            f"unknown Meta-World benchmark {benchmark!r}: choose one of {list(BENCHMARKS)}, or comma-separated "
+            "task names (reach-v3,push-v3)"
+        )
+    metaworld, _ = import_metaworld()
+    known = list(metaworld.ALL_V3_ENVIRONMENTS)
+    for name in names:
+        if name not in known:
+            hint = close_matches(name, known, 3)
+            raise ValueError(
+                f"unknown Meta-World task {name!r}" + (f": did you mean {', '.join(hint)}?" if hint else "")
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"Meta-World task list {benchmark!r} names a task twice")
+    return "Meta-World/custom-mt-envs", {"envs_list": names}
 
 
 class MetaWorldEnv:
@@ -90,7 +114,8 @@ class MetaWorldEnv:
     ``i // envs_per_task``), observations ``concat(s [39], omega [K])``.
 
     Args:
-      benchmark: one of :data:`BENCHMARKS` (``"MT10"``, ``"MT25"``, ``"MT50"``).
+      benchmark: one of :data:`BENCHMARKS` (``"MT10"``, ``"MT25"``, ``"MT50"``), or a comma-separated list of
+        Meta-World task names (``"reach-v3,push-v3"``: a multi-task env of those tasks, one env each).
       seed: seeds the envs' goal sampling and the first reset.
       reward_function_version: Meta-World's reward version (``"v2"`` is its default; ``"v1"`` the original).
       max_episode_steps: episode length (Meta-World's default 500 when None).
@@ -272,7 +297,7 @@ class MetaWorldEnv:
 
 
 def make_metaworld(name: str, **kwargs) -> MetaWorldEnv:
-    """``"metaworld:MT10"`` or ``"MT10"`` -> :class:`MetaWorldEnv`."""
+    """``"metaworld:MT10"``, ``"MT10"`` or ``"metaworld:reach-v3,push-v3"`` (a task subset) -> :class:`MetaWorldEnv`."""
     prefix, _, rest = name.partition(":")
     return MetaWorldEnv(rest if prefix == "metaworld" else name, **kwargs)
 

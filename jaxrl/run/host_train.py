@@ -215,7 +215,7 @@ def _host_programs(plan: _HostPlan) -> _HostPrograms:
     def eval_act_one(cfg, params, obs):
         return nets.mode(plan.learner(cfg).policy(params.actor, obs, jnp.asarray(task_ids)))
 
-    donate = (1,) if jax.default_backend() != "cpu" else ()
+    donate = (1,)  # the state (replay buffers [R, K, capacity]) in place: a copy per step costs more than the update
     return _HostPrograms(
         jax.jit(jax.vmap(init_one)),
         {flag: jax.jit(jax.vmap(functools.partial(act_one, explore_random=flag))) for flag in (False, True)},
