@@ -108,8 +108,8 @@ def jaxrl_config(algo_name: str, s: dict, total_env_steps: int):
             hidden=tuple(s["hidden"]),
             activation=s["activation"],
             anneal_lr=False,
-            # jaxrl requires a finite clip: 1e6 is never reached, i.e. off, as in rejax
-            max_grad_norm=s["max_grad_norm"] if s["max_grad_norm"] is not None else 1e6,
+            # None: off, as in rejax (jaxrl's inf computes no norm)
+            max_grad_norm=s["max_grad_norm"] if s["max_grad_norm"] is not None else float("inf"),
             total_env_steps=total_env_steps,
         )
     return sac.Config(

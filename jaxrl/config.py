@@ -51,15 +51,18 @@ def hyper(
     high: float | None = None,
     low_open: bool = False,
     high_open: bool = False,
+    allow_inf: bool = False,
     help: str = "",
 ) -> Any:
-    """A traced numeric hyperparameter in ``[low, high]`` (``(low`` / ``high)`` when open)."""
+    """A traced numeric hyperparameter in ``[low, high]`` (``(low`` / ``high)`` when open); ``allow_inf``: +inf is
+    a valid value too (a bound that is off, such as no gradient clipping)."""
     return dataclasses.field(
         default=default,
         metadata=dict(
-            static=False, low=low, high=high, low_open=low_open, high_open=high_open, choices=None, help=help
+            static=False, low=low, high=high, low_open=low_open, high_open=high_open, choices=None, help=help,
+            allow_inf=allow_inf,
         ),
-    )
+    )  # fmt: skip
 
 
 def index(default: int = 0, *, help: str = "") -> Any:
@@ -153,8 +156,8 @@ def _check_value(cls_name: str, f: dataclasses.Field, value: Any) -> None:
             raise ConfigError(f"{where} must be a real number, got dtype {arr.dtype}")
         if md.get("integer") and not (np.issubdtype(arr.dtype, np.integer) or np.all(arr == np.round(arr))):
             raise ConfigError(f"{where}={value!r} must be an integer")
-        if not np.all(np.isfinite(arr)):
-            raise ConfigError(f"{where}={value!r} must be finite")
+        if not np.all(np.isfinite(arr) | (bool(md.get("allow_inf")) & np.isposinf(arr))):
+            raise ConfigError(f"{where}={value!r} must be finite" + (" or inf" if md.get("allow_inf") else ""))
     else:
         if (
             f.default is not dataclasses.MISSING

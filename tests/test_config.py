@@ -93,3 +93,28 @@ def test_grid_over_an_index_field_stays_integer_and_an_old_name_still_grids():
         batched, runs = grid_lib.expand(ppo.Config(), [0], {"gamma": [0.9, 0.99]})
     assert runs[1]["point"] == {"discount": 0.99}
     np.testing.assert_allclose(batched.discount, [0.9, 0.99], rtol=1e-6)
+
+
+def test_inf_is_a_value_only_where_a_field_allows_it():
+    """PPO's ``max_grad_norm = inf`` is no clipping (as a plain float no norm is computed); NaN, -inf, and inf where a
+    field does not allow it stay errors that name the field."""
+    import math
+
+    from jaxrl.algos import on_policy
+    from jaxrl.algos.single import ppo
+
+    assert math.isinf(ppo.Config(max_grad_norm=float("inf")).max_grad_norm)
+    g = {"w": np.full((3,), 1e6, np.float32)}
+
+    def norm_reductions(max_grad_norm):  # the global norm is the only reduction in clip + Adam's update
+        tx = on_policy.make_ppo_optimizer(ppo.Config(max_grad_norm=max_grad_norm, anneal_lr=False))
+        return str(jax.make_jaxpr(tx.update)(g, tx.init(g))).count("reduce_sum")
+
+    assert norm_reductions(0.5) >= 1 and norm_reductions(float("inf")) == 0
+    for field, value in (
+        ("max_grad_norm", float("nan")),
+        ("max_grad_norm", -float("inf")),
+        ("learning_rate", float("inf")),
+    ):
+        with pytest.raises(ConfigError, match=f"ppo.Config.{field}=.* must be finite"):
+            ppo.Config(**{field: value})

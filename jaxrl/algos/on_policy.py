@@ -12,6 +12,7 @@ functions; the multi-task pieces (per-task gradients, aggregators) are in :mod:`
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -73,7 +74,7 @@ class PPOLearnerConfig(AdvantageConfig):
     clip_eps: float = hyper(0.2, low=0, low_open=True, help="ratio (and value) clip range")
     vf_coef: float = hyper(0.5, low=0, help="value-loss coefficient")
     ent_coef: float = hyper(0.01, low=0, help="entropy bonus coefficient")
-    max_grad_norm: float = hyper(0.5, low=0, low_open=True, help="global gradient-norm clip")
+    max_grad_norm: float = hyper(0.5, low=0, low_open=True, allow_inf=True, help="global gradient-norm clip (inf: off)")
     num_epochs: int = static(4, low=1, help="passes over each rollout")
     anneal_lr: bool = static(True, choices=(True, False), help="decay the learning rate linearly to 0")
     clip_value: bool = static(True, choices=(True, False), help="clipped value loss (clip range clip_eps)")
@@ -185,14 +186,21 @@ def make_rollout(train_env, env_params, policy_net, value_net, config, *, values
 
 
 def make_ppo_optimizer(config) -> optax.GradientTransformation:
-    """Global-norm clipping + Adam, the step size decayed linearly to 0 over the run when ``anneal_lr``."""
+    """Global-norm clipping + Adam, the step size decayed linearly to 0 over the run when ``anneal_lr``.
+
+    ``max_grad_norm = inf`` is no clipping. Given as a plain float, no norm is computed at all: the benchmarks
+    compare with peers whose clipping is off, and at one small run the norm's reductions are 3% of PPO's time.
+    """
     updates_per_iteration = config.num_epochs * config.num_minibatches
     if config.anneal_lr:
         total_updates = max(config.num_iterations, 1) * updates_per_iteration
         lr = lambda count: config.learning_rate * (1.0 - jnp.minimum(count, total_updates) / total_updates)
     else:
         lr = config.learning_rate
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(lr, eps=1e-5))
+    adam = optax.adam(lr, eps=1e-5)
+    if isinstance(config.max_grad_norm, (int, float)) and math.isinf(config.max_grad_norm):
+        return adam  # a traced inf (a grid over it) still clips, by the identity
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), adam)
 
 
 def minibatch_epochs(update, carry, data, key, num_epochs, num_minibatches, *, axis=0, permutation=None):
