@@ -5,7 +5,8 @@ Each input is the JSON of one occasion: ``benchmarks/throughput.py --rounds N`` 
 and run count) the table gives each occasion's per-round ratio range and the machine's load, and says whether the
 occasions agree: their ranges share a value (``sidebyside.across_occasions``); only then is one ratio stated.
 
-    python benchmarks/occasions.py benchmarks/results/occasions/*.json --out benchmarks/results/peer_occasions
+    cd benchmarks && python occasions.py results/occasions/*.json --header results/occasions/README.md \
+        --out results/peer_occasions
 """
 
 from __future__ import annotations
@@ -34,9 +35,16 @@ def occasion_label(report: dict, path: Path) -> str:
     return str(report.get("date") or report.get("started") or path.stem)
 
 
-def table(paths: list[Path]) -> tuple[str, dict]:
-    reports = [(p, json.loads(p.read_text())) for p in paths]
-    labels = [occasion_label(r, p) for p, r in reports]
+def benchmark_of(report: dict) -> str:
+    return (
+        "offline vs d3rlpy (benchmarks/offline.py --peer)"
+        if "peer" in report
+        else "throughput vs rejax (benchmarks/throughput.py)"
+    )
+
+
+def one_table(reports: list[tuple[Path, dict]]) -> tuple[list[str], dict]:
+    """The table of one benchmark's occasions (columns) and comparisons (rows), and each row's verdict."""
     per = [comparisons(r) for _, r in reports]
     names = list(dict.fromkeys(k for c in per for k in c))
     lines = [
@@ -47,8 +55,7 @@ def table(paths: list[Path]) -> tuple[str, dict]:
     ]
     verdicts = {}
     for name in names:
-        present = [c[name] for c in per if name in c]
-        verdict = sidebyside.across_occasions(present)
+        verdict = sidebyside.across_occasions([c[name] for c in per if name in c])
         verdicts[name] = verdict
         cells = []
         for c in per:
@@ -65,22 +72,33 @@ def table(paths: list[Path]) -> tuple[str, dict]:
             lo, hi = verdict["all_range"] or (float("nan"), float("nan"))
             agree, ratio = "no", f"not stated ({lo:.2f}-{hi:.2f})"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} | {ratio} |")
-    header = "Occasions: " + "; ".join(
-        f"{i + 1}. {lab} (`{p.name}`)" for i, (lab, (p, _)) in enumerate(zip(labels, reports))
-    )
-    return header + "\n\n" + "\n".join(lines) + "\n", {
-        "occasions": labels,
-        "files": [str(p) for p in paths],
-        "verdicts": verdicts,
-    }
+    return lines, verdicts
+
+
+def table(paths: list[Path]) -> tuple[str, dict]:
+    """One table per benchmark over its occasions (in the order given), and the verdicts as data."""
+    groups: dict[str, list[tuple[Path, dict]]] = {}
+    for p in paths:
+        report = json.loads(p.read_text())
+        groups.setdefault(benchmark_of(report), []).append((p, report))
+    text, data = [], {}
+    for bench, reports in groups.items():
+        occasions = "; ".join(f"{i + 1}. {occasion_label(r, p)} (`{p.name}`)" for i, (p, r) in enumerate(reports))
+        lines, verdicts = one_table(reports)
+        text += [f"## {bench}", "", f"Occasions: {occasions}.", "", *lines, ""]
+        data[bench] = {"occasions": [str(p) for p, _ in reports], "verdicts": verdicts}
+    return "\n".join(text), data
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("inputs", nargs="+", type=Path, help="one JSON per occasion")
     ap.add_argument("--out", type=Path, help="output path without extension (.md table and .json verdicts)")
+    ap.add_argument("--header", type=Path, help="markdown put above the tables (commands, machine, findings)")
     a = ap.parse_args(argv)
     text, data = table(a.inputs)
+    if a.header:
+        text = a.header.read_text().rstrip() + "\n\n" + text
     print(text)
     if a.out:
         a.out.with_suffix(".md").write_text(text)
