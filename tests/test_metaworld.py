@@ -33,11 +33,13 @@ def metaworld():
 class FakeVectorEnv:
     """Meta-World's vector-env protocol in numpy: ``K`` point-robot tasks (goal ``g_k`` on a circle), one env per
     task; ``success`` when within 0.15 of the goal; episodes truncate after ``horizon`` steps, or terminate at the
-    first success when ``terminate_on_success``; same-step autoreset (``final_obs``, ``final_info``)."""
+    first success when ``terminate_on_success``; same-step autoreset (``final_obs``, ``final_info``). ``tasks``: build
+    only those of the ``num_tasks`` tasks (one process's share of a distributed run)."""
 
-    def __init__(self, num_tasks=3, horizon=6, scripted_success=None):
-        self.num_envs = num_tasks
-        angles = 2 * np.pi * np.arange(num_tasks) / num_tasks
+    def __init__(self, num_tasks=3, horizon=6, scripted_success=None, tasks=None):
+        self.tasks = list(range(num_tasks)) if tasks is None else list(tasks)
+        self.num_envs = len(self.tasks)
+        angles = 2 * np.pi * np.asarray(self.tasks) / num_tasks
         self.goals = np.stack([np.cos(angles), np.sin(angles)], -1) * 0.5
         self.horizon = horizon
         self.scripted = scripted_success  # [T, N] success flags to report instead of the geometry
@@ -91,9 +93,12 @@ class FakeVectorEnv:
         pass
 
 
-def fake_env(seed=0, **kw):
-    vec = FakeVectorEnv(**kw)
-    return mw.MetaWorldEnv("fake", seed=seed, vector_env=vec, task_names=[f"task-{i}" for i in range(vec.num_envs)])
+def fake_env(seed=0, tasks=None, **kw):
+    vec = FakeVectorEnv(tasks=tasks, **kw)
+    names = [f"task-{i}" for i in range(kw.get("num_tasks", 3))]
+    return mw.MetaWorldEnv(
+        "fake", seed=seed, vector_env=vec, task_names=[names[i] for i in vec.tasks], all_task_names=names
+    )
 
 
 def oracle(env):
@@ -322,6 +327,138 @@ def test_host_watchdog_stops_a_stalled_run(tmp_path):
     assert "Python stacks" in stacks and "in step" in stacks  # the blocked host env's frame
 
 
+# ------------------------------------------------------------------- one process per host's task subset
+
+
+def test_a_task_subset_is_the_whole_envs_rows():
+    """``tasks=``: only those envs are built, and they are the whole env's rows (one-hot over every task)."""
+    whole, part = fake_env(0, num_tasks=4, horizon=3), fake_env(0, num_tasks=4, horizon=3, tasks=[2, 3])
+    assert part.num_envs == 2 and part.envs.tasks == [2, 3] and part.task_names == ["task-2", "task-3"]
+    assert part.total_tasks == 4 and part.global_task_ids.tolist() == [2, 3] and part.obs_dim == whole.obs_dim
+    np.testing.assert_array_equal(part.reset(), whole.reset()[2:])
+    action = np.tile([[0.5, -1.0]], (4, 1))
+    for _ in range(3):
+        a, b = whole.step(action), part.step(action[2:])
+        for x, y in zip(a, b):
+            np.testing.assert_array_equal(x[2:], y)
+    assert part.metadata()["tasks"] == whole.metadata()["tasks"] == [f"task-{i}" for i in range(4)]
+    assert mw.benchmark_num_tasks("metaworld:MT10") == 10 and mw.benchmark_num_tasks("reach-v3,push-v3") == 2
+
+
+def test_task_layout_errors_before_anything_compiles():
+    cfg = mt_sac.Config(num_envs=3, **TINY, total_env_steps=8)
+    with pytest.raises(ValueError, match=r"devices_per_process=2: a process has only 1 device"):
+        train_host("mt_sac", lambda seed: fake_env(seed), cfg, progress=False, devices_per_process=2)
+    from jaxrl.run import host_train
+
+    layout = host_train._task_layout(3, 1)  # one process: every task here, built as one env
+    assert (layout.start, layout.stop, layout.subset) == (0, 3, None)
+
+
+_TASKS_CHILD = """
+import sys
+out, procs, pid, port, devices = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
+if procs > 1:  # join first: nothing may compute before
+    from jaxrl import distributed
+
+    distributed.initialize(f"localhost:{{port}}", procs, pid)
+sys.path.insert(0, {tests!r})
+import jax
+import numpy as np
+from test_metaworld import TINY, fake_env
+from jaxrl.algos.multitask import mt_sac
+from jaxrl.run.host_train import train_host
+
+def make(seed, tasks=None):
+    return fake_env(seed, num_tasks=2, horizon=6, tasks=tasks)
+
+make.num_tasks = 2
+cfg = mt_sac.Config(num_envs=2, total_env_steps=40, **TINY)
+result = train_host("mt_sac", make, cfg, seeds=2, out_dir=out, num_evals=2, eval_episodes=2, tensorboard=False,
+                    progress=False, devices_per_process=devices)
+params = jax.tree.map(lambda x: np.asarray(x.addressable_shards[0].data), result.state.params)
+if jax.process_index() == 0:
+    np.savez(out + "/params.npz", *jax.tree.leaves(params))
+"""
+
+
+@pytest.mark.integration
+def test_two_processes_each_with_its_task_match_one_process_with_two_devices(tmp_path):
+    """MT-SAC (with the per-task gradient monitor) on 2 stand-in tasks: two processes of 1 CPU device, each
+    building and stepping only its own task's env, against one process laying the tasks over 2 devices. The
+    partitioned program is the same per device and the cross-device sums add 2 numbers, so they agree bit for
+    bit: summaries, metrics (per-task success included) and final parameters."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = _TASKS_CHILD.format(tests=str(Path(__file__).parent))
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = str(sock.getsockname()[1])
+
+    def start(out, procs, pid, devices):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
+        env["JAXRL_COMPILATION_CACHE"] = "0"
+        log = open(tmp_path / f"{out}-p{pid}.log", "w")
+        args = [str(tmp_path / out), str(procs), str(pid), port, str(devices)]
+        return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    runs = [start("two", 2, 0, 1), start("two", 2, 1, 1), start("one", 1, 0, 2)]
+    for p, name in zip(runs, ["two-p0", "two-p1", "one-p0"]):
+        assert p.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
+    for i in range(2):
+        log = (tmp_path / f"two-p{i}.log").read_text()
+        assert f"process {i} of 2: built host envs for tasks {i}..{i} of 2 only ['task-{i}']" in log, log[-2000:]
+    assert "built host envs" not in (tmp_path / "one-p0.log").read_text()
+    one, two = tmp_path / "one", tmp_path / "two"
+    timing = {"compile_seconds", "run_seconds", "env_steps_per_second", "devices", "process_index", "process_count"}
+    timing |= {"host_env_seconds", "device_seconds", "eval_seconds"}
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (one, two))
+    assert sb["process_count"] == 2 and np.shape(sb["eval_success"]) == (2, 2)
+    assert {k: v for k, v in sa.items() if k not in timing} == {k: v for k, v in sb.items() if k not in timing}
+    assert (one / "metrics.jsonl").read_text() == (two / "metrics.jsonl").read_text()
+    records = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    assert np.shape(records[-1]["train_success_per_task"]) == (2, 2) and "actor_mean_cosine" in records[-1]
+    pa, pb = np.load(one / "params.npz"), np.load(two / "params.npz")
+    assert len(pa.files) == len(pb.files) > 0
+    assert all(np.array_equal(pa[f], pb[f]) for f in pa.files)  # bit for bit
+    assert (two / "checkpoints").exists() and json.loads((two / "config.json").read_text())["env_metadata"][
+        "tasks"
+    ] == ["task-0", "task-1"]
+
+
+@pytest.mark.integration
+def test_tasks_that_do_not_divide_over_the_processes_are_a_one_line_error(tmp_path):
+    """`jaxrl train mt_sac --env metaworld:MT10 --distributed` on 3 processes: MT10's 10 tasks do not divide over
+    them; every process says so and exits 2 before any env is built (Meta-World need not even be installed)."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        port = sock.getsockname()[1]
+    argv = [sys.executable, "-m", "jaxrl", "train", "mt_sac", "--env", "metaworld:MT10", "--num-envs", "10"]
+    argv += ["--out", str(tmp_path / "run"), "--distributed", "--coordinator", f"localhost:{port}"]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAXRL_COMPILATION_CACHE": "0"}
+    procs = [
+        subprocess.Popen([*argv, "--num-processes", "3", "--process-id", str(i)], env=env, stderr=subprocess.PIPE)
+        for i in range(3)
+    ]
+    for p in procs:
+        err = p.communicate(timeout=300)[1].decode()
+        assert p.returncode == 2, err[-2000:]
+        expected = (
+            "error: host training lays its 10 tasks over 3 process(es) x 1 device(s): the number of tasks must be "
+            "a multiple of 3"
+        )
+        assert expected in err.splitlines(), err[-2000:]
+
+
 # ------------------------------------------------------------------------------------------ with Meta-World
 
 
@@ -489,6 +626,26 @@ def test_task_subset_names_and_errors(metaworld, capsys):
     assert main(["train", "mt_sac", "--env", "metaworld:reach-v9,push-v3", "--num-envs", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("error: unknown Meta-World task 'reach-v9': did you mean") and "reach-v3" in err
+
+
+def test_a_process_share_of_mt10_is_the_whole_envs_rows(metaworld):
+    """``MetaWorldEnv("MT10", tasks=[8, 9])`` (one process's share) builds 2 envs, exactly MT10's last two: same
+    goals, seeds, reset seeds and one-hot over all 10 tasks (both fresh: a task is drawn from the env's RNG)."""
+    whole = mw.MetaWorldEnv("MT10", seed=0, max_episode_steps=150)
+    part = mw.MetaWorldEnv("MT10", seed=0, max_episode_steps=150, tasks=[8, 9])
+    try:
+        assert part.num_envs == 2 and part.task_names == whole.task_names[8:] and part.total_tasks == 10
+        np.testing.assert_array_equal(part.reset(), whole.reset()[8:])
+        action = np.random.default_rng(0).uniform(-1, 1, (10, 4))
+        for _ in range(3):
+            a, b = whole.step(action), part.step(action[8:])
+            np.testing.assert_array_equal(a.obs[8:], b.obs)
+            np.testing.assert_array_equal(a.reward[8:], b.reward)
+        np.testing.assert_array_equal(part.reset(seed=3), whole.reset(seed=3)[8:])
+        assert part.metadata()["tasks"] == whole.metadata()["tasks"]
+    finally:
+        part.close()
+        whole.close()
 
 
 @pytest.mark.learning

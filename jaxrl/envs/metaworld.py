@@ -19,15 +19,22 @@ and ``packaging``, which metaworld imports without declaring it).
     out = env.step(np.zeros((10, 4)))           # HostStep: obs, reward, terminated, truncated, success, ...
     env.metadata()                              # metaworld version, reward-function version, tasks, ...
     MetaWorldEnv("reach-v3,drawer-close-v3")    # a task subset (Meta-World's custom-mt-envs), one env per task
+    MetaWorldEnv("MT10", tasks=range(5, 10))    # only tasks 5..9 of MT10 built (one process's share of a run)
 
 As env names: ``metaworld:MT10`` / ``MT25`` / ``MT50``, or ``metaworld:reach-v3,drawer-close-v3`` for a subset
 (``jaxrl train mt_sac --env metaworld:reach-v3,drawer-close-v3 --num-envs 2``).
+
+``tasks=``: build only some of a benchmark's tasks (global indices; a run over several processes gives each process
+a block of tasks, :mod:`jaxrl.run.host_train`). Those envs are built exactly as in the whole benchmark's vector env
+(same task data, seeds and reset seeds) and their context is still the one-hot over ALL the benchmark's tasks, so a
+process's observations are the rows of the whole env's.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata as md
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -42,6 +49,7 @@ __all__ = [
     "episode_success_rate",
     "import_metaworld",
     "make_metaworld",
+    "benchmark_num_tasks",
 ]
 
 # Benchmark names (Meta-World's gymnasium ids without the "Meta-World/" prefix). The ML (meta-RL) vector envs
@@ -109,6 +117,44 @@ def _parse(benchmark: str) -> tuple[str, dict]:
     return "Meta-World/custom-mt-envs", {"envs_list": names}
 
 
+def benchmark_num_tasks(benchmark: str) -> int:
+    """The number of tasks of ``"MT10"`` / ``"metaworld:MT10"`` or a task list, without importing Meta-World."""
+    prefix, _, rest = benchmark.partition(":")
+    name = rest if prefix == "metaworld" else benchmark
+    if name in BENCHMARKS:
+        return int(name[2:])
+    return len(name.split(","))
+
+
+def _subset_vector_env(benchmark: str, tasks: Sequence[int], seed, strategy: str, kwargs: dict):
+    """A vector env of only ``tasks`` (global indices, one env each) of ``benchmark``, each env built as
+    Meta-World's whole vector env builds it (``metaworld.make_mt_envs`` / its custom-mt-envs entry point); returns
+    it and the names of ALL the benchmark's tasks."""
+    metaworld, gymnasium = import_metaworld()
+    _, extra = _parse(benchmark)
+    if extra:  # a task list: env i is make_mt_envs(name_i, seed=seed + i), as custom-mt-envs makes it
+        names = extra["envs_list"]
+        make = lambda i: functools.partial(
+            metaworld.make_mt_envs, names[i], num_tasks=len(names), env_id=i,
+            seed=None if not seed else seed + i, use_one_hot=False, **kwargs,
+        )  # fmt: skip
+    else:  # MT10 / MT25 / MT50: env i is the benchmark's i-th class with its tasks, as make_mt_envs makes it
+        bench = getattr(metaworld, benchmark)(seed=seed)
+        classes = list(bench.train_classes.items())
+        names = [name for name, _ in classes]
+        make = lambda i: functools.partial(
+            metaworld._init_each_env, env_cls=classes[i][1],
+            tasks=[t for t in bench.train_tasks if t.env_name == classes[i][0]], seed=seed, env_id=i,
+            num_tasks=len(classes), **kwargs,
+        )  # fmt: skip
+    bad = [t for t in tasks if not 0 <= t < len(names)]
+    if bad or not tasks:
+        raise ValueError(f"tasks={list(tasks)}: {benchmark} has tasks 0..{len(names) - 1}")
+    vectorizer = getattr(gymnasium.vector, f"{strategy.capitalize()}VectorEnv")
+    vec = vectorizer([make(i) for i in tasks], autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP)
+    return vec, names
+
+
 class MetaWorldEnv:
     """``num_envs`` Meta-World envs on the host, ``envs_per_task`` per task (blocked: env ``i`` runs task
     ``i // envs_per_task``), observations ``concat(s [39], omega [K])``.
@@ -124,6 +170,10 @@ class MetaWorldEnv:
       vector_kwargs: more keywords for ``gymnasium.make_vec`` (Meta-World's ``_init_each_env`` options).
       vector_env / task_names: an already built gymnasium vector env with the task name of each env (tests,
         custom task sets); then ``benchmark`` is only a label.
+      tasks: build only these tasks of the benchmark (global indices, one env each); the context stays the one-hot
+        over all its tasks. ``num_tasks`` / ``task_names`` / ``env_task_ids`` are then this env's own tasks,
+        ``total_tasks`` / ``all_task_names`` the benchmark's and ``global_task_ids`` maps the first to the second.
+      all_task_names: with ``vector_env``, the names of all the tasks when ``task_names`` are a subset of them.
     """
 
     def __init__(
@@ -138,6 +188,8 @@ class MetaWorldEnv:
         vector_kwargs: dict | None = None,
         vector_env: Any = None,
         task_names: list[str] | None = None,
+        tasks: Sequence[int] | None = None,
+        all_task_names: list[str] | None = None,
     ):
         if reward_function_version not in ("v1", "v2"):
             raise ValueError(f"reward_function_version={reward_function_version!r}: choose 'v1' or 'v2'")
@@ -159,7 +211,11 @@ class MetaWorldEnv:
             )
             if max_episode_steps is not None:
                 kwargs["max_episode_steps"] = max_episode_steps
-            vector_env = gymnasium.make_vec(gym_id, **kwargs)
+            if tasks is None:
+                vector_env = gymnasium.make_vec(gym_id, **kwargs)
+            else:
+                kwargs = {k: v for k, v in kwargs.items() if k not in ("vector_strategy", "seed", "envs_list")}
+                vector_env, all_task_names = _subset_vector_env(benchmark, list(tasks), seed, vector_strategy, kwargs)
             from metaworld.evaluation import _get_task_names
 
             task_names = _get_task_names(vector_env)
@@ -178,11 +234,17 @@ class MetaWorldEnv:
         ):
             raise ValueError(f"expected the same number of envs per task, grouped by task; got {self.env_task_names}")
         self.envs_per_task = self.num_envs // self.num_tasks
+        self.all_task_names = list(all_task_names) if all_task_names is not None else list(self.task_names)
+        self.total_tasks = len(self.all_task_names)
+        unknown = [n for n in self.task_names if n not in self.all_task_names]
+        if unknown:
+            raise ValueError(f"tasks {unknown} are not among all_task_names {self.all_task_names}")
+        self.global_task_ids = np.asarray([self.all_task_names.index(n) for n in self.task_names], np.int32)
         if append_task_id is None:
             append_task_id = True
         self.append_task_id = bool(append_task_id)
-        self.contexts = (
-            np.eye(self.num_tasks, dtype=np.float32)
+        self.contexts = (  # [num_tasks, D]: one-hot over all the benchmark's tasks
+            np.eye(self.total_tasks, dtype=np.float32)[self.global_task_ids]
             if self.append_task_id
             else np.zeros((self.num_tasks, 0), np.float32)
         )
@@ -216,7 +278,11 @@ class MetaWorldEnv:
         """Reset every env; observations ``[N, O + D]`` float32. The first reset uses the constructor's seed."""
         if seed is None:
             seed, self._reset_seed = self._reset_seed, None
-        raw, _ = self.envs.reset(seed=seed)
+        seeds: int | list[int] | None = seed
+        if seed is not None and self.total_tasks != self.num_tasks:  # a subset: each env's seed in the whole env
+            first = self.global_task_ids[self.env_task_ids] * self.envs_per_task
+            seeds = [int(seed + f + i % self.envs_per_task) for i, f in enumerate(first)]
+        raw, _ = self.envs.reset(seed=seeds)
         self._ep_success[:] = False
         self._ep_return[:] = 0.0
         return self._obs(raw)
@@ -272,7 +338,7 @@ class MetaWorldEnv:
             "host_adapter": "jaxrl.envs.metaworld",
             "reward_function_version": self.reward_function_version,
             "max_episode_steps": int(self.max_episode_steps),
-            "tasks": self.task_names,
+            "tasks": self.all_task_names,
             "envs_per_task": self.envs_per_task,
             "context": "one-hot task id" if self.append_task_id else "none",
             "success": "episode success = info['success'] at any step; per task over the evaluation episodes "
