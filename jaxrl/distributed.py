@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -37,7 +37,6 @@ __all__ = [
     "to_host",
     "local",
     "put_global",
-    "from_shards",
     "exchange",
     "sync",
 ]
@@ -172,18 +171,6 @@ def put_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
         return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
 
     return jax.tree.map(put, tree)
-
-
-def from_shards(shape: tuple[int, ...], sharding: Any, shard: Callable[[int], Any], dtype: Any) -> jax.Array:
-    """A global array of ``shape`` split along its first axis by ``sharding``, built from ``shard(start)``: the
-    block that begins at row ``start``. Each process builds only the blocks of its own devices (host data that
-    differs between processes, e.g. each process's datasets: :func:`jaxrl.envs.offline.shard_datasets`)."""
-
-    def block(index):
-        start = (index[0].start or 0) if index else 0
-        return np.asarray(shard(start), dtype)
-
-    return jax.make_array_from_callback(shape, sharding, block)
 
 
 _exchanges = itertools.count()  # every process calls exchange() in the same order: the n-th calls pair up

@@ -411,9 +411,8 @@ def check_resumed_slots(state: Any, slots: np.ndarray) -> None:
 
 def shard_datasets(env: OfflineEnv, device_datasets: Sequence[Sequence[int]], sharding: Any) -> Dataset:
     """The global ``[devices * K, N, ...]`` stack laid out by ``sharding`` (over the run axis): each device gets the
-    stack of its datasets; each process builds only its own devices' shards."""
-    from jaxrl import distributed
-
+    stack of its datasets; each process builds only its own devices' shards (``jax.make_array_from_callback`` asks
+    each process for its own devices' blocks only)."""
     width = len(device_datasets[0])
     position = {d: k for k, d in enumerate(sharding.mesh.devices.flat)}
     local = {position[d]: env.stack_of(device_datasets[position[d]]) for d in sharding.addressable_devices}
@@ -421,7 +420,8 @@ def shard_datasets(env: OfflineEnv, device_datasets: Sequence[Sequence[int]], sh
 
     def leaf(name: str) -> jax.Array:
         shape = (len(device_datasets) * width, *like[name].shape[1:])
-        return distributed.from_shards(shape, sharding, lambda start: local[start // width][name], like[name].dtype)
+        block = lambda index: np.asarray(local[(index[0].start or 0) // width][name], like[name].dtype)
+        return jax.make_array_from_callback(shape, sharding, block)
 
     return Dataset(**{name: leaf(name) for name in like})  # type: ignore[arg-type]
 
