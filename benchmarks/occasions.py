@@ -4,6 +4,9 @@ Each input is the JSON of one occasion: ``benchmarks/throughput.py --rounds N`` 
 ``benchmarks/offline.py --peer --rounds N`` (jaxrl vs d3rlpy), run at different times. For every comparison (algo
 and run count) the table gives each occasion's per-round ratio range and the machine's load, and says whether the
 occasions agree: their ranges share a value (``sidebyside.across_occasions``); only then is one ratio stated.
+``--agree-over ppo=3,4,5`` judges the agreement of the occasions whose files start with ``ppo`` over occasions 3, 4
+and 5 only (1-based): the ones that ran the current setting when an earlier occasion ran another (the earlier ones
+stay in the table as history).
 
     cd benchmarks && python occasions.py results/occasions/*.json --header results/occasions/README.md \
         --out results/peer_occasions
@@ -43,19 +46,22 @@ def benchmark_of(report: dict) -> str:
     )
 
 
-def one_table(reports: list[tuple[Path, dict]]) -> tuple[list[str], dict]:
-    """The table of one benchmark's occasions (columns) and comparisons (rows), and each row's verdict."""
+def one_table(reports: list[tuple[Path, dict]], agree_over: list[int] | None = None) -> tuple[list[str], dict]:
+    """The table of one benchmark's occasions (columns) and comparisons (rows), and each row's verdict over the
+    occasions ``agree_over`` (0-based; default all)."""
     per = [comparisons(r) for _, r in reports]
+    judged = list(range(len(per))) if agree_over is None else agree_over
+    over = "" if agree_over is None else f" ({', '.join(str(i + 1) for i in judged)})"
     names = list(dict.fromkeys(k for c in per for k in c))
     lines = [
         "| comparison | "
         + " | ".join(f"occasion {i + 1}: ratio (rounds), load" for i in range(len(reports)))
-        + " | occasions agree? | ratio over all rounds |",
+        + f" | occasions{over} agree? | ratio over their rounds |",
         "|---|" + "---|" * len(reports) + "---|---:|",
     ]
     verdicts = {}
     for name in names:
-        verdict = sidebyside.across_occasions([c[name] for c in per if name in c])
+        verdict = sidebyside.across_occasions([per[i][name] for i in judged if name in per[i]])
         verdicts[name] = verdict
         cells = []
         for c in per:
@@ -75,8 +81,10 @@ def one_table(reports: list[tuple[Path, dict]]) -> tuple[list[str], dict]:
     return lines, verdicts
 
 
-def table(paths: list[Path]) -> tuple[str, dict]:
-    """One table per benchmark over its occasions (in the order given), and the verdicts as data."""
+def table(paths: list[Path], agree_over: dict[str, list[int]] | None = None) -> tuple[str, dict]:
+    """One table per benchmark over its occasions (in the order given), and the verdicts as data; ``agree_over``:
+    ``{file-name prefix: occasions (1-based) whose agreement is judged}``, where an earlier occasion of that
+    benchmark ran another setting."""
     groups: dict[str, list[tuple[Path, dict]]] = {}
     for p in paths:
         report = json.loads(p.read_text())
@@ -84,9 +92,16 @@ def table(paths: list[Path]) -> tuple[str, dict]:
     text, data = [], {}
     for bench, reports in groups.items():
         occasions = "; ".join(f"{i + 1}. {occasion_label(r, p)} (`{p.name}`)" for i, (p, r) in enumerate(reports))
-        lines, verdicts = one_table(reports)
+        judged = None
+        chosen = [ks for prefix, ks in (agree_over or {}).items() if reports[0][0].name.startswith(prefix)]
+        if chosen:
+            bad = [k for k in chosen[0] if not 1 <= k <= len(reports)]
+            if bad:
+                raise SystemExit(f"--agree-over {bad}: {bench} has occasions 1..{len(reports)}")
+            judged = [k - 1 for k in chosen[0]]
+        lines, verdicts = one_table(reports, judged)
         text += [f"## {bench}", "", f"Occasions: {occasions}.", "", *lines, ""]
-        data[bench] = {"occasions": [str(p) for p, _ in reports], "verdicts": verdicts}
+        data[bench] = {"occasions": [str(p) for p, _ in reports], "judged": judged, "verdicts": verdicts}
     return "\n".join(text), data
 
 
@@ -95,8 +110,22 @@ def main(argv=None):
     ap.add_argument("inputs", nargs="+", type=Path, help="one JSON per occasion")
     ap.add_argument("--out", type=Path, help="output path without extension (.md table and .json verdicts)")
     ap.add_argument("--header", type=Path, help="markdown put above the tables (commands, machine, findings)")
+    ap.add_argument(
+        "--agree-over",
+        action="append",
+        default=[],
+        metavar="PREFIX=K,L,...",
+        help="judge the agreement of the occasions whose files start with PREFIX over occasions K, L, ... (1-based): "
+        "those that ran the current setting (repeatable)",
+    )
     a = ap.parse_args(argv)
-    text, data = table(a.inputs)
+    agree_over = {}
+    for item in a.agree_over:
+        prefix, _, ks = item.partition("=")
+        if not ks:
+            ap.error(f"--agree-over {item!r}: expected PREFIX=K,L,... (e.g. ppo=3,4,5)")
+        agree_over[prefix] = [int(k) for k in ks.split(",")]
+    text, data = table(a.inputs, agree_over)
     if a.header:
         text = a.header.read_text().rstrip() + "\n\n" + text
     print(text)

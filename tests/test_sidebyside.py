@@ -1,5 +1,6 @@
 """benchmarks/sidebyside.py: alternating rounds and when a ratio may be stated (pure Python, no JAX)."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -58,3 +59,23 @@ def test_occasions_agree_only_when_their_round_ranges_overlap():
     b = sidebyside.across_occasions([occ(1.0, 1.05), occ(1.2, 1.25)])  # disjoint: 1.05 < 1.2
     assert not b["agree"] and b["ratio"] is None and b["common"] is None and b["all_range"] == [1.0, 1.25]
     assert not sidebyside.across_occasions([occ(1.0, 1.1)])["agree"]  # one occasion is not a reproduction
+
+
+def test_occasions_table_judges_agreement_over_the_chosen_occasions(tmp_path):
+    """An earlier occasion that ran another setting stays in the table but out of the verdict (--agree-over)."""
+    import occasions
+
+    occ = lambda *ratios: sidebyside.summarize(_per([10 * r for r in ratios], [10] * len(ratios)), "rate")
+    paths = []
+    for k, ratios in enumerate([(0.8, 0.82), (1.0, 1.04), (1.02, 1.05)]):
+        s = dict(occ(*ratios), algo="ppo", libraries=["jaxrl", "rejax"], runs=1)
+        paths.append(tmp_path / f"ppo_{k}.json")
+        paths[-1].write_text(json.dumps({"ratios": [s], "date": f"occasion {k}"}))
+    _, every = occasions.table(paths)
+    _, later = occasions.table(paths, agree_over={"ppo": [2, 3]})
+    bench = "throughput vs rejax (benchmarks/throughput.py)"
+    assert not every[bench]["verdicts"]["ppo vs rejax, 1 run"]["agree"]
+    judged = later[bench]["verdicts"]["ppo vs rejax, 1 run"]
+    assert judged["agree"] and judged["common"] == [1.02, 1.04] and judged["occasions"] == 2
+    text, _ = occasions.table(paths, agree_over={"ppo": [2, 3]})
+    assert "occasions (2, 3) agree?" in text and "0.81x (0.80-0.82)" in text
