@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-RUNS = Path(__file__).resolve().parent / "results" / "runs"  # the scripts' run directories (git-ignored)
+RUNS = Path(__file__).resolve().parent / "results" / "runs"  # the scripts' run directories (committed, not checkpoints)
 
 
 def hardware() -> str:
@@ -27,6 +27,13 @@ def hardware() -> str:
         f"{platform.processor() or platform.machine()}, {devices} ({jax.default_backend()}); "
         f"Python {platform.python_version()}, jax {jax.__version__}"
     )
+
+
+def _from_root(path: str | Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, else as given."""
+    resolved = Path(path).resolve()
+    root = Path(__file__).resolve().parents[1]
+    return str(resolved.relative_to(root)) if resolved.is_relative_to(root) else str(path)
 
 
 def write_results(
@@ -46,7 +53,9 @@ def write_results(
 
     out = Path(out)
     result = report(run_dirs, by=by, metric=metric, out_dir=out.with_suffix(""), reps=reps)
-    body = markdown(result, result["files"][2:]).split("\n", 1)[1]  # the report without its own title
+    # run directories named from the repository root, so the file reads the same on every checkout
+    shown = dict(result, run_dirs=[_from_root(d) for d in result["run_dirs"]])
+    body = markdown(shown, result["files"][2:]).split("\n", 1)[1]  # the report without its own title
     figures_dir = out.with_suffix("").name
     body = body.replace("](", f"]({figures_dir}/")  # figure links relative to the results file
     header = [

@@ -375,3 +375,28 @@ def test_bandit_trial_vmaps_over_tasks_and_is_sane():
         assert 0.0 <= float(totals[0]) <= 20.0
         if name in ("greedy", "UCB1", "Thompson"):
             assert float(totals[0]) >= 14.0, (name, totals)  # finds the only paying arm quickly
+
+
+def test_linear_baseline_is_least_squares_and_survives_constant_observations():
+    """Known answer: the baseline is the least-squares fit on (o, o^2, t, t^2, t^3, 1) (numpy, float64). With a
+    constant non-zero observation entry (as Meta-World's), o, o^2 and 1 are collinear: the first float32 solve is
+    NaN and the retry with a 10x larger ridge gives the same projection (garage's LinearFeatureBaseline)."""
+    rng = np.random.default_rng(0)
+    n, t = 10, 100
+    obs = rng.normal(size=(n, t, 4)).astype(np.float32)
+    returns = (obs[..., 0] * 3 + rng.normal(size=(n, t)) * 0.1).astype(np.float32)
+    mask = np.ones((n, t), np.float32)
+
+    def lstsq(o):
+        time = np.broadcast_to(np.arange(t)[None, :, None] / 100.0, (n, t, 1))
+        f = np.concatenate([o, o**2, time, time**2, time**3, np.ones_like(time)], -1).reshape(n * t, -1)
+        w = np.linalg.lstsq(f.astype(np.float64), returns.reshape(-1).astype(np.float64), rcond=None)[0]
+        return (f @ w).reshape(n, t)
+
+    base = np.asarray(meta.linear_baseline(jnp.asarray(obs), jnp.asarray(returns), jnp.asarray(mask), 1e-5))
+    np.testing.assert_allclose(base, lstsq(obs), atol=2e-3)
+
+    obs[..., 2:] = 0.7071  # constant, non-zero
+    base = np.asarray(meta.linear_baseline(jnp.asarray(obs), jnp.asarray(returns), jnp.asarray(mask), 1e-5))
+    assert np.isfinite(base).all()
+    np.testing.assert_allclose(base, lstsq(obs), atol=2e-2)

@@ -8,7 +8,9 @@ Name forms:
 - ``brax:<robot>[:<backend>]`` and ``playground:<EnvName>``;
 - ``dataset:<file>[,<file>...][?env=<name>]``: dataset files as the offline env of offline algorithms (the name
   a run directory records; :func:`dataset_name` writes one);
-- ``metaworld:<benchmark>``: host envs, which step on the CPU outside JAX: :func:`make_host`.
+- ``metaworld:<benchmark>``: host envs, which step on the CPU outside JAX: :func:`make_host` (multi-task MT10 /
+  MT25 / MT50 and task subsets, :mod:`jaxrl.envs.metaworld`; meta-RL ML1-<task> / ML10 / ML25 / ML45,
+  :mod:`jaxrl.envs.metaworld_meta`).
 
 No import cycle: task modules register their names with :func:`register` when :mod:`jaxrl.tasks` is imported,
 and this module imports nothing of theirs; it imports the packages named in :data:`PROVIDERS` by name on the first
@@ -88,7 +90,12 @@ def list_envs() -> list[str]:
         gymnax_names()
         + [f"brax:{n}" for n in _BRAX_NAMES]
         + sorted(_EXTRA)
-        + ["playground:<EnvName>", "dataset:<FILE>[,<FILE>...]", "metaworld:<MT10|MT25|MT50>"]
+        + [
+            "playground:<EnvName>",
+            "dataset:<FILE>[,<FILE>...]",
+            "metaworld:<MT10|MT25|MT50>",
+            "metaworld:<ML1-<task>|ML10|ML25|ML45>",
+        ]
     )
 
 
@@ -119,7 +126,11 @@ def resolve(name: str, **kwargs) -> Resolved:
     if prefix in _HOST_PREFIXES and rest:
         raise ValueError(
             f"{name!r} is a host env (it steps on the CPU, outside JAX): train it with "
-            f"jaxrl.run.host_train.train_host, as `jaxrl train mt_sac --env {name}` does"
+            + (
+                f"jaxrl.run.host_meta.train_meta, as `jaxrl train rl2 --env {name}` does (meta-RL)"
+                if rest.upper().startswith("ML")
+                else f"jaxrl.run.host_train.train_host, as `jaxrl train mt_sac --env {name}` does"
+            )
         )
     robot, _, backend = rest.partition(":")
     if prefix == "brax" and robot in _BRAX_NAMES:
@@ -165,7 +176,8 @@ def is_dataset(name: Any) -> bool:
 
 
 def is_host(name: Any) -> bool:
-    """Whether ``name`` is a host env's (``metaworld:MT10``): trained by :mod:`jaxrl.run.host_train`."""
+    """Whether ``name`` is a host env's (``metaworld:MT10``, ``metaworld:ML1-reach-v3``): trained by
+    :mod:`jaxrl.run.host_train` (multi-task) or :mod:`jaxrl.run.host_meta` (meta-RL)."""
     return isinstance(name, str) and name.partition(":")[0] in _HOST_PREFIXES
 
 

@@ -234,17 +234,28 @@ def backprop_inner_steps(grad: Any, hvps: list, lr: Any) -> Any:
     return grad
 
 
+BASELINE_RIDGE_RETRIES = 5
+
+
 def linear_baseline(obs: jax.Array, returns: jax.Array, mask: jax.Array, reg) -> jax.Array:
     """Least-squares fit of ``returns [N, T]`` on features ``(o, o^2, t, t^2, t^3, 1)`` (Duan et al. 2016's
-    benchmark baseline), evaluated on the same states; ``[N, T]``, no gradient."""
+    benchmark baseline), evaluated on the same states; ``[N, T]``, no gradient.
+
+    The ridge is ``reg + 1e-6``; when that solve is not finite, the fit is retried with the ridge times 10, 100, ...
+    (``BASELINE_RIDGE_RETRIES`` tries in all; garage's ``LinearFeatureBaseline`` does the same). In float32 an
+    observation entry that is constant and non-zero (Meta-World's are) makes ``o``, ``o^2`` and ``1`` collinear, and
+    a ridge far below the float32 resolution of ``F^T F`` leaves the system singular: the solve gives NaN."""
     n, t = returns.shape
     time = jnp.broadcast_to(jnp.arange(t, dtype=jnp.float32)[None, :, None] / 100.0, (n, t, 1))
     o = jnp.clip(obs, -10.0, 10.0)
     feats = jnp.concatenate([o, o**2, time, time**2, time**3, jnp.ones_like(time)], axis=-1) * mask[..., None]
     f = feats.reshape(-1, feats.shape[-1])
     y = (returns * mask).reshape(-1)
-    a = f.T @ f + (reg + 1e-6) * jnp.eye(f.shape[1])
-    w = jnp.linalg.solve(a, f.T @ y)
+    gram, eye, rhs = f.T @ f, jnp.eye(f.shape[1]), f.T @ y
+    tries = [jnp.linalg.solve(gram + (reg + 1e-6) * 10.0**k * eye, rhs) for k in range(BASELINE_RIDGE_RETRIES)]
+    w = tries[-1]
+    for earlier in reversed(tries[:-1]):  # the first finite solve, in ridge order
+        w = jnp.where(jnp.all(jnp.isfinite(earlier)), earlier, w)
     return jax.lax.stop_gradient((feats @ w) * mask)
 
 

@@ -217,6 +217,10 @@ def _train_new(name: str, args):
         eval_episodes=args.eval_episodes,
         wandb=args.wandb_project(),
     )
+    if envs.is_host(env) and algos.kind(name) == "meta":  # Meta-World ML1 / ML10: host meta-training
+        from jaxrl.run.host_meta import train_meta
+
+        return train_meta(name, env, args.config, num_evals=args.num_chunks, watchdog=args.watchdog(), **common)
     if envs.is_host(env):  # steps on the host: collection there, every update jitted
         from jaxrl.run.host_train import train_host
 
