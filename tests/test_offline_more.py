@@ -239,8 +239,10 @@ def _learn(name, env, updates, seeds=3, **overrides):
 
 @pytest.mark.learning
 def test_rebrac_on_expert(pendulum_datasets):
-    # measured (10k updates, 3 seeds): 100.5, 99.5, 100.9
-    _, last = _learn("rebrac", pendulum_datasets["expert"], 6_000, batch_size=256)
+    # ReBRAC tunes its BC weight per dataset; narrow expert data wants a large one (actor_beta 1: 100.4, 99.4, 100.8
+    # over 3 seeds; at the default 0.05, made for mixed data, ~52-86: experiments/results/
+    # offline_rebrac_edac_diagnosis.md)
+    _, last = _learn("rebrac", pendulum_datasets["expert"], 6_000, batch_size=256, actor_beta=1.0)
     assert last.mean() >= 90
 
 
