@@ -50,6 +50,7 @@ __all__ = [
     "import_metaworld",
     "make_metaworld",
     "benchmark_num_tasks",
+    "package_versions",
 ]
 
 # Benchmark names (Meta-World's gymnasium ids without the "Meta-World/" prefix). The ML (meta-RL) vector envs
@@ -345,21 +346,27 @@ class MetaWorldEnv:
             "(terminate on success during evaluation, as metaworld.evaluation)",
             "seed": self.seed,
         }
-        try:
-            import metaworld
-
-            out["metaworld_version"] = getattr(metaworld, "__version__", None) or md.version("metaworld")
-        except (ImportError, md.PackageNotFoundError):
-            out["metaworld_version"] = None
-        for pkg in ("mujoco", "gymnasium"):
-            try:
-                out[f"{pkg}_version"] = md.version(pkg)
-            except md.PackageNotFoundError:
-                pass
-        return out
+        return {**out, **package_versions()}
 
     def close(self) -> None:
         self.envs.close()
+
+
+def package_versions() -> dict:
+    """The Meta-World, MuJoCo and gymnasium versions a run directory records (``None`` / absent when missing)."""
+    out: dict[str, Any] = {}
+    try:
+        import metaworld
+
+        out["metaworld_version"] = getattr(metaworld, "__version__", None) or md.version("metaworld")
+    except (ImportError, md.PackageNotFoundError):
+        out["metaworld_version"] = None
+    for pkg in ("mujoco", "gymnasium"):
+        try:
+            out[f"{pkg}_version"] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
 
 
 def make_metaworld(name: str, **kwargs) -> MetaWorldEnv:

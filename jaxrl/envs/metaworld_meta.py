@@ -32,7 +32,6 @@ As env names: ``metaworld:ML1-reach-v3``, ``metaworld:ML10`` (``jaxrl train rl2 
 from __future__ import annotations
 
 import functools
-import importlib.metadata as md
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -40,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from jaxrl.config import close_matches
-from jaxrl.envs.metaworld import HostStep, MetaWorldEnv, import_metaworld
+from jaxrl.envs.metaworld import HostStep, MetaWorldEnv, import_metaworld, package_versions
 
 __all__ = ["MetaWorldMetaEnv", "ML_BENCHMARKS", "parse_ml", "is_ml_name", "make_metaworld_meta", "task_key"]
 
@@ -325,18 +324,7 @@ class MetaWorldMetaEnv:
             "episodes end at the first success (as metaworld.evaluation)",
             "seed": self.seed,
         }
-        try:
-            import metaworld
-
-            out["metaworld_version"] = getattr(metaworld, "__version__", None) or md.version("metaworld")
-        except (ImportError, md.PackageNotFoundError):
-            out["metaworld_version"] = None
-        for pkg in ("mujoco", "gymnasium"):
-            try:
-                out[f"{pkg}_version"] = md.version(pkg)
-            except md.PackageNotFoundError:
-                pass
-        return out
+        return {**out, **package_versions()}
 
     def close(self) -> None:
         self.env.close()
