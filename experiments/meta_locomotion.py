@@ -1,5 +1,5 @@
-"""Meta-RL on brax locomotion: RL², MAML (second order; ProMP-clipped or TRPO outer step) and PEARL on cheetah-vel
-and ant-dir (jaxrl.tasks.locomotion), run configs for a GPU.
+"""Meta-RL on brax locomotion: RL², MAML (second order; ProMP-clipped or TRPO outer step), CAVIA and PEARL on
+cheetah-vel and ant-dir (jaxrl.tasks.locomotion), run configs for a GPU.
 
     python experiments/meta_locomotion.py --smoke                 # tiny settings, CPU (12 min here): pipeline only
     python experiments/meta_locomotion.py                         # every algorithm on both families (GPU, hours)
@@ -22,11 +22,12 @@ Tasks (module doc of :mod:`jaxrl.tasks.locomotion`): 200-step episodes; cheetah-
 The configs follow the papers' scale where this library has the same knob: MAML/ProMP (Finn et al. 2017; Rothfuss
 et al. 2019): 40 tasks per meta-batch, 20 trajectories per task, one inner step of size 0.1 (advantages
 normalised), (64, 64) tanh policy, ProMP outer: 5 Adam epochs at 1e-3 with ratio clip 0.3; TRPO outer: KL 0.01.
-PEARL (Rakelly et al. 2019): 100 training tasks, latent 5, 3 x 300 networks, Adam 3e-4, meta-batch 16, 256
-transitions per task per update, KL weight 0.1, reward scale 5, 2000 updates per iteration after 5 tasks collect
-2 prior and 3 posterior episodes each. RL² (Duan et al. 2016): PPO on a GRU over trials of 2 episodes.
-No published numbers are quoted here (read them off the papers' figures, whose environments are MuJoCo, not
-brax); wall times on a GPU were not measured in this session.
+CAVIA (Zintgraf et al. 2019, its half-cheetah setting): 50 context parameters adapted with inner step 10, a 2 x 200
+ReLU policy, 40 tasks x 20 trajectories, TRPO outer step. PEARL (Rakelly et al. 2019): 100 training tasks, latent 5,
+3 x 300 networks, Adam 3e-4, meta-batch 16, 256 transitions per task per update, KL weight 0.1, reward scale 5, 2000
+updates per iteration after 5 tasks collect 2 prior and 3 posterior episodes each. RL² (Duan et al. 2016): PPO on a
+GRU over trials of 2 episodes. No published numbers are quoted here (read them off the papers' figures, whose
+environments are MuJoCo, not brax); wall times on a GPU were not measured in this session.
 
 Reported: per seed, the meta-test return of ONE 200-step episode after adaptation (RL² and PEARL: the last
 episode of a trial; MAML: after ``num_inner_steps`` gradient steps), mean ± std over seeds, and the whole adaptation
@@ -45,7 +46,7 @@ import jax
 import numpy as np
 
 import jaxrl.envs as envs
-from jaxrl.algos.meta import maml, pearl, rl2
+from jaxrl.algos.meta import cavia, maml, pearl, rl2
 from jaxrl.run import train
 
 ENVS = ("cheetah-vel", "ant-dir")
@@ -105,6 +106,24 @@ GPU = {
             total_env_steps=160_000_000,
         ),
     ),
+    "cavia": (
+        "cavia",
+        cavia.Config(
+            num_tasks=40,
+            num_trajectories=20,
+            num_inner_steps=1,
+            num_context_params=50,
+            inner_lr=10.0,
+            outer="trpo",
+            max_kl=0.01,
+            hidden=(200, 200),
+            activation="relu",
+            eval_inner_steps=2,
+            horizon=HORIZON,
+            memory_limit_gb=40.0,
+            total_env_steps=160_000_000,
+        ),
+    ),
     "pearl": (
         "pearl",
         pearl.Config(
@@ -158,6 +177,15 @@ SMOKE = {
         eval_inner_steps=1,
         total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
     ),
+    "cavia": dict(
+        num_tasks=2,
+        num_trajectories=2,
+        num_context_params=4,
+        hidden=(16, 16),
+        cg_iters=2,
+        eval_inner_steps=1,
+        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
+    ),
     "pearl": dict(
         num_train_tasks=2,
         tasks_per_iteration=2,
@@ -188,7 +216,7 @@ def config_for(label: str, smoke: bool, steps: int | None = None):
 def final_episode_return(label: str, cfg, metrics) -> np.ndarray:
     """``[seeds]``: meta-test return of one episode after adaptation, at the last evaluation."""
     curve = np.asarray(metrics["adaptation"])[:, -1]  # [seeds, adaptation points]
-    return curve[:, cfg.num_inner_steps] if label.startswith("maml") else curve[:, -1]
+    return curve[:, cfg.num_inner_steps] if label.startswith(("maml", "cavia")) else curve[:, -1]
 
 
 def main(argv=None) -> int:
