@@ -59,7 +59,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_table import RUNS, write_results
+from results_table import RUNS, write_results, write_store
 
 RESULTS = Path(__file__).resolve().parent / "results"
 METRIC = "eval_success"
@@ -275,10 +275,7 @@ def write_table(chosen: list[tuple[str, str, str]], args) -> Path | None:
         dirs, out, title=title, budget=budget_text(args), by=["algo", "env"], metric=METRIC, notes=notes,
         reps=args.reps,
     )  # fmt: skip
-    groups = {g["group"]: {k_: g[k_] for k_ in g if not isinstance(g[k_], (list, dict))} for g in result["groups"]}
-    store = {"budget": budget_text(args), "partial": missing, "cells": records, "report": groups}
-    out.with_suffix(".json").write_text(json.dumps(store, indent=1, default=float) + "\n")
-    print(f"wrote {out}" + (f" (partial: {missing} missing)" if missing else ""), flush=True)
+    write_store(out, result, budget=budget_text(args), missing=missing, cells=records)
     return out
 
 

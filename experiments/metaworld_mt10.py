@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from results_table import RUNS, write_results
+from results_table import RUNS, write_results, write_store
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ENV = "metaworld:MT10"
@@ -298,10 +298,7 @@ def write_table(labels: list[str], args) -> Path | None:
     result = write_results(
         dirs, out, title=title, budget=budget_text(args), by=["run_dir"], metric=METRIC, notes=notes, reps=args.reps
     )
-    groups = {g["group"]: {k: g[k] for k in g if not isinstance(g[k], (list, dict))} for g in result["groups"]}
-    store = {"budget": budget_text(args), "partial": missing, "cells": records, "report": groups}
-    out.with_suffix(".json").write_text(json.dumps(store, indent=1, default=float) + "\n")
-    print(f"wrote {out}" + (f" (partial: {missing} missing)" if missing else ""), flush=True)
+    write_store(out, result, budget=budget_text(args), missing=missing, cells=records)
     return out
 
 

@@ -10,6 +10,7 @@ The report's figures and CSV go to ``<results file without .md>/`` beside it.
 
 from __future__ import annotations
 
+import json
 import platform
 import shlex
 import sys
@@ -68,3 +69,13 @@ def write_results(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(header) + "\n" + body)
     return result
+
+
+def write_store(out: str | Path, result: dict, *, budget: str, missing: Sequence[str], cells: dict) -> None:
+    """The results file's JSON twin (``out`` with ``.json``): the budget, the cells still missing (a partial table),
+    each cell's record and the report's per-group scalars; then say where the table went."""
+    out = Path(out)
+    groups = {g["group"]: {k: g[k] for k in g if not isinstance(g[k], (list, dict))} for g in result["groups"]}
+    store = {"budget": budget, "partial": list(missing), "cells": cells, "report": groups}
+    out.with_suffix(".json").write_text(json.dumps(store, indent=1, default=float) + "\n")
+    print(f"wrote {out}" + (f" (partial: {list(missing)} missing)" if missing else ""), flush=True)
