@@ -4,9 +4,10 @@ Each input is the JSON of one occasion: ``benchmarks/throughput.py --rounds N`` 
 ``benchmarks/offline.py --peer --rounds N`` (jaxrl vs d3rlpy), run at different times. For every comparison (algo
 and run count) the table gives each occasion's per-round ratio range and the machine's load, and says whether the
 occasions agree: their ranges share a value (``sidebyside.across_occasions``); only then is one ratio stated.
-``--agree-over ppo=3,4,5`` judges the agreement of the occasions whose files start with ``ppo`` over occasions 3, 4
-and 5 only (1-based): the ones that ran the current setting when an earlier occasion ran another (the earlier ones
-stay in the table as history).
+``--agree-over ppo=3,4,5`` judges the agreement of the occasions whose files are tagged ``ppo`` (``ppo_<date>.json``,
+not ``ppo1core_...``) over occasions 3, 4 and 5 only (1-based): the ones that ran the current setting when an earlier
+occasion ran another (the earlier ones stay in the table as history). Occasions run under another thread setting
+(``taskset -c 0``: one usable core) form their own table.
 
     cd benchmarks && python occasions.py results/occasions/*.json --header results/occasions/README.md \
         --out results/peer_occasions
@@ -39,11 +40,15 @@ def occasion_label(report: dict, path: Path) -> str:
 
 
 def benchmark_of(report: dict) -> str:
-    return (
-        "offline vs d3rlpy (benchmarks/offline.py --peer)"
-        if "peer" in report
-        else "throughput vs rejax (benchmarks/throughput.py)"
-    )
+    """The benchmark and its thread setting: occasions are compared only within one setting (the cores the
+    process may use, ``taskset``, and d3rlpy's torch threads)."""
+    cores = report.get("hardware", {}).get("usable_cores")
+    setting = f", {cores} usable core{'s' * (cores != 1)}" if cores else ""
+    if "peer" in report:
+        threads = report.get("args", {}).get("peer_threads")
+        setting += f", d3rlpy {threads} torch thread{'s' * (threads != 1)}" if threads else ""
+        return f"offline vs d3rlpy (benchmarks/offline.py --peer){setting}"
+    return f"throughput vs rejax (benchmarks/throughput.py){setting}"
 
 
 def one_table(reports: list[tuple[Path, dict]], agree_over: list[int] | None = None) -> tuple[list[str], dict]:
@@ -83,7 +88,7 @@ def one_table(reports: list[tuple[Path, dict]], agree_over: list[int] | None = N
 
 def table(paths: list[Path], agree_over: dict[str, list[int]] | None = None) -> tuple[str, dict]:
     """One table per benchmark over its occasions (in the order given), and the verdicts as data; ``agree_over``:
-    ``{file-name prefix: occasions (1-based) whose agreement is judged}``, where an earlier occasion of that
+    ``{file-name tag: occasions (1-based) whose agreement is judged}``, where an earlier occasion of that
     benchmark ran another setting."""
     groups: dict[str, list[tuple[Path, dict]]] = {}
     for p in paths:
@@ -93,7 +98,7 @@ def table(paths: list[Path], agree_over: dict[str, list[int]] | None = None) -> 
     for bench, reports in groups.items():
         occasions = "; ".join(f"{i + 1}. {occasion_label(r, p)} (`{p.name}`)" for i, (p, r) in enumerate(reports))
         judged = None
-        chosen = [ks for prefix, ks in (agree_over or {}).items() if reports[0][0].name.startswith(prefix)]
+        chosen = [ks for prefix, ks in (agree_over or {}).items() if reports[0][0].name.split("_")[0] == prefix]
         if chosen:
             bad = [k for k in chosen[0] if not 1 <= k <= len(reports)]
             if bad:
@@ -115,7 +120,7 @@ def main(argv=None):
         action="append",
         default=[],
         metavar="PREFIX=K,L,...",
-        help="judge the agreement of the occasions whose files start with PREFIX over occasions K, L, ... (1-based): "
+        help="judge the agreement of the occasions whose files are tagged PREFIX (PREFIX_<date>.json) over occasions K, L, ... (1-based): "
         "those that ran the current setting (repeatable)",
     )
     a = ap.parse_args(argv)

@@ -108,11 +108,13 @@ def run_cell(row: Row, suite: str, args) -> Path:
         return run_dir
     if (run_dir / "checkpoints").exists():
         resume(run_dir, progress=False)
-        return run_dir
-    if run_dir.exists():  # stopped before its first checkpoint: start again
-        shutil.rmtree(run_dir)
-    train(row.algo, suite, config_of(row, suite, args), seeds=args.seeds, out_dir=run_dir,
-          num_chunks=args.chunks, eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
+    else:
+        if run_dir.exists():  # stopped before its first checkpoint: start again
+            shutil.rmtree(run_dir)
+        train(row.algo, suite, config_of(row, suite, args), seeds=args.seeds, out_dir=run_dir,
+              num_chunks=args.chunks, eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
+    if not is_finished(run_dir):  # SIGINT/SIGTERM saved the cell mid-way: stop here, not start the next row
+        sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
 
 

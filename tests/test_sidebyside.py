@@ -79,3 +79,21 @@ def test_occasions_table_judges_agreement_over_the_chosen_occasions(tmp_path):
     assert judged["agree"] and judged["common"] == [1.02, 1.04] and judged["occasions"] == 2
     text, _ = occasions.table(paths, agree_over={"ppo": [2, 3]})
     assert "occasions (2, 3) agree?" in text and "0.81x (0.80-0.82)" in text
+
+
+def test_occasions_are_compared_only_within_one_thread_setting(tmp_path):
+    """An occasion pinned to one core (taskset) is another setting: its own table, never judged with 2-core ones."""
+    import occasions
+
+    occ = lambda *ratios: sidebyside.summarize(_per([10 * r for r in ratios], [10] * len(ratios)), "rate")
+    paths = []
+    for k, cores in enumerate([2, 1, 1]):
+        row = {"algo": "bc", "summary": occ(3.0 + k, 3.1 + k)}
+        paths.append(tmp_path / f"offline_{k}.json")
+        report = {"peer": [row], "hardware": {"usable_cores": cores}, "args": {"peer_threads": 1}, "date": str(k)}
+        paths[-1].write_text(json.dumps(report))
+    _, data = occasions.table(paths)
+    two, one = (f"offline vs d3rlpy (benchmarks/offline.py --peer), {c}, d3rlpy 1 torch thread" for c in
+                ("2 usable cores", "1 usable core"))  # fmt: skip
+    assert set(data) == {two, one}
+    assert len(data[two]["occasions"]) == 1 and len(data[one]["occasions"]) == 2
