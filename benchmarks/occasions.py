@@ -51,22 +51,43 @@ def benchmark_of(report: dict) -> str:
     return f"throughput vs rejax (benchmarks/throughput.py){setting}"
 
 
-def one_table(reports: list[tuple[Path, dict]], agree_over: list[int] | None = None) -> tuple[list[str], dict]:
+def _occasions(ks: list[int]) -> str:
+    return ", ".join(str(i + 1) for i in ks)
+
+
+def one_table(
+    reports: list[tuple[Path, dict]], agree_over: list[int] | None = None, spread_from: list[int] | None = None
+) -> tuple[list[str], dict]:
     """The table of one benchmark's occasions (columns) and comparisons (rows), and each row's verdict over the
-    occasions ``agree_over`` (0-based; default all)."""
+    occasions ``agree_over`` (0-based; default all). With ``spread_from`` (0-based) two more columns: the ratio
+    those occasions state with its 95% prediction interval for a new occasion, and whether every later judged
+    occasion's median falls inside it (``sidebyside.within_spread``)."""
     per = [comparisons(r) for _, r in reports]
     judged = list(range(len(per))) if agree_over is None else agree_over
-    over = "" if agree_over is None else f" ({', '.join(str(i + 1) for i in judged)})"
+    over = "" if agree_over is None else f" ({_occasions(judged)})"
+    later = [i for i in judged if spread_from and i > max(spread_from)]
     names = list(dict.fromkeys(k for c in per for k in c))
+    extra = (
+        [
+            f"occasions {_occasions(spread_from)}: ratio (95% prediction interval)",
+            f"later occasions ({_occasions(later)}) inside?",
+        ]
+        if spread_from
+        else []
+    )
     lines = [
         "| comparison | "
         + " | ".join(f"occasion {i + 1}: ratio (rounds), load" for i in range(len(reports)))
-        + f" | occasions{over} agree? | ratio over their rounds |",
-        "|---|" + "---|" * len(reports) + "---|---:|",
+        + f" | occasions{over} agree? | ratio over their rounds |"
+        + "".join(f" {e} |" for e in extra),
+        "|---|" + "---|" * len(reports) + "---|---:|" + "---|" * len(extra),
     ]
     verdicts = {}
     for name in names:
         verdict = sidebyside.across_occasions([per[i][name] for i in judged if name in per[i]])
+        if spread_from:
+            pick = lambda ks: [per[i][name] for i in ks if name in per[i]]  # noqa: E731
+            verdict["spread_check"] = sidebyside.within_spread(pick(spread_from), pick(later))
         verdicts[name] = verdict
         cells = []
         for c in per:
@@ -82,14 +103,37 @@ def one_table(reports: list[tuple[Path, dict]], agree_over: list[int] | None = N
         else:
             lo, hi = verdict["all_range"] or (float("nan"), float("nan"))
             agree, ratio = "no", f"not stated ({lo:.2f}-{hi:.2f})"
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {agree} | {ratio} |")
+        row = f"| {name} | " + " | ".join(cells) + f" | {agree} | {ratio} |"
+        if spread_from:
+            check = verdict["spread_check"]
+            if check["spread"] is None:
+                row += " - | - |"
+            else:
+                (lo, hi), shown = check["spread"], ", ".join(f"{m:.2f}" for m in check["later"])
+                row += f" {check['ratio']:.2f}x ({lo:.2f}-{hi:.2f}) | {'yes' if check['inside'] else 'no'} ({shown}) |"
+        lines.append(row)
     return lines, verdicts
 
 
-def table(paths: list[Path], agree_over: dict[str, list[int]] | None = None) -> tuple[str, dict]:
+def _pick(option: str, choices: dict[str, list[int]] | None, name: Path, bench: str, n: int) -> list[int] | None:
+    """The 0-based occasions an option chose for the benchmark whose first file is ``name`` (tag = the name up to
+    its first ``_``), checked against its ``n`` occasions."""
+    chosen = [ks for tag, ks in (choices or {}).items() if name.name.split("_")[0] == tag]
+    if not chosen:
+        return None
+    bad = [k for k in chosen[0] if not 1 <= k <= n]
+    if bad:
+        raise SystemExit(f"{option} {bad}: {bench} has occasions 1..{n}")
+    return [k - 1 for k in chosen[0]]
+
+
+def table(
+    paths: list[Path], agree_over: dict[str, list[int]] | None = None, spread_from: dict[str, list[int]] | None = None
+) -> tuple[str, dict]:
     """One table per benchmark over its occasions (in the order given), and the verdicts as data; ``agree_over``:
-    ``{file-name tag: occasions (1-based) whose agreement is judged}``, where an earlier occasion of that
-    benchmark ran another setting."""
+    ``{file tag: occasions (1-based) whose agreement is judged}``, where an earlier occasion of that benchmark ran
+    another setting; ``spread_from``: ``{file tag: occasions (1-based) whose median ratios state the spread}`` that
+    the later judged occasions are checked against."""
     groups: dict[str, list[tuple[Path, dict]]] = {}
     for p in paths:
         report = json.loads(p.read_text())
@@ -97,17 +141,27 @@ def table(paths: list[Path], agree_over: dict[str, list[int]] | None = None) -> 
     text, data = [], {}
     for bench, reports in groups.items():
         occasions = "; ".join(f"{i + 1}. {occasion_label(r, p)} (`{p.name}`)" for i, (p, r) in enumerate(reports))
-        judged = None
-        chosen = [ks for prefix, ks in (agree_over or {}).items() if reports[0][0].name.split("_")[0] == prefix]
-        if chosen:
-            bad = [k for k in chosen[0] if not 1 <= k <= len(reports)]
-            if bad:
-                raise SystemExit(f"--agree-over {bad}: {bench} has occasions 1..{len(reports)}")
-            judged = [k - 1 for k in chosen[0]]
-        lines, verdicts = one_table(reports, judged)
+        judged = _pick("--agree-over", agree_over, reports[0][0], bench, len(reports))
+        spread = _pick("--spread-from", spread_from, reports[0][0], bench, len(reports))
+        lines, verdicts = one_table(reports, judged, spread)
         text += [f"## {bench}", "", f"Occasions: {occasions}.", "", *lines, ""]
-        data[bench] = {"occasions": [str(p) for p, _ in reports], "judged": judged, "verdicts": verdicts}
+        data[bench] = {
+            "occasions": [str(p) for p, _ in reports],
+            "judged": judged,
+            "spread_from": spread,
+            "verdicts": verdicts,
+        }
     return "\n".join(text), data
+
+
+def _tagged(ap: argparse.ArgumentParser, option: str, items: list[str]) -> dict[str, list[int]]:
+    out = {}
+    for item in items:
+        tag, _, ks = item.partition("=")
+        if not ks:
+            ap.error(f"{option} {item!r}: expected TAG=K,L,... (e.g. ppo=3,4,5)")
+        out[tag] = [int(k) for k in ks.split(",")]
+    return out
 
 
 def main(argv=None):
@@ -119,18 +173,22 @@ def main(argv=None):
         "--agree-over",
         action="append",
         default=[],
-        metavar="PREFIX=K,L,...",
-        help="judge the agreement of the occasions whose files are tagged PREFIX (PREFIX_<date>.json) over occasions K, L, ... (1-based): "
-        "those that ran the current setting (repeatable)",
+        metavar="TAG=K,L,...",
+        help="judge the agreement of the occasions whose files are tagged TAG (TAG_<date>.json) over occasions "
+        "K, L, ... (1-based): those that ran the current setting (repeatable)",
+    )
+    ap.add_argument(
+        "--spread-from",
+        action="append",
+        default=[],
+        metavar="TAG=K,L,...",
+        help="state the ratio and its 95%% prediction interval from occasions K, L, ... (their medians) and check "
+        "the later judged occasions against it (repeatable)",
     )
     a = ap.parse_args(argv)
-    agree_over = {}
-    for item in a.agree_over:
-        prefix, _, ks = item.partition("=")
-        if not ks:
-            ap.error(f"--agree-over {item!r}: expected PREFIX=K,L,... (e.g. ppo=3,4,5)")
-        agree_over[prefix] = [int(k) for k in ks.split(",")]
-    text, data = table(a.inputs, agree_over)
+    agree_over = _tagged(ap, "--agree-over", a.agree_over)
+    spread_from = _tagged(ap, "--spread-from", a.spread_from)
+    text, data = table(a.inputs, agree_over, spread_from)
     if a.header:
         text = a.header.read_text().rstrip() + "\n\n" + text
     print(text)

@@ -15,6 +15,7 @@ each round gives a ratio from two measurements taken minutes apart at most. The 
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from collections.abc import Callable, Sequence
@@ -112,6 +113,37 @@ def across_occasions(summaries: Sequence[dict]) -> dict:
         "agree": agree,
         "ratio": statistics.median(every) if agree else None,
         "all_range": [min(every), max(every)] if every else None,
+    }
+
+
+def within_spread(reference: Sequence[dict], later: Sequence[dict], min_reference: int = 3) -> dict:
+    """Whether later occasions reproduce a ratio whose spread was stated from earlier ones.
+
+    The rounds of one occasion share the machine's state, so their range understates how much the ratio moves
+    from one occasion to the next. Here the occasion is the unit: from the ``reference`` occasions' median ratios
+    ``m_1..m_n`` (n >= ``min_reference``), on the log scale (a ratio is multiplicative), the stated ratio is the
+    geometric mean ``exp(mean)`` and the stated spread the 95% prediction interval for one new occasion,
+
+        exp(mean +- t_{0.975, n-1} * sd * sqrt(1 + 1/n))      (sd: the sample standard deviation of log m_i),
+
+    and each ``later`` occasion's median must fall inside it.
+    """
+    from scipy import stats
+
+    ref = [statistics.median(s["ratios"]) for s in reference if s.get("ratios")]
+    new = [statistics.median(s["ratios"]) for s in later if s.get("ratios")]
+    if len(ref) < max(2, min_reference) or len(ref) < len(reference) or not new or len(new) < len(later):
+        return {"spread": None, "ratio": None, "later": new, "inside": None}
+    logs = [math.log(m) for m in ref]
+    mean, sd, n = statistics.fmean(logs), statistics.stdev(logs), len(logs)
+    half = float(stats.t.ppf(0.975, n - 1)) * sd * math.sqrt(1 + 1 / n)
+    lo, hi = math.exp(mean - half), math.exp(mean + half)
+    return {
+        "spread": [lo, hi],
+        "ratio": math.exp(mean),
+        "reference": ref,
+        "later": new,
+        "inside": all(lo <= m <= hi for m in new),
     }
 
 

@@ -97,3 +97,23 @@ def test_occasions_are_compared_only_within_one_thread_setting(tmp_path):
                 ("2 usable cores", "1 usable core"))  # fmt: skip
     assert set(data) == {two, one}
     assert len(data[two]["occasions"]) == 1 and len(data[one]["occasions"]) == 2
+
+
+def test_later_occasions_checked_against_the_spread_of_earlier_ones():
+    """The occasion is the unit: a 95% prediction interval from earlier occasions' medians, later medians inside."""
+    import math
+
+    occ = lambda *ratios: sidebyside.summarize(_per([10 * r for r in ratios], [10] * len(ratios)), "rate")
+    ref = [occ(1.0, 1.0), occ(1.2, 1.2), occ(1.1, 1.1)]  # their rounds never overlap
+    assert not sidebyside.across_occasions(ref)["agree"]
+    # by hand: logs of 1.0, 1.2, 1.1; mean = log(1.32) / 3; sd from the deviations; t(0.975, 2) = 4.302653
+    logs = [0.0, math.log(1.2), math.log(1.1)]
+    mean = sum(logs) / 3
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 2)
+    half = 4.302653 * sd * math.sqrt(4 / 3)
+    ok = sidebyside.within_spread(ref, [occ(1.05, 1.06), occ(1.25, 1.25)])
+    assert abs(ok["ratio"] - 1.32 ** (1 / 3)) < 1e-9
+    assert abs(ok["spread"][0] - math.exp(mean - half)) < 1e-5 and abs(ok["spread"][1] - math.exp(mean + half)) < 1e-5
+    assert ok["inside"] and abs(ok["later"][0] - 1.055) < 1e-12  # 1.055 and 1.25 lie in [0.70, 1.73]
+    assert sidebyside.within_spread(ref, [occ(1.05, 1.06), occ(1.9, 1.9)])["inside"] is False  # one outside
+    assert sidebyside.within_spread(ref[:2], [occ(1.1, 1.1)])["spread"] is None  # two occasions state no spread
