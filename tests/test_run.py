@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import jax
 import jax.monitoring
@@ -382,6 +383,43 @@ if sys.argv[1] == "train":
 else:
     resume(sys.argv[2], progress=False, watchdog=dog)
 """
+
+
+_SUSPEND_CHILD = """
+import sys, time
+from jaxrl.run import watchdog
+watchdog.SUSPENDED_AFTER_SECONDS = 1.0
+monitor = watchdog.StallMonitor(watchdog.Watchdog(first_chunk_seconds=2.5, factor=1, margin_seconds=1), None,
+                                lambda elapsed, bound: f"STALLED after {elapsed:.1f} s")
+monitor.start()
+print("ready", flush=True)
+time.sleep(float(sys.argv[1]))  # the 'chunk': no beat while it runs
+monitor.stop()
+"""
+
+
+@pytest.mark.integration
+def test_watchdog_does_not_count_time_the_process_was_suspended():
+    """SIGSTOP for 4 s in a 'chunk' of 5.5 s wall time (1.5 s running) against a 2.5 s bound: not a stall; a chunk
+    that really runs 3.5 s is one. (A paused background job must not be killed as stalled when it is resumed.)"""
+    from jaxrl.run.watchdog import EXIT_STALLED
+
+    def child(seconds: float, suspend: float) -> subprocess.CompletedProcess:
+        proc = subprocess.Popen([sys.executable, "-c", _SUSPEND_CHILD, str(seconds)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert proc.stdout.readline().strip() == "ready"
+        if suspend:
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGSTOP)
+            time.sleep(suspend)
+            proc.send_signal(signal.SIGCONT)
+        out, err = proc.communicate(timeout=60)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+    suspended = child(seconds=1.5, suspend=4.0)
+    assert suspended.returncode == 0, suspended.stderr
+    stalled = child(seconds=3.5, suspend=0)
+    assert stalled.returncode == EXIT_STALLED and "STALLED after" in stalled.stderr, stalled.stderr
 
 
 @pytest.mark.integration

@@ -7,6 +7,8 @@ the loop reports a heartbeat after every chunk and a background thread checks th
 * ``first_chunk_seconds`` for compilation plus the first chunk (nothing is known about the run yet), then
 * ``factor`` x the slowest chunk so far + ``margin_seconds``.
 
+Time the whole process spends suspended (SIGSTOP or Ctrl-Z, then SIGCONT) is not counted: the watchdog thread is
+suspended too and, on waking, finds its own short wait overrun by that time, which it takes off the chunk's clock.
 When the bound passes, the watchdog writes Python and native stacks (gdb, where installed) to
 ``RUN_DIR/stall-stacks.txt``, lets the loop mark ``summary.json`` as stalled, prints one message, and ends the
 process with :data:`EXIT_STALLED`. The last checkpoint is intact, so ``jaxrl train --resume RUN_DIR`` continues.
@@ -26,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 EXIT_STALLED = 75  # sysexits' EX_TEMPFAIL: a temporary failure; resuming is the remedy
+# a watchdog wait (at most 5 s) returning this much later than asked: the process was suspended, not the runtime
+SUSPENDED_AFTER_SECONDS = 10.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -136,10 +140,21 @@ class StallMonitor:
         while not self._done.is_set():
             remaining, elapsed, bound = self._remaining()
             if remaining > 0:
-                self._done.wait(min(remaining, 5.0))
+                wait = min(remaining, 5.0)
+                start = time.monotonic()
+                self._done.wait(wait)
+                self._skip_suspension(time.monotonic() - start, wait)
                 continue
             self._fire(elapsed, bound)
             return
+
+    def _skip_suspension(self, waited: float, asked: float) -> None:
+        """A wait that returned far later than ``asked`` means this thread did not run: the whole process was
+        suspended (SIGSTOP, Ctrl-Z, a paused VM), not stalled. That interval is not the chunk's: the clock moves
+        past all of it (when in it the suspension began is unknown; a few seconds too many are harmless)."""
+        if waited - asked > SUSPENDED_AFTER_SECONDS:
+            with self._lock:
+                self._last += waited
 
     def _fire(self, elapsed: float, bound: float) -> None:
         if self.stacks_path is not None:
