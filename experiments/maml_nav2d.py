@@ -19,12 +19,10 @@ import dataclasses
 import os
 from pathlib import Path
 
-from results_table import RUNS, write_results
+from results_table import RUNS, run_cell, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import cavia, maml
-from jaxrl.run import resume, train
-from jaxrl.run.recorder import is_finished
 
 BASE = maml.Config(num_tasks=20, num_trajectories=20, inner_lr=0.3, outer_lr=3e-3, eval_inner_steps=3)
 VARIANTS = {
@@ -73,17 +71,9 @@ def variant_config(name: str, steps: int):
 
 
 def run_variant(name: str, args) -> str:
-    run_dir = Path(args.runs) / name
-    if is_finished(run_dir):
-        return str(run_dir)
     family = envs.make("nav2d", num_test_tasks=40)
-    if (run_dir / "checkpoints").exists():
-        resume(run_dir, env=family, progress=False)
-        return str(run_dir)
-    cfg = variant_config(name, args.steps)
-    train(ALGO.get(name, "maml"), family, cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
-          eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
-    return str(run_dir)
+    return str(run_cell(Path(args.runs) / name, ALGO.get(name, "maml"), family, variant_config(name, args.steps),
+                        seeds=args.seeds, num_chunks=args.chunks, eval_episodes=args.eval_episodes))  # fmt: skip
 
 
 def main() -> None:

@@ -1,15 +1,20 @@
-"""Meta-RL on brax locomotion: RL², MAML (second order; ProMP-clipped or TRPO outer step), CAVIA and PEARL on
-cheetah-vel and ant-dir (jaxrl.tasks.locomotion), run configs for a GPU.
+"""Meta-RL on brax locomotion: RL², VariBAD, MAML (second order; ProMP-clipped or TRPO outer step), CAVIA and PEARL
+on cheetah-vel and ant-dir (jaxrl.tasks.locomotion), run configs for a GPU.
 
     python experiments/meta_locomotion.py --smoke                 # tiny settings, CPU (12 min here): pipeline only
     python experiments/meta_locomotion.py                         # every algorithm on both families (GPU, hours)
     python experiments/meta_locomotion.py --algos maml-promp,pearl --envs cheetah-vel --seeds 5
+    python experiments/meta_locomotion.py --smoke --algos varibad --envs cheetah-vel   # VariBAD's pipeline (CPU)
     python experiments/meta_locomotion.py --ant-forward-backward  # ant-dir as PEARL's / MAML's forward-backward task
 
 The same runs from the command line (one algorithm, one family; the configs below as flags):
 
     jaxrl train rl2 --env cheetah-vel --seeds 3 --horizon 200 --episodes-per-trial 2 --num-tasks 128 \\
         --hidden-size 128 --learning-rate 3e-4 --gae-lambda 0.95 --total-env-steps 100000000
+    jaxrl train varibad --env cheetah-vel --seeds 3 --horizon 200 --episodes-per-trial 2 --num-tasks 64 \\
+        --decoder-action --kl-weight 1.0 --encoder-hidden 128 --encoder-embed 64 --decoder-hidden 64 32 \\
+        --elbo-prefixes 50 --vae-epochs 1 --hidden 128 128 --num-epochs 2 --clip-eps 0.1 --discount 0.97 \\
+        --gae-lambda 0.9 --total-env-steps 100000000
     jaxrl train maml --env cheetah-vel --seeds 3 --horizon 200 --num-tasks 40 --num-trajectories 20 \\
         --inner-lr 0.1 --outer promp --total-env-steps 160000000
     jaxrl train pearl --env ant-dir --seeds 3 --horizon 200 --num-train-tasks 100 --prior-episodes 2 \\
@@ -26,10 +31,15 @@ CAVIA (Zintgraf et al. 2019, its half-cheetah setting): 50 context parameters ad
 ReLU policy, 40 tasks x 20 trajectories, TRPO outer step. PEARL (Rakelly et al. 2019): 100 training tasks, latent 5,
 3 x 300 networks, Adam 3e-4, meta-batch 16, 256 transitions per task per update, KL weight 0.1, reward scale 5, 2000
 updates per iteration after 5 tasks collect 2 prior and 3 posterior episodes each. RL² (Duan et al. 2016): PPO on a
-GRU over trials of 2 episodes. No published numbers are quoted here (read them off the papers' figures, whose
-environments are MuJoCo, not brax); wall times on a GPU were not measured in this session.
+GRU over trials of 2 episodes. VariBAD (Zintgraf et al. 2020; the authors' released cheetah-vel config): trials of 2
+episodes, latent 5, a 128-unit GRU after an embedding of (a, r, s') (the paper embeds a, s, r separately with
+16/32/16 units; here one 64-unit layer), reward decoder (64, 32) that also reads the action (``decoder_action``:
+the control cost ``0.05 ||a||^2`` is part of the reward), KL weight 1.0, 50 ELBO prefixes per trial, VAE Adam 1e-3;
+PPO with a (128, 128) tanh policy, 2 epochs x 4 minibatches, clip 0.1, Adam 7e-4, entropy 0.01, discount 0.97, GAE
+0.9; 64 tasks in parallel (the authors ran 16 processes). No published numbers are quoted here (read them off the
+papers' figures, whose environments are MuJoCo, not brax); wall times on a GPU were not measured in this session.
 
-Reported: per seed, the meta-test return of ONE 200-step episode after adaptation (RL² and PEARL: the last
+Reported: per seed, the meta-test return of ONE 200-step episode after adaptation (RL², VariBAD and PEARL: the last
 episode of a trial; MAML: after ``num_inner_steps`` gradient steps), mean ± std over seeds, and the whole adaptation
 curve. GPU runs write experiments/results/meta_locomotion.md; each run's directory goes under ``--out``.
 """
@@ -46,7 +56,7 @@ import jax
 import numpy as np
 
 import jaxrl.envs as envs
-from jaxrl.algos.meta import cavia, maml, pearl, rl2
+from jaxrl.algos.meta import cavia, maml, pearl, rl2, varibad
 from jaxrl.run import train
 
 ENVS = ("cheetah-vel", "ant-dir")
@@ -67,6 +77,34 @@ GPU = {
             num_epochs=4,
             num_minibatches=4,
             ent_coef=0.0,
+            total_env_steps=100_000_000,
+        ),
+    ),
+    "varibad": (
+        "varibad",
+        varibad.Config(
+            num_tasks=64,
+            episodes_per_trial=2,
+            horizon=HORIZON,
+            latent_dim=5,
+            encoder_hidden=128,
+            encoder_embed=(64,),
+            decoder_hidden=(64, 32),
+            decoder_action=True,
+            kl_weight=1.0,
+            elbo_prefixes=50,
+            vae_epochs=1,
+            vae_learning_rate=1e-3,
+            hidden=(128, 128),
+            activation="tanh",
+            learning_rate=7e-4,
+            num_epochs=2,
+            num_minibatches=4,
+            clip_eps=0.1,
+            ent_coef=0.01,
+            discount=0.97,
+            gae_lambda=0.9,
+            max_grad_norm=0.5,
             total_env_steps=100_000_000,
         ),
     ),
@@ -157,6 +195,19 @@ SMOKE = {
         num_tasks=2,
         episodes_per_trial=2,
         hidden_size=16,
+        num_epochs=1,
+        num_minibatches=1,
+        total_env_steps=2 * 2 * 2 * SMOKE_HORIZON,
+    ),
+    "varibad": dict(
+        num_tasks=2,
+        episodes_per_trial=2,
+        latent_dim=2,
+        encoder_hidden=16,
+        encoder_embed=(16,),
+        decoder_hidden=(16,),
+        elbo_prefixes=5,
+        hidden=(16, 16),
         num_epochs=1,
         num_minibatches=1,
         total_env_steps=2 * 2 * 2 * SMOKE_HORIZON,

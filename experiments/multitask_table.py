@@ -28,11 +28,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import results_table
 from results_table import RUNS, hardware, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,22 +100,9 @@ def config_of(row: Row, suite: str, args):
 
 def run_cell(row: Row, suite: str, args) -> Path:
     """The row's run directory on ``suite``: kept if finished, resumed if stopped, else trained."""
-    from jaxrl.run import resume, train
-    from jaxrl.run.recorder import is_finished
-
-    run_dir = Path(args.runs) / suite / row.slug
-    if is_finished(run_dir):
-        return run_dir
-    if (run_dir / "checkpoints").exists():
-        resume(run_dir, progress=False)
-    else:
-        if run_dir.exists():  # stopped before its first checkpoint: start again
-            shutil.rmtree(run_dir)
-        train(row.algo, suite, config_of(row, suite, args), seeds=args.seeds, out_dir=run_dir,
-              num_chunks=args.chunks, eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
-    if not is_finished(run_dir):  # SIGINT/SIGTERM saved the cell mid-way: stop here, not start the next row
-        sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
-    return run_dir
+    cfg = config_of(row, suite, args)
+    return results_table.run_cell(Path(args.runs) / suite / row.slug, row.algo, suite, cfg, seeds=args.seeds,
+                                  num_chunks=args.chunks, eval_episodes=args.eval_episodes)  # fmt: skip
 
 
 def available(suite: str) -> bool:

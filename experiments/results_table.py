@@ -2,7 +2,8 @@
 (IQM and mean with 95% stratified bootstrap CIs, probability of improvement, figures) under a header that states
 the budget, the seeds, the hardware and the command that made the runs.
 
-    from results_table import write_results
+    from results_table import run_cell, write_results
+    run_dir = run_cell(RUNS / "maml_nav2d" / "maml", "maml", family, config, seeds=5, num_chunks=4, eval_episodes=20)
     write_results(run_dirs, "experiments/results/maml_nav2d.md", title=..., budget=..., metric="adaptation")
 
 The report's figures and CSV go to ``<results file without .md>/`` beside it.
@@ -13,11 +14,35 @@ from __future__ import annotations
 import json
 import platform
 import shlex
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 RUNS = Path(__file__).resolve().parent / "results" / "runs"  # the scripts' run directories (committed, not checkpoints)
+
+
+def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) -> Path:
+    """One resumable cell of an experiment: ``jaxrl.run.train(algo, env, config, out_dir=run_dir, **train_kw)``,
+    except that a finished run directory is kept, a stopped one resumes from its last checkpoint (with ``env`` when
+    it is an env object rather than a registered name) and one stopped before its first checkpoint starts again.
+    When SIGINT/SIGTERM stops the cell mid-way (it is saved), the script exits rather than start its next cell."""
+    from jaxrl.run import resume, train
+    from jaxrl.run.recorder import is_finished
+
+    run_dir = Path(run_dir)
+    if is_finished(run_dir):
+        return run_dir
+    if (run_dir / "checkpoints").exists():
+        resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
+    else:
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+        train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
+    if not is_finished(run_dir):
+        sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
+    return run_dir
 
 
 def hardware() -> str:

@@ -20,12 +20,10 @@ import dataclasses
 import os
 from pathlib import Path
 
-from results_table import RUNS, write_results
+from results_table import RUNS, run_cell, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import rl2, varibad
-from jaxrl.run import resume, train
-from jaxrl.run.recorder import is_finished
 from jaxrl.tasks.goal_grid import BAYES_OPTIMAL_5X5, GoalGridFamily
 
 CONFIGS = {
@@ -47,16 +45,9 @@ CONFIGS = {
 
 
 def run_variant(name: str, args) -> str:
-    run_dir = Path(args.runs) / name
-    if is_finished(run_dir):
-        return str(run_dir)
-    if (run_dir / "checkpoints").exists():
-        resume(run_dir, progress=False)
-        return str(run_dir)
     cfg = dataclasses.replace(CONFIGS[name], total_env_steps=args.steps)
-    train(name, envs.make("varibad-grid"), cfg, seeds=args.seeds, out_dir=run_dir, num_chunks=args.chunks,
-          eval_episodes=args.eval_episodes, progress=False, tensorboard=False)  # fmt: skip
-    return str(run_dir)
+    return str(run_cell(Path(args.runs) / name, name, envs.make("varibad-grid"), cfg, seeds=args.seeds,
+                        num_chunks=args.chunks, eval_episodes=args.eval_episodes))  # fmt: skip
 
 
 def bayes_optimal(recompute: bool) -> dict[int, float]:

@@ -1,5 +1,6 @@
 """VariBAD (issue 17): the ELBO terms by hand, the gridworld and its Bayes-optimal return on grids small enough to
-solve by hand, bad input through the CLI, a run through ``jaxrl train``, and the learning test on the 5x5 grid."""
+solve by hand, bad input through the CLI, a run through ``jaxrl train``, and the learning test on the 5x5 grid;
+continuous (Box) actions on the point robot: the encoder input by hand, a step, and a learning test."""
 
 import dataclasses
 import json
@@ -107,6 +108,64 @@ def test_bad_input_latent_dim_zero_through_the_cli(capsys, tmp_path):
         varibad.make(varibad.Config(**TINY), *envs.make("CartPole-v1"))
     with pytest.raises(ConfigError, match="horizon=10 does not match"):
         varibad.make(varibad.Config(**{**TINY, "horizon": 10, "total_env_steps": 80}), *envs.make("varibad-grid"))
+    # the point robot's episodes last 20 steps, the config's default horizon is the gridworld's 15
+    with pytest.raises(ConfigError, match=r"horizon=15 does not match the tasks' episode length 20: .*horizon=20"):
+        varibad.make(varibad.Config(**TINY), *envs.make("point-robot", num_test_tasks=2))
+
+
+POINT_TINY: dict[str, Any] = {**TINY, "horizon": 20, "episodes_per_trial": 2, "total_env_steps": 80}
+
+
+def test_continuous_encoder_input_is_action_reward_next_state():
+    """Box actions: x_t = (a_t, r_t, s'_t) with the agent's action clipped to its [-1, 1] box; the decoder reads
+    (s'_t, a_t) with decoder_action=True and s'_t without."""
+    family, tasks = envs.make("point-robot", num_test_tasks=2)
+    agent = varibad_agent.make_agent(varibad.Config(**POINT_TINY), family, tasks)
+    assert not agent.discrete and agent.n_act == 2 and agent.n_obs == 2
+    x = agent.enc_input(jnp.array([0.5, -0.25]), jnp.float32(-0.75), jnp.array([0.1, 0.2]))
+    np.testing.assert_allclose(x, [0.5, -0.25, -0.75, 0.1, 0.2], rtol=1e-6)
+    x = agent.enc_input(jnp.array([3.0, -2.0]), jnp.float32(0.5), jnp.array([0.0, -0.3]))  # outside the box
+    np.testing.assert_allclose(x, [1.0, -1.0, 0.5, 0.0, -0.3], rtol=1e-6)
+    np.testing.assert_allclose(agent.decoder_inputs(jnp.array([0.0, -0.3]), x), [0.0, -0.3])
+    with_a = varibad_agent.make_agent(varibad.Config(**POINT_TINY, decoder_action=True), family, tasks)
+    np.testing.assert_allclose(with_a.decoder_inputs(jnp.array([0.0, -0.3]), x), [0.0, -0.3, 1.0, -1.0])
+    # the discrete path is unchanged: one_hot(a)
+    grid_agent = varibad_agent.make_agent(varibad.Config(**TINY), *envs.make("varibad-grid"))
+    np.testing.assert_allclose(grid_agent.enc_input(3, 1.0, jnp.array([0.5, -1.0])), [0, 0, 0, 1, 0, 1, 0.5, -1])
+
+
+@pytest.mark.integration  # compiles a step and a trial (the fast suite is at its time limit)
+def test_point_robot_step_with_gaussian_policy():
+    """A tiny VariBAD step on point-robot (Box actions): finite metrics; in a trial the log-probabilities are the
+    diagonal Gaussian's (checked by hand from the policy's mean and std), the encoder sees (clip(a), r, s'), the
+    env executes 0.1 * clip(a, -1, 1)."""
+    family, tasks = envs.make("point-robot", num_test_tasks=2)
+    cfg = varibad.Config(**POINT_TINY, decoder_action=True)
+    algo = varibad.make(cfg, family, tasks)
+    state = algo.init(jax.random.PRNGKey(0))
+    new, metrics = jax.jit(algo.step)(state)
+    assert all(np.isfinite(float(v)) for v in metrics.values()), metrics
+    assert int(new.iteration) == 1
+    agent = varibad_agent.make_agent(cfg, family, tasks)
+    task = jax.tree.map(lambda x: x[0], tasks)
+    trial = jax.jit(lambda p, k: varibad_agent.run_trial(agent, cfg, p, task, k))(new.params, jax.random.PRNGKey(1))
+    assert trial.action.shape == (40, 2) and trial.log_prob.shape == (40,)
+    dist = agent.policy.apply(new.params.policy.policy, trial.policy_in)
+    mean, std = np.asarray(dist.mean()), np.asarray(dist.stddev())
+    a = np.asarray(trial.action)
+    by_hand = np.sum(-0.5 * ((a - mean) / std) ** 2 - np.log(std) - 0.5 * np.log(2 * np.pi), axis=-1)
+    np.testing.assert_allclose(np.asarray(trial.log_prob), by_hand, rtol=1e-4, atol=1e-4)
+    assert np.all(np.isfinite(np.asarray(trial.log_prob)))
+    clipped = np.clip(a, -1.0, 1.0)
+    expected = np.concatenate([clipped, np.asarray(trial.reward)[:, None], np.asarray(trial.next_obs)], axis=1)
+    np.testing.assert_allclose(np.asarray(trial.enc_in), expected, rtol=1e-6)
+    # the first episode's positions are the running sum of 0.1 * clip(a) from the origin
+    np.testing.assert_allclose(np.asarray(trial.next_obs)[:20], np.cumsum(0.1 * clipped[:20], axis=0), atol=1e-5)
+    # act() on both belief kinds: the prior, and a belief from agent.observe
+    action = algo.act(new, np.zeros(2), jax.random.PRNGKey(2), deterministic=True)
+    assert action.shape == (2,)
+    h, mu, logvar, _ = agent.observe(new.params.vae["encoder"], agent.encoder.initial_hidden(), action, -1.0, task.goal)
+    assert algo.act(new, task.goal, jax.random.PRNGKey(3), belief=(mu, logvar)).shape == (2,)
 
 
 @pytest.mark.integration  # compiles a whole trial (the fast suite is at its time limit)
@@ -220,3 +279,38 @@ def test_varibad_above_rl2_at_the_same_budget(grid_finals):
 def test_varibad_above_rl2_with_separate_cis(grid_finals):
     """Stricter than issue 17 asks: VariBAD above RL² with 95% bootstrap CIs over 5 seeds that do not overlap."""
     assert _bootstrap_ci(grid_finals["varibad"])[0] > _bootstrap_ci(grid_finals["rl2"])[1], grid_finals
+
+
+def _freeze_belief_at_prior(state):
+    """The same learner with its encoder's output layer zeroed: every belief is the prior N(0, I)."""
+    enc = state.vae.params["encoder"]
+    enc = {**enc, "head": jax.tree.map(jnp.zeros_like, enc["head"])}
+    return state.replace(vae=state.vae._replace(params={**state.vae.params, "encoder": enc}))
+
+
+@pytest.mark.learning
+def test_varibad_adapts_on_the_point_robot():
+    """Continuous actions: VariBAD with experiments/varibad_point_robot.py's config, 2.05M env steps (1,600 iterations,
+    one seed), greedy meta-test on the 30 held-out goals. Per 20-step episode, the best policy that ignores the goal
+    scores -14.9 and one that knows it -4.5. Measured here: -6.1 and -4.5 per episode, and -18.3 for the same policy
+    with its belief frozen at the prior; in the 5-seed run of experiments/varibad_point_robot.py four seeds end
+    between -9.9 and -4.7 and one collapsed to -21 (results file). Asserted: above -11 per episode (4 points better
+    than any goal-blind policy) and 4 points above the frozen-belief policy: the posterior is what it uses."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "experiments"))
+    from varibad_point_robot import CONFIGS, DEFAULT_STEPS, point_robot
+
+    family, tasks = point_robot()
+    cfg = dataclasses.replace(CONFIGS["varibad"], total_env_steps=DEFAULT_STEPS)
+    algo = varibad.make(cfg, family, tasks)
+    iterations = DEFAULT_STEPS // algo.env_steps_per_iteration
+    run = jax.jit(lambda s: jax.lax.scan(lambda s, _: algo.step(s), s, None, length=iterations)[0])
+    state = run(algo.init(jax.random.PRNGKey(0)))
+    evaluate = jax.jit(algo.evaluate, static_argnums=2)
+    posterior = np.asarray(evaluate(state, jax.random.PRNGKey(7), 2)["adaptation"])
+    prior = np.asarray(evaluate(_freeze_belief_at_prior(state), jax.random.PRNGKey(7), 2)["adaptation"])
+    print("per-episode meta-test return: posterior", posterior, "belief frozen at the prior", prior)
+    assert np.all(posterior > -11.0), (posterior, prior)
+    assert np.mean(posterior) > np.mean(prior) + 4.0, (posterior, prior)

@@ -1,22 +1,40 @@
 """VariBAD (Zintgraf et al. 2020, "VariBAD: A Very Good Method for Bayes-Adaptive Deep RL via Meta-Learning").
 
 A BAMDP rollout (a *trial*, as in RL²: ``episodes_per_trial`` episodes on one hidden task) is encoded step by step
-by a GRU over ``x_t = (one_hot(a_t), r_t, s'_t)`` into a diagonal Gaussian posterior over a task embedding,
+by a GRU over ``x_t = (phi(a_t), r_t, s'_t)`` into a diagonal Gaussian posterior over a task embedding,
 
     q(m | tau_{:t}) = N(mu_t, diag exp(logvar_t)),     q(m | tau_{:0}) = p(m) = N(0, I),
 
-whose hidden state persists over the whole trial. A decoder ``p(r | s', m)`` (an MLP; Gaussian with unit
-variance, i.e. the reward MSE, or Bernoulli over ``r > 0`` as the paper's gridworld decoder) is trained with the
-encoder as a VAE over whole trials: for every prefix ``t`` it decodes the rewards of *all* steps of the trial (past
-and future) from one reparameterised ``m_t ~ q(m | tau_{:t})`` (optionally a random subset of the prefixes), and
-the posterior is pulled towards the previous one (:mod:`jaxrl.losses.varibad`):
+whose hidden state persists over the whole trial. The action features are ``phi(a) = one_hot(a)`` for a Discrete
+action space and ``phi(a) = clip(a, -1, 1)`` for a Box one: there the agent acts in ``[-1, 1]^d`` and the action is
+clipped and mapped affinely onto the task's action box (:class:`jaxrl.algos.meta.common.TaskBoxActions`, as MAML
+does), so the encoder reads the executed action. A decoder ``p(r | s', m)``, or ``p(r | s', phi(a), m)`` with
+``decoder_action=True`` (an MLP; Gaussian with unit variance, i.e. the reward MSE, or Bernoulli over ``r > 0`` as
+the paper's gridworld decoder) is trained with the encoder as a VAE over whole trials: for every prefix ``t`` it
+decodes the rewards of *all* steps of the trial (past and future) from one reparameterised ``m_t ~ q(m |
+tau_{:t})`` (optionally a random subset of the prefixes), and the posterior is pulled towards the previous one
+(:mod:`jaxrl.losses.varibad`):
 
-    max  sum_t  E_{q(m | tau_{:t})}[ sum_j log p(r_j | s'_j, m) ] - KL(q(m | tau_{:t}) || q(m | tau_{:t-1})).
+    max sum_t E_{q(m | tau_{:t})}[sum_j log p(r_j | s'_j [, phi(a_j)], m)] - beta KL(q(m|tau_{:t}) || q(m|tau_{:t-1})).
+
+The decoder needs the action wherever the reward depends on it beyond ``s'``: cheetah-vel's ``r = -|v_x - v_goal|
+- 0.05 ||a||^2`` has a control cost that ``(s', m)`` cannot predict, so its config sets ``decoder_action=True`` (as
+the authors' released cheetah-vel config feeds the action to the reward decoder); the point robot's and the
+gridworld's rewards are functions of ``s'`` and the goal only.
 
 The policy and value MLPs read ``(s_t, mu_t, logvar_t)``: the belief is part of the (BAMDP) state, so a
-feed-forward policy can be Bayes-adaptive. Their loss is PPO's (:func:`jaxrl.losses.ppo.ppo_loss`) with GAE over
-the trial (discounting throughout it, the trial end terminal, as RL²'s); the RL loss does not reach the encoder
-(the posterior is computed during the rollout and stored as the policy's input), as in the paper.
+feed-forward policy can be Bayes-adaptive. The policy is categorical on Discrete actions and a diagonal Gaussian
+(state-independent log-std, initial std 1, as :func:`jaxrl.nets.make_gaussian_policy`) on Box actions. Their loss
+is PPO's (:func:`jaxrl.losses.ppo.ppo_loss`) with GAE over the trial (discounting throughout it, the trial end
+terminal, as RL²'s); the RL loss does not reach the encoder (the posterior is computed during the rollout and
+stored as the policy's input), as in the paper.
+
+Defaults are the gridworld's (horizon 15, 4 episodes, KL weight 0.1). For MuJoCo-like tasks the paper's settings
+(the authors' released cheetah-vel config) are: latent 5, GRU 128 after action/state/reward embeddings of 16/32/16
+(here one joint ``encoder_embed`` MLP, e.g. ``(64,)``: this library has no per-part embeddings), reward decoder
+MLP (64, 32), KL weight 1.0, 2 episodes per trial, PPO with a (128, 128) tanh policy, 2 epochs x 4 minibatches, clip
+0.1, learning rate 7e-4, entropy 0.01, discount 0.97, GAE lambda 0.9; VAE Adam 1e-3
+(experiments/meta_locomotion.py's "varibad" row).
 
 One ``step`` = ``num_tasks`` trials on fresh tasks, GAE, PPO's ``num_epochs`` x ``num_minibatches`` on the flat
 steps, then ``vae_epochs`` full-batch Adam steps on the negative ELBO of the same trials. ``evaluate`` runs
@@ -57,6 +75,9 @@ class Config(PPOLearnerConfig):
         "gaussian", choices=("gaussian", "bernoulli"), help="decoder: Gaussian r (MSE) or Bernoulli [r > 0]"
     )
     elbo_prefixes: int = static(0, low=0, help="prefixes decoded per trial (0: all T+1; else a random subset)")
+    decoder_action: bool = static(
+        False, choices=(True, False), help="the reward decoder also reads the action (rewards with a control cost)"
+    )
     latent_dim: int = static(5, low=1, help="size of the task embedding m (the paper: 5 for the gridworld)")
     encoder_hidden: int = static(64, low=1, help="encoder GRU width")
     encoder_embed: tuple[int, ...] = static((32,), help="MLP widths before the encoder GRU")
@@ -151,13 +172,15 @@ def make(config: Config, env, env_params) -> Algorithm:
         enc_x = jnp.zeros((agent.n_act + 1 + agent.n_obs,), jnp.float32)
         vae = {
             "encoder": agent.encoder.init(ek, agent.encoder.initial_hidden(), enc_x),
-            "decoder": agent.decoder.init(dk, jnp.zeros((agent.latent_dim,)), jnp.zeros((agent.n_obs,))),
+            "decoder": agent.decoder.init(dk, jnp.zeros((agent.latent_dim,)), jnp.zeros((agent.decoder_input_dim(),))),
         }
         return State(train_state.create(tx, policy), train_state.create(vae_tx, vae), key, jnp.zeros((), jnp.int32))
 
     def act(state: State, obs, key, deterministic: bool = False, belief=None):
         """The deployed policy on ``belief = (mu, logvar)`` (None: the prior); update the belief after each env step
-        with ``agent.observe`` (:func:`make_agent`), from a zero encoder state at the start of a trial."""
+        with ``agent.observe`` (:func:`make_agent`), from a zero encoder state at the start of a trial. Box actions
+        are in the agent's ``[-1, 1]^d`` units: step ``agent.env`` (which maps them onto the task's box) or map
+        them yourself."""
         belief = belief or (jnp.zeros((agent.latent_dim,)), jnp.zeros((agent.latent_dim,)))
         x = agent.policy_input(jnp.asarray(obs, jnp.float32).reshape(agent.n_obs), *belief)
         dist = agent.policy.apply(state.params.policy.policy, x)

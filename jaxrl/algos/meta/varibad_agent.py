@@ -2,9 +2,15 @@
 step by step, and the VAE loss over a batch of trials. The algorithm (config, PPO and VAE steps, evaluation) is
 :mod:`jaxrl.algos.meta.varibad`, whose docstring gives the equations.
 
-    q(m | tau_{:t}) = N(mu_t, diag exp(logvar_t)):  (h_t, [mu_t, logvar_t]) = GRU(h_{t-1}, (one_hot(a_t), r_t, s'_t))
-    policy and value on (s_t, stop_gradient(mu_t, logvar_t))
-    VAE: -(1 / (T+1)) sum_t [ E_{q_t} sum_j log p(r_j | s'_j, m) - beta KL(q_t || q_{t-1}) ]   (q_0 = N(0, I))
+    q(m | tau_{:t}) = N(mu_t, diag exp(logvar_t)):  (h_t, [mu_t, logvar_t]) = GRU(h_{t-1}, (phi(a_t), r_t, s'_t))
+    phi(a) = one_hot(a) (Discrete actions)  or  clip(a, -1, 1) (Box actions, in the agent's [-1, 1]^d units)
+    policy pi(a | s_t, mu_t, logvar_t): categorical (Discrete) or diagonal Gaussian (Box), stop_gradient on the belief
+    VAE: -(1 / (T+1)) sum_t [ E_{q_t} sum_j log p(r_j | s'_j[, phi(a_j)], m) - beta KL(q_t || q_{t-1})]  (q_0 = N(0, I))
+
+Box actions: the agent acts in ``[-1, 1]^d``; :class:`jaxrl.algos.meta.common.TaskBoxActions` clips the action and
+maps it affinely onto the task's action box (as MAML and CAVIA do; on brax locomotion the box is ``[-1, 1]^d``, so
+the map is only the clip; on ``point-robot`` it scales onto ``[-0.1, 0.1]^2``). The encoder reads the executed
+action in those units, ``clip(a, -1, 1)``, so it never sees the Gaussian's out-of-box tail.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import nets
-from jaxrl.algos.meta.common import check_family, episode_horizon
+from jaxrl.algos.meta.common import TaskBoxActions, check_family, episode_horizon
 from jaxrl.config import ConfigError
 from jaxrl.envs.wrappers import action_dim, is_discrete, obs_dim
 from jaxrl.losses import varibad as elbo
@@ -32,7 +38,7 @@ class Trial(NamedTuple):
     reward: jax.Array  # masked by `active`
     active: jax.Array
     episode: jax.Array
-    enc_in: jax.Array  # x_t = (one_hot(a_t), r_t, s'_t): the encoder's input
+    enc_in: jax.Array  # x_t = (phi(a_t), r_t, s'_t): the encoder's input (phi: one_hot or clip(a, -1, 1))
     next_obs: jax.Array  # s'_t (before any auto-reset): the decoder's input
 
 
@@ -46,10 +52,30 @@ class Agent(NamedTuple):
     n_act: int
     trial_len: int
     latent_dim: int
+    discrete: bool = True
+    decoder_action: bool = False  # the reward decoder also reads phi(a_t)
+
+    def action_features(self, action):
+        """``phi(a)``: ``one_hot(a)`` for Discrete actions; for Box actions the executed action ``clip(a, -1, 1)``
+        (the agent's units; ``self.env`` maps them onto the task's box)."""
+        if self.discrete:
+            return jax.nn.one_hot(action, self.n_act, dtype=jnp.float32)
+        return jnp.clip(jnp.asarray(action, jnp.float32).reshape(self.n_act), -1.0, 1.0)
 
     def enc_input(self, action, reward, next_obs):
-        a = jax.nn.one_hot(action, self.n_act, dtype=jnp.float32)
+        """``x_t = (phi(a_t), r_t, s'_t)``."""
+        a = self.action_features(action)
         return jnp.concatenate([a, jnp.reshape(reward, (1,)).astype(jnp.float32), next_obs])
+
+    def decoder_input_dim(self) -> int:
+        return self.n_obs + (self.n_act if self.decoder_action else 0)
+
+    def decoder_inputs(self, next_obs, enc_in):
+        """The decoder's per-step input beside ``m``: ``s'_t``, or ``(s'_t, phi(a_t))`` with ``decoder_action``
+        (``phi(a_t)`` is the first ``n_act`` entries of the encoder input)."""
+        if not self.decoder_action:
+            return next_obs
+        return jnp.concatenate([next_obs, enc_in[..., : self.n_act]], axis=-1)
 
     def posterior(self, out):
         """``(mu, logvar)`` from the encoder's ``[..., 2L]`` output (log-variance clipped to [-10, 5])."""
@@ -66,20 +92,31 @@ class Agent(NamedTuple):
 
 
 def make_agent(config: Any, family, env_params) -> Agent:
+    """The networks for the family's action space: a categorical policy on Discrete actions, a diagonal Gaussian
+    (state-independent log-std, initial std 1) on Box actions acting in ``[-1, 1]^d`` through
+    :class:`~jaxrl.algos.meta.common.TaskBoxActions`."""
     check_family("varibad", family, env_params)
     one_task = jax.tree.map(lambda x: x[0], env_params)
-    if not is_discrete(family.env, one_task):
-        raise ConfigError("varibad: this implementation needs a discrete action space (one-hot actions)")
+    discrete = is_discrete(family.env, one_task)
     n_act, n_obs = action_dim(family.env, one_task), obs_dim(family.env, one_task)
     horizon = episode_horizon(env_params, default=config.horizon)
     if config.horizon != horizon:
-        raise ConfigError(f"varibad.Config.horizon={config.horizon} does not match the tasks' episode length {horizon}")
+        raise ConfigError(
+            f"varibad.Config.horizon={config.horizon} does not match the tasks' episode length {horizon}: "
+            f"set varibad.Config(horizon={horizon}) (--horizon {horizon})"
+        )
     encoder = recurrent.make_gru(2 * config.latent_dim, config.encoder_hidden, config.encoder_embed, "relu", 0.1)
     decoder = nets.make_mlp(1, config.decoder_hidden, "relu")
-    policy = nets.make_categorical_policy(n_act, config.hidden, config.activation)
+    if discrete:
+        policy, env = nets.make_categorical_policy(n_act, config.hidden, config.activation), family.env
+    else:
+        policy, env = nets.make_gaussian_policy(n_act, config.hidden, config.activation), TaskBoxActions(family.env)
     value = nets.make_value_network(config.hidden, config.activation)
     trial_len = config.episodes_per_trial * horizon
-    return Agent(encoder, decoder, policy, value, family.env, n_obs, n_act, trial_len, config.latent_dim)
+    decoder_action = bool(getattr(config, "decoder_action", False))
+    return Agent(
+        encoder, decoder, policy, value, env, n_obs, n_act, trial_len, config.latent_dim, discrete, decoder_action
+    )
 
 
 def run_trial(agent: Agent, config: Any, params: Any, task, key, deterministic: bool = False) -> Trial:
@@ -119,7 +156,8 @@ def make_vae_loss(agent: Agent, config: Any):
         zero = jnp.zeros((1, 2 * agent.latent_dim), jnp.float32)
         mean, logvar = agent.posterior(jnp.concatenate([zero, out]))  # [T+1, L]: q_0 = the prior N(0, I)
         decode = lambda m, s: agent.decoder.apply(vae["decoder"], m, s)
-        return elbo.trial_negative_elbo(decode, mean, logvar, next_obs, reward, active, key, **elbo_kw)
+        dec_in = agent.decoder_inputs(next_obs, enc_in)  # s'_j, or (s'_j, phi(a_j)) with decoder_action
+        return elbo.trial_negative_elbo(decode, mean, logvar, dec_in, reward, active, key, **elbo_kw)
 
     def loss(vae, trials: Trial, key):
         keys = jax.random.split(key, trials.reward.shape[1])
