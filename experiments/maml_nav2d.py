@@ -14,12 +14,10 @@ adaptation curve (k = 0..3) with 95% bootstrap CIs over seeds.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 from pathlib import Path
 
-from results_table import RUNS, run_cell, write_results
+from results_table import run_cell, variants_parser, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import cavia, maml
@@ -77,16 +75,8 @@ def run_variant(name: str, args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=5_000_000, help="env steps per seed")
-    parser.add_argument(
-        "--variants", default="maml-paper,pretrained-paper,maml,pretrained,cavia,maml-a0.1,pretrained-a0.1"
-    )
-    parser.add_argument("--eval-episodes", type=int, default=20)
-    parser.add_argument("--chunks", type=int, default=4, help="checkpoints (and evaluations) per variant")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "maml_nav2d.md"))
-    parser.add_argument("--runs", default=str(RUNS / "maml_nav2d"), help="directory of the variants' run directories")
+    variants = "maml-paper,pretrained-paper,maml,pretrained,cavia,maml-a0.1,pretrained-a0.1"
+    parser = variants_parser(__doc__, "maml_nav2d", steps=5_000_000, variants=variants, chunks=4, eval_episodes=20)
     args = parser.parse_args()
     names = args.variants.split(",")
     run_dirs = [run_variant(name, args) for name in names]

@@ -11,6 +11,7 @@ The report's figures and CSV go to ``<results file without .md>/`` beside it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shlex
@@ -43,6 +44,23 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) 
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
+
+
+def variants_parser(
+    doc: str, name: str, *, steps: int, variants: str, chunks: int, eval_episodes: int, eval_help: str = ""
+) -> argparse.ArgumentParser:
+    """The options every variants-vs-variants script takes (``--seeds``, ``--steps``, ``--variants``,
+    ``--eval-episodes``, ``--chunks``, ``--out``, ``--runs``), with its defaults; ``name`` names the results file
+    (``experiments/results/<name>.md``) and the run directories (``experiments/results/runs/<name>/``)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=steps, help="env steps per seed")
+    parser.add_argument("--variants", default=variants, help="comma-separated variants")
+    parser.add_argument("--eval-episodes", type=int, default=eval_episodes, help=eval_help or None)
+    parser.add_argument("--chunks", type=int, default=chunks, help="checkpoints (and evaluations) per variant")
+    parser.add_argument("--out", default=str(RUNS.parent / f"{name}.md"), help="the results file")
+    parser.add_argument("--runs", default=str(RUNS / name), help="directory of the variants' run directories")
+    return parser
 
 
 def hardware() -> str:

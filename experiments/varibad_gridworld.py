@@ -15,12 +15,10 @@ the total return over the 4 episodes (IQM, mean, 95% CIs) and the return of each
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 from pathlib import Path
 
-from results_table import RUNS, run_cell, write_results
+from results_table import run_cell, variants_parser, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import rl2, varibad
@@ -63,20 +61,10 @@ def bayes_optimal(recompute: bool) -> dict[int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4_800_000, help="env steps per seed")
-    parser.add_argument("--variants", default="varibad,rl2")
-    parser.add_argument(
-        "--eval-episodes",
-        type=int,
-        default=1,
-        help="rollouts per goal per evaluation (greedy and the env is deterministic: one is exact)",
-    )
-    parser.add_argument("--chunks", type=int, default=10, help="checkpoints (and evaluations) per variant")
+    parser = variants_parser(__doc__, "varibad_gridworld", steps=4_800_000, variants="varibad,rl2", chunks=10,
+                             eval_episodes=1, eval_help="rollouts per goal per evaluation (greedy and the env is "
+                             "deterministic: one is exact)")  # fmt: skip
     parser.add_argument("--bayes-optimal", action="store_true", help="recompute the Bayes-optimal returns, then stop")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "varibad_gridworld.md"))
-    parser.add_argument("--runs", default=str(RUNS / "varibad_gridworld"), help="directory of the run directories")
     args = parser.parse_args()
     optimal = bayes_optimal(args.bayes_optimal)
     per_episode = [optimal[k] - optimal.get(k - 1, 0.0) for k in sorted(optimal)]

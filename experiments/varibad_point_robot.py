@@ -20,12 +20,10 @@ to (0, 0.79) and stay: the point minimising the summed expected distance to a go
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import os
 from pathlib import Path
 
-from results_table import RUNS, run_cell, write_results
+from results_table import run_cell, variants_parser, write_results
 
 import jaxrl.envs as envs
 from jaxrl.algos.meta import rl2, varibad
@@ -107,14 +105,8 @@ def run_variant(name: str, args) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS, help="env steps per seed")
-    parser.add_argument("--variants", default="varibad,rl2")
-    parser.add_argument("--eval-episodes", type=int, default=2, help="meta-test trials per held-out goal")
-    parser.add_argument("--chunks", type=int, default=10, help="checkpoints (and evaluations) per variant")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "varibad_point_robot.md"))
-    parser.add_argument("--runs", default=str(RUNS / "varibad_point_robot"), help="directory of the run directories")
+    parser = variants_parser(__doc__, "varibad_point_robot", steps=DEFAULT_STEPS, variants="varibad,rl2", chunks=10,
+                             eval_episodes=2, eval_help="meta-test trials per held-out goal")  # fmt: skip
     args = parser.parse_args()
     names = args.variants.split(",")
     run_dirs = [run_variant(name, args) for name in names]
