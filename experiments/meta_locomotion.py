@@ -62,6 +62,17 @@ from jaxrl.run import train
 ENVS = ("cheetah-vel", "ant-dir")
 HORIZON = 200
 
+# MAML (both outer steps) and CAVIA: 40 tasks x 20 trajectories, one inner step (two at meta-test)
+INNER_LOOP = dict(
+    num_tasks=40,
+    num_trajectories=20,
+    num_inner_steps=1,
+    eval_inner_steps=2,
+    horizon=HORIZON,
+    memory_limit_gb=40.0,
+    total_env_steps=160_000_000,
+)
+
 # label -> (registered algorithm, GPU config for 200-step episodes)
 GPU = {
     "rl2": (
@@ -111,9 +122,7 @@ GPU = {
     "maml-promp": (
         "maml",
         maml.Config(
-            num_tasks=40,
-            num_trajectories=20,
-            num_inner_steps=1,
+            **INNER_LOOP,
             inner_lr=0.1,
             outer="promp",
             outer_lr=1e-3,
@@ -121,45 +130,22 @@ GPU = {
             clip_eps=0.3,
             hidden=(64, 64),
             activation="tanh",
-            eval_inner_steps=2,
-            horizon=HORIZON,
-            memory_limit_gb=40.0,
-            total_env_steps=160_000_000,
         ),
     ),
     "maml-trpo": (
         "maml",
-        maml.Config(
-            num_tasks=40,
-            num_trajectories=20,
-            num_inner_steps=1,
-            inner_lr=0.1,
-            outer="trpo",
-            max_kl=0.01,
-            hidden=(64, 64),
-            activation="tanh",
-            eval_inner_steps=2,
-            horizon=HORIZON,
-            memory_limit_gb=40.0,
-            total_env_steps=160_000_000,
-        ),
+        maml.Config(**INNER_LOOP, inner_lr=0.1, outer="trpo", max_kl=0.01, hidden=(64, 64), activation="tanh"),
     ),
     "cavia": (
         "cavia",
         cavia.Config(
-            num_tasks=40,
-            num_trajectories=20,
-            num_inner_steps=1,
+            **INNER_LOOP,
             num_context_params=50,
             inner_lr=10.0,
             outer="trpo",
             max_kl=0.01,
             hidden=(200, 200),
             activation="relu",
-            eval_inner_steps=2,
-            horizon=HORIZON,
-            memory_limit_gb=40.0,
-            total_env_steps=160_000_000,
         ),
     ),
     "pearl": (
@@ -190,6 +176,9 @@ GPU = {
 
 # The same algorithms at toy size (10-step episodes, a couple of iterations): shows every piece runs end to end.
 SMOKE_HORIZON = 10
+SMOKE_INNER_LOOP = dict(
+    num_tasks=2, num_trajectories=2, hidden=(16, 16), eval_inner_steps=1, total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON
+)
 SMOKE = {
     "rl2": dict(
         num_tasks=2,
@@ -212,31 +201,9 @@ SMOKE = {
         num_minibatches=1,
         total_env_steps=2 * 2 * 2 * SMOKE_HORIZON,
     ),
-    "maml-promp": dict(
-        num_tasks=2,
-        num_trajectories=2,
-        hidden=(16, 16),
-        num_outer_epochs=1,
-        eval_inner_steps=1,
-        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
-    ),
-    "maml-trpo": dict(
-        num_tasks=2,
-        num_trajectories=2,
-        hidden=(16, 16),
-        cg_iters=2,
-        eval_inner_steps=1,
-        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
-    ),
-    "cavia": dict(
-        num_tasks=2,
-        num_trajectories=2,
-        num_context_params=4,
-        hidden=(16, 16),
-        cg_iters=2,
-        eval_inner_steps=1,
-        total_env_steps=2 * 2 * 2 * 2 * SMOKE_HORIZON,
-    ),
+    "maml-promp": dict(SMOKE_INNER_LOOP, num_outer_epochs=1),
+    "maml-trpo": dict(SMOKE_INNER_LOOP, cg_iters=2),
+    "cavia": dict(SMOKE_INNER_LOOP, cg_iters=2, num_context_params=4),
     "pearl": dict(
         num_train_tasks=2,
         tasks_per_iteration=2,

@@ -113,10 +113,8 @@ def make_agent(config: Any, family, env_params) -> Agent:
         policy, env = nets.make_gaussian_policy(n_act, config.hidden, config.activation), TaskBoxActions(family.env)
     value = nets.make_value_network(config.hidden, config.activation)
     trial_len = config.episodes_per_trial * horizon
-    decoder_action = bool(getattr(config, "decoder_action", False))
-    return Agent(
-        encoder, decoder, policy, value, env, n_obs, n_act, trial_len, config.latent_dim, discrete, decoder_action
-    )
+    sizes = (n_obs, n_act, trial_len, config.latent_dim)
+    return Agent(encoder, decoder, policy, value, env, *sizes, discrete, config.decoder_action)
 
 
 def run_trial(agent: Agent, config: Any, params: Any, task, key, deterministic: bool = False) -> Trial:
