@@ -1,42 +1,34 @@
-"""D4RL-style table: rows env x kind, columns algorithms, normalised score (last and best) as mean +- std over
-seeds. Each (algorithm, env) trains all seeds x kinds as ONE program (the kinds are a `dataset_index` grid over
-the stacked datasets, padded to one size with a validity mask), so a row costs one compile per algorithm.
+"""The D4RL-style offline table: algorithms x datasets of one env, every cell through a run directory and ``jaxrl
+report`` (IQM and mean of the final normalised score with 95% stratified bootstrap CIs over seeds, final and best),
+beside CORL's published D4RL scores for the same algorithm (their ordering, not their values, is comparable: the
+simulator differs).
 
-Small CPU table (the default; datasets generated once by one SAC behaviour run and cached under --data-dir):
+    python experiments/offline_table.py --env brax:halfcheetah:positional       # the CPU locomotion table
+    python experiments/offline_table.py --env brax:hopper:positional --algos bc,td3_bc,iql --seeds 5
+    python experiments/offline_table.py --quick --env Pendulum-v1 --runs /tmp/runs   # check the pipeline
 
-    python experiments/offline_table.py --env Pendulum-v1 --out experiments/results/offline_table_pendulum.md \\
-        --set "bcq.vae_hidden=(64,64)" --set "mopo.model_hidden=(64,64)" --set "morel.model_hidden=(64,64)" \\
-        --set mopo.rollout_batch_size=500 --set morel.rollout_batch_size=500 \\
-        --set mopo.model_train_updates=2000 --set morel.model_train_updates=2000
+The datasets are ``experiments/d4rl_datasets.py``'s (the D4RL protocol from one SAC behaviour run per env, same
+recipe options, cached under ``--data-dir``; their checksums are in ``experiments/results/d4rl_datasets.md``), or
+Minari's MuJoCo datasets that a user has locally (``--minari-root ~/.minari/datasets --minari-env
+mujoco/halfcheetah --kinds medium-v0,simple-v0,expert-v0``; nothing is downloaded).
 
-(the BCQ VAE and the dynamics models scaled down with the 64-wide networks, as in the learning tests: BCQ's
-default 750-wide VAE alone takes over half an hour of this 2-core CPU for one table row)
+Budget (defaults): every algorithm at its own defaults, which are its paper's (256x256 networks; ReBRAC, SAC-N and
+EDAC 3x256; batch 256, ReBRAC 1024), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5
+for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares), 10 chunks of 10
+evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the
+``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert``
+(``--no-extra-columns``: only the three).
 
-The brax locomotion row (halfcheetah on brax's "positional" pipeline: the default "generalized" one runs hopper at
-~70 env steps/s on this CPU, positional ~27k; the behaviour SAC run of 150k steps takes ~15 minutes), with the same
---set overrides:
+Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
+``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
+and ``--set ALGO@KIND.FIELD=VALUE`` for one (ReBRAC's per-dataset betas): an algorithm whose datasets then differ in
+config runs one program per distinct config, ``<algo>@<kind>``. A finished cell is kept, a stopped one resumes from
+its checkpoint when the command is run again; the results file records the command that made each cell.
 
-    python experiments/offline_table.py --env brax:halfcheetah:positional --size 20000 --behaviour-steps 150000 \\
-        --behaviour-envs 1 --behaviour-hidden 256,256 --behaviour-chunks 50 \\
-        --out experiments/results/offline_table_halfcheetah.md
-
-(not hopper: there a policy that does nothing stands for the whole episode and collects the alive bonus, ~1020,
-above what a 150k-step SAC run ends at, so "expert" would score below doing nothing)
-
-Full size on a GPU (D4RL scale: 1M-row datasets, 256-wide networks, 1M updates, 5 seeds):
+GPU recipe (D4RL scale: 1M-row datasets from ``d4rl_datasets.py``'s GPU recipe, 1M updates, 5 seeds):
 
     python experiments/offline_table.py --env brax:halfcheetah --size 1000000 --behaviour-steps 3000000 \\
-        --behaviour-envs 64 --hidden 256,256 --updates 1000000 --seeds 5 --out halfcheetah.md
-
-On Minari's MuJoCo datasets that a user has locally (nothing is downloaded; `--minari-root` is the directory
-that holds `mujoco/halfcheetah/medium-v0/` etc., the env's reference returns come from the dataset metadata):
-
-    python experiments/offline_table.py --minari-root ~/.minari/datasets --minari-env mujoco/halfcheetah \\
-        --kinds medium-v0,simple-v0,expert-v0 --hidden 256,256 --updates 1000000 --seeds 5
-
-Per-algorithm settings: `--set td3_bc.alpha=10 --set cql.cql_alpha=10` (the defaults are each paper's).
-Published reference on the real D4RL datasets (CORL, last score, locomotion average): BC 50.4, TD3+BC 76.5,
-CQL 78.3, IQL 81.6, ReBRAC 89.7, EDAC 92.9.
+        --behaviour-envs 64 --updates 1000000 --seeds 5
 """
 
 from __future__ import annotations
@@ -44,12 +36,18 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import platform
-import time
+import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
+import results_table
+from corl_reference import corl_score
+from d4rl_datasets import KINDS as DATA_KINDS
+from d4rl_datasets import add_recipe_args, recipe_options, recipe_paths
+from results_table import RUNS, write_results
 
+RESULTS = Path(__file__).resolve().parent / "results"
 # The issue's columns, in the order of the D4RL paper's tables, then the newer methods.
 ALGOS = (
     "bc",
@@ -59,265 +57,281 @@ ALGOS = (
     "brac_v",
     "awr",
     "bcq",
+    "awac",
     "cql",
     "iql",
     "td3_bc",
     "rebrac",
+    "sac_n",
     "edac",
     "mopo",
     "morel",
 )
 KINDS = ("medium", "medium-replay", "medium-expert")
+# Datasets beyond the three columns, for some algorithms: the lecture's model-based table (random) and the
+# check that behaviour cloning recovers the final policy (expert).
+EXTRA_COLUMNS = {"random": ("bc", "sac_offline", "bear", "brac_v", "mopo", "morel"), "expert": ("bc",)}
+FIVE_SEEDS = ("bc", "td3_bc", "iql", "cql", "rebrac", "edac", "awac")  # compared on medium-replay with 5 seeds
+MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the policy's
+METRIC = "normalized_score"
+# --quick: a budget that only checks the pipeline
+QUICK = dict(updates=200, chunks=2, eval_episodes=1, seeds=2, seeds5=2)
+QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
 
 
-def make_or_load(
-    env_name: str,
-    kinds,
-    data_dir: Path,
-    size: int,
-    behaviour_steps: int,
-    behaviour_envs: int,
-    seed: int = 0,
-    behaviour_hidden: tuple[int, ...] = (64, 64),
-    behaviour_chunks: int | None = None,
-) -> list[str]:
-    """Paths of the generated datasets of ``kinds`` (one behaviour run for all, cached as HDF5; the file names
-    carry the behaviour recipe, so a changed recipe never reuses older files)."""
-    from jaxrl.data import formats
-    from jaxrl.run import generate
+def parse_overrides(items) -> dict[tuple[str, str | None], dict]:
+    """``ALGO.FIELD=VALUE`` -> ``{(algo, None): {field: value}}``; ``ALGO@KIND.FIELD=VALUE`` -> key ``(algo, kind)``."""
+    out: dict[tuple[str, str | None], dict] = {}
+    for item in items or ():
+        key, _, value = item.partition("=")
+        target, _, field = key.partition(".")
+        algo, _, kind = target.partition("@")
+        if not field or not value:
+            raise SystemExit(
+                f"--set {item!r}: expected ALGO.FIELD=VALUE or ALGO@KIND.FIELD=VALUE, e.g. td3_bc.alpha=10"
+            )
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            parsed = value
+        out.setdefault((algo, kind or None), {})[field] = parsed
+    return out
 
-    data_dir.mkdir(parents=True, exist_ok=True)
-    tag = env_name.replace(":", "-").replace("/", "-")
-    recipe = f"{behaviour_steps}x{behaviour_envs}"
-    if tuple(behaviour_hidden) != (64, 64):
-        recipe += "-h" + "x".join(map(str, behaviour_hidden))
-    if behaviour_chunks:
-        recipe += f"-c{behaviour_chunks}"
-    paths = {k: data_dir / f"{tag}-{k}-{size}-{recipe}.hdf5" for k in kinds}
-    missing = [k for k, p in paths.items() if not p.exists()]
-    if missing:
-        made = generate.make_datasets(
-            env_name,
-            missing,
-            size=size,
-            seed=seed,
-            total_env_steps=behaviour_steps,
-            num_envs=behaviour_envs,
-            hidden=tuple(behaviour_hidden),
-            num_chunks=behaviour_chunks,
-        )
-        for k, d in made.items():
-            formats.save(d, paths[k])
-    return [str(paths[k]) for k in kinds]
+
+def cells_of(algo: str, kinds, overrides: dict) -> list[tuple[str, list[str], dict]]:
+    """``(run directory name, kinds, config overrides)`` per program of ``algo``: one for all its datasets unless
+    per-kind overrides make their configs differ."""
+    common = overrides.get((algo, None), {})
+    by_config: dict[str, tuple[list[str], dict]] = {}
+    for kind in kinds:
+        cfg = {**common, **overrides.get((algo, kind), {})}
+        by_config.setdefault(json.dumps(cfg, sort_keys=True, default=str), ([], cfg))[0].append(kind)
+    if len(by_config) == 1:
+        (group_kinds, cfg), *_ = by_config.values()
+        return [(algo, group_kinds, cfg)]
+    return [(f"{algo}@{'+'.join(ks)}", ks, cfg) for ks, cfg in by_config.values()]
 
 
 def minari_paths(root: str, env: str, kinds) -> list[str]:
     return [str(Path(root).expanduser() / env / k) for k in kinds]
 
 
-def run_table(
-    paths,
-    kinds,
-    algo_names=ALGOS,
-    seeds=3,
-    updates=10_000,
-    hidden=(64, 64),
-    num_chunks=10,
-    overrides=None,
-    eval_episodes=10,
-    log=print,
-    table=None,
-    save=None,
-):
-    """``{(kind, algo): {"last": [seeds], "best": [seeds]}}`` plus ``("_wall", algo)`` seconds. Algorithms
-    already in ``table`` are skipped (a resumed run); ``save(table)`` is called after each algorithm."""
+def env_slug(env_name: str) -> str:
+    return env_name.replace("brax:", "").replace(":", "-").replace("/", "-")
+
+
+def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list[Path]:
+    """The run directories of ``algo`` on ``kinds`` (kept, resumed or trained); records each cell in ``store``."""
     from jaxrl import algos
-    from jaxrl.algos.offline.common import load_offline_env
-    from jaxrl.run import train
-    from jaxrl.run.train import NonFiniteError
+    from jaxrl.config import replace
+    from jaxrl.envs.offline import load_offline_env
 
-    env = load_offline_env(paths)
-    table = dict(table or {})
-    for name in algo_names:
-        if ("_wall", name) in table:
-            log(f"{name}: already in the saved table")
-            continue
-        module = algos.get(name)
-        cfg = module.Config(
-            hidden=tuple(hidden), total_env_steps=updates, updates_per_iteration=100, **(overrides or {}).get(name, {})
+    module = algos.get(algo)
+    seeds = args.seeds5 if algo in FIVE_SEEDS else args.seeds
+    dirs = []
+    for name, cell_kinds, overrides in cells_of(algo, kinds, args.overrides):
+        cfg = module.Config()
+        updates = args.updates + (cfg.model_train_updates if algo in MODEL_BASED else 0)
+        cfg = replace(
+            cfg, total_env_steps=updates, updates_per_iteration=100, **(QUICK_CONFIG if args.quick else {}), **overrides
         )
-        t0 = time.perf_counter()
-        try:
-            result = train(
-                name,
-                env,
-                cfg,
-                seeds=seeds,
-                grid={"dataset_index": list(range(len(kinds)))},
-                num_chunks=num_chunks,
-                eval_episodes=eval_episodes,
-                progress=False,
+        run_dir = Path(args.runs) / env_slug(args.env) / name
+        key = results_table._from_root(run_dir)
+        if not (run_dir / "summary.json").exists() or key not in store:  # trained (or resumed) by this command
+            store[key] = {"command": f"python {shlex.join(sys.argv)}"}
+        env = load_offline_env([paths[k] for k in cell_kinds])
+        results_table.run_cell(
+            run_dir, algo, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(cell_kinds)))},
+            num_chunks=args.chunks, eval_episodes=args.eval_episodes,
+        )  # fmt: skip
+        summary = json.loads((run_dir / "summary.json").read_text())
+        store[key].update(
+            algo=algo,
+            kinds=list(cell_kinds),
+            seeds=seeds,
+            updates=updates,
+            overrides={k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
+            compile_seconds=summary["compile_seconds"],
+            run_seconds=summary["run_seconds"],
+        )
+        dirs.append(run_dir)
+    return dirs
+
+
+def _fmt(row: dict | None, stat: str = "mean") -> str:
+    if row is None:
+        return "-"
+    low, high = row[f"{stat}_ci"]
+    return f"{row[stat]:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _ranks(values: dict[str, float]) -> dict[str, int]:
+    order = sorted(values, key=lambda a: -values[a])
+    return {a: order.index(a) + 1 for a in values}
+
+
+def comparison(groups: dict[tuple[str, str], dict], env_name: str, kinds, algos) -> list[str]:
+    """Per dataset: our final score (mean [95% CI], IQM, best) per algorithm beside CORL's last / best, and both
+    rankings over the algorithms CORL also ran, with their Spearman correlation."""
+    lines = ["## Against CORL's D4RL scores (ordering only: a different simulator)", ""]
+    for kind in kinds:
+        rows = {a: groups.get((a, kind)) for a in algos if groups.get((a, kind))}
+        if not rows:
+            continue
+        ours = {a: r["mean"] for a, r in rows.items() if corl_score(env_name, kind, a) is not None}
+        theirs = {a: corl_score(env_name, kind, a) for a in ours}
+        rank_ours, rank_corl = _ranks(ours), _ranks(theirs)  # type: ignore[arg-type]
+        lines += [f"**{kind}**", ""]
+        lines.append(
+            "| algorithm | final, mean [95% CI] | IQM [95% CI] | best | CORL last | CORL best | rank | CORL rank |"
+        )
+        lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        for a, r in rows.items():
+            last, best = corl_score(env_name, kind, a), corl_score(env_name, kind, a, "best")
+            lines.append(
+                f"| {a} | {_fmt(r)} | {_fmt(r, 'iqm')} | {r['best']:.1f} | "
+                f"{'-' if last is None else f'{last:.1f}'} | {'-' if best is None else f'{best:.1f}'} | "
+                f"{rank_ours.get(a, '-')} | {rank_corl.get(a, '-')} |"
             )
-        except NonFiniteError as e:  # the run loop stops the whole program at a NaN: the column records it
-            table[("_wall", name)] = time.perf_counter() - t0
-            table[("_error", name)] = str(e)
-            log(f"{name}: {e}")
-            if save:
-                save(table)
-            continue
-        wall = time.perf_counter() - t0
-        scores = np.asarray(result.metrics["normalized_score"])  # [seeds, kinds, chunks]
-        for i, kind in enumerate(kinds):
-            table[(kind, name)] = dict(last=scores[:, i, -1].tolist(), best=scores[:, i].max(axis=-1).tolist())
-        table[("_wall", name)] = wall
-        row = ", ".join(f"{k} {np.mean(table[(k, name)]['last']):.1f}" for k in kinds)
-        log(f"{name}: {row}  ({wall:.0f} s, compile {result.summary['compile_seconds']:.0f} s)")
-        if save:
-            save(table)
-    return table
+        if len(ours) >= 3:
+            a_list = list(ours)
+            rho = np.corrcoef([rank_ours[a] for a in a_list], [rank_corl[a] for a in a_list])[0, 1]
+            lines += ["", f"Spearman rank correlation with CORL over {len(a_list)} algorithms: {rho:.2f}."]
+        lines.append("")
+    return lines
 
 
-def _to_json(table) -> str:
-    return json.dumps({f"{k[0]}|{k[1]}": v for k, v in table.items()}, indent=2)
-
-
-def _from_json(text: str) -> dict:
-    return {tuple(k.split("|", 1)): v for k, v in json.loads(text).items()}
-
-
-def format_table(table, env_name, kinds, algo_names) -> str:
-    """One markdown table per statistic (last, best): rows env-kind, columns algorithms, mean +- std."""
-    out = []
-    for stat in ("last", "best"):
-        out.append(f"Normalised score ({stat}), mean ± std over seeds:\n")
-        out.append("| dataset | " + " | ".join(algo_names) + " |")
-        out.append("|---|" + "---:|" * len(algo_names))
-        cell = lambda k, a: (
-            f"{np.mean(table[(k, a)][stat]):.1f} ± {np.std(table[(k, a)][stat]):.1f}" if (k, a) in table else "NaN"
+def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | None]) -> list[str]:
+    """The issue's bars, as measured (mean final score over seeds); ``data_scores``: each dataset's own
+    normalised return."""
+    mean = lambda a, k: groups[(a, k)]["mean"] if (a, k) in groups else None
+    lines = ["## The issue's bars, as measured (mean final normalised score)", ""]
+    bc = mean("bc", "medium-replay")
+    for a in ("td3_bc", "iql", "cql", "rebrac", "mopo", "morel"):
+        x = mean(a, "medium-replay")
+        if bc is not None and x is not None:
+            bar = 10
+            lines.append(f"- medium-replay: {a} {x:.1f} vs BC {bc:.1f}: {x - bc:+.1f} (bar: +{bar}) "
+                         f"{'met' if x - bc >= bar else 'NOT met'}")  # fmt: skip
+    for a, b in (("rebrac", "td3_bc"), ("edac", "sac_n")):
+        ia = [groups[(a, k)]["iqm"] for k in KINDS if (a, k) in groups]
+        ib = [groups[(b, k)]["iqm"] for k in KINDS if (b, k) in groups]
+        if len(ia) == len(ib) == len(KINDS):
+            lines.append(f"- IQM over the datasets (mean of the per-dataset IQMs): {a} {np.mean(ia):.1f} vs {b} "
+                         f"{np.mean(ib):.1f} (bar: {a} >= {b})")  # fmt: skip
+    x = mean("bc", "expert")
+    if x is not None:
+        lines.append(f"- BC on expert: {x:.1f} (bar: >= 90) {'met' if x >= 90 else 'NOT met'}")
+    x, own = mean("bc", "medium"), data_scores.get("medium")
+    if x is not None and own is not None:
+        verdict = "met" if abs(x - own) <= 15 else "NOT met"
+        lines.append(
+            f"- BC on medium: {x:.1f}, the medium data's own {own:.1f}: {x - own:+.1f} (bar: within 15) {verdict}"
         )
-        for kind in kinds:
-            out.append(f"| {env_name}-{kind} | " + " | ".join(cell(kind, a) for a in algo_names) + " |")
-        means = [
-            f"{np.mean([np.mean(table[(k, a)][stat]) for k in kinds]):.1f}" if (kinds[0], a) in table else "NaN"
-            for a in algo_names
-        ]
-        out.append("| average | " + " | ".join(means) + " |\n")
-    walls = ", ".join(f"{a} {table[('_wall', a)]:.0f}" for a in algo_names)
-    out.append(f"Wall seconds per algorithm (all seeds x kinds in one program, compile included): {walls}.")
-    out += [
-        f"\n{a}: stopped by the run loop's NaN check: {table[('_error', a)]}"
-        for a in algo_names
-        if ("_error", a) in table
+    return lines + [""]
+
+
+def cell_notes(store: dict, dirs: list[Path]) -> list[str]:
+    notes = [
+        "Cells (run directory: algorithm, datasets, seeds, updates, overrides, compile + run seconds, command):",
+        "",
     ]
-    return "\n".join(out)
+    for d in dirs:
+        c = store[results_table._from_root(d)]
+        notes.append(
+            f"- `{d.name}`: {c['algo']} on {', '.join(c['kinds'])}; {c['seeds']} seeds; {c['updates']:,} updates; "
+            f"overrides {json.dumps(c['overrides']) if c['overrides'] else 'none'}; {c['compile_seconds']:.0f} + "
+            f"{c['run_seconds']:.0f} s; `{c['command']}`"
+        )
+    return notes + [""]
 
 
-def parse_overrides(items) -> dict[str, dict]:
-    out: dict[str, dict] = {}
-    for item in items or ():
-        key, _, value = item.partition("=")
-        algo, _, field = key.partition(".")
-        if not field or not value:
-            raise SystemExit(f"--set {item!r}: expected ALGO.FIELD=VALUE, e.g. td3_bc.alpha=10")
-        try:
-            parsed = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            parsed = value
-        out.setdefault(algo, {})[field] = parsed
-    return out
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    """``"256,256"`` -> ``(256, 256)``."""
-    return tuple(int(h) for h in text.split(","))
-
-
-def main():
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--env", default="Pendulum-v1", help="jaxrl env to generate datasets from")
+    p.add_argument("--env", default="brax:halfcheetah:positional", help="jaxrl env the datasets are made from")
     p.add_argument("--kinds", default=",".join(KINDS))
+    p.add_argument("--extra-columns", action=argparse.BooleanOptionalAction, default=True,
+                   help=f"also these datasets for these algorithms: {EXTRA_COLUMNS}")  # fmt: skip
     p.add_argument("--algos", default=",".join(ALGOS))
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--updates", type=int, default=10_000)
-    p.add_argument("--hidden", type=_widths, default=(64, 64), help="hidden widths of the offline algorithms")
-    p.add_argument("--chunks", type=int, default=10, help="evaluations per run ('last' is the final one)")
-    p.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation")
-    p.add_argument("--size", type=int, default=5_000, help="rows of the medium / expert datasets")
-    p.add_argument("--behaviour-steps", type=int, default=60_000)
-    p.add_argument("--behaviour-envs", type=int, default=4)
-    p.add_argument(
-        "--behaviour-hidden", type=_widths, default=(64, 64), help="the SAC behaviour policy's hidden widths"
-    )
-    p.add_argument(
-        "--behaviour-chunks",
-        type=int,
-        default=None,
-        help="evaluations of the behaviour run (default one per 500 steps of each env; the medium policy "
-        "is the evaluated one closest to a third of expert)",
-    )
-    p.add_argument("--data-dir", default="datasets")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3)")
+    p.add_argument("--seeds5", type=int, default=None, help=f"seeds of {', '.join(FIVE_SEEDS)} (default 5)")
+    p.add_argument("--updates", type=int, default=None, help="gradient updates (default 30,000)")
+    p.add_argument("--chunks", type=int, default=None, help="evaluations (and checkpoints) per run (default 10)")
+    p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 10)")
+    p.add_argument("--set", action="append", default=[], help="ALGO.FIELD=VALUE or ALGO@KIND.FIELD=VALUE")
+    add_recipe_args(p)
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
-    p.add_argument("--set", action="append", default=[], help="ALGO.FIELD=VALUE (repeatable)")
-    p.add_argument(
-        "--out",
-        default=None,
-        help="markdown table; its .json beside it is saved after each algorithm "
-        "and a re-run with the same --out skips the algorithms already there",
-    )
-    a = p.parse_args()
-    kinds, names = a.kinds.split(","), a.algos.split(",")
-    overrides = parse_overrides(a.set)
-    if a.minari_root:
-        paths, env_name = minari_paths(a.minari_root, a.minari_env, kinds), a.minari_env
-    else:
-        paths, env_name = (
-            make_or_load(
-                a.env,
-                kinds,
-                Path(a.data_dir),
-                a.size,
-                a.behaviour_steps,
-                a.behaviour_envs,
-                behaviour_hidden=a.behaviour_hidden,
-                behaviour_chunks=a.behaviour_chunks,
-            ),
-            a.env,
-        )
-    t0 = time.perf_counter()
-    partial = Path(a.out).with_suffix(".json") if a.out else None
-    saved = _from_json(partial.read_text()) if partial is not None and partial.exists() else None
-    save = (lambda t: partial.write_text(_to_json(t))) if partial is not None else None
-    table = run_table(
-        paths,
-        kinds,
-        names,
-        a.seeds,
-        a.updates,
-        a.hidden,
-        num_chunks=a.chunks,
-        overrides=overrides,
-        eval_episodes=a.eval_episodes,
-        table=saved,
-        save=save,
-    )
-    import jax
+    p.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    p.add_argument("--quick", action="store_true", help="check the pipeline: tiny networks and budget, 2 seeds")
+    p.add_argument("--runs", default=None, help="root of the run directories (<runs>/<env>/<algo>/)")
+    p.add_argument("--out", default=None, help="results file (default experiments/results/offline_<env>.md)")
+    a = p.parse_args(argv)
+    defaults = dict(updates=30_000, chunks=10, eval_episodes=10, seeds=3, seeds5=5)
+    for name, full in defaults.items():
+        if getattr(a, name) is None:
+            setattr(a, name, QUICK[name] if a.quick else full)
+    if a.quick:  # a small behaviour run and dataset, enough to exercise every step
+        a.size, a.behaviour_steps, a.behaviour_hidden = min(a.size, 2_000), a.behaviour_steps or 4_000, (32, 32)
+    a.overrides = parse_overrides(a.set)
+    unknown = sorted({algo for algo, _ in a.overrides} - set(ALGOS))
+    if unknown:
+        p.error(f"--set names algorithms {unknown} that are not columns: {list(ALGOS)}")
+    a.runs = a.runs or str(RUNS / ("offline_quick" if a.quick else "offline"))
+    a.out = a.out or str((Path(a.runs) if a.quick else RESULTS) / f"offline_{env_slug(a.env)}.md")
+    return a
 
-    done_before = [n for n in names if saved and ("_wall", n) in saved]
-    resumed = f" (it resumed {len(done_before)} algorithms from the saved JSON)" if done_before else ""
-    hidden = ",".join(map(str, a.hidden))
-    header = (
-        f"# Offline RL table: {env_name}\n\n{a.seeds} seeds, {a.updates} updates, hidden {hidden}, batch 256, "
-        f"{a.eval_episodes} evaluation episodes per chunk ({a.chunks} chunks; 'best' is the best chunk). "
-        f"Datasets: {', '.join(Path(q).name for q in paths)}. Overrides: {overrides or 'none (library defaults)'}. "
-        f"Host: {platform.machine()}, {jax.devices()[0].platform}, jax {jax.__version__}; this invocation "
-        f"{time.perf_counter() - t0:.0f} s{resumed}; wall times per algorithm below.\n\n"
+
+def main(argv=None) -> dict:
+    from jaxrl.run.dataset_cli import describe
+
+    a = parse_args(argv)
+    kinds = a.kinds.split(",")
+    names = a.algos.split(",")
+    extra = {k: algos for k, algos in EXTRA_COLUMNS.items() if a.extra_columns and k not in kinds}
+    all_kinds = kinds + [k for k, algos in extra.items() if set(algos) & set(names)]
+    if a.minari_root:
+        paths = dict(zip(all_kinds, minari_paths(a.minari_root, a.minari_env, all_kinds)))
+        a.env = a.minari_env
+    else:
+        made = recipe_paths(a.env, DATA_KINDS, a.data_dir, **recipe_options(a))
+        paths = dict(zip(DATA_KINDS, made))
+    out = Path(a.out)
+    store_path = out.with_suffix(".json")
+    saved = json.loads(store_path.read_text()) if store_path.exists() else {}
+    store = saved.get("cells", {})
+    dirs = []
+    for algo in names:
+        algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
+        dirs += run_algo(algo, algo_kinds, paths, a, store)
+    title = f"Offline RL on {a.env}: D4RL-protocol datasets"
+    result = write_results(
+        dirs, out, title=title, budget=budget_line(a), by=["algo", "dataset"], metric=METRIC, reps=a.reps
     )
-    text = header + format_table(table, env_name, kinds, names)
-    print(text)
-    if a.out:
-        Path(a.out).write_text(text + "\n")
-        partial.write_text(_to_json(table))
+    groups = {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
+    data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in all_kinds}
+    notes = [*checks(groups, data_scores), *comparison(groups, a.env, all_kinds, names), *cell_notes(store, dirs)]
+    lines = out.read_text().split("\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith("Command:")) + 1  # after the header
+    out.write_text("\n".join(lines[:at] + [""] + notes + lines[at:]))
+    results_table.write_store(out, result, budget=budget_line(a), missing=[], cells=store)
+    return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
+
+
+def _kind(group: dict) -> str:
+    """The dataset kind of a report group (its dataset is named ``<env>-<kind>``)."""
+    name = str(group["fields"]["dataset"])
+    return next(k for k in sorted(DATA_KINDS, key=len, reverse=True) if name.endswith(k))
+
+
+def budget_line(a) -> str:
+    return (
+        f"{a.updates:,} gradient updates per run (MOPO, MOReL: plus their model phase); {a.seeds} seeds ("
+        f"{a.seeds5} for {', '.join(FIVE_SEEDS)}); each algorithm at its own (its paper's) defaults"
+        + (" shrunk by --quick" if a.quick else "")
+        + f"; {a.chunks} chunks of {a.eval_episodes} evaluation episodes; datasets: "
+        + (f"Minari {a.minari_env}" if a.minari_root else f"d4rl_datasets.py's, {a.size:,} rows (medium / expert)")
+    )
 
 
 if __name__ == "__main__":

@@ -33,6 +33,12 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) 
     from jaxrl.run.recorder import is_finished
 
     run_dir = Path(run_dir)
+    differences = cell_differences(run_dir, algo, env, config, **train_kw)
+    if differences:
+        sys.exit(
+            f"{run_dir} holds a run made with other settings ({'; '.join(differences)}): it is kept as it is; move it "
+            "away (or choose another run root) to run this cell with the settings asked for"
+        )
     if is_finished(run_dir):
         return run_dir
     if (run_dir / "checkpoints").exists():
@@ -44,6 +50,38 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) 
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
+
+
+def cell_differences(run_dir: Path, algo: str, env: Any, config: Any, **train_kw) -> list[str]:
+    """How the run already in ``run_dir`` (if any) differs from the cell asked for: algorithm, config fields both
+    know, seeds, grid, chunks, evaluation episodes and dataset files. Empty when it matches or there is none."""
+    from jaxrl.config import to_dict
+
+    path = run_dir / "config.json"
+    if not path.exists():
+        return []
+    saved = json.loads(path.read_text())
+    plain = lambda x: json.loads(json.dumps(x, default=str))
+    out = [f"algo {saved['algo']!r}, not {algo!r}"] if saved["algo"] != algo else []
+    wanted = plain(to_dict(config))
+    out += [
+        f"{k}={saved['config'][k]!r}, not {wanted[k]!r}"
+        for k in sorted(set(wanted) & set(saved["config"]))
+        if saved["config"][k] != wanted[k]
+    ]
+    if "seeds" in train_kw and len(saved["seeds"]) != train_kw["seeds"]:
+        out.append(f"{len(saved['seeds'])} seeds, not {train_kw['seeds']}")
+    if plain(train_kw.get("grid") or {}) != (saved.get("grid") or {}):
+        out.append(f"grid {saved.get('grid')}, not {train_kw.get('grid')}")
+    out += [
+        f"{k}={saved.get(k)}, not {train_kw[k]}"
+        for k in ("num_chunks", "eval_episodes")
+        if k in train_kw and saved.get(k) != train_kw[k]
+    ]
+    paths = getattr(env[0] if isinstance(env, tuple) else env, "paths", None)  # an offline env's dataset files
+    if paths is not None and saved.get("env_metadata", {}).get("dataset_paths") != list(paths):
+        out.append(f"datasets {saved.get('env_metadata', {}).get('dataset_paths')}, not {list(paths)}")
+    return out
 
 
 def variants_parser(

@@ -1,13 +1,16 @@
 """Offline dataset generation (jaxrl.run.generate) and the `jaxrl dataset` CLI."""
 
+import hashlib
 import json
 
+import jax
 import numpy as np
 import pytest
 
 from jaxrl.algos.single import sac
 from jaxrl.data import dataset as ds
 from jaxrl.data import formats
+from jaxrl.envs.offline import array_sha256
 from jaxrl.run import generate
 from jaxrl.run.cli import main
 
@@ -45,6 +48,19 @@ def test_every_kind_is_valid_with_reference_returns(tiny_run, all_kinds):
     errors = np.abs(tiny_run.eval_returns - target)
     learned = tiny_run.buffer_sizes > 200  # after the warm-up (learning_starts=200)
     assert learned[tiny_run.medium_chunk] and errors[tiny_run.medium_chunk] == errors[learned].min()
+
+
+@pytest.mark.integration
+def test_random_kind_is_the_untrained_policy(tiny_run, all_kinds):
+    # D4RL's random datasets are rollouts of a randomly initialised policy: SAC at its initial weights, not
+    # uniform noise. Same key as make_datasets' random kind (seed 0): the rows are exactly those.
+    key = jax.random.split(jax.random.PRNGKey(1), 3)[0]
+    untrained = generate.rollout_dataset(tiny_run.env, tiny_run.env_params, generate._policy(tiny_run, None), key, 300)
+    np.testing.assert_array_equal(np.asarray(all_kinds["random"].actions), np.asarray(untrained.actions))
+    uniform = generate.rollout_dataset(tiny_run.env, tiny_run.env_params, None, key, 300)
+    assert not np.array_equal(np.asarray(all_kinds["random"].actions), np.asarray(uniform.actions))
+    trained = jax.tree.leaves(tiny_run.states[-1])
+    assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(tiny_run.init_params), trained))
 
 
 # The behaviour runs below cost 20-45 s each on 2 busy cores: integration stage (the fast suite keeps the CLI test).
@@ -108,6 +124,9 @@ def test_cli_make_and_info(tmp_path, capsys):
     assert info["validation"] == "ok" and info["transitions"] == 200 and info["kind"] == "random"
     assert info["random_return"] == pytest.approx(d.info.random_return)
     assert "normalized_score_of_data" in info and info["episodes"] >= 10
+    # The checksum a run records for this file (env_metadata.dataset_hashes), and one of its arrays alone.
+    assert info["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert info["arrays_sha256"] == array_sha256(d) and len(info["arrays_sha256"]) == 64
 
 
 def test_cli_unknown_kind(capsys):

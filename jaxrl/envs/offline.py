@@ -53,6 +53,8 @@ from jaxrl.data.dataset import Dataset, DatasetError
 __all__ = [
     "ACTION_EPS",
     "OfflineEnv",
+    "array_sha256",
+    "file_sha256",
     "make_offline_env",
     "load_offline_env",
     "check_offline_env",
@@ -152,7 +154,9 @@ class OfflineEnv:
         }
 
 
-def _array_hash(d: Dataset) -> str:
+def array_sha256(d: Dataset) -> str:
+    """sha256 of a dataset's arrays (name and bytes of each, sorted by name): the same for the same data in any
+    file format."""
     h = hashlib.sha256()
     for name, x in sorted(ds.to_numpy(d).items()):
         h.update(name.encode())
@@ -160,7 +164,9 @@ def _array_hash(d: Dataset) -> str:
     return h.hexdigest()
 
 
-def _file_hash(path: str) -> str:
+def file_sha256(path: str) -> str:
+    """sha256 of a dataset file's bytes (of every file under a directory, in sorted order): what a run's
+    ``env_metadata.dataset_hashes`` records."""
     h = hashlib.sha256()
     p = Path(path)
     files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
@@ -234,7 +240,7 @@ def make_offline_env(
     env_obj, env_params, env_name = _real_env({d.info.env_name for d in datasets if d.info.env_name}, env)
     data = ds.stack(_prepare(dict(enumerate(datasets)), env_obj, env_params, env_name))
     paths = list(paths) if paths is not None else [None] * len(datasets)
-    hashes = list(hashes) if hashes is not None else [_array_hash(d) for d in datasets]
+    hashes = list(hashes) if hashes is not None else [array_sha256(d) for d in datasets]
     offline = OfflineEnv(data, [d.info for d in datasets], env_obj, env_params, env_name, paths, hashes)
     return offline, env_params
 
@@ -289,7 +295,7 @@ def load_offline_env(paths: str | os.PathLike | Sequence[str | os.PathLike], env
     datasets = [formats.load(p) for p in files]
     named = _check_env_names(files, [d.info for d in datasets], env)
     offline, env_params = make_offline_env(
-        datasets, env, paths=[str(Path(p).resolve()) for p in files], hashes=[_file_hash(p) for p in files]
+        datasets, env, paths=[str(Path(p).resolve()) for p in files], hashes=[file_sha256(p) for p in files]
     )
     if isinstance(env, str) and not named:
         offline.name += f"?env={env}"  # the files do not say: the recorded name must, so that a resume finds it
@@ -367,7 +373,7 @@ class DatasetFiles:
                 d = formats.load(where)
                 if i in owned:
                     valid = d.size if d.mask is None else int(np.sum(np.asarray(d.mask) > 0))
-                    fact = {"info": d.info, "size": d.size, "valid": valid, "hash": _file_hash(self.files[i])}
+                    fact = {"info": d.info, "size": d.size, "valid": valid, "hash": file_sha256(self.files[i])}
                     facts[i] = pickle.dumps(fact)
                 if i in mine:
                     loaded[i] = d

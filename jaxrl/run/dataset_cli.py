@@ -59,6 +59,7 @@ def describe(path: str) -> dict:
     """What ``jaxrl dataset info`` prints: sizes, episode returns, reference scores, validation result."""
     from jaxrl.data import dataset as ds
     from jaxrl.data import formats
+    from jaxrl.envs.offline import array_sha256, file_sha256
 
     out: dict = {"path": path}
     try:
@@ -90,6 +91,8 @@ def describe(path: str) -> dict:
             },
             "random_return": info.random_return,
             "expert_return": info.expert_return,
+            "sha256": file_sha256(path),
+            "arrays_sha256": array_sha256(data),
         }
     )
     if info.random_return is not None and info.expert_return is not None and info.expert_return != info.random_return:

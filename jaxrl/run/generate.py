@@ -2,7 +2,8 @@
 
 One behaviour run of SAC (``jaxrl.algos.single.sac``) gives every kind:
 
-* ``random``: a uniformly random policy;
+* ``random``: the untrained behaviour policy (SAC at its initial weights, stochastic), as D4RL's random
+  datasets come from a randomly initialised policy;
 * ``medium``: the policy of the chunk whose evaluation return is closest to one third of the way from the
   random to the expert return (normalised score ~33), among the chunks after SAC's random warm-up (an untrained
   policy is not "medium"), rolled out with its stochastic policy;
@@ -12,9 +13,10 @@ One behaviour run of SAC (``jaxrl.algos.single.sac``) gives every kind:
 * ``medium-expert``: the medium and expert datasets concatenated (D4RL's mix).
 
 Every dataset's :class:`~jaxrl.data.dataset.DatasetInfo` carries the env name, the kind and the reference returns
-(``random_return``: mean return of the random policy; ``expert_return``: mean deterministic return of the final
-policy), so :func:`jaxrl.data.dataset.normalized_score` works on any file written from it. Actions are stored in
-the env's own action range (like D4RL); episodes are contiguous; a cut episode ends with ``timeouts = 1``.
+(``random_return``: mean return of a uniformly random policy, the normalisation's 0; ``expert_return``: mean
+deterministic return of the final policy), so :func:`jaxrl.data.dataset.normalized_score` works on any file written
+from it. Actions are stored in the env's own action range (like D4RL); episodes are contiguous; a cut episode ends
+with ``timeouts = 1``.
 
 It trains behaviour agents with the run loop, so it lives in ``run/`` (arrows point ``run -> algos -> data``).
 """
@@ -65,6 +67,7 @@ class BehaviourRun:
     expert_return: float
     medium_chunk: int
     num_envs: int = 1  # the SAC run's parallel envs: the buffer interleaves their streams row by row
+    init_params: Any = None  # SAC params before any update (the ``random`` kind's policy); None: uniform
 
 
 def _box(env, env_params):
@@ -109,6 +112,7 @@ def train_behaviour(
     num_envs: int = 1,
     sac_config: Any = None,
     env: tuple[Any, Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> BehaviourRun:
     """Train SAC on ``env_name`` in ``num_chunks`` compiled chunks, evaluating after each (one program).
 
@@ -116,7 +120,7 @@ def train_behaviour(
     run learns more slowly per env step, so its replay buffer up to the medium chunk (medium-replay) is larger
     and spans a wider range of returns (on Pendulum-v1 SAC reaches the medium level within ~3k steps of one env).
     ``num_chunks`` (default: one per 500 steps of each env) sets how finely the medium policy, and so the end of
-    medium-replay, is picked.
+    medium-replay, is picked. ``log`` (e.g. ``print``) gets a line per evaluation.
     """
     from jaxrl import envs
     from jaxrl.algos.single import sac
@@ -137,6 +141,7 @@ def train_behaviour(
     key = jax.random.PRNGKey(seed)
     key, init_key = jax.random.split(key)
     state = jax.jit(algo.init)(init_key)
+    init_params = jax.tree.map(np.asarray, state.params)
     run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.step(c)[0], None), s, None, length=chunk_len)[0])
     evaluate = jax.jit(algo.evaluate, static_argnums=2)
     states, evals, sizes = [], [], []
@@ -145,6 +150,8 @@ def train_behaviour(
         key, ek = jax.random.split(key)
         evals.append(float(evaluate(state, ek, eval_episodes)))
         sizes.append(int(state.buffer.size))
+        if log is not None:
+            log(f"behaviour {env_name}: {sizes[-1]} rows, evaluation return {evals[-1]:.1f}")
         states.append(jax.tree.map(np.asarray, state.params))
     key, rk, xk = jax.random.split(key, 3)
     random_return = _random_return(env_obj, env_params, rk, max(eval_episodes, 20))
@@ -167,6 +174,7 @@ def train_behaviour(
         expert_return,
         medium_chunk,
         cfg.num_envs,
+        init_params,
     )
 
 
@@ -226,8 +234,12 @@ def rollout_dataset(
     )
 
 
-def _policy(run: BehaviourRun, chunk: int, deterministic: bool = False):
-    params = run.states[chunk]
+def _policy(run: BehaviourRun, chunk: int | None, deterministic: bool = False):
+    """The behaviour policy after ``chunk`` (``None``: before training; uniform when the run kept no
+    initial weights)."""
+    params = run.init_params if chunk is None else run.states[chunk]
+    if params is None:
+        return None
 
     def policy(obs, key):
         from types import SimpleNamespace
@@ -312,7 +324,9 @@ def make_datasets(
     def get(kind):
         if kind not in cache:
             if kind == "random":
-                cache[kind] = rollout_dataset(run.env, run.env_params, None, k_rand, size, info=info(kind))
+                cache[kind] = rollout_dataset(
+                    run.env, run.env_params, _policy(run, None), k_rand, size, info=info(kind)
+                )
             elif kind == "medium":
                 cache[kind] = rollout_dataset(
                     run.env, run.env_params, _policy(run, run.medium_chunk), k_med, size, info=info(kind)

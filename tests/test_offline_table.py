@@ -1,0 +1,58 @@
+"""``experiments/offline_table.py --quick`` and ``experiments/d4rl_datasets.py``: D4RL-protocol datasets, every cell
+through run directories and ``jaxrl report``, CORL's column (integration; the full table is run by hand: see the
+script's docstring)."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+@pytest.mark.integration
+def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    runs, data = tmp_path / "runs", tmp_path / "data"
+    argv = ["--quick", "--env", "Pendulum-v1", "--algos", "bc,td3_bc,rebrac", "--runs", str(runs), "--reps", "50"]
+    argv += ["--data-dir", str(data), "--set", "rebrac@medium-expert.actor_beta=1", "--set", "td3_bc.alpha=3"]
+    cells = ot.main(argv)
+    # BC also on random and expert (the extra columns); ReBRAC's per-dataset beta splits it into two programs.
+    assert {k.split("|")[0] for k in cells} == {"bc", "td3_bc", "rebrac"}
+    assert {"bc|random", "bc|expert", "td3_bc|medium-replay", "rebrac|medium-expert"} <= set(cells)
+    assert "td3_bc|random" not in cells
+    made = sorted(p.name for p in (runs / "Pendulum-v1").iterdir())
+    assert made == ["bc", "rebrac@medium+medium-replay", "rebrac@medium-expert", "td3_bc"]
+    config = json.loads((runs / "Pendulum-v1" / "rebrac@medium-expert" / "config.json").read_text())
+    assert config["config"]["actor_beta"] == 1 and len(config["seeds"]) == 2  # ReBRAC is a 5-seed column (2: quick)
+    assert json.loads((runs / "Pendulum-v1" / "td3_bc" / "config.json").read_text())["config"]["alpha"] == 3
+    text = (runs / "offline_Pendulum-v1.md").read_text()
+    sections = ["## The issue's bars", "## Against CORL's D4RL scores", "Cells (run directory", "Hardware:"]
+    sections += ["| bc, Pendulum-v1-medium-replay | 2 |", "rebrac@medium-expert`: rebrac on medium-expert"]
+    for section in sections:
+        assert section in text, section
+    store = json.loads((runs / "offline_Pendulum-v1.json").read_text())
+    assert all(c["command"].startswith("python ") and c["run_seconds"] >= 0 for c in store["cells"].values())
+    # The datasets carry the D4RL protocol: random from the untrained policy, reference returns, checksums.
+    import d4rl_datasets
+
+    out = tmp_path / "d4rl.md"
+    d4rl_datasets.main(["--envs", "Pendulum-v1", "--size", "2000", "--behaviour-steps", "4000"]
+                       + ["--behaviour-hidden", "32,32", "--data-dir", str(data), "--out", str(out)])  # fmt: skip
+    facts = json.loads(out.with_suffix(".json").read_text())["Pendulum-v1"]
+    assert list(facts["kinds"]) == ["random", "medium", "medium-replay", "medium-expert", "expert"]
+    assert all(len(k["sha256"]) == 64 and k["validation"] == "ok" for k in facts["kinds"].values())
+    assert facts["kinds"]["medium-expert"]["transitions"] == 4000 and "## Pendulum-v1" in out.read_text()
+    # A finished cell is kept; one asked for with other settings is refused, never overwritten.
+    metrics = runs / "Pendulum-v1" / "bc" / "metrics.jsonl"
+    stamp = metrics.stat().st_mtime_ns
+    assert ot.main(argv[:4] + ["bc"] + argv[5:])["bc|medium"] == cells["bc|medium"]
+    assert metrics.stat().st_mtime_ns == stamp
+    with pytest.raises(SystemExit, match="made with other settings .*grid"):
+        ot.main(argv[:4] + ["bc", "--no-extra-columns"] + argv[5:])
+    assert metrics.stat().st_mtime_ns == stamp
+    for name in ("offline_table", "d4rl_datasets", "corl_reference", "results_table"):
+        sys.modules.pop(name, None)
