@@ -44,73 +44,16 @@ BEHAVIOUR_STEPS = {"brax:halfcheetah:positional": 300_000, "brax:hopper:position
 DEFAULT_ENVS = tuple(BEHAVIOUR_STEPS)
 
 
-def recipe_tag(
-    behaviour_steps: int, behaviour_envs: int, behaviour_hidden, behaviour_chunks: int | None, seed: int = 0
-) -> str:
+def recipe_tag(recipe: dict) -> str:
     """The behaviour recipe in a file name (``150000x1-h256x256-c50``; ``-s3`` for seed 3)."""
-    tag = f"{behaviour_steps}x{behaviour_envs}"
-    if tuple(behaviour_hidden) != (64, 64):
-        tag += "-h" + "x".join(map(str, behaviour_hidden))
-    if behaviour_chunks:
-        tag += f"-c{behaviour_chunks}"
-    if seed:
-        tag += f"-s{seed}"
+    tag = f"{recipe['behaviour_steps']}x{recipe['behaviour_envs']}"
+    if tuple(recipe["behaviour_hidden"]) != (64, 64):
+        tag += "-h" + "x".join(map(str, recipe["behaviour_hidden"]))
+    if recipe["behaviour_chunks"]:
+        tag += f"-c{recipe['behaviour_chunks']}"
+    if recipe["seed"]:
+        tag += f"-s{recipe['seed']}"
     return tag
-
-
-def dataset_paths(
-    env_name: str,
-    kinds,
-    data_dir: Path,
-    size: int,
-    behaviour_steps: int,
-    behaviour_envs: int,
-    behaviour_hidden,
-    behaviour_chunks: int | None,
-    seed: int = 0,
-) -> dict[str, Path]:
-    """Where the datasets of this recipe live (the file names carry it)."""
-    tag = env_name.replace(":", "-").replace("/", "-")
-    recipe = recipe_tag(behaviour_steps, behaviour_envs, behaviour_hidden, behaviour_chunks, seed)
-    return {k: data_dir / f"{tag}-{k}-{size}-{recipe}.hdf5" for k in kinds}
-
-
-def make_or_load(
-    env_name: str,
-    kinds,
-    data_dir: Path,
-    size: int,
-    behaviour_steps: int,
-    behaviour_envs: int,
-    seed: int = 0,
-    behaviour_hidden: tuple[int, ...] = (64, 64),
-    behaviour_chunks: int | None = None,
-) -> list[str]:
-    """Paths of the generated datasets of ``kinds`` (one behaviour run for all the missing ones, saved as HDF5;
-    the file names carry the behaviour recipe, so a changed recipe never reuses older files)."""
-    from jaxrl.data import formats
-    from jaxrl.run import generate
-
-    data_dir.mkdir(parents=True, exist_ok=True)
-    paths = dataset_paths(
-        env_name, kinds, data_dir, size, behaviour_steps, behaviour_envs, behaviour_hidden, behaviour_chunks, seed
-    )
-    missing = [k for k, p in paths.items() if not p.exists()]
-    if missing:
-        made = generate.make_datasets(
-            env_name,
-            missing,
-            size=size,
-            seed=seed,
-            total_env_steps=behaviour_steps,
-            num_envs=behaviour_envs,
-            hidden=tuple(behaviour_hidden),
-            num_chunks=behaviour_chunks,
-            log=lambda line: print(time.strftime("%H:%M:%S"), line, flush=True),
-        )
-        for k, d in made.items():
-            formats.save(d, paths[k])
-    return [str(paths[k]) for k in kinds]
 
 
 def resolve_recipe(
@@ -135,13 +78,42 @@ def resolve_recipe(
     )
 
 
-def recipe_paths(env_name: str, kinds=KINDS, data_dir: str | Path = "datasets", **recipe) -> list[str]:
-    """:func:`make_or_load` with the recipe :func:`resolve_recipe` gives for ``recipe``'s options."""
-    r = resolve_recipe(env_name, **recipe)
-    return make_or_load(
-        env_name, kinds, Path(data_dir), r["size"], r["behaviour_steps"], r["behaviour_envs"], r["seed"],
-        r["behaviour_hidden"], r["behaviour_chunks"],
-    )  # fmt: skip
+def dataset_paths(env_name: str, kinds, data_dir: str | Path, recipe: dict) -> dict[str, Path]:
+    """Where the datasets of this recipe live (the file names carry it, so a changed recipe never reuses older
+    files)."""
+    tag = env_name.replace(":", "-").replace("/", "-")
+    return {k: Path(data_dir) / f"{tag}-{k}-{recipe['size']}-{recipe_tag(recipe)}.hdf5" for k in kinds}
+
+
+def make_or_load(env_name: str, kinds, data_dir: str | Path, recipe: dict) -> list[str]:
+    """Paths of the datasets of ``kinds`` made by ``recipe`` (:func:`resolve_recipe`): one behaviour run for all
+    the missing ones, saved as HDF5."""
+    from jaxrl.data import formats
+    from jaxrl.run import generate
+
+    Path(data_dir).mkdir(parents=True, exist_ok=True)
+    paths = dataset_paths(env_name, kinds, data_dir, recipe)
+    missing = [k for k, p in paths.items() if not p.exists()]
+    if missing:
+        made = generate.make_datasets(
+            env_name,
+            missing,
+            size=recipe["size"],
+            seed=recipe["seed"],
+            total_env_steps=recipe["behaviour_steps"],
+            num_envs=recipe["behaviour_envs"],
+            hidden=tuple(recipe["behaviour_hidden"]),
+            num_chunks=recipe["behaviour_chunks"],
+            log=lambda line: print(time.strftime("%H:%M:%S"), line, flush=True),
+        )
+        for k, d in made.items():
+            formats.save(d, paths[k])
+    return [str(paths[k]) for k in kinds]
+
+
+def recipe_paths(env_name: str, kinds=KINDS, data_dir: str | Path = "datasets", **options) -> list[str]:
+    """:func:`make_or_load` with the recipe :func:`resolve_recipe` makes of ``options``."""
+    return make_or_load(env_name, kinds, data_dir, resolve_recipe(env_name, **options))
 
 
 def recipe_options(a: argparse.Namespace) -> dict:
@@ -237,9 +209,9 @@ def main(argv=None) -> None:
     store = json.loads(store_path.read_text()) if store_path.exists() else {}
     for env_name in a.envs.split(","):
         recipe = resolve_recipe(env_name, **recipe_options(a))
-        found = all(p.exists() for p in dataset_paths(env_name, KINDS, Path(a.data_dir), **recipe).values())
+        found = all(p.exists() for p in dataset_paths(env_name, KINDS, a.data_dir, recipe).values())
         t0 = time.perf_counter()
-        paths = recipe_paths(env_name, KINDS, a.data_dir, **recipe_options(a))
+        paths = make_or_load(env_name, KINDS, a.data_dir, recipe)
         seconds = time.perf_counter() - t0
         facts = {kind: describe(path) for kind, path in zip(KINDS, paths)}
         bad = [k for k, f in facts.items() if f["validation"] != "ok"]
