@@ -36,8 +36,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -137,15 +135,15 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
         )
         run_dir = Path(args.runs) / env_slug(args.env) / name
         key = results_table._from_root(run_dir)
-        if not (run_dir / "summary.json").exists() or key not in store:  # trained (or resumed) by this command
-            store[key] = {"command": f"python {shlex.join(sys.argv)}"}
         env = load_offline_env([paths[k] for k in cell_kinds])
         results_table.run_cell(
             run_dir, algo, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(cell_kinds)))},
-            num_chunks=args.chunks, eval_episodes=args.eval_episodes,
+            num_chunks=args.chunks, eval_episodes=args.eval_episodes, command=args.command,
         )  # fmt: skip
         summary = json.loads((run_dir / "summary.json").read_text())
-        store[key].update(
+        recorded = run_dir / results_table.COMMAND_FILE
+        store[key] = dict(
+            command=recorded.read_text().strip() if recorded.exists() else "(not recorded)",
             algo=algo,
             kinds=list(cell_kinds),
             seeds=seeds,
@@ -267,6 +265,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", default=None, help="root of the run directories (<runs>/<env>/<algo>/)")
     p.add_argument("--out", default=None, help="results file (default experiments/results/offline_<env>.md)")
     a = p.parse_args(argv)
+    a.command = results_table.command_line(__file__, argv)
     defaults = dict(updates=30_000, chunks=10, eval_episodes=10, seeds=3, seeds5=5)
     for name, full in defaults.items():
         if getattr(a, name) is None:
@@ -306,15 +305,29 @@ def main(argv=None) -> dict:
         dirs += run_algo(algo, algo_kinds, paths, a, store)
     title = f"Offline RL on {a.env}: D4RL-protocol datasets"
     result = write_results(
-        dirs, out, title=title, budget=budget_line(a), by=["algo", "dataset"], metric=METRIC, reps=a.reps
+        dirs,
+        out,
+        title=title,
+        budget=budget_line(a),
+        by=["algo", "dataset"],
+        metric=METRIC,
+        reps=a.reps,
+        command=a.command,
     )
     groups = {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
     data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in all_kinds}
-    notes = [*checks(groups, data_scores), *comparison(groups, a.env, all_kinds, names), *cell_notes(store, dirs)]
+    missing = [n for n in ALGOS if n not in names]
+    partial = (
+        [f"**Partial: {len(names)} of the {len(ALGOS)} algorithms so far** (missing: {', '.join(missing)}); the others "
+         "run as resumable cells with the same command and this file is rewritten with every column.", ""]
+        if missing else []
+    )  # fmt: skip
+    notes = [*partial, *checks(groups, data_scores), *comparison(groups, a.env, all_kinds, names)]
+    notes += cell_notes(store, dirs)
     lines = out.read_text().split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("Command:")) + 1  # after the header
     out.write_text("\n".join(lines[:at] + [""] + notes + lines[at:]))
-    results_table.write_store(out, result, budget=budget_line(a), missing=[], cells=store)
+    results_table.write_store(out, result, budget=budget_line(a), missing=missing, cells=store)
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
 
 

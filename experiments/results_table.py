@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 RUNS = Path(__file__).resolve().parent / "results" / "runs"  # the scripts' run directories (committed, not checkpoints)
+COMMAND_FILE = "command.txt"  # in a cell's run directory: the command that trained it
 
 
-def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) -> Path:
+def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
+    """The command line of ``script`` with ``argv`` (default: this process's), the script named from the repository
+    root."""
+    script, argv = (script or sys.argv[0]), (sys.argv[1:] if argv is None else argv)
+    return "python " + shlex.join([_from_root(script), *argv])
+
+
+def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str | None = None, **train_kw) -> Path:
     """One resumable cell of an experiment: ``jaxrl.run.train(algo, env, config, out_dir=run_dir, **train_kw)``,
     except that a finished run directory is kept, a stopped one resumes from its last checkpoint (with ``env`` when
     it is an env object rather than a registered name) and one stopped before its first checkpoint starts again.
@@ -46,6 +54,8 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, **train_kw) 
     else:
         if run_dir.exists():
             shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True)
+        (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
         train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
@@ -128,6 +138,7 @@ def write_results(
     metric: str | None = None,
     notes: Sequence[str] = (),
     reps: int = 2000,
+    command: str | None = None,
 ) -> dict:
     """Write ``out`` (markdown): the header, then :func:`jaxrl.run.report.report` over ``run_dirs``; returns the
     report's dict."""
@@ -144,7 +155,7 @@ def write_results(
         f"# {title}",
         "",
         f"Budget: {budget}. Hardware: {hardware()}.",
-        f"Command: `python {shlex.join(sys.argv)}`; produced through `jaxrl report` (`jaxrl.run.report`).",
+        f"Command: `{command or command_line()}`; produced through `jaxrl report` (`jaxrl.run.report`).",
         *([""] + list(notes) if notes else []),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
