@@ -319,7 +319,8 @@ def main(argv=None) -> dict:
     missing = [n for n in ALGOS if n not in names]
     partial = (
         [f"**Partial: {len(names)} of the {len(ALGOS)} algorithms so far** (missing: {', '.join(missing)}); the others "
-         "run as resumable cells with the same command and this file is rewritten with every column.", ""]
+         "run as resumable cells: the command without --algos runs every column, keeping the finished cells, and "
+         "rewrites this file.", ""]
         if missing else []
     )  # fmt: skip
     notes = [*partial, *checks(groups, data_scores), *comparison(groups, a.env, all_kinds, names)]
