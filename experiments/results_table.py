@@ -29,7 +29,7 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
     """The command line of ``script`` with ``argv`` (default: this process's), the script named from the repository
     root."""
     script, argv = (script or sys.argv[0]), (sys.argv[1:] if argv is None else argv)
-    return "python " + shlex.join([_from_root(script), *argv])
+    return "python " + shlex.join([from_root(script), *argv])
 
 
 def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str | None = None, **train_kw) -> Path:
@@ -121,7 +121,7 @@ def hardware() -> str:
     )
 
 
-def _from_root(path: str | Path) -> str:
+def from_root(path: str | Path) -> str:
     """``path`` relative to the repository root when it lies inside it, else as given."""
     resolved = Path(path).resolve()
     root = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def write_results(
     out = Path(out)
     result = report(run_dirs, by=by, metric=metric, out_dir=out.with_suffix(""), reps=reps)
     # run directories named from the repository root, so the file reads the same on every checkout
-    shown = dict(result, run_dirs=[_from_root(d) for d in result["run_dirs"]])
+    shown = dict(result, run_dirs=[from_root(d) for d in result["run_dirs"]])
     body = markdown(shown, result["files"][2:]).split("\n", 1)[1]  # the report without its own title
     figures_dir = out.with_suffix("").name
     body = body.replace("](", f"]({figures_dir}/")  # figure links relative to the results file
