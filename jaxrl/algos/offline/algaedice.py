@@ -120,7 +120,9 @@ def make(config: Config, env, env_params) -> Algorithm:
             ts.create(tx, jnp.log(jnp.asarray(config.init_alpha, jnp.float32))),
         )
         index = oc.dataset_index(config)
-        starts = oc.init_sampler(env, index, config.discount, episode_starts(oc.member(env, index)))
+        starts = oc.init_sampler(
+            env, index, config.discount, episode_starts(oc.member(env, index)), config.normalize_states
+        )
         return oc.init_state(env, config, key, records, extra=Extra(starts, jnp.zeros((), jnp.int32)))
 
     def sample(state: State, batch_key, init_key):

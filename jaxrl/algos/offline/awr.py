@@ -89,7 +89,8 @@ def make(config: Config, env, env_params) -> Algorithm:
         if config.returns == "mc":
             return state
         member = oc.member(env, state.sampler.index)
-        v_tp1 = jax.lax.stop_gradient(value_net.apply(state.nets.value.params, member.next_observations))
+        next_obs = oc.standardize(state.sampler.obs_stats, member.next_observations)
+        v_tp1 = jax.lax.stop_gradient(value_net.apply(state.nets.value.params, next_obs))
         returns = dataset_lambda_returns(member, v_tp1, config.discount, config.td_lambda)
         return state.replace(sampler=state.sampler.replace(mc_returns=returns))
 

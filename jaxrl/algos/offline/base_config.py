@@ -25,6 +25,9 @@ class OfflineConfig:
     hidden: tuple[int, ...] = static((256, 256), help="hidden layer widths")
     activation: str = static("relu", choices=tuple(nets_lib.core.ACTIVATIONS), help="hidden activation")
     total_env_steps: int = static(20_000, low=1, help="training length in gradient updates (offline: no env steps)")
+    normalize_states: bool = static(
+        False, help="standardise observations by the dataset's per-feature mean and std (the policy acts likewise)"
+    )
 
     def __post_init__(self):
         if self.total_env_steps < self.updates_per_iteration:
@@ -86,6 +89,11 @@ class ModelBasedConfig(EntropyConfig):
     def __post_init__(self):
         super().__post_init__()
         name = config_name(self)
+        if self.normalize_states:
+            raise ConfigError(
+                f"{name}.normalize_states=True is not supported: the dynamics models standardise their own inputs "
+                "and the rollouts start from the dataset's raw states"
+            )
         if self.num_elites > self.num_members:
             raise ConfigError(
                 f"{name}.num_elites={self.num_elites} is out of range: must be <= num_members = {self.num_members}"

@@ -6,6 +6,11 @@ the compiled step as constants; an update samples ``batch_size`` rows of its dat
 as a :class:`~jaxrl.data.types.Transition` whose ``extras`` are :class:`Extras` (each row's Monte-Carlo return). An
 algorithm is then its config, its networks (one :class:`~jaxrl.algos.train_state.TrainState` record each, in
 :attr:`State.nets`) and one update function run by :func:`make_step`.
+
+**State normalisation** (``config.normalize_states``, TD3+BC's section 5; CORL's BC, TD3+BC, IQL, CQL and AWAC):
+the sampler holds the run's dataset's per-feature mean and std (over its valid rows, std + 1e-3), every sampled
+``obs`` / ``next_obs`` is standardised with them, and :func:`algorithm`'s ``act`` standardises the env's raw
+observations the same way, so a trained state acts in the real env as it is.
 """
 
 from __future__ import annotations
@@ -50,6 +55,27 @@ class Sampler:
     index: jax.Array  # int32 scalar: the dataset of this run
     cdf: jax.Array  # [N] int32 cumulative count of sampleable rows
     mc_returns: jax.Array  # [N] float32 discounted Monte-Carlo returns of the dataset's rows
+    obs_stats: Any = None  # (mean [O], std [O]) of the dataset's observations with normalize_states, else None
+
+
+OBS_STD_EPS = 1e-3  # added to each feature's std (TD3+BC's), so a constant feature stays finite
+
+
+def observation_stats(data: Dataset) -> tuple[jax.Array, jax.Array]:
+    """``(mean [O], std [O] + OBS_STD_EPS)`` of a dataset's observations over its valid rows (traced OK)."""
+    w = (data.stacked_mask() > 0).astype(jnp.float32)[:, None]
+    n = jnp.maximum(jnp.sum(w), 1.0)
+    mean = jnp.sum(w * data.observations, axis=0) / n
+    var = jnp.sum(w * jnp.square(data.observations - mean), axis=0) / n
+    return mean, jnp.sqrt(var) + OBS_STD_EPS
+
+
+def standardize(obs_stats: Any, obs: jax.Array) -> jax.Array:
+    """``(obs - mean) / std`` with ``obs_stats = (mean, std)``; ``obs`` unchanged when ``obs_stats`` is None."""
+    if obs_stats is None:
+        return obs
+    mean, std = obs_stats
+    return (obs - mean) / std
 
 
 @struct.dataclass
@@ -83,28 +109,32 @@ def member(env: OfflineEnv, index: jax.Array | int) -> Dataset:
     return jax.tree.map(lambda x: x[index], dataclasses.replace(env.data, info=ds.DatasetInfo()))
 
 
-def init_sampler(env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None) -> Sampler:
-    """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC)."""
+def init_sampler(
+    env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None, normalize: bool = False
+) -> Sampler:
+    """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC); with
+    ``normalize`` its batches' observations are standardised by the whole dataset's statistics."""
     data = member(env, index)
     mask = data.stacked_mask() > 0
     if row_mask is not None:
         mask = mask & (row_mask > 0)
     mc = ds.monte_carlo_returns(data, jnp.asarray(discount, jnp.float32))
-    return Sampler(index.astype(jnp.int32), ds.sampling_cdf(mask), mc)
+    stats = observation_stats(data) if normalize else None
+    return Sampler(index.astype(jnp.int32), ds.sampling_cdf(mask), mc, stats)
 
 
 def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
     """``batch_size`` rows of ``env.data`` (an :class:`OfflineEnv`, or any object with its stacked ``data``), uniform
-    with replacement over the sampler's sampleable rows."""
+    with replacement over the sampler's sampleable rows (observations standardised if the sampler normalises)."""
     k = jax.random.randint(key, (batch_size,), 0, jnp.maximum(sampler.cdf[-1], 1))
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
     d = env.data
     take = lambda x: x[sampler.index, rows]
     return Transition(
-        take(d.observations),
+        standardize(sampler.obs_stats, take(d.observations)),
         take(d.actions),
         take(d.rewards),
-        take(d.next_observations),
+        standardize(sampler.obs_stats, take(d.next_observations)),
         take(d.terminals),
         take(d.timeouts),
         Extras(sampler.mc_returns[rows]),
@@ -113,7 +143,7 @@ def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) ->
 
 def init_state(env: OfflineEnv, config, key, nets: Any, *, row_mask=None, extra=None) -> State:
     """A fresh :class:`State` over the config's dataset (``row_mask``: the sampleable rows, all valid if None)."""
-    sampler = init_sampler(env, dataset_index(config), config.discount, row_mask)
+    sampler = init_sampler(env, dataset_index(config), config.discount, row_mask, config.normalize_states)
     return State(nets, sampler, key, jnp.zeros((), jnp.int32), extra)
 
 
@@ -239,7 +269,21 @@ def make_offline_evaluate(env: OfflineEnv, env_params: Any, act) -> Any:
     return evaluate
 
 
+def raw_obs_act(act: Callable, obs_stats: Callable[[Any], Any]) -> Callable:
+    """``act`` (on standardised observations) as a policy of the env's raw ones: ``obs_stats(state)`` gives the
+    statistics (None: no normalisation)."""
+
+    def wrapped(state, obs, *args, **kwargs):
+        return act(state, standardize(obs_stats(state), obs), *args, **kwargs)
+
+    return wrapped
+
+
 def algorithm(env: OfflineEnv, env_params: Any, config, init: Callable, step: Callable, act: Callable) -> Algorithm:
+    """The offline :class:`Algorithm`; ``act`` sees observations as the update's batches do (standardised with
+    ``normalize_states``), the returned one the env's."""
+    if config.normalize_states:
+        act = raw_obs_act(act, lambda state: state.sampler.obs_stats)
     return Algorithm(
         init=init,
         step=step,

@@ -11,6 +11,9 @@ Online rows need Monte-Carlo returns too when the update reads them (Cal-QL's re
 ``stage_episodes`` each env's current episode is staged in a fixed ``[num_envs, horizon]`` buffer and written to
 the replay buffer, with its discounted returns-to-go, when it ends (:func:`stage_step`). Otherwise rows go in as they
 are collected, with ``extras.mc_returns = 0``.
+
+With ``normalize_states`` the offline run's observation statistics (its sampler's) carry on too, fixed: the
+buffer's rows, offline and online, and the policy's inputs are standardised by them, as in the offline phase.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ class FinetuneState:
     key: jax.Array
     iteration: jax.Array
     staging: Any = None  # Staging with stage_episodes, else None
+    obs_stats: Any = None  # the offline run's (mean, std) of observations with normalize_states, else None
 
 
 def init_staging(example_row: Transition, num_envs: int, horizon: int) -> Staging:
@@ -131,18 +135,23 @@ def make_finetune(
     train_env = make_train_env(env.env, env_params, num_envs)
     horizon = max_episode_steps(env_params)
     sample = lambda buffer, key: replay.sample(buffer, key, config.batch_size)
+    raw_act = oc.raw_obs_act(act, lambda state: state.obs_stats)  # the env's observations, standardised if asked
 
     def init(key, offline_state) -> FinetuneState:
         key, ek = jax.random.split(key)
-        example = jax.tree.map(lambda x: x[0], offline_rows)
-        buffer = replay.add(replay.init(example, capacity), offline_rows)
+        stats = offline_state.sampler.obs_stats
+        rows = offline_rows._replace(
+            obs=oc.standardize(stats, offline_rows.obs), next_obs=oc.standardize(stats, offline_rows.next_obs)
+        )
+        example = jax.tree.map(lambda x: x[0], rows)
+        buffer = replay.add(replay.init(example, capacity), rows)
         obs, env_state = train_env.reset(ek, env_params)
         staging = init_staging(example, num_envs, horizon) if stage_episodes else None
-        return FinetuneState(offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging)
+        return FinetuneState(offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging, stats)
 
     def step(state: FinetuneState):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
-        action = act(state, state.obs, act_key)
+        action = raw_act(state, state.obs, act_key)
         obs, env_state, reward, terminated, truncated, info = train_env.step(
             env_key, state.env_state, action, env_params
         )
@@ -150,7 +159,10 @@ def make_finetune(
         done = jnp.logical_or(terminated, truncated)
         f32 = lambda x: x.astype(jnp.float32)
         extras = oc.Extras(jnp.zeros_like(reward))
-        row = Transition(state.obs, stored, reward, info["final_observation"], f32(terminated), f32(truncated), extras)
+        norm = lambda o: oc.standardize(state.obs_stats, o)
+        row = Transition(
+            norm(state.obs), stored, reward, norm(info["final_observation"]), f32(terminated), f32(truncated), extras
+        )
         if stage_episodes:
             staging, buffer = stage_step(state.staging, state.buffer, row, done, config.discount)
         else:
@@ -164,13 +176,14 @@ def make_finetune(
             update_keys=1,
         )
         metrics.update(rollout_lib.episode_metrics(info))
-        return FinetuneState(records, buffer, env_state, obs, key, state.iteration + 1, staging), metrics
+        next_state = FinetuneState(records, buffer, env_state, obs, key, state.iteration + 1, staging, state.obs_stats)
+        return next_state, metrics
 
     return Algorithm(
         init=init,
         step=step,
-        act=act,
-        evaluate=oc.make_offline_evaluate(env, env_params, act),
+        act=raw_act,
+        evaluate=oc.make_offline_evaluate(env, env_params, raw_act),
         config=config,
         env_steps_per_iteration=num_envs,
     )

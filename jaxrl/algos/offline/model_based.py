@@ -12,7 +12,9 @@ Two phases in one compiled program (``total_env_steps`` counts gradient updates 
    reward of the method, into a model replay buffer that keeps the last ``model_retain_iterations``
    iterations' rollouts (:mod:`jaxrl.data.replay`); then ``updates_per_iteration`` SAC updates
    (:mod:`jaxrl.losses.sac`) on batches whose first ``round(real_ratio * batch_size)`` rows are dataset rows and
-   the rest model rows.
+   the rest model rows. A model step whose predicted next observation breaks the env's termination rule
+   (:func:`jaxrl.envs.termination.termination_fn`: hopper, walker2d and ant fall; HalfCheetah and Pendulum have
+   none) ends its rollout as terminal, as MBPO's and MOPO's static termination functions do.
 
 The phase is chosen per iteration by :func:`phase_cond`, which stays a real branch when the runs vmapped
 together are in the same phase (they always are in :func:`jaxrl.run.train`: every run starts at iteration 0 and
@@ -21,8 +23,8 @@ advances in lockstep), so the run loop does not pay for both phases every iterat
 Metrics: ``model_loss``, ``model_nll``, ``model_mse`` (model phase; 0 in the policy phase), ``model_val_mse``
 (mean held-out error of the elites, in normalised units; 0 until the model phase ends), SAC's ``critic_loss``,
 ``actor_loss``, ``entropy``, ``alpha``, ``q_policy``, and the rollouts' ``model_reward`` (mean penalised reward),
-``model_buffer_size`` and the penalty's own (MOPO: ``uncertainty``; MOReL: ``halted``, ``threshold``); 0 in the
-model phase.
+``model_buffer_size``, ``model_terminated`` (fraction of model steps that fell, for an env with a termination rule)
+and the penalty's own (MOPO: ``uncertainty``; MOReL: ``halted``, ``threshold``); 0 in the model phase.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from jaxrl.algos.offline.base_config import ModelBasedConfig
 from jaxrl.algos.offline.sac_offline import Nets
 from jaxrl.data import replay
 from jaxrl.data.types import Transition
+from jaxrl.envs.termination import termination_fn
 
 __all__ = ["ModelBasedConfig", "State", "Penalty", "make_model_based"]
 
@@ -75,6 +78,7 @@ class _Parts(NamedTuple):
     model_tx: Any
     sac_step: Callable  # sac_offline.make_keyed_update's update
     penalty: Penalty
+    done: Callable[[jax.Array], jax.Array] | None  # the env's termination rule on observations, if it has one
 
 
 def _init(p: _Parts, tx, critic_net, n_obs: int, n_act: int, key) -> State:
@@ -176,6 +180,9 @@ def _policy_phase(p: _Parts, state: State, key):
     def model_step(k, obs, action):
         pred = models.sample_step(p.dyn, state.model, k, obs, action)
         reward, halt, info = p.penalty(config, state, pred)
+        if p.done is not None:  # the env's own ending (a fall): terminal, with the model's (penalised) reward
+            fell = p.done(pred.next_obs)
+            halt, info = jnp.maximum(halt.astype(jnp.float32), fell), {**info, "model_terminated": fell}
         return pred.next_obs, reward, halt, info
 
     roll = models.rollout(roll_key, policy, starts, config.rollout_horizon, step=model_step)
@@ -224,7 +231,7 @@ def make_model_based(config, env, env_params, name: str, penalty: Penalty) -> Al
     tx = optax.adam(config.learning_rate)
     model_tx = optax.adamw(config.model_learning_rate, weight_decay=config.model_weight_decay)
     sac_step = sac_offline.make_keyed_update(config, networks, tx, n_act)
-    p = _Parts(config, env, networks.actor, dyn, model_tx, sac_step, penalty)
+    p = _Parts(config, env, networks.actor, dyn, model_tx, sac_step, penalty, termination_fn(env.env_name))
     model_phase, policy_phase = functools.partial(_model_phase, p), functools.partial(_policy_phase, p)
 
     def step(state: State):

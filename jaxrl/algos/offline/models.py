@@ -19,10 +19,9 @@ units) are the ones model rollouts sample from; :func:`select_elites`.
 
 Model rollouts (:func:`rollout`) run under ``lax.scan``: at each step a member is drawn per row among the elites
 and the next state and reward are sampled from its Gaussian (:func:`sample_step`). **Terminal function:** the
-datasets here carry no termination rule of their env, so model rollouts never terminate on their own (right for
-Pendulum and other non-terminating tasks); only a penalty's halting rule (MOReL's unknown-state HALT) ends a
-model trajectory. A locomotion env with falls would need its termination function added to the ``step`` passed
-to :func:`rollout`.
+models do not predict episode ends; :mod:`jaxrl.algos.offline.model_based` ends a model trajectory where the env's
+known rule (:mod:`jaxrl.envs.termination`: a hopper, walker or ant that falls) or a penalty's halting rule (MOReL's
+unknown-state HALT) says so.
 """
 
 from __future__ import annotations

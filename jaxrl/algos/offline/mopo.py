@@ -4,8 +4,8 @@
 MOPO's penalised reward is ``r~(s, a) = r^(s, a) - lambda u(s, a)``, ``u = max_i ||Sigma_i(s, a)||_F`` over the
 elites (:func:`jaxrl.losses.offline.mopo_penalized_reward`). ``uncertainty="variance"`` is the paper's equation
 (Frobenius norm of the diagonal covariance); the default ``"std"`` uses the standard deviations instead
-(``max_i ||sigma_i||_2``), as the authors' code and most reimplementations do. Model rollouts do not terminate:
-the dataset carries no termination function of its env (right for Pendulum; see :mod:`.models`).
+(``max_i ||sigma_i||_2``), as the authors' code and most reimplementations do. Model rollouts end where the
+env's termination rule says the predicted state fell (hopper, walker2d, ant; :mod:`jaxrl.envs.termination`).
 """
 
 from __future__ import annotations

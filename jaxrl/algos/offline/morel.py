@@ -23,8 +23,8 @@ steps) dominate the critic's loss (313-753 against ~10) and scored -33.1 against
 
 Policy learning: the paper optimises the pessimistic MDP with natural policy gradient (NPG); here SAC learns on
 model rollouts mixed with dataset transitions, the usual choice of JAX / PyTorch reimplementations (it reuses
-the off-policy machinery MOPO needs and learns faster per model sample). Model rollouts never terminate except
-by halting (the dataset has no termination function; right for Pendulum).
+the off-policy machinery MOPO needs and learns faster per model sample). Model rollouts end by halting, or where
+the env's termination rule says the predicted state fell (hopper, walker2d, ant; :mod:`jaxrl.envs.termination`).
 
 Metrics add ``halted`` (fraction of model steps that halted) and ``threshold`` to the shared ones.
 """

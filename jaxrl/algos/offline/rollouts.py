@@ -1,7 +1,8 @@
 """Model rollouts of a dynamics ensemble (:mod:`jaxrl.algos.offline.models`) under ``lax.scan``: at each step a
 member is drawn per row among the elites and the next state and reward are sampled from its Gaussian
-(:func:`sample_step`). Model rollouts never terminate on their own (the datasets carry no termination rule of their
-env); only a penalty's halting rule (MOReL's unknown-state HALT) ends a model trajectory."""
+(:func:`sample_step`). A model trajectory ends where the ``step`` passed to :func:`rollout` says it halts: a
+penalty's halting rule (MOReL's unknown-state HALT) or the env's termination rule on the predicted observation
+(:mod:`jaxrl.envs.termination`, added by :mod:`jaxrl.algos.offline.model_based`)."""
 
 from __future__ import annotations
 
