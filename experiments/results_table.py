@@ -62,9 +62,15 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str
     return run_dir
 
 
+# Config fields added after finished cells were saved, with the value those cells ran as (the behaviour before the
+# field existed): a saved cell without the field matches only that value.
+FIELDS_ADDED = {"normalize_states": False}
+
+
 def cell_differences(run_dir: Path, algo: str, env: Any, config: Any, **train_kw) -> list[str]:
-    """How the run already in ``run_dir`` (if any) differs from the cell asked for: algorithm, config fields both
-    know, seeds, grid, chunks, evaluation episodes and dataset files. Empty when it matches or there is none."""
+    """How the run already in ``run_dir`` (if any) differs from the cell asked for: algorithm, config fields (one
+    the saved run predates counts as its value in ``FIELDS_ADDED``), seeds, grid, chunks, evaluation episodes and
+    dataset files. Empty when it matches or there is none."""
     from jaxrl.config import to_dict
 
     path = run_dir / "config.json"
@@ -78,6 +84,11 @@ def cell_differences(run_dir: Path, algo: str, env: Any, config: Any, **train_kw
         f"{k}={saved['config'][k]!r}, not {wanted[k]!r}"
         for k in sorted(set(wanted) & set(saved["config"]))
         if saved["config"][k] != wanted[k]
+    ]
+    out += [
+        f"{k}={FIELDS_ADDED[k]!r} (made before the field existed), not {wanted[k]!r}"
+        for k in sorted(set(wanted) - set(saved["config"]))
+        if k in FIELDS_ADDED and FIELDS_ADDED[k] != wanted[k]
     ]
     if "seeds" in train_kw and len(saved["seeds"]) != train_kw["seeds"]:
         out.append(f"{len(saved['seeds'])} seeds, not {train_kw['seeds']}")

@@ -58,5 +58,14 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     with pytest.raises(SystemExit, match="made with other settings .*grid"):
         ot.main(argv[:4] + ["bc", "--no-extra-columns"] + argv[5:])
     assert metrics.stat().st_mtime_ns == stamp
+    # A cell saved before a config field existed ran as that field's FIELDS_ADDED value: kept for it only.
+    saved_path = runs / "Pendulum-v1" / "bc" / "config.json"
+    saved = json.loads(saved_path.read_text())
+    del saved["config"]["normalize_states"]
+    saved_path.write_text(json.dumps(saved))
+    assert ot.main(argv[:4] + ["bc"] + argv[5:])["bc|medium"] == cells["bc|medium"]
+    with pytest.raises(SystemExit, match="normalize_states=False .made before the field existed., not True"):
+        ot.main(argv[:4] + ["bc"] + argv[5:] + ["--set", "bc.normalize_states=True"])
+    assert metrics.stat().st_mtime_ns == stamp
     for name in ("offline_table", "d4rl_datasets", "corl_reference", "results_table"):
         sys.modules.pop(name, None)
