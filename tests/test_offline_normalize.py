@@ -43,12 +43,17 @@ def test_sampled_batches_are_standardised(tiny_env):
     assert np.all(np.abs(np.asarray(b.obs).mean(0)) < 0.1) and np.all(np.abs(np.asarray(b.obs).std(0) - 1) < 0.1)
 
 
+def test_td3_bc_normalises_by_default_as_its_paper():
+    assert algos.get("td3_bc").Config().normalize_states and not algos.get("rebrac").Config().normalize_states
+    assert not algos.get("iql").Config().normalize_states  # IQL's, CQL's, AWAC's papers do not
+
+
 @pytest.mark.parametrize("name", ["bc", "td3_bc"])
 def test_the_policy_acts_on_raw_observations(name, tiny_env):
     env, env_params = tiny_env
     module = algos.get(name)
     on = module.make(module.Config(**TINY, normalize_states=True), env, env_params)
-    off = module.make(module.Config(**TINY), env, env_params)
+    off = module.make(module.Config(**TINY, normalize_states=False), env, env_params)
     key = jax.random.PRNGKey(0)
     s_on, s_off = on.init(key), off.init(key)
     jax.tree.map(np.testing.assert_array_equal, s_on.nets, s_off.nets)  # the same networks either way

@@ -2,7 +2,8 @@
 
 TD3 (twin Q, target policy smoothing, delayed actor and target updates) whose actor loss adds behaviour cloning:
 ``L_pi = -lambda mean Q_1(s, pi(s)) + mean (pi(s) - a)^2``, ``lambda = alpha / mean |Q_1|``
-(:func:`jaxrl.losses.offline.td3_bc_actor_loss`). Critic: ``sum_e mean (Q_e(s, a) - y)^2``,
+(:func:`jaxrl.losses.offline.td3_bc_actor_loss`), on states standardised by the dataset's mean and std (the paper's
+other change, ``normalize_states``; :mod:`jaxrl.algos.offline.common`). Critic: ``sum_e mean (Q_e(s, a) - y)^2``,
 ``y = r + discount (1 - d) min_e Qhat_e(s', clip(mu_targ(s') + clip(sigma eps, -c, c), -1, 1))``. One ``step`` =
 ``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them. :mod:`jaxrl.algos.offline.rebrac`
 shares the TD3 machinery (:func:`make_td3_like`).
@@ -42,6 +43,10 @@ class TD3Config(oc.TargetConfig):
 @config
 class Config(TD3Config):
     alpha: float = hyper(2.5, low=0, help="weight of Q against the BC term (lambda = alpha / mean|Q|)")
+    # the paper's second change to TD3 (its section 5): states standardised by the dataset's mean and std
+    normalize_states: bool = static(
+        True, help="standardise observations by the dataset's per-feature mean and std (the policy acts likewise)"
+    )
 
 
 class Nets(NamedTuple):
