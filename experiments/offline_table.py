@@ -13,7 +13,7 @@ Minari's MuJoCo datasets that a user has locally (``--minari-root ~/.minari/data
 mujoco/halfcheetah --kinds medium-v0,simple-v0,expert-v0``; nothing is downloaded).
 
 Budget (defaults): every algorithm at its own defaults, which are its paper's (256x256 networks; ReBRAC, SAC-N and
-EDAC 3x256; batch 256, ReBRAC 1024), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5
+EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper does), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5
 for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares), 10 chunks of 10
 evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the
 ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert``
