@@ -13,11 +13,12 @@ Minari's MuJoCo datasets that a user has locally (``--minari-root ~/.minari/data
 mujoco/halfcheetah --kinds medium-v0,simple-v0,expert-v0``; nothing is downloaded).
 
 Budget (defaults): every algorithm at its own defaults, which are its paper's (256x256 networks; ReBRAC, SAC-N and
-EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper does), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5
-for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares), 10 chunks of 10
-evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the
-``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert``
-(``--no-extra-columns``: only the three).
+EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper does; on locomotion, IQL's rewards
+scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``), 30,000 gradient updates (MOPO
+and MOReL: plus their model phase), 3 seeds (5 for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay
+scores the issue compares), 10 chunks of 10 evaluation episodes. Columns: the issue's 16 algorithms on medium,
+medium-replay and medium-expert, plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR,
+BRAC-v, MOPO, MOReL) and BC on ``expert`` (``--no-extra-columns``: only the three).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
@@ -71,6 +72,10 @@ KINDS = ("medium", "medium-replay", "medium-expert")
 EXTRA_COLUMNS = {"random": ("bc", "sac_offline", "bear", "brac_v", "mopo", "morel"), "expert": ("bc",)}
 FIVE_SEEDS = ("bc", "td3_bc", "iql", "cql", "rebrac", "edac", "awac")  # compared on medium-replay with 5 seeds
 MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the policy's
+# Settings a paper uses on locomotion data only, so they are not the library's defaults: IQL scales rewards by
+# 1000 / (return range) on D4RL's MuJoCo tasks (its appendix; `normalize_rewards` uses the env's horizon for 1000).
+LOCOMOTION = ("halfcheetah", "hopper", "walker2d", "ant")
+LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the issue's bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
 # --quick: a budget that only checks the pipeline
@@ -275,6 +280,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.quick:  # a small behaviour run and dataset, enough to exercise every step
         a.size, a.behaviour_steps, a.behaviour_hidden = min(a.size, 2_000), a.behaviour_steps or 4_000, (32, 32)
     a.overrides = parse_overrides(a.set)
+    if any(word in (a.minari_env if a.minari_root else a.env).lower() for word in LOCOMOTION):  # --set still wins
+        for algo, fields in LOCOMOTION_SETTINGS.items():
+            a.overrides[(algo, None)] = {**fields, **a.overrides.get((algo, None), {})}
     unknown = sorted({algo for algo, _ in a.overrides} - set(ALGOS))
     if unknown:
         p.error(f"--set names algorithms {unknown} that are not columns: {list(ALGOS)}")

@@ -1,6 +1,7 @@
-"""State normalisation of the offline algorithms (``normalize_states``): the dataset's statistics over its valid rows
-(known answer), standardised batches, a policy that acts on the env's raw observations, fine-tuning that keeps the
-offline statistics, and a clear refusal where it is not supported."""
+"""State normalisation and reward scaling of the offline algorithms (``normalize_states``, ``normalize_rewards``): the
+dataset's statistics over its valid rows and its return-range scale (known answers), standardised and scaled
+batches, a policy that acts on the env's raw observations, fine-tuning that keeps the offline statistics, and a
+clear refusal where they are not supported."""
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +28,38 @@ def test_statistics_are_the_valid_rows_mean_and_std_plus_eps(tiny_env):
     np.testing.assert_allclose(oc.standardize((jnp.array([2.0, 20.0]), jnp.array([1.0, 10.0])), jnp.array([3.0, 0.0])),
                                [1.0, -2.0])  # fmt: skip
     np.testing.assert_array_equal(oc.standardize(None, jnp.arange(3.0)), [0.0, 1.0, 2.0])  # off: unchanged
+
+
+def test_reward_scale_is_horizon_over_the_episode_return_range(tiny_env):
+    from jaxrl.data import dataset as ds
+
+    env, _ = tiny_env
+    member = oc.member(env, np.int32(1))
+    returns = np.asarray(ds.episode_returns(member))[: env.valid_rows[1]]
+    scale = float(oc.return_range_scale(member, 200))
+    np.testing.assert_allclose(scale, 200 / (returns.max() - returns.min()), rtol=1e-5)
+    # hand-computed: two 2-step episodes with returns 3 and 13 -> 1000 / 10
+    data = ds.Dataset(
+        observations=jnp.zeros((4, 1)), actions=jnp.zeros((4, 1)), rewards=jnp.array([1.0, 2.0, 6.0, 7.0]),
+        next_observations=jnp.zeros((4, 1)), terminals=jnp.array([0.0, 1.0, 0.0, 1.0]), timeouts=jnp.zeros(4),
+        mask=jnp.ones(4),
+    )  # fmt: skip
+    np.testing.assert_allclose(oc.return_range_scale(data, 1000), 100.0)
+    same = data.replace(rewards=jnp.array([1.0, 2.0, 2.0, 1.0]))  # equal returns: no scaling, not a division by 0
+    np.testing.assert_allclose(oc.return_range_scale(same, 1000), 1.0)
+
+
+def test_sampled_rewards_and_returns_are_scaled(tiny_env):
+    env, _ = tiny_env
+    raw = oc.init_sampler(env, jnp.int32(0), 0.99)
+    scaled = oc.init_sampler(env, jnp.int32(0), 0.99, scale_rewards_by_range=True)
+    c = float(scaled.reward_scale)
+    assert raw.reward_scale is None and c > 0
+    key = jax.random.PRNGKey(1)
+    a, b = oc.sample_batch(env, raw, key, 64), oc.sample_batch(env, scaled, key, 64)
+    np.testing.assert_allclose(b.reward, c * np.asarray(a.reward), rtol=1e-5)
+    np.testing.assert_allclose(b.extras.mc_returns, c * np.asarray(a.extras.mc_returns), rtol=1e-5)
+    np.testing.assert_array_equal(b.obs, a.obs)
 
 
 def test_sampled_batches_are_standardised(tiny_env):
@@ -71,13 +104,16 @@ def test_finetuning_keeps_the_offline_statistics(tiny_env):
     from jaxrl.algos.offline import iql
 
     env, env_params = tiny_env
-    cfg = iql.Config(**TINY, dataset_index=1, normalize_states=True)
+    cfg = iql.Config(**TINY, dataset_index=1, normalize_states=True, normalize_rewards=True)
     offline = jax.jit(iql.make(cfg, env, env_params).init)(jax.random.PRNGKey(0))
     ft = iql.make_finetune(cfg, env, env_params, online_steps=3)
     state = ft.init(jax.random.PRNGKey(1), offline)
     stats = offline.sampler.obs_stats
     rows = np.asarray(oc.member(env, 1).observations)[:300]
     np.testing.assert_allclose(state.buffer.data.obs[:300], oc.standardize(stats, rows), rtol=1e-5, atol=1e-5)
+    scale = offline.sampler.reward_scale
+    raw_rewards = np.asarray(oc.member(env, 1).rewards)[:300]
+    np.testing.assert_allclose(state.buffer.data.reward[:300], scale * raw_rewards, rtol=1e-5, atol=1e-6)
     raw_obs = state.obs
     state, metrics = jax.jit(ft.step)(state)
     np.testing.assert_allclose(state.buffer.data.obs[300], oc.standardize(stats, raw_obs[0]), rtol=1e-5, atol=1e-5)
@@ -85,6 +121,23 @@ def test_finetuning_keeps_the_offline_statistics(tiny_env):
 
 
 @pytest.mark.parametrize("name", ["mopo", "morel"])
-def test_model_based_refuses_normalize_states(name):
-    with pytest.raises(ConfigError, match="normalize_states"):
-        algos.get(name).Config(normalize_states=True)
+@pytest.mark.parametrize("field", ["normalize_states", "normalize_rewards"])
+def test_model_based_refuses_normalisation(name, field):
+    with pytest.raises(ConfigError, match=f"{field}=True is not supported"):
+        algos.get(name).Config(**{field: True})
+
+
+def test_awr_value_targets_use_the_scaled_rewards(tiny_env):
+    # AWR reads the whole dataset for its TD(lambda) targets (its default returns), outside the batches
+    env, env_params = tiny_env
+    module = algos.get("awr")
+    off = module.make(module.Config(**TINY), env, env_params)
+    on = module.make(module.Config(**TINY, normalize_rewards=True), env, env_params)
+    key = jax.random.PRNGKey(0)
+    s_off, s_on = off.init(key), on.init(key)  # V starts the same (zero-input init), so targets differ by r only
+    scale = float(s_on.sampler.reward_scale)
+    assert scale != 1.0
+    r_off, r_on = np.asarray(s_off.sampler.mc_returns), np.asarray(s_on.sampler.mc_returns)
+    assert not np.allclose(r_on, r_off)
+    _, metrics = jax.jit(on.step)(s_on)
+    assert all(np.isfinite(float(v)) for v in jax.tree.leaves(metrics))

@@ -121,7 +121,12 @@ def make(config: Config, env, env_params) -> Algorithm:
         )
         index = oc.dataset_index(config)
         starts = oc.init_sampler(
-            env, index, config.discount, episode_starts(oc.member(env, index)), config.normalize_states
+            env,
+            index,
+            config.discount,
+            episode_starts(oc.member(env, index)),
+            config.normalize_states,
+            config.normalize_rewards,
         )
         return oc.init_state(env, config, key, records, extra=Extra(starts, jnp.zeros((), jnp.int32)))
 

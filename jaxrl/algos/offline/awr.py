@@ -18,6 +18,7 @@ Policy: tanh-Gaussian (the weights need no critic of actions, so nothing queries
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import jax
@@ -91,6 +92,7 @@ def make(config: Config, env, env_params) -> Algorithm:
         member = oc.member(env, state.sampler.index)
         next_obs = oc.standardize(state.sampler.obs_stats, member.next_observations)
         v_tp1 = jax.lax.stop_gradient(value_net.apply(state.nets.value.params, next_obs))
+        member = dataclasses.replace(member, rewards=oc.scale_rewards(state.sampler.reward_scale, member.rewards))
         returns = dataset_lambda_returns(member, v_tp1, config.discount, config.td_lambda)
         return state.replace(sampler=state.sampler.replace(mc_returns=returns))
 

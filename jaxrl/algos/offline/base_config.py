@@ -28,6 +28,10 @@ class OfflineConfig:
     normalize_states: bool = static(
         False, help="standardise observations by the dataset's per-feature mean and std (the policy acts likewise)"
     )
+    normalize_rewards: bool = static(
+        False,
+        help="multiply rewards by horizon / (max - min) of the dataset's episode returns (IQL's locomotion setting)",
+    )
 
     def __post_init__(self):
         if self.total_env_steps < self.updates_per_iteration:
@@ -89,11 +93,12 @@ class ModelBasedConfig(EntropyConfig):
     def __post_init__(self):
         super().__post_init__()
         name = config_name(self)
-        if self.normalize_states:
-            raise ConfigError(
-                f"{name}.normalize_states=True is not supported: the dynamics models standardise their own inputs "
-                "and the rollouts start from the dataset's raw states"
-            )
+        for field in ("normalize_states", "normalize_rewards"):
+            if getattr(self, field):
+                raise ConfigError(
+                    f"{name}.{field}=True is not supported: the dynamics models standardise their own inputs and "
+                    "targets, and the rollouts start from the dataset's raw states and rewards"
+                )
         if self.num_elites > self.num_members:
             raise ConfigError(
                 f"{name}.num_elites={self.num_elites} is out of range: must be <= num_members = {self.num_members}"

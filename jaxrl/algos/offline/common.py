@@ -11,6 +11,11 @@ algorithm is then its config, its networks (one :class:`~jaxrl.algos.train_state
 the sampler holds the run's dataset's per-feature mean and std (over its valid rows, std + 1e-3), every sampled
 ``obs`` / ``next_obs`` is standardised with them, and :func:`algorithm`'s ``act`` standardises the env's raw
 observations the same way, so a trained state acts in the real env as it is.
+
+**Reward scaling** (``config.normalize_rewards``, IQL's locomotion setting): every reward, and so every
+Monte-Carlo return, is multiplied by ``horizon / (max - min)`` over the dataset's episode returns (IQL's code:
+``1000 / (max - min)`` on D4RL locomotion, whose episodes are 1000 steps), held in the sampler as
+``reward_scale``. Evaluation returns and normalised scores stay in the env's own units.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class Sampler:
     cdf: jax.Array  # [N] int32 cumulative count of sampleable rows
     mc_returns: jax.Array  # [N] float32 discounted Monte-Carlo returns of the dataset's rows
     obs_stats: Any = None  # (mean [O], std [O]) of the dataset's observations with normalize_states, else None
+    reward_scale: Any = None  # float32 scalar multiplying rewards with normalize_rewards, else None
 
 
 OBS_STD_EPS = 1e-3  # added to each feature's std (TD3+BC's), so a constant feature stays finite
@@ -68,6 +74,20 @@ def observation_stats(data: Dataset) -> tuple[jax.Array, jax.Array]:
     mean = jnp.sum(w * data.observations, axis=0) / n
     var = jnp.sum(w * jnp.square(data.observations - mean), axis=0) / n
     return mean, jnp.sqrt(var) + OBS_STD_EPS
+
+
+def return_range_scale(data: Dataset, horizon: int) -> jax.Array:
+    """``horizon / (max - min)`` of the dataset's episode returns (traced OK; 1 when every episode's return is the
+    same): rewards times it span about ``horizon`` between the worst and best episode (IQL's reward scaling)."""
+    valid = data.stacked_mask() > 0
+    ret = ds.episode_returns(data)
+    spread = jnp.max(jnp.where(valid, ret, -jnp.inf)) - jnp.min(jnp.where(valid, ret, jnp.inf))
+    return jnp.where(spread > 0, horizon / jnp.where(spread > 0, spread, 1.0), 1.0).astype(jnp.float32)
+
+
+def scale_rewards(reward_scale: Any, rewards: jax.Array) -> jax.Array:
+    """``rewards * reward_scale``; unchanged when ``reward_scale`` is None."""
+    return rewards if reward_scale is None else rewards * reward_scale
 
 
 def standardize(obs_stats: Any, obs: jax.Array) -> jax.Array:
@@ -110,22 +130,32 @@ def member(env: OfflineEnv, index: jax.Array | int) -> Dataset:
 
 
 def init_sampler(
-    env: OfflineEnv, index: jax.Array, discount: Any, row_mask: jax.Array | None = None, normalize: bool = False
+    env: OfflineEnv,
+    index: jax.Array,
+    discount: Any,
+    row_mask: jax.Array | None = None,
+    normalize: bool = False,
+    scale_rewards_by_range: bool = False,
 ) -> Sampler:
     """Sampler over dataset ``index`` (traced OK); ``row_mask`` ([N], optional) restricts it (filtered BC); with
-    ``normalize`` its batches' observations are standardised by the whole dataset's statistics."""
+    ``normalize`` its batches' observations are standardised by the whole dataset's statistics, with
+    ``scale_rewards_by_range`` its rewards and returns scaled by :func:`return_range_scale`."""
+    from jaxrl.algos.common import max_episode_steps
+
     data = member(env, index)
     mask = data.stacked_mask() > 0
     if row_mask is not None:
         mask = mask & (row_mask > 0)
     mc = ds.monte_carlo_returns(data, jnp.asarray(discount, jnp.float32))
     stats = observation_stats(data) if normalize else None
-    return Sampler(index.astype(jnp.int32), ds.sampling_cdf(mask), mc, stats)
+    scale = return_range_scale(data, max_episode_steps(env.env_params)) if scale_rewards_by_range else None
+    return Sampler(index.astype(jnp.int32), ds.sampling_cdf(mask), scale_rewards(scale, mc), stats, scale)
 
 
 def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) -> Transition:
     """``batch_size`` rows of ``env.data`` (an :class:`OfflineEnv`, or any object with its stacked ``data``), uniform
-    with replacement over the sampler's sampleable rows (observations standardised if the sampler normalises)."""
+    with replacement over the sampler's sampleable rows (observations standardised and rewards scaled if the sampler
+    says so)."""
     k = jax.random.randint(key, (batch_size,), 0, jnp.maximum(sampler.cdf[-1], 1))
     rows = jnp.clip(jnp.searchsorted(sampler.cdf, k, side="right"), 0, sampler.cdf.shape[0] - 1)
     d = env.data
@@ -133,7 +163,7 @@ def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) ->
     return Transition(
         standardize(sampler.obs_stats, take(d.observations)),
         take(d.actions),
-        take(d.rewards),
+        scale_rewards(sampler.reward_scale, take(d.rewards)),
         standardize(sampler.obs_stats, take(d.next_observations)),
         take(d.terminals),
         take(d.timeouts),
@@ -143,7 +173,9 @@ def sample_batch(env: Any, sampler: Sampler, key: jax.Array, batch_size: int) ->
 
 def init_state(env: OfflineEnv, config, key, nets: Any, *, row_mask=None, extra=None) -> State:
     """A fresh :class:`State` over the config's dataset (``row_mask``: the sampleable rows, all valid if None)."""
-    sampler = init_sampler(env, dataset_index(config), config.discount, row_mask, config.normalize_states)
+    sampler = init_sampler(
+        env, dataset_index(config), config.discount, row_mask, config.normalize_states, config.normalize_rewards
+    )
     return State(nets, sampler, key, jnp.zeros((), jnp.int32), extra)
 
 

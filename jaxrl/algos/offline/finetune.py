@@ -12,8 +12,9 @@ Online rows need Monte-Carlo returns too when the update reads them (Cal-QL's re
 the replay buffer, with its discounted returns-to-go, when it ends (:func:`stage_step`). Otherwise rows go in as they
 are collected, with ``extras.mc_returns = 0``.
 
-With ``normalize_states`` the offline run's observation statistics (its sampler's) carry on too, fixed: the
-buffer's rows, offline and online, and the policy's inputs are standardised by them, as in the offline phase.
+With ``normalize_states`` / ``normalize_rewards`` the offline run's observation statistics and reward scale (its
+sampler's) carry on too, fixed: the buffer's rows, offline and online, and the policy's inputs are standardised and
+scaled by them, as in the offline phase.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class FinetuneState:
     iteration: jax.Array
     staging: Any = None  # Staging with stage_episodes, else None
     obs_stats: Any = None  # the offline run's (mean, std) of observations with normalize_states, else None
+    reward_scale: Any = None  # the offline run's reward scale with normalize_rewards, else None
 
 
 def init_staging(example_row: Transition, num_envs: int, horizon: int) -> Staging:
@@ -139,15 +141,20 @@ def make_finetune(
 
     def init(key, offline_state) -> FinetuneState:
         key, ek = jax.random.split(key)
-        stats = offline_state.sampler.obs_stats
+        stats, scale = offline_state.sampler.obs_stats, offline_state.sampler.reward_scale
         rows = offline_rows._replace(
-            obs=oc.standardize(stats, offline_rows.obs), next_obs=oc.standardize(stats, offline_rows.next_obs)
+            obs=oc.standardize(stats, offline_rows.obs),
+            reward=oc.scale_rewards(scale, offline_rows.reward),
+            next_obs=oc.standardize(stats, offline_rows.next_obs),
+            extras=oc.Extras(oc.scale_rewards(scale, offline_rows.extras.mc_returns)),
         )
         example = jax.tree.map(lambda x: x[0], rows)
         buffer = replay.add(replay.init(example, capacity), rows)
         obs, env_state = train_env.reset(ek, env_params)
         staging = init_staging(example, num_envs, horizon) if stage_episodes else None
-        return FinetuneState(offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging, stats)
+        return FinetuneState(
+            offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging, stats, scale
+        )
 
     def step(state: FinetuneState):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
@@ -160,6 +167,7 @@ def make_finetune(
         f32 = lambda x: x.astype(jnp.float32)
         extras = oc.Extras(jnp.zeros_like(reward))
         norm = lambda o: oc.standardize(state.obs_stats, o)
+        reward = oc.scale_rewards(state.reward_scale, reward)
         row = Transition(
             norm(state.obs), stored, reward, norm(info["final_observation"]), f32(terminated), f32(truncated), extras
         )
@@ -176,7 +184,9 @@ def make_finetune(
             update_keys=1,
         )
         metrics.update(rollout_lib.episode_metrics(info))
-        next_state = FinetuneState(records, buffer, env_state, obs, key, state.iteration + 1, staging, state.obs_stats)
+        next_state = FinetuneState(
+            records, buffer, env_state, obs, key, state.iteration + 1, staging, state.obs_stats, state.reward_scale
+        )
         return next_state, metrics
 
     return Algorithm(

@@ -6,6 +6,9 @@ Never queries Q at actions outside the data: ``V`` is an upper expectile of ``Q(
 ``min(exp(beta (Q - V)), 100)`` (:func:`~jaxrl.losses.offline.iql_actor_loss`). Policy: a diagonal Gaussian,
 actions clipped to ``[-1, 1]``. One ``step`` = ``updates_per_iteration`` gradient updates; ``total_env_steps``
 counts them. :func:`make_finetune` continues a trained state online (offline data mixed into a replay buffer).
+On D4RL's MuJoCo locomotion data the paper scales rewards by ``1000 / (max - min)`` of the dataset's episode
+returns: ``normalize_rewards`` (off by default, as it is that benchmark's setting; ``experiments/offline_table.py``
+turns it on for locomotion envs).
 """
 
 from __future__ import annotations
