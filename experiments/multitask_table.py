@@ -21,7 +21,7 @@ Each row x suite is one program (its seeds vmapped) in its own run directory,
 checkpoint when the command is run again. Per suite, ``experiments/results/multitask_<suite>.md`` is ``jaxrl
 report``'s table over that suite's run directories (figures and CSV in ``multitask_<suite>/``), and
 ``experiments/results/multitask_table.md`` gathers the IQM [95% CI] of every row x suite in one table (it replaces
-the earlier mean +- std table, whose ``multitask_table.json`` store is no longer read or written).
+the earlier mean +- std table and its JSON store).
 """
 
 from __future__ import annotations
