@@ -10,6 +10,7 @@ import pytest
 
 from jaxrl import algos
 from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline import sampling
 from jaxrl.config import ConfigError
 
 TINY = dict(hidden=(16, 16), batch_size=32, updates_per_iteration=5, total_env_steps=10)
@@ -20,14 +21,14 @@ TINY = dict(hidden=(16, 16), batch_size=32, updates_per_iteration=5, total_env_s
 def test_statistics_are_the_valid_rows_mean_and_std_plus_eps(tiny_env):
     env, _ = tiny_env
     member = oc.member(env, np.int32(1))  # 300 valid rows padded to 400
-    mean, std = oc.observation_stats(member)
+    mean, std = sampling.observation_stats(member)
     rows = np.asarray(member.observations)[: env.valid_rows[1]]
     np.testing.assert_allclose(mean, rows.mean(0), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(std, rows.std(0) + 1e-3, rtol=1e-5, atol=1e-6)
     # hand-computed: rows (1, 10) and (3, 30) -> mean (2, 20), std (1, 10) + eps
-    np.testing.assert_allclose(oc.standardize((jnp.array([2.0, 20.0]), jnp.array([1.0, 10.0])), jnp.array([3.0, 0.0])),
-                               [1.0, -2.0])  # fmt: skip
-    np.testing.assert_array_equal(oc.standardize(None, jnp.arange(3.0)), [0.0, 1.0, 2.0])  # off: unchanged
+    stats = (jnp.array([2.0, 20.0]), jnp.array([1.0, 10.0]))
+    np.testing.assert_allclose(sampling.standardize(stats, jnp.array([3.0, 0.0])), [1.0, -2.0])
+    np.testing.assert_array_equal(sampling.standardize(None, jnp.arange(3.0)), [0.0, 1.0, 2.0])  # off: unchanged
 
 
 def test_reward_scale_is_horizon_over_the_episode_return_range(tiny_env):
@@ -36,7 +37,7 @@ def test_reward_scale_is_horizon_over_the_episode_return_range(tiny_env):
     env, _ = tiny_env
     member = oc.member(env, np.int32(1))
     returns = np.asarray(ds.episode_returns(member))[: env.valid_rows[1]]
-    scale = float(oc.return_range_scale(member, 200))
+    scale = float(sampling.return_range_scale(member, 200))
     np.testing.assert_allclose(scale, 200 / (returns.max() - returns.min()), rtol=1e-5)
     # hand-computed: two 2-step episodes with returns 3 and 13 -> 1000 / 10
     data = ds.Dataset(
@@ -44,9 +45,9 @@ def test_reward_scale_is_horizon_over_the_episode_return_range(tiny_env):
         next_observations=jnp.zeros((4, 1)), terminals=jnp.array([0.0, 1.0, 0.0, 1.0]), timeouts=jnp.zeros(4),
         mask=jnp.ones(4),
     )  # fmt: skip
-    np.testing.assert_allclose(oc.return_range_scale(data, 1000), 100.0)
+    np.testing.assert_allclose(sampling.return_range_scale(data, 1000), 100.0)
     same = data.replace(rewards=jnp.array([1.0, 2.0, 2.0, 1.0]))  # equal returns: no scaling, not a division by 0
-    np.testing.assert_allclose(oc.return_range_scale(same, 1000), 1.0)
+    np.testing.assert_allclose(sampling.return_range_scale(same, 1000), 1.0)
 
 
 def test_sampled_rewards_and_returns_are_scaled(tiny_env):
@@ -92,7 +93,7 @@ def test_the_policy_acts_on_raw_observations(name, tiny_env):
     jax.tree.map(np.testing.assert_array_equal, s_on.nets, s_off.nets)  # the same networks either way
     obs = jnp.array([[1.0, 0.0, 5.0], [-0.5, 0.8, -7.0]])
     got = on.act(s_on, obs, key, deterministic=True)
-    want = off.act(s_off, oc.standardize(s_on.sampler.obs_stats, obs), key, deterministic=True)
+    want = off.act(s_off, sampling.standardize(s_on.sampler.obs_stats, obs), key, deterministic=True)
     np.testing.assert_allclose(got, want, rtol=1e-6)
     assert not np.allclose(got, off.act(s_off, obs, key, deterministic=True))
     state, metrics = jax.jit(on.step)(s_on)
@@ -110,13 +111,15 @@ def test_finetuning_keeps_the_offline_statistics(tiny_env):
     state = ft.init(jax.random.PRNGKey(1), offline)
     stats = offline.sampler.obs_stats
     rows = np.asarray(oc.member(env, 1).observations)[:300]
-    np.testing.assert_allclose(state.buffer.data.obs[:300], oc.standardize(stats, rows), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(state.buffer.data.obs[:300], sampling.standardize(stats, rows), rtol=1e-5, atol=1e-5)
     scale = offline.sampler.reward_scale
     raw_rewards = np.asarray(oc.member(env, 1).rewards)[:300]
     np.testing.assert_allclose(state.buffer.data.reward[:300], scale * raw_rewards, rtol=1e-5, atol=1e-6)
     raw_obs = state.obs
     state, metrics = jax.jit(ft.step)(state)
-    np.testing.assert_allclose(state.buffer.data.obs[300], oc.standardize(stats, raw_obs[0]), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        state.buffer.data.obs[300], sampling.standardize(stats, raw_obs[0]), rtol=1e-5, atol=1e-5
+    )
     assert np.isfinite(float(metrics["critic_loss"]))
 
 

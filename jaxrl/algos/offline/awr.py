@@ -29,6 +29,7 @@ from jaxrl import nets
 from jaxrl.algos import train_state as ts
 from jaxrl.algos.common import Algorithm
 from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline import sampling
 from jaxrl.config import config, hyper, static
 from jaxrl.data import dataset as ds
 from jaxrl.losses.offline import awr_actor_loss, awr_value_loss
@@ -90,9 +91,9 @@ def make(config: Config, env, env_params) -> Algorithm:
         if config.returns == "mc":
             return state
         member = oc.member(env, state.sampler.index)
-        next_obs = oc.standardize(state.sampler.obs_stats, member.next_observations)
+        next_obs = sampling.standardize(state.sampler.obs_stats, member.next_observations)
         v_tp1 = jax.lax.stop_gradient(value_net.apply(state.nets.value.params, next_obs))
-        member = dataclasses.replace(member, rewards=oc.scale_rewards(state.sampler.reward_scale, member.rewards))
+        member = dataclasses.replace(member, rewards=sampling.scale_rewards(state.sampler.reward_scale, member.rewards))
         returns = dataset_lambda_returns(member, v_tp1, config.discount, config.td_lambda)
         return state.replace(sampler=state.sampler.replace(mc_returns=returns))
 

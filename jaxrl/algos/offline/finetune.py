@@ -28,6 +28,7 @@ from flax import struct
 
 from jaxrl.algos.common import Algorithm, make_train_env, max_episode_steps
 from jaxrl.algos.offline import common as oc
+from jaxrl.algos.offline import sampling
 from jaxrl.data import dataset as ds
 from jaxrl.data import replay
 from jaxrl.data import rollout as rollout_lib
@@ -107,6 +108,14 @@ def _offline_rows(env: oc.OfflineEnv, config) -> Transition:
     return jax.tree.map(lambda x: x[: env.valid_rows[index]], rows)
 
 
+def _as_trained(rows: Transition, obs_stats, reward_scale) -> Transition:
+    """Rows as the offline phase's batches were: observations standardised, rewards and returns scaled (each a
+    no-op when its statistic is None)."""
+    norm, scale = (lambda o: sampling.standardize(obs_stats, o)), (lambda r: sampling.scale_rewards(reward_scale, r))
+    extras = rows.extras._replace(mc_returns=scale(rows.extras.mc_returns))
+    return rows._replace(obs=norm(rows.obs), reward=scale(rows.reward), next_obs=norm(rows.next_obs), extras=extras)
+
+
 def make_finetune(
     config,
     env,
@@ -135,26 +144,19 @@ def make_finetune(
     offline_rows = _offline_rows(env, config)
     capacity = offline_rows.reward.shape[0] + online_steps * num_envs
     train_env = make_train_env(env.env, env_params, num_envs)
-    horizon = max_episode_steps(env_params)
-    sample = lambda buffer, key: replay.sample(buffer, key, config.batch_size)
-    raw_act = oc.raw_obs_act(act, lambda state: state.obs_stats)  # the env's observations, standardised if asked
+    horizon, sample = max_episode_steps(env_params), lambda buffer, key: replay.sample(buffer, key, config.batch_size)
+    raw_act = sampling.raw_obs_act(act, lambda state: state.obs_stats)  # the env's observations, standardised if asked
 
     def init(key, offline_state) -> FinetuneState:
         key, ek = jax.random.split(key)
         stats, scale = offline_state.sampler.obs_stats, offline_state.sampler.reward_scale
-        rows = offline_rows._replace(
-            obs=oc.standardize(stats, offline_rows.obs),
-            reward=oc.scale_rewards(scale, offline_rows.reward),
-            next_obs=oc.standardize(stats, offline_rows.next_obs),
-            extras=oc.Extras(oc.scale_rewards(scale, offline_rows.extras.mc_returns)),
-        )
+        rows = _as_trained(offline_rows, stats, scale)
         example = jax.tree.map(lambda x: x[0], rows)
         buffer = replay.add(replay.init(example, capacity), rows)
         obs, env_state = train_env.reset(ek, env_params)
         staging = init_staging(example, num_envs, horizon) if stage_episodes else None
-        return FinetuneState(
-            offline_state.nets, buffer, env_state, obs, key, jnp.zeros((), jnp.int32), staging, stats, scale
-        )
+        zero = jnp.zeros((), jnp.int32)
+        return FinetuneState(offline_state.nets, buffer, env_state, obs, key, zero, staging, stats, scale)
 
     def step(state: FinetuneState):
         key, act_key, env_key, update_key = jax.random.split(state.key, 4)
@@ -166,11 +168,8 @@ def make_finetune(
         done = jnp.logical_or(terminated, truncated)
         f32 = lambda x: x.astype(jnp.float32)
         extras = oc.Extras(jnp.zeros_like(reward))
-        norm = lambda o: oc.standardize(state.obs_stats, o)
-        reward = oc.scale_rewards(state.reward_scale, reward)
-        row = Transition(
-            norm(state.obs), stored, reward, norm(info["final_observation"]), f32(terminated), f32(truncated), extras
-        )
+        row = Transition(state.obs, stored, reward, info["final_observation"], f32(terminated), f32(truncated), extras)
+        row = _as_trained(row, state.obs_stats, state.reward_scale)
         if stage_episodes:
             staging, buffer = stage_step(state.staging, state.buffer, row, done, config.discount)
         else:

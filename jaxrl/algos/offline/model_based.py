@@ -12,9 +12,8 @@ Two phases in one compiled program (``total_env_steps`` counts gradient updates 
    reward of the method, into a model replay buffer that keeps the last ``model_retain_iterations``
    iterations' rollouts (:mod:`jaxrl.data.replay`); then ``updates_per_iteration`` SAC updates
    (:mod:`jaxrl.losses.sac`) on batches whose first ``round(real_ratio * batch_size)`` rows are dataset rows and
-   the rest model rows. A model step whose predicted next observation breaks the env's termination rule
-   (:func:`jaxrl.envs.termination.termination_fn`: hopper, walker2d and ant fall; HalfCheetah and Pendulum have
-   none) ends its rollout as terminal, as MBPO's and MOPO's static termination functions do.
+   the rest model rows. A predicted state that breaks the env's termination rule (:mod:`jaxrl.envs.termination`:
+   a hopper, walker2d or ant that fell) ends its rollout as terminal, as MBPO's and MOPO's static functions do.
 
 The phase is chosen per iteration by :func:`phase_cond`, which stays a real branch when the runs vmapped
 together are in the same phase (they always are in :func:`jaxrl.run.train`: every run starts at iteration 0 and
@@ -32,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -156,16 +155,12 @@ def _mixed_sample(p: _Parts, sampler, buffer, n_real):
     B = p.config.batch_size
 
     def sample(_, real_key, model_key):
-        real = oc.sample_batch(p.env, sampler, real_key, B)
-        fake = replay.sample(buffer, model_key, B)
+        zeros = jnp.zeros((B,), jnp.float32)  # no truncation flags; no Monte-Carlo returns
+        real = oc.sample_batch(p.env, sampler, real_key, B)._replace(truncated=zeros, extras=oc.Extras(zeros))
+        fake = replay.sample(buffer, model_key, B)._replace(truncated=zeros, extras=oc.Extras(zeros))
         is_real = jnp.arange(B) < n_real
         mix = lambda r, f: jnp.where(is_real.reshape((B,) + (1,) * (r.ndim - 1)), r, f.astype(r.dtype))
-        fields = (real.obs, real.action, real.reward, real.next_obs, real.terminated)
-        mixed = [
-            mix(r, f) for r, f in zip(fields, (fake.obs, fake.action, fake.reward, fake.next_obs, fake.terminated))
-        ]
-        five = cast(tuple[Any, Any, Any, Any, Any], mixed)  # obs, action, reward, next_obs, terminated
-        return Transition(*five, jnp.zeros((B,), jnp.float32), oc.Extras(jnp.zeros((B,), jnp.float32)))
+        return jax.tree.map(mix, real, fake)
 
     return sample
 
