@@ -23,8 +23,10 @@ BRAC-v, MOPO, MOReL) and BC on ``expert`` (``--no-extra-columns``: only the thre
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
 and ``--set ALGO@KIND.FIELD=VALUE`` for one (ReBRAC's per-dataset betas): an algorithm whose datasets then differ in
-config runs one program per distinct config, ``<algo>@<kind>``. A finished cell is kept, a stopped one resumes from
-its checkpoint when the command is run again; the results file records the command that made each cell.
+config runs one program per distinct config, ``<algo>@<kind>``; ``--split-kinds`` runs a program per dataset (with
+``--kinds medium-replay``: the cells the issue's bars compare first; a later run of the whole column keeps them). A
+finished cell is kept, a stopped one resumes from its checkpoint when the command is run again; the results file shows
+every finished cell of the env (a command for some cells adds to it) and records the command that made each.
 
 GPU recipe (D4RL scale: 1M-row datasets from ``d4rl_datasets.py``'s GPU recipe, 1M updates, 5 seeds):
 
@@ -102,18 +104,40 @@ def parse_overrides(items) -> dict[tuple[str, str | None], dict]:
     return out
 
 
-def cells_of(algo: str, kinds, overrides: dict) -> list[tuple[str, list[str], dict]]:
+def cells_of(algo: str, kinds, overrides: dict, split=()) -> list[tuple[str, list[str], dict]]:
     """``(run directory name, kinds, config overrides)`` per program of ``algo``: one for all its datasets unless
-    per-kind overrides make their configs differ."""
+    per-kind overrides make their configs differ, or a kind is in ``split`` (a cell of its own: ``--split-kinds``);
+    a program of some of the datasets is named ``<algo>@<kind>+<kind>``."""
     common = overrides.get((algo, None), {})
     by_config: dict[str, tuple[list[str], dict]] = {}
     for kind in kinds:
         cfg = {**common, **overrides.get((algo, kind), {})}
-        by_config.setdefault(json.dumps(cfg, sort_keys=True, default=str), ([], cfg))[0].append(kind)
-    if len(by_config) == 1:
+        key = kind if kind in split else json.dumps(cfg, sort_keys=True, default=str)
+        by_config.setdefault(key, ([], cfg))[0].append(kind)
+    if len(by_config) == 1 and not split:
         (group_kinds, cfg), *_ = by_config.values()
         return [(algo, group_kinds, cfg)]
     return [(f"{algo}@{'+'.join(ks)}", ks, cfg) for ks, cfg in by_config.values()]
+
+
+def split_kinds(algo: str, kinds, root: Path, split_all: bool) -> set[str]:
+    """The kinds of ``algo`` that run as cells of their own: all with ``--split-kinds``, else those that already
+    have one (so a later run of the whole column keeps them); none where the one-program cell exists."""
+    if (root / algo).exists():
+        return set()
+    return {k for k in kinds if split_all or (root / f"{algo}@{k}").exists()}
+
+
+def kept_cells(root: Path, made: list[Path], store: dict) -> list[Path]:
+    """Finished cells under ``root`` that this command did not ask for (other algorithms or datasets), so a run of
+    some cells adds to the table instead of replacing it."""
+    if not root.is_dir():
+        return []
+    return [
+        d
+        for d in sorted(root.iterdir())
+        if d not in made and (d / "summary.json").exists() and results_table.from_root(d) in store
+    ]
 
 
 def minari_paths(root: str, env: str, kinds) -> list[str]:
@@ -133,13 +157,15 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
     module = algos.get(algo)
     seeds = args.seeds5 if algo in FIVE_SEEDS else args.seeds
     dirs = []
-    for name, cell_kinds, overrides in cells_of(algo, kinds, args.overrides):
+    root = Path(args.runs) / env_slug(args.env)
+    split = split_kinds(algo, kinds, root, args.split_kinds)
+    for name, cell_kinds, overrides in cells_of(algo, kinds, args.overrides, split):
         cfg = module.Config()
         updates = args.updates + (cfg.model_train_updates if algo in MODEL_BASED else 0)
         cfg = replace(
             cfg, total_env_steps=updates, updates_per_iteration=100, **(QUICK_CONFIG if args.quick else {}), **overrides
         )
-        run_dir = Path(args.runs) / env_slug(args.env) / name
+        run_dir = root / name
         key = results_table.from_root(run_dir)
         env = load_offline_env([paths[k] for k in cell_kinds])
         results_table.run_cell(
@@ -264,6 +290,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--chunks", type=int, default=None, help="evaluations (and checkpoints) per run (default 10)")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 10)")
     p.add_argument("--set", action="append", default=[], help="ALGO.FIELD=VALUE or ALGO@KIND.FIELD=VALUE")
+    p.add_argument("--split-kinds", action="store_true",
+                   help="a cell per (algorithm, dataset), <algo>@<kind>: a bar's cells can run first")  # fmt: skip
     add_recipe_args(p)
     p.add_argument("--minari-root", default=None, help="read Minari datasets from here instead of generating")
     p.add_argument("--minari-env", default=None, help="e.g. mujoco/halfcheetah (with --minari-root)")
@@ -310,10 +338,11 @@ def main(argv=None) -> dict:
     store_path = out.with_suffix(".json")
     saved = json.loads(store_path.read_text()) if store_path.exists() else {}
     store = saved.get("cells", {})
-    dirs = []
+    dirs: list[Path] = []
     for algo in names:
         algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
         dirs += run_algo(algo, algo_kinds, paths, a, store)
+    dirs += kept_cells(Path(a.runs) / env_slug(a.env), dirs, store)
     title = f"Offline RL on {a.env}: D4RL-protocol datasets"
     result = write_results(
         dirs,
@@ -326,15 +355,20 @@ def main(argv=None) -> dict:
         command=a.command,
     )
     groups = {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
-    data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in all_kinds}
-    missing = [n for n in ALGOS if n not in names]
+    shown_kinds = kinds + list(extra)  # the kept cells' too
+    data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in shown_kinds}
+    missing = [n for n in ALGOS if not any(algo == n for algo, _ in groups)]
+    wanted = [(n, k) for n in ALGOS for k in kinds + [k for k, algos in extra.items() if n in algos]]
+    absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
     partial = (
-        [f"**Partial: {len(names)} of the {len(ALGOS)} algorithms so far** (missing: {', '.join(missing)}); the others "
-         "run as resumable cells: the command without --algos runs every column, keeping the finished cells, and "
-         "rewrites this file.", ""]
-        if missing else []
+        [f"**Partial: {len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far** (missing: "
+         f"{', '.join(missing)}{'; and ' + ', '.join(absent) if absent else ''}); the others run as resumable "
+         "cells: the command without --algos runs every column, keeping the finished cells, and rewrites this "
+         "file.", ""]
+        if missing or absent else []
     )  # fmt: skip
-    notes = [*partial, *checks(groups, data_scores), *comparison(groups, a.env, all_kinds, names)]
+    shown_algos = [n for n in ALGOS if n not in missing]
+    notes = [*partial, *checks(groups, data_scores), *comparison(groups, a.env, shown_kinds, shown_algos)]
     notes += cell_notes(store, dirs)
     lines = out.read_text().split("\n")
     at = next(i for i, line in enumerate(lines) if line.startswith("Command:")) + 1  # after the header

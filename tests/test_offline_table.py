@@ -53,7 +53,9 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     # A finished cell is kept; one asked for with other settings is refused, never overwritten.
     metrics = runs / "Pendulum-v1" / "bc" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
-    assert ot.main(argv[:4] + ["bc"] + argv[5:])["bc|medium"] == cells["bc|medium"]
+    again = ot.main(argv[:4] + ["bc"] + argv[5:])
+    assert again["bc|medium"] == cells["bc|medium"]
+    assert again.keys() == cells.keys()  # the other finished cells stay in the table
     assert metrics.stat().st_mtime_ns == stamp
     with pytest.raises(SystemExit, match="made with other settings .*grid"):
         ot.main(argv[:4] + ["bc", "--no-extra-columns"] + argv[5:])
@@ -69,3 +71,29 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     assert metrics.stat().st_mtime_ns == stamp
     for name in ("offline_table", "d4rl_datasets", "corl_reference", "results_table"):
         sys.modules.pop(name, None)
+
+
+def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    kinds = ["medium", "medium-replay", "medium-expert"]
+    assert ot.cells_of("iql", kinds, {}) == [("iql", kinds, {})]
+    per_kind = {("rebrac", "medium-expert"): {"actor_beta": 1}}
+    assert [c[0] for c in ot.cells_of("rebrac", kinds, per_kind)] == [
+        "rebrac@medium+medium-replay",
+        "rebrac@medium-expert",
+    ]
+    # one dataset alone (--split-kinds, or a cell of its own already made) is never named as the whole column
+    assert ot.cells_of("iql", ["medium-replay"], {}, split={"medium-replay"}) == [
+        ("iql@medium-replay", ["medium-replay"], {})
+    ]
+    assert ot.split_kinds("iql", kinds, tmp_path, split_all=True) == set(kinds)
+    assert ot.split_kinds("iql", kinds, tmp_path, split_all=False) == set()
+    (tmp_path / "iql@medium-replay").mkdir()
+    assert ot.split_kinds("iql", kinds, tmp_path, split_all=False) == {"medium-replay"}
+    names = [c[0] for c in ot.cells_of("iql", kinds, {}, split={"medium-replay"})]
+    assert names == ["iql@medium+medium-expert", "iql@medium-replay"]
+    (tmp_path / "iql").mkdir()  # the one-program cell exists: it stays the only one
+    assert ot.split_kinds("iql", kinds, tmp_path, split_all=True) == set()
+    sys.modules.pop("offline_table", None)
