@@ -355,10 +355,13 @@ def main(argv=None) -> dict:
         command=a.command,
     )
     groups = {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
-    shown_kinds = kinds + list(extra)  # the kept cells' too
+    # the whole table's columns, whichever cells this command ran (its finished cells are kept)
+    columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
+    extras = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in columns}
+    shown_kinds = columns + list(extras)
     data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in shown_kinds}
     missing = [n for n in ALGOS if not any(algo == n for algo, _ in groups)]
-    wanted = [(n, k) for n in ALGOS for k in kinds + [k for k, algos in extra.items() if n in algos]]
+    wanted = [(n, k) for n in ALGOS for k in columns + [k for k, algos in extras.items() if n in algos]]
     absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
     partial = (
         [f"**Partial: {len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far** (missing: "
