@@ -73,6 +73,10 @@ ROWS: dict[str, Row] = {
     "TE-PPO": Row("te-ppo", "te_ppo", _PG, on_policy=True),
 }
 DISTRAL_SHARED = "Distral (distilled pi_0)"  # the same runs' eval_success_shared
+# The published MT10 ordering (the Soft Modularization, CARE, MOORE and PaCo papers' tables): each stage below the
+# next; the last stage's methods are not ordered among themselves.
+PUBLISHED_ORDER = (("MT-SAC",), ("MH-SAC",), ("MT-SAC + PCGrad",), ("Soft Modularization", "CARE", "MOORE", "PaCo"))
+RUN_NOTE = "note.md"  # in a run directory: how it was run, where that matters to its numbers (e.g. a suspension)
 # --quick: a budget that only checks the pipeline (the golden cases' tiny networks)
 QUICK_ROWS = ("MT-SAC", "MT-PPO")
 QUICK = {
@@ -133,11 +137,46 @@ def cell_notes(rows: dict[str, Row], dirs: list[Path], quick: bool) -> list[str]
     for (label, row), run_dir in zip(rows.items(), dirs):
         s = json.loads((run_dir / "summary.json").read_text())
         overrides = {**row.overrides, **(QUICK[row.on_policy] if quick else {})}
+        note = run_dir / RUN_NOTE
         notes.append(
             f"- {label} (`{row.slug}`): `{row.algo}` {json.dumps(overrides)}, {s['env_steps']:,} env steps, "
             f"{s['compile_seconds']:.0f} + {s['run_seconds']:.0f} s"
+            + (f" ({note.read_text().strip()})" if note.exists() else "")
         )
     return notes
+
+
+def _mean(row: dict) -> str:
+    low, high = row["mean_ci"]
+    return f"{row['mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def ordering(cells: dict[str, dict]) -> list[str]:
+    """The rows by mean final success [95% CI], which rows' CIs lie clear of which, and each step of the published
+    MT10 ordering as measured (the mean, not the IQM: the IQM of a suite's success saturates at 1 for most rows)."""
+    ranked = sorted(cells, key=lambda label: -cells[label]["mean"])
+    lines = ["## Ordering", "", "By mean final success [95% CI]: "]
+    lines[-1] += " > ".join(f"{label} {_mean(cells[label])}" for label in ranked) + "."
+    clear = {a: [b for b in ranked if cells[a]["mean_ci"][0] > cells[b]["mean_ci"][1]] for a in ranked}
+    pairs = sum(map(len, clear.values()))
+    lines += ["", f"Rows whose 95% CI lies above another's ({pairs} of {len(ranked) * (len(ranked) - 1) // 2} pairs):"]
+    lines += [f"- {a} above {', '.join(below)}" for a, below in clear.items() if below] or ["- none"]
+    steps = [(low, high) for lows, highs in zip(PUBLISHED_ORDER, PUBLISHED_ORDER[1:]) for low in lows for high in highs]
+    steps = [(low, high) for low, high in steps if low in cells and high in cells]
+    if steps:
+        verdicts = []
+        for low, high in steps:
+            diff = cells[high]["mean"] - cells[low]["mean"]
+            verdict = "as published" if diff > 0 else ("tied" if diff == 0 else "reversed")
+            verdicts.append(f"{high} > {low}: {verdict} ({diff:+.3f}{', CIs clear' if low in clear[high] else ''})")
+        held = sum(cells[h]["mean"] > cells[lo]["mean"] for lo, h in steps)
+        lines += ["", f"The published MT10 ordering (MT-SAC < MH-SAC < MT-SAC + PCGrad < Soft Modularization / CARE / "
+                  f"MOORE / PaCo), step by step: {held} of its {len(steps)} steps hold here. " + "; ".join(verdicts)
+                  + "."]  # fmt: skip
+    outside = [label for label in ranked if not any(label in stage for stage in PUBLISHED_ORDER)]
+    if outside:
+        lines += ["", f"Not in the published ordering: {', '.join(outside)}."]
+    return lines
 
 
 def table_suite(suite: str, rows: dict[str, Row], args) -> dict[str, dict]:
@@ -163,14 +202,16 @@ def table_suite(suite: str, rows: dict[str, Row], args) -> dict[str, dict]:
     if shared:
         notes += ["", f"{DISTRAL_SHARED} (the Distral runs' `{METRIC}_shared`): IQM {_cell(shared)}."]
     out = Path(args.out_dir) / f"multitask_{suite}.md"
+
+    def cells_of(result: dict) -> dict[str, dict]:
+        by_slug = {row["group"]: row for row in result["groups"]}
+        return {label: by_slug[row.slug] for label, row in rows.items()} | ({DISTRAL_SHARED: shared} if shared else {})
+
     result = write_results(
         dirs, out, title=f"Multi-task success on {suite}", budget=budget, by=["run_dir"], metric=METRIC,
-        notes=notes, reps=args.reps,
+        notes=notes, findings=lambda result: ordering(cells_of(result)), reps=args.reps,
     )  # fmt: skip
-    by_slug = {row["group"]: row for row in result["groups"]}
-    cells = {label: by_slug[row.slug] for label, row in rows.items()}
-    if shared:
-        cells[DISTRAL_SHARED] = shared
+    cells = cells_of(result)
     print(f"{suite}: " + ", ".join(f"{k} {v['iqm']:.2f}" for k, v in cells.items()), flush=True)
     return cells
 

@@ -343,41 +343,52 @@ def main(argv=None) -> dict:
         algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
         dirs += run_algo(algo, algo_kinds, paths, a, store)
     dirs += kept_cells(Path(a.runs) / env_slug(a.env), dirs, store)
-    title = f"Offline RL on {a.env}: D4RL-protocol datasets"
-    result = write_results(
-        dirs,
-        out,
-        title=title,
-        budget=budget_line(a),
-        by=["algo", "dataset"],
-        metric=METRIC,
-        reps=a.reps,
-        command=a.command,
-    )
-    groups = {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
     # the whole table's columns, whichever cells this command ran (its finished cells are kept)
     columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
     extras = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in columns}
     shown_kinds = columns + list(extras)
     data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in shown_kinds}
-    missing = [n for n in ALGOS if not any(algo == n for algo, _ in groups)]
     wanted = [(n, k) for n in ALGOS for k in columns + [k for k, algos in extras.items() if n in algos]]
-    absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
-    partial = (
-        [f"**Partial: {len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far** (missing: "
-         f"{', '.join(missing)}{'; and ' + ', '.join(absent) if absent else ''}); the others run as resumable "
-         "cells: the command without --algos runs every column, keeping the finished cells, and rewrites this "
-         "file.", ""]
-        if missing or absent else []
-    )  # fmt: skip
-    shown_algos = [n for n in ALGOS if n not in missing]
-    notes = [*partial, *checks(groups, data_scores), *comparison(groups, a.env, shown_kinds, shown_algos)]
-    notes += cell_notes(store, dirs)
-    lines = out.read_text().split("\n")
-    at = next(i for i, line in enumerate(lines) if line.startswith("Command:")) + 1  # after the header
-    out.write_text("\n".join(lines[:at] + [""] + notes + lines[at:]))
-    results_table.write_store(out, result, budget=budget_line(a), missing=missing, cells=store)
+
+    def findings(result: dict) -> list[str]:
+        groups = groups_of(result)
+        missing = missing_algos(groups)
+        absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
+        partial = (
+            [f"**Partial: {len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far** (missing: "
+             f"{', '.join(missing)}{'; and ' + ', '.join(absent) if absent else ''}); the others run as resumable "
+             "cells: the command without --algos runs every column, keeping the finished cells, and rewrites this "
+             "file.", ""]
+            if missing or absent else []
+        )  # fmt: skip
+        shown_algos = [n for n in ALGOS if n not in missing]
+        return [*partial, *checks(groups, data_scores), *comparison(groups, a.env, shown_kinds, shown_algos),
+                *cell_notes(store, dirs)]  # fmt: skip
+
+    result = write_results(
+        dirs,
+        out,
+        title=f"Offline RL on {a.env}: D4RL-protocol datasets",
+        budget=budget_line(a),
+        by=["algo", "dataset"],
+        metric=METRIC,
+        findings=findings,
+        reps=a.reps,
+        command=a.command,
+    )
+    groups = groups_of(result)
+    results_table.write_store(out, result, budget=budget_line(a), missing=missing_algos(groups), cells=store)
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
+
+
+def groups_of(result: dict) -> dict[tuple[str, str], dict]:
+    """The report's groups by (algorithm, dataset kind)."""
+    return {(g["fields"]["algo"], _kind(g)): g for g in result["groups"]}
+
+
+def missing_algos(groups: dict[tuple[str, str], dict]) -> list[str]:
+    """The table's algorithms without any finished cell."""
+    return [n for n in ALGOS if not any(algo == n for algo, _ in groups)]
 
 
 def _kind(group: dict) -> str:

@@ -17,7 +17,7 @@ import platform
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -148,11 +148,13 @@ def write_results(
     by: Sequence[str] | None = None,
     metric: str | None = None,
     notes: Sequence[str] = (),
+    findings: Callable[[dict], Sequence[str]] | None = None,
     reps: int = 2000,
     command: str | None = None,
 ) -> dict:
-    """Write ``out`` (markdown): the header, then :func:`jaxrl.run.report.report` over ``run_dirs``; returns the
-    report's dict."""
+    """Write ``out`` (markdown): the header, ``notes``, then :func:`jaxrl.run.report.report` over ``run_dirs``;
+    returns the report's dict. ``findings(report)``: lines drawn from the report itself (bars, orderings), placed
+    before ``notes``."""
     from jaxrl.run.report import markdown, report
 
     out = Path(out)
@@ -167,6 +169,7 @@ def write_results(
         "",
         f"Budget: {budget}. Hardware: {hardware()}.",
         f"Command: `{command or command_line()}`; produced through `jaxrl report` (`jaxrl.run.report`).",
+        *([""] + list(findings(result)) if findings else []),
         *([""] + list(notes) if notes else []),
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
