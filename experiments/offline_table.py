@@ -377,6 +377,9 @@ def main(argv=None) -> dict:
         command=a.command,
     )
     groups = groups_of(result)
+    # cells another command (on the other core) recorded while this one ran stay in the store
+    latest = json.loads(store_path.read_text()).get("cells", {}) if store_path.exists() else {}
+    store = {**latest, **store}
     results_table.write_store(out, result, budget=budget_line(a), missing=missing_algos(groups), cells=store)
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
 
