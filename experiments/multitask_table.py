@@ -141,6 +141,7 @@ def cell_notes(rows: dict[str, Row], dirs: list[Path], quick: bool) -> list[str]
         notes.append(
             f"- {label} (`{row.slug}`): `{row.algo}` {json.dumps(overrides)}, {s['env_steps']:,} env steps, "
             f"{s['compile_seconds']:.0f} + {s['run_seconds']:.0f} s"
+            + results_table.seconds_since(s.get("run_seconds_from_iteration"))
             + (f" ({note.read_text().strip()})" if note.exists() else "")
         )
     return notes

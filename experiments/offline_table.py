@@ -183,6 +183,7 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
             overrides={k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
             compile_seconds=summary["compile_seconds"],
             run_seconds=summary["run_seconds"],
+            run_seconds_from_iteration=summary.get("run_seconds_from_iteration"),
         )
         dirs.append(run_dir)
     return dirs
@@ -272,7 +273,8 @@ def cell_notes(store: dict, dirs: list[Path]) -> list[str]:
         notes.append(
             f"- `{d.name}`: {c['algo']} on {', '.join(c['kinds'])}; {c['seeds']} seeds; {c['updates']:,} updates; "
             f"overrides {json.dumps(c['overrides']) if c['overrides'] else 'none'}; {c['compile_seconds']:.0f} + "
-            f"{c['run_seconds']:.0f} s; `{c['command']}`"
+            f"{c['run_seconds']:.0f} s{results_table.seconds_since(c.get('run_seconds_from_iteration'))}; "
+            f"`{c['command']}`"
         )
     return notes + [""]
 
@@ -343,6 +345,7 @@ def main(argv=None) -> dict:
         algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
         dirs += run_algo(algo, algo_kinds, paths, a, store)
     dirs += kept_cells(Path(a.runs) / env_slug(a.env), dirs, store)
+    dirs.sort(key=lambda d: (ALGOS.index(d.name.split("@")[0]), d.name))  # the table's column order
     # the whole table's columns, whichever cells this command ran (its finished cells are kept)
     columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
     extras = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in columns}

@@ -132,6 +132,12 @@ def hardware() -> str:
     )
 
 
+def seconds_since(iteration: int | None) -> str:
+    """The caveat for a run's seconds when its summary counts them from ``iteration`` only (it resumed from a
+    checkpoint saved before checkpoints carried the seconds so far)."""
+    return "" if iteration is None else f" (counted from iteration {iteration:,}: the run resumed there)"
+
+
 def from_root(path: str | Path) -> str:
     """``path`` relative to the repository root when it lies inside it, else as given."""
     resolved = Path(path).resolve()

@@ -148,6 +148,11 @@ def test_resume_in_new_process_is_exact(alone, tmp_path):
     restored, meta = ckpt.restore(ckpt.latest(run_dir / "checkpoints"), jax.tree.map(np.asarray, straight.state))
     assert meta["iteration"] == 8
     _assert_trees_equal(jax.tree.map(lambda x: x[:1], restored), straight.state)
+    # the run's seconds add up over the two processes: each checkpoint carries the total so far
+    first = ckpt.meta(ckpt.list_checkpoints(run_dir / "checkpoints")[0])["run_seconds"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 0 < first < summary["run_seconds"] == pytest.approx(meta["run_seconds"])
+    assert "run_seconds_from_iteration" not in summary
 
 
 @pytest.mark.integration

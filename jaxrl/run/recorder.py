@@ -208,7 +208,9 @@ class Recorder:
         self.eval_keys: list[str] = []
         self.env_steps: list[int] = []
         self.compile_seconds = float("nan")
-        self.run_seconds = 0.0
+        self.run_seconds = 0.0  # this process's chunks
+        # the chunks run before a resume (from the checkpoint; None: a checkpoint saved before it was recorded)
+        self.earlier_run_seconds: float | None = 0.0
         self._log: MetricsLog | None = None
         self.wandb = wandb  # a W&B project (jaxrl.run.wandb_log); None: off, unless a resumed run logged to W&B
         self._wandb: WandbLog | None = None
@@ -365,7 +367,9 @@ class Recorder:
 
     def save_checkpoint(self, chunk: int, state: Any, iteration: int, keep: int) -> None:
         if self.checkpoint_dir is not None and self.checkpointing:
-            meta = {"iteration": iteration, "env_steps": iteration * self.steps_per_iteration}
+            meta: dict[str, float] = {"iteration": iteration, "env_steps": iteration * self.steps_per_iteration}
+            if self.earlier_run_seconds is not None:  # a resume reads it back, so a run's seconds add up
+                meta["run_seconds"] = self.earlier_run_seconds + self.run_seconds
             ckpt.save(self.checkpoint_dir, chunk, state, meta, keep=keep)
 
     def report_stop(self, signal_name: str | None, iteration: int) -> None:
@@ -388,7 +392,10 @@ class Recorder:
     def summary(self, iterations: int, **status) -> dict:
         """summary.json's content for a run that reached ``iterations``; ``status``: more fields (timings,
         ``interrupted``, ``stalled``, ...)."""
-        steps_done = (iterations - self.start_iteration) * self.steps_per_iteration * len(self.runs)
+        known = self.earlier_run_seconds is not None  # else the seconds and steps since the resume only
+        since = 0 if known else self.start_iteration
+        run_seconds = self.run_seconds + (self.earlier_run_seconds or 0.0)
+        steps_done = (iterations - since) * self.steps_per_iteration * len(self.runs)
         out = {"algo": self.algo, "env": self.env, **final_and_best(self.history, self.eval_keys)}
         for key in self.mean_keys:
             out[f"{key}_mean"] = float(np.mean(self.history[key][-1])) if key in self.history else float("nan")
@@ -398,9 +405,10 @@ class Recorder:
                 "env_metadata": self.env_metadata,
                 "iterations": iterations,
                 "env_steps": iterations * self.steps_per_iteration,
-                "env_steps_per_second": steps_done / self.run_seconds if self.run_seconds else 0.0,
+                "env_steps_per_second": steps_done / run_seconds if run_seconds else 0.0,
                 "compile_seconds": self.compile_seconds,
-                "run_seconds": self.run_seconds,
+                "run_seconds": run_seconds,
+                **({} if known else {"run_seconds_from_iteration": since}),
                 "devices": self.devices,
                 "compilation_cache": self.cache_dir,
                 **(

@@ -357,6 +357,8 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
         steps_per_iteration=plan.steps_per_iter, compilation_cache=cache_dir, start_iteration=start_iter,
         **{k: options[k] for k in ("tensorboard", "checkpoint", "wandb")}, progress=options["progress"] and writer,
     )  # fmt: skip
+    if resume_from is not None:
+        rec.earlier_run_seconds = meta.get("run_seconds")
     rec.say(
         f"compiling {plan.algo_name} on {plan.env_name} ({num_runs} run{'s' * (num_runs > 1)}, {plan.num_chunks} "
         f"chunks of {plan.chunk_len} iterations)..."
