@@ -141,7 +141,7 @@ def cell_notes(rows: dict[str, Row], dirs: list[Path], quick: bool) -> list[str]
         notes.append(
             f"- {label} (`{row.slug}`): `{row.algo}` {json.dumps(overrides)}, {s['env_steps']:,} env steps, "
             f"{s['compile_seconds']:.0f} + {s['run_seconds']:.0f} s"
-            + results_table.seconds_since(s.get("run_seconds_from_iteration"))
+            + results_table.resumed_seconds_caveat(s.get("run_seconds_from_iteration"))
             + (f" ({note.read_text().strip()})" if note.exists() else "")
         )
     return notes
@@ -165,15 +165,16 @@ def ordering(cells: dict[str, dict]) -> list[str]:
     steps = [(low, high) for lows, highs in zip(PUBLISHED_ORDER, PUBLISHED_ORDER[1:]) for low in lows for high in highs]
     steps = [(low, high) for low, high in steps if low in cells and high in cells]
     if steps:
-        verdicts = []
-        for low, high in steps:
-            diff = cells[high]["mean"] - cells[low]["mean"]
-            verdict = "as published" if diff > 0 else ("tied" if diff == 0 else "reversed")
-            verdicts.append(f"{high} > {low}: {verdict} ({diff:+.3f}{', CIs clear' if low in clear[high] else ''})")
-        held = sum(cells[h]["mean"] > cells[lo]["mean"] for lo, h in steps)
-        lines += ["", f"The published MT10 ordering (MT-SAC < MH-SAC < MT-SAC + PCGrad < Soft Modularization / CARE / "
-                  f"MOORE / PaCo), step by step: {held} of its {len(steps)} steps hold here. " + "; ".join(verdicts)
-                  + "."]  # fmt: skip
+        diffs = {(low, high): cells[high]["mean"] - cells[low]["mean"] for low, high in steps}
+        verdicts = [
+            f"{high} > {low}: {'as published' if d > 0 else ('tied' if d == 0 else 'reversed')} "
+            f"({d:+.3f}{', CIs clear' if low in clear[high] else ''})"
+            for (low, high), d in diffs.items()
+        ]
+        published = " < ".join(" / ".join(stage) for stage in PUBLISHED_ORDER)
+        held = sum(d > 0 for d in diffs.values())
+        lines += ["", f"The published MT10 ordering ({published}), step by step: {held} of its {len(steps)} steps hold "
+                  "here. " + "; ".join(verdicts) + "."]  # fmt: skip
     outside = [label for label in ranked if not any(label in stage for stage in PUBLISHED_ORDER)]
     if outside:
         lines += ["", f"Not in the published ordering: {', '.join(outside)}."]
@@ -204,15 +205,15 @@ def table_suite(suite: str, rows: dict[str, Row], args) -> dict[str, dict]:
         notes += ["", f"{DISTRAL_SHARED} (the Distral runs' `{METRIC}_shared`): IQM {_cell(shared)}."]
     out = Path(args.out_dir) / f"multitask_{suite}.md"
 
-    def cells_of(result: dict) -> dict[str, dict]:
+    def by_label(result: dict) -> dict[str, dict]:
         by_slug = {row["group"]: row for row in result["groups"]}
         return {label: by_slug[row.slug] for label, row in rows.items()} | ({DISTRAL_SHARED: shared} if shared else {})
 
     result = write_results(
         dirs, out, title=f"Multi-task success on {suite}", budget=budget, by=["run_dir"], metric=METRIC,
-        notes=notes, findings=lambda result: ordering(cells_of(result)), reps=args.reps,
+        notes=notes, findings=lambda result: ordering(by_label(result)), reps=args.reps,
     )  # fmt: skip
-    cells = cells_of(result)
+    cells = by_label(result)
     print(f"{suite}: " + ", ".join(f"{k} {v['iqm']:.2f}" for k, v in cells.items()), flush=True)
     return cells
 

@@ -120,7 +120,7 @@ def cells_of(algo: str, kinds, overrides: dict, split=()) -> list[tuple[str, lis
     return [(f"{algo}@{'+'.join(ks)}", ks, cfg) for ks, cfg in by_config.values()]
 
 
-def split_kinds(algo: str, kinds, root: Path, split_all: bool) -> set[str]:
+def own_cell_kinds(algo: str, kinds, root: Path, split_all: bool) -> set[str]:
     """The kinds of ``algo`` that run as cells of their own: all with ``--split-kinds``, else those that already
     have one (so a later run of the whole column keeps them); none where the one-program cell exists."""
     if (root / algo).exists():
@@ -158,7 +158,7 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
     seeds = args.seeds5 if algo in FIVE_SEEDS else args.seeds
     dirs = []
     root = Path(args.runs) / env_slug(args.env)
-    split = split_kinds(algo, kinds, root, args.split_kinds)
+    split = own_cell_kinds(algo, kinds, root, args.split_kinds)
     for name, cell_kinds, overrides in cells_of(algo, kinds, args.overrides, split):
         cfg = module.Config()
         updates = args.updates + (cfg.model_train_updates if algo in MODEL_BASED else 0)
@@ -273,7 +273,7 @@ def cell_notes(store: dict, dirs: list[Path]) -> list[str]:
         notes.append(
             f"- `{d.name}`: {c['algo']} on {', '.join(c['kinds'])}; {c['seeds']} seeds; {c['updates']:,} updates; "
             f"overrides {json.dumps(c['overrides']) if c['overrides'] else 'none'}; {c['compile_seconds']:.0f} + "
-            f"{c['run_seconds']:.0f} s{results_table.seconds_since(c.get('run_seconds_from_iteration'))}; "
+            f"{c['run_seconds']:.0f} s{results_table.resumed_seconds_caveat(c.get('run_seconds_from_iteration'))}; "
             f"`{c['command']}`"
         )
     return notes + [""]

@@ -132,7 +132,7 @@ def hardware() -> str:
     )
 
 
-def seconds_since(iteration: int | None) -> str:
+def resumed_seconds_caveat(iteration: int | None) -> str:
     """The caveat for a run's seconds when its summary counts them from ``iteration`` only (it resumed from a
     checkpoint saved before checkpoints carried the seconds so far)."""
     return "" if iteration is None else f" (counted from iteration {iteration:,}: the run resumed there)"

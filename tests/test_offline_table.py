@@ -88,12 +88,12 @@ def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
     assert ot.cells_of("iql", ["medium-replay"], {}, split={"medium-replay"}) == [
         ("iql@medium-replay", ["medium-replay"], {})
     ]
-    assert ot.split_kinds("iql", kinds, tmp_path, split_all=True) == set(kinds)
-    assert ot.split_kinds("iql", kinds, tmp_path, split_all=False) == set()
+    assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=True) == set(kinds)
+    assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=False) == set()
     (tmp_path / "iql@medium-replay").mkdir()
-    assert ot.split_kinds("iql", kinds, tmp_path, split_all=False) == {"medium-replay"}
+    assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=False) == {"medium-replay"}
     names = [c[0] for c in ot.cells_of("iql", kinds, {}, split={"medium-replay"})]
     assert names == ["iql@medium+medium-expert", "iql@medium-replay"]
     (tmp_path / "iql").mkdir()  # the one-program cell exists: it stays the only one
-    assert ot.split_kinds("iql", kinds, tmp_path, split_all=True) == set()
+    assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=True) == set()
     sys.modules.pop("offline_table", None)

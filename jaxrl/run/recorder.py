@@ -167,7 +167,8 @@ class Recorder:
     A loop calls, in order: :meth:`watch` (a context: the stall watchdog), :meth:`compiled`, :meth:`open`
     (config.json, metrics log), per chunk :meth:`log_chunk`, :meth:`save_checkpoint` and :meth:`chunk_done`, and at
     the end :meth:`summary` and :meth:`finish`. ``resumable``: whether ``jaxrl train --resume`` can continue the run
-    from its checkpoints (host runs cannot: the host envs' state is not saved).
+    from its checkpoints (host runs cannot: the host envs' state is not saved). ``earlier_run_seconds``: a resumed
+    run's seconds before ``start_iteration``, from its checkpoint (None: a checkpoint saved before they were kept).
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class Recorder:
         steps_per_iteration: int,
         compilation_cache: str | None,
         start_iteration: int = 0,
+        earlier_run_seconds: float | None = 0.0,
         tensorboard: bool = True,
         checkpoint: bool = True,
         progress: bool = True,
@@ -209,8 +211,7 @@ class Recorder:
         self.env_steps: list[int] = []
         self.compile_seconds = float("nan")
         self.run_seconds = 0.0  # this process's chunks
-        # the chunks run before a resume (from the checkpoint; None: a checkpoint saved before it was recorded)
-        self.earlier_run_seconds: float | None = 0.0
+        self.earlier_run_seconds = earlier_run_seconds
         self._log: MetricsLog | None = None
         self.wandb = wandb  # a W&B project (jaxrl.run.wandb_log); None: off, unless a resumed run logged to W&B
         self._wandb: WandbLog | None = None

@@ -340,13 +340,14 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
     num_runs = len(plan.runs)
     t_compile = time.perf_counter()
     state, start_chunk = None, 0
+    earlier_seconds: float | None = 0.0  # a resumed run's seconds before it stopped (None: not in its checkpoint)
     if resume_from is not None:
         host_state, meta = ckpt.restore(resume_from, jax.eval_shape(progs.init_fn, progs.cfgs, progs.keys))
         if isinstance(progs.cfgs, _WithData):  # each run's dataset slot must be where the checkpoint left it
             slots = _dataset_of_run(plan.batched_config, num_runs, plan.run_block)
             offline.check_resumed_slots(host_state, offline.device_layout(slots, len(jax.devices()))[1])
         state = distributed.put_global(host_state, progs.run_sharding)
-        start_chunk = meta["chunk"] + 1
+        start_chunk, earlier_seconds = meta["chunk"] + 1, meta.get("run_seconds")
         if start_chunk >= plan.num_chunks:  # a finished run: report it from disk, compile and write nothing
             return _finished_result(plan, Path(options["out_dir"]), state)
     start_iter = min(start_chunk * plan.chunk_len, plan.total_iters)
@@ -355,10 +356,9 @@ def _run(plan: _Plan, resume_from: Path | None, options: dict) -> TrainResult:
         options["out_dir"] if writer else None, checkpoint_dir=options["out_dir"],
         algo=plan.algo_name, env=plan.env_name, runs=plan.runs, env_obj=plan.env_obj,
         steps_per_iteration=plan.steps_per_iter, compilation_cache=cache_dir, start_iteration=start_iter,
+        earlier_run_seconds=earlier_seconds,
         **{k: options[k] for k in ("tensorboard", "checkpoint", "wandb")}, progress=options["progress"] and writer,
     )  # fmt: skip
-    if resume_from is not None:
-        rec.earlier_run_seconds = meta.get("run_seconds")
     rec.say(
         f"compiling {plan.algo_name} on {plan.env_name} ({num_runs} run{'s' * (num_runs > 1)}, {plan.num_chunks} "
         f"chunks of {plan.chunk_len} iterations)..."
