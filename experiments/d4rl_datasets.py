@@ -7,9 +7,11 @@
 * ``expert``: rollouts of the final policy; ``medium-expert``: medium and expert concatenated.
 
 The reference returns for normalisation (``random_return``: uniformly random actions; ``expert_return``: the final
-policy, deterministic) are stored in every file. Each file's make-up (rows, episodes, return of its episodes,
-normalised) and its sha256 (of the file: what a run's ``env_metadata.dataset_hashes`` records; and of its arrays
-alone, the same in any format) go into ``experiments/results/d4rl_datasets.md`` and ``.json``.
+policy, deterministic) are stored in every file; beside them the results record the return of doing nothing (the
+zero action every step), which brax hopper's alive bonus makes high (its zero action never falls). Each file's
+make-up (rows, episodes, return of its episodes, normalised) and its sha256 (of the file: what a run's
+``env_metadata.dataset_hashes`` records; and of its arrays alone, the same in any format) go into
+``experiments/results/d4rl_datasets.md`` and ``.json``.
 
 CPU budget (the default; brax's positional pipeline, ~27k env steps/s on this 2-core CPU where the default
 generalized one runs ~70; the behaviour SAC run is the cost, one env, one update per step):
@@ -163,6 +165,16 @@ def _row(kind: str, facts: dict) -> str:
     )
 
 
+def zero_action_line(entry: dict) -> str:
+    """The do-nothing reference of one env's entry in the store, as a sentence."""
+    first = next(iter(entry["kinds"].values()))
+    lo, hi, zero = first["random_return"], first["expert_return"], entry["zero_action_return"]
+    return (
+        f"Doing nothing (the zero action every step) returns {zero:.1f}, normalised {100 * (zero - lo) / (hi - lo):.1f}"
+        " (a reference, not a dataset: scores near it are reachable without moving)."
+    )
+
+
 def format_results(store: dict, command: str) -> str:
     import jax
 
@@ -190,7 +202,9 @@ def format_results(store: dict, command: str) -> str:
             f"{entry['behaviour_hidden']}, {entry['behaviour_chunks'] or 'default'} evaluations, seed "
             f"{entry['seed']}; made in {entry['seconds']:.0f} s. Reference returns: random "
             f"{first['random_return']:.1f}, expert {first['expert_return']:.1f}; the medium policy (evaluation "
-            f"{meta.get('medium_chunk', '?')}) returned {float(meta.get('medium_return', 'nan')):.1f}.\n"
+            f"{meta.get('medium_chunk', '?')}) returned {float(meta.get('medium_return', 'nan')):.1f}."
+            + (f" {zero_action_line(entry)}" if "zero_action_return" in entry else "")
+            + "\n"
         )
         out.append("| kind | rows | episodes | episode return mean [min, max] | normalised | sha256 (first 16) |")
         out.append("| --- | ---: | ---: | --- | ---: | --- |")
@@ -206,6 +220,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", default=str(RESULTS / "d4rl_datasets.md"))
     a = p.parse_args(argv)
     from jaxrl.run.dataset_cli import describe
+    from jaxrl.run.generate import zero_action_return
 
     out = Path(a.out)
     store_path = out.with_suffix(".json")
@@ -228,9 +243,11 @@ def main(argv=None) -> None:
                 sys.exit(f"{env_name}: {changed} differ from the checksums in {store_path}: made by other code?")
             if found:  # the files were found, not made: keep the time it took to make them
                 seconds = saved["seconds"]
+        zero = saved.get("zero_action_return") if same_recipe else None
         store[env_name] = {
             **{k: _plain(v) for k, v in recipe.items()},
             "seconds": seconds,
+            "zero_action_return": zero if zero is not None else zero_action_return(env_name),
             "kinds": {k: {**f, "path": Path(f["path"]).name} for k, f in facts.items()},
         }
         store_path.parent.mkdir(parents=True, exist_ok=True)

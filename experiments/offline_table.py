@@ -45,7 +45,8 @@ import numpy as np
 import results_table
 from corl_reference import corl_score
 from d4rl_datasets import KINDS as DATA_KINDS
-from d4rl_datasets import add_recipe_args, recipe_options, recipe_paths
+from d4rl_datasets import RESULTS as DATA_RESULTS
+from d4rl_datasets import add_recipe_args, recipe_options, recipe_paths, zero_action_line
 from results_table import RUNS, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -263,6 +264,13 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
     return lines + [""]
 
 
+def reference_lines(env_name: str) -> list[str]:
+    """The do-nothing reference of ``env_name``'s datasets, from ``d4rl_datasets.py``'s record of them."""
+    path = DATA_RESULTS / "d4rl_datasets.json"
+    entry = json.loads(path.read_text()).get(env_name, {}) if path.exists() else {}
+    return [zero_action_line(entry), ""] if "zero_action_return" in entry else []
+
+
 def cell_notes(store: dict, dirs: list[Path]) -> list[str]:
     notes = [
         "Cells (run directory: algorithm, datasets, seeds, updates, overrides, compile + run seconds, command):",
@@ -365,7 +373,8 @@ def main(argv=None) -> dict:
             if missing or absent else []
         )  # fmt: skip
         shown_algos = [n for n in ALGOS if n not in missing]
-        return [*partial, *checks(groups, data_scores), *comparison(groups, a.env, shown_kinds, shown_algos),
+        return [*partial, *reference_lines(a.env), *checks(groups, data_scores),
+                *comparison(groups, a.env, shown_kinds, shown_algos),
                 *cell_notes(store, dirs)]  # fmt: skip
 
     result = write_results(

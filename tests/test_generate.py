@@ -133,3 +133,9 @@ def test_cli_unknown_kind(capsys):
     assert main(["dataset", "make", "Pendulum-v1", "--kind", "bogus", "--out", "/tmp/x.hdf5"]) == 2
     err = capsys.readouterr().err
     assert "unknown dataset kind 'bogus'" in err and "medium-expert" in err
+
+
+def test_zero_action_return_is_the_do_nothing_reference():
+    # MountainCarContinuous pays -0.1 a^2 per step and the unpowered car never reaches the flag from the valley
+    # floor: doing nothing returns exactly 0, over the whole 999-step episode.
+    assert generate.zero_action_return("MountainCarContinuous-v0", episodes=2) == 0.0

@@ -39,6 +39,7 @@ __all__ = [
     "rollout_dataset",
     "make_datasets",
     "make_dataset_kind",
+    "zero_action_return",
     "check_kind",
 ]
 
@@ -81,13 +82,13 @@ def _box(env, env_params):
     return low, high
 
 
-def _random_return(env, env_params, key, episodes: int) -> float:
+def _policy_return(env, env_params, key, episodes: int, policy) -> float:
+    """Mean return of ``policy(obs [E, n_obs], key) -> actions [E, n_act]`` (in the [-1, 1] box the stack rescales
+    to the env's range) over ``episodes`` full episodes."""
     from jaxrl.algos.common import _base_stack, max_episode_steps
     from jaxrl.data import rollout as rollout_lib
-    from jaxrl.envs.wrappers import VmapEnv, action_dim
+    from jaxrl.envs.wrappers import VmapEnv
 
-    n_act = action_dim(env, env_params)
-    policy = lambda obs, k: jax.random.uniform(k, (obs.shape[0], n_act), minval=-1.0, maxval=1.0)
     rets = jax.jit(
         lambda k: rollout_lib.evaluate(
             VmapEnv(_base_stack(env, env_params), episodes),
@@ -99,6 +100,29 @@ def _random_return(env, env_params, key, episodes: int) -> float:
         )
     )(key)
     return float(np.mean(np.asarray(rets)))
+
+
+def _random_return(env, env_params, key, episodes: int) -> float:
+    from jaxrl.envs.wrappers import action_dim
+
+    n_act = action_dim(env, env_params)
+    policy = lambda obs, k: jax.random.uniform(k, (obs.shape[0], n_act), minval=-1.0, maxval=1.0)
+    return _policy_return(env, env_params, key, episodes, policy)
+
+
+def zero_action_return(env_name: str, seed: int = 0, episodes: int = 10) -> float:
+    """Mean return of doing nothing: the centre of the action box every step (zero torque on brax's
+    locomotion envs). A reference beside the random and expert returns: where standing still is rewarded (brax
+    hopper's alive bonus, and its zero action never falls), part of the normalised scale is reached by not moving.
+    """
+    from jaxrl import envs
+    from jaxrl.envs.wrappers import action_dim
+
+    env, env_params = envs.make(env_name)
+    _box(env, env_params)
+    n_act = action_dim(env, env_params)
+    policy = lambda obs, k: jax.numpy.zeros((obs.shape[0], n_act))
+    return _policy_return(env, env_params, jax.random.PRNGKey(seed), episodes, policy)
 
 
 def train_behaviour(
