@@ -76,7 +76,6 @@ DISTRAL_SHARED = "Distral (distilled pi_0)"  # the same runs' eval_success_share
 # The published MT10 ordering (the Soft Modularization, CARE, MOORE and PaCo papers' tables): each stage below the
 # next; the last stage's methods are not ordered among themselves.
 PUBLISHED_ORDER = (("MT-SAC",), ("MH-SAC",), ("MT-SAC + PCGrad",), ("Soft Modularization", "CARE", "MOORE", "PaCo"))
-RUN_NOTE = "note.md"  # in a run directory: how it was run, where that matters to its numbers (e.g. a suspension)
 # --quick: a budget that only checks the pipeline (the golden cases' tiny networks)
 QUICK_ROWS = ("MT-SAC", "MT-PPO")
 QUICK = {
@@ -137,12 +136,11 @@ def cell_notes(rows: dict[str, Row], dirs: list[Path], quick: bool) -> list[str]
     for (label, row), run_dir in zip(rows.items(), dirs):
         s = json.loads((run_dir / "summary.json").read_text())
         overrides = {**row.overrides, **(QUICK[row.on_policy] if quick else {})}
-        note = run_dir / RUN_NOTE
         notes.append(
             f"- {label} (`{row.slug}`): `{row.algo}` {json.dumps(overrides)}, {s['env_steps']:,} env steps, "
             f"{s['compile_seconds']:.0f} + {s['run_seconds']:.0f} s"
             + results_table.resumed_seconds_caveat(s.get("run_seconds_from_iteration"))
-            + (f" ({note.read_text().strip()})" if note.exists() else "")
+            + results_table.run_note(run_dir)
         )
     return notes
 

@@ -138,6 +138,15 @@ def resumed_seconds_caveat(iteration: int | None) -> str:
     return "" if iteration is None else f" (counted from iteration {iteration:,}: the run resumed there)"
 
 
+RUN_NOTE = "note.md"  # in a run directory: how it was run, where that matters to its numbers (e.g. a suspension)
+
+
+def run_note(run_dir: str | Path) -> str:
+    """A run directory's :data:`RUN_NOTE`, as `` (text)`` to print beside its row, or ``""`` without one."""
+    note = Path(run_dir) / RUN_NOTE
+    return f" ({note.read_text().strip()})" if note.exists() else ""
+
+
 def from_root(path: str | Path) -> str:
     """``path`` relative to the repository root when it lies inside it, else as given."""
     resolved = Path(path).resolve()

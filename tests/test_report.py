@@ -394,3 +394,12 @@ def test_multitask_monitoring_shows_per_task_success_and_gradient_conflict(tmp_p
         assert (tmp_path / "out" / png).stat().st_size > 0
     plain = rp.report([known_dir(tmp_path)], reps=100)
     assert (plain["task_success"], plain["gradients"]) == ([], [])  # single-task runs: no such sections
+
+
+def test_best_leaves_out_the_model_phase_of_model_based_runs():
+    # MOPO's first chunk ends inside its 5,000-update model phase: its score is the untrained actor's
+    values = np.array([[69.0], [40.0], [10.0]])
+    steps = np.array([3_500, 7_000, 10_500])
+    model_based = rp.Run({"model_train_updates": 5_000}, ("",), steps, values)
+    assert model_based.best.tolist() == [40.0]
+    assert rp.Run({}, ("",), steps, values).best.tolist() == [69.0]

@@ -54,7 +54,10 @@ class Run:
 
     @property
     def best(self) -> np.ndarray:
-        return self.values.max(axis=0)
+        """The best over chunks, leaving out a model-based offline run's chunks that ended inside its model phase
+        (``model_train_updates`` env steps: they evaluate the untrained actor, which is not a result)."""
+        trained = self.env_steps > self.fields.get("model_train_updates", 0)
+        return (self.values[trained] if trained.any() else self.values).max(axis=0)
 
 
 # ---------------------------------------------------------------------------------------------- statistics
