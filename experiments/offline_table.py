@@ -90,6 +90,9 @@ LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
 FALLING_SETTINGS = {algo: {"rollout_horizon": 25, "rollout_batch_size": 200} for algo in MODEL_BASED}
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
+# The lecture's MOPO table (the MOPO paper's Table 1): far above BC on random and mixed (= medium-replay) data, close
+# to it on medium. "Far above": at least MARGIN_OVER_BC; "close": within it.
+LECTURE_MOPO = {"random": "far above", "medium-replay": "far above", "medium": "close to"}
 # --quick: a budget that only checks the pipeline
 QUICK = dict(updates=200, chunks=2, eval_episodes=1, seeds=2, seeds5=2)
 QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
@@ -261,6 +264,12 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
         if len(ia) == len(ib) == len(KINDS):
             lines.append(f"- IQM over the datasets (mean of the per-dataset IQMs): {a} {np.mean(ia):.1f} vs {b} "
                          f"{np.mean(ib):.1f} (bar: {a} >= {b})")  # fmt: skip
+    for kind, where in LECTURE_MOPO.items():
+        x, b = mean("mopo", kind), mean("bc", kind)
+        if x is not None and b is not None:
+            held = x - b >= MARGIN_OVER_BC if where == "far above" else abs(x - b) <= MARGIN_OVER_BC
+            lines.append(f"- the lecture's MOPO table, {kind}: mopo {x:.1f} vs BC {b:.1f}: {x - b:+.1f} (lecture: MOPO "
+                         f"{where} BC) {'holds' if held else 'does NOT hold'}")  # fmt: skip
     x = mean("bc", "expert")
     if x is not None:
         lines.append(f"- BC on expert: {x:.1f} (bar: >= 90) {'met' if x >= 90 else 'NOT met'}")

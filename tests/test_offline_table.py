@@ -97,3 +97,24 @@ def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
     (tmp_path / "iql").mkdir()  # the one-program cell exists: it stays the only one
     assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=True) == set()
     sys.modules.pop("offline_table", None)
+
+
+def test_checks_state_the_issue_bars_and_the_lecture_mopo_ordering(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    group = lambda mean: {"mean": mean, "iqm": mean}
+    groups = {
+        ("bc", "medium-replay"): group(40.0),
+        ("mopo", "medium-replay"): group(55.0),
+        ("bc", "random"): group(2.0),
+        ("mopo", "random"): group(8.0),
+        ("bc", "medium"): group(36.0),
+        ("mopo", "medium"): group(30.0),
+    }
+    lines = ot.checks(groups, {"medium": 35.0})
+    assert "- medium-replay: mopo 55.0 vs BC 40.0: +15.0 (bar: +10) met" in lines
+    lecture = {line.split(":")[0].rsplit(" ", 1)[1]: line for line in lines if "lecture's MOPO table" in line}
+    assert lecture["random"].endswith("+6.0 (lecture: MOPO far above BC) does NOT hold")
+    assert lecture["medium-replay"].endswith("+15.0 (lecture: MOPO far above BC) holds")
+    assert lecture["medium"].endswith("-6.0 (lecture: MOPO close to BC) holds")
