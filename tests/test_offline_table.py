@@ -118,3 +118,17 @@ def test_checks_state_the_issue_bars_and_the_lecture_mopo_ordering(monkeypatch):
     assert lecture["random"].endswith("+6.0 (lecture: MOPO far above BC) does NOT hold")
     assert lecture["medium-replay"].endswith("+15.0 (lecture: MOPO far above BC) holds")
     assert lecture["medium"].endswith("-6.0 (lecture: MOPO close to BC) holds")
+
+
+def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    hopper = ot.parse_args(["--env", "brax:hopper:positional"]).overrides
+    assert hopper[("rebrac", "medium-replay")] == {"actor_beta": 0.05, "critic_beta": 0.5}
+    assert hopper[("mopo", None)] == {"rollout_horizon": 25, "rollout_batch_size": 200}
+    cheetah = ot.parse_args(["--env", "brax:halfcheetah:positional", "--set", "rebrac@medium.critic_beta=0"]).overrides
+    assert ("mopo", None) not in cheetah  # halfcheetah never falls: the paper's 5-step rollouts
+    assert cheetah[("rebrac", "medium")] == {"actor_beta": 0.001, "critic_beta": 0}  # --set wins
+    assert cheetah[("iql", None)] == {"normalize_rewards": True}
+    assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
