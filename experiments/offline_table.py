@@ -16,11 +16,12 @@ Budget (defaults): every algorithm at its own defaults, which are its paper's (2
 EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper does; on locomotion, IQL's rewards
 scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``; on envs that end on a fall,
 MOPO's and MOReL's model rollouts 25 steps long: ``FALLING_SETTINGS``; ReBRAC's BC weights per dataset, as its
-authors tuned them, and MOPO's lambda scaled to brax halfcheetah's reward: ``PER_DATASET_SETTINGS``), 30,000
-gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5 for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and
-AWAC, whose medium-replay scores the issue compares), 10 chunks of 10 evaluation episodes. Columns: the issue's 16
-algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset for the lecture's model-based
-table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert`` (``--no-extra-columns``: only the three).
+authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax halfcheetah's reward:
+``PER_DATASET_SETTINGS``), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5 for BC,
+TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares), 10 chunks of 10 evaluation
+episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset
+for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert``
+(``--no-extra-columns``: only the three).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
@@ -83,25 +84,44 @@ MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the poli
 # 1000 / (return range) on D4RL's MuJoCo tasks (its appendix; `normalize_rewards` uses the env's horizon for 1000).
 LOCOMOTION = ("halfcheetah", "hopper", "walker2d", "ant")
 LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
-# Settings per env and dataset, (algo, env word, kind or None for every dataset) -> fields. ReBRAC's (actor_beta,
-# critic_beta) are its authors' per-dataset values (their configs and CORL's; the library's defaults, 0.05 and 0.01,
-# are one pair for any data). MOPO's lambda on brax halfcheetah is scaled to its reward: the paper's lambda = 1 makes
-# the penalty (u ~ 4.5 per step) 4.3x the data's reward std there (~1x on hopper), as brax's halfcheetah pays about a
-# third of MuJoCo's reward per step; 0.25 brings it to ~1x (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25;
+# Settings per env and dataset, (algo, env word, kind or None for every dataset) -> fields: the papers' per-dataset
+# values, as their authors' configs set them. ReBRAC: (actor_beta, critic_beta), the same in CORL's configs (the
+# library's defaults, 0.05 and 0.01, are one pair for any data). MOPO: (h, lambda) from the MOPO authors' D4RL configs;
+# on envs that fall h is FALLING_SETTINGS' instead, and lambda is scaled to brax halfcheetah's reward by 0.25: there
+# the authors' lambda makes the penalty (u ~ 4.5 per step) 4.3x the data's reward std (~1x on hopper), as brax's
+# halfcheetah pays about a third of MuJoCo's reward per step (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25;
 # offline_model_based_diagnosis.md).
+REBRAC_BETAS = {
+    ("halfcheetah", "medium"): (0.001, 0.01),
+    ("halfcheetah", "medium-replay"): (0.01, 0.001),
+    ("halfcheetah", "medium-expert"): (0.01, 0.1),
+    ("hopper", "medium"): (0.01, 0.001),
+    ("hopper", "medium-replay"): (0.05, 0.5),
+    ("hopper", "medium-expert"): (0.1, 0.01),
+}
+MOPO_HORIZON_LAMBDA = {
+    ("halfcheetah", "random"): (5, 0.5),
+    ("halfcheetah", "medium"): (1, 1.0),
+    ("halfcheetah", "medium-replay"): (5, 1.0),
+    ("halfcheetah", "medium-expert"): (5, 5.0),
+    ("hopper", "random"): (5, 1.0),
+    ("hopper", "medium"): (5, 5.0),
+    ("hopper", "medium-replay"): (5, 1.0),
+    ("hopper", "medium-expert"): (5, 1.0),
+}
+MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 PER_DATASET_SETTINGS = {
     **{
         ("rebrac", env, kind): {"actor_beta": actor, "critic_beta": critic}
-        for env, kind, actor, critic in (
-            ("halfcheetah", "medium", 0.001, 0.01),
-            ("halfcheetah", "medium-replay", 0.01, 0.001),
-            ("halfcheetah", "medium-expert", 0.01, 0.1),
-            ("hopper", "medium", 0.01, 0.001),
-            ("hopper", "medium-replay", 0.05, 0.5),
-            ("hopper", "medium-expert", 0.1, 0.01),
-        )
+        for (env, kind), (actor, critic) in REBRAC_BETAS.items()
     },
-    ("mopo", "halfcheetah", None): {"penalty_coef": 0.25},
+    **{
+        ("mopo", env, kind): {
+            "penalty_coef": lam * MOPO_LAMBDA_SCALE.get(env, 1.0),
+            **({} if termination_fn(env) is not None else {"rollout_horizon": h}),
+        }
+        for (env, kind), (h, lam) in MOPO_HORIZON_LAMBDA.items()
+    },
 }
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in

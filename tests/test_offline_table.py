@@ -127,8 +127,10 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
     hopper = ot.parse_args(["--env", "brax:hopper:positional"]).overrides
     assert hopper[("rebrac", "medium-replay")] == {"actor_beta": 0.05, "critic_beta": 0.5}
     assert hopper[("mopo", None)] == {"rollout_horizon": 25, "rollout_batch_size": 200}
+    assert hopper[("mopo", "medium")] == {"penalty_coef": 5.0}  # the authors' lambda; h stays the falling rule's
     cheetah = ot.parse_args(["--env", "brax:halfcheetah:positional", "--set", "rebrac@medium.critic_beta=0"]).overrides
-    assert cheetah[("mopo", None)] == {"penalty_coef": 0.25}  # never falls: the paper's 5-step rollouts
+    assert ("mopo", None) not in cheetah  # never falls: the authors' h per dataset, lambda scaled by 0.25
+    assert cheetah[("mopo", "medium")] == {"penalty_coef": 0.25, "rollout_horizon": 1}
     assert cheetah[("rebrac", "medium")] == {"actor_beta": 0.001, "critic_beta": 0}  # --set wins
     assert cheetah[("iql", None)] == {"normalize_rewards": True}
     assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
