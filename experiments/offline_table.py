@@ -91,36 +91,29 @@ LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
 # the authors' lambda makes the penalty (u ~ 4.5 per step) 4.3x the data's reward std (~1x on hopper), as brax's
 # halfcheetah pays about a third of MuJoCo's reward per step (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25;
 # offline_model_based_diagnosis.md).
-REBRAC_BETAS = {
-    ("halfcheetah", "medium"): (0.001, 0.01),
-    ("halfcheetah", "medium-replay"): (0.01, 0.001),
-    ("halfcheetah", "medium-expert"): (0.01, 0.1),
-    ("hopper", "medium"): (0.01, 0.001),
-    ("hopper", "medium-replay"): (0.05, 0.5),
-    ("hopper", "medium-expert"): (0.1, 0.01),
-}
-MOPO_HORIZON_LAMBDA = {
-    ("halfcheetah", "random"): (5, 0.5),
-    ("halfcheetah", "medium"): (1, 1.0),
-    ("halfcheetah", "medium-replay"): (5, 1.0),
-    ("halfcheetah", "medium-expert"): (5, 5.0),
-    ("hopper", "random"): (5, 1.0),
-    ("hopper", "medium"): (5, 5.0),
-    ("hopper", "medium-replay"): (5, 1.0),
-    ("hopper", "medium-expert"): (5, 1.0),
+AUTHORS_SETTINGS = {
+    ("halfcheetah", "random"): {"mopo": (5, 0.5)},
+    ("halfcheetah", "medium"): {"rebrac": (0.001, 0.01), "mopo": (1, 1.0)},
+    ("halfcheetah", "medium-replay"): {"rebrac": (0.01, 0.001), "mopo": (5, 1.0)},
+    ("halfcheetah", "medium-expert"): {"rebrac": (0.01, 0.1), "mopo": (5, 5.0)},
+    ("hopper", "random"): {"mopo": (5, 1.0)},
+    ("hopper", "medium"): {"rebrac": (0.01, 0.001), "mopo": (5, 5.0)},
+    ("hopper", "medium-replay"): {"rebrac": (0.05, 0.5), "mopo": (5, 1.0)},
+    ("hopper", "medium-expert"): {"rebrac": (0.1, 0.01), "mopo": (5, 1.0)},
 }
 MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 PER_DATASET_SETTINGS = {
     **{
-        ("rebrac", env, kind): {"actor_beta": actor, "critic_beta": critic}
-        for (env, kind), (actor, critic) in REBRAC_BETAS.items()
+        ("rebrac", env, kind): {"actor_beta": papers["rebrac"][0], "critic_beta": papers["rebrac"][1]}
+        for (env, kind), papers in AUTHORS_SETTINGS.items()
+        if "rebrac" in papers
     },
     **{
         ("mopo", env, kind): {
-            "penalty_coef": lam * MOPO_LAMBDA_SCALE.get(env, 1.0),
-            **({} if termination_fn(env) is not None else {"rollout_horizon": h}),
+            "penalty_coef": papers["mopo"][1] * MOPO_LAMBDA_SCALE.get(env, 1.0),
+            **({} if termination_fn(env) is not None else {"rollout_horizon": papers["mopo"][0]}),
         }
-        for (env, kind), (h, lam) in MOPO_HORIZON_LAMBDA.items()
+        for (env, kind), papers in AUTHORS_SETTINGS.items()
     },
 }
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
