@@ -167,10 +167,13 @@ def _row(kind: str, facts: dict) -> str:
 
 def zero_action_line(entry: dict) -> str:
     """The do-nothing reference of one env's entry in the store, as a sentence."""
+    from jaxrl.data.dataset import normalized_score
+
     first = next(iter(entry["kinds"].values()))
-    lo, hi, zero = first["random_return"], first["expert_return"], entry["zero_action_return"]
+    zero = entry["zero_action_return"]
+    score = float(normalized_score(zero, first["random_return"], first["expert_return"]))
     return (
-        f"Doing nothing (the zero action every step) returns {zero:.1f}, normalised {100 * (zero - lo) / (hi - lo):.1f}"
+        f"Doing nothing (the zero action every step) returns {zero:.1f}, normalised {score:.1f}"
         " (a reference, not a dataset: scores near it are reachable without moving)."
     )
 

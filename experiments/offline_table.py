@@ -17,11 +17,11 @@ EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper
 scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``; on envs that end on a fall,
 MOPO's and MOReL's model rollouts 25 steps long: ``FALLING_SETTINGS``; ReBRAC's BC weights per dataset, as its
 authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax halfcheetah's reward:
-``PER_DATASET_SETTINGS``), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5 for BC,
-TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares), 10 chunks of 10 evaluation
-episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset
-for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert``
-(``--no-extra-columns``: only the three).
+``AUTHORS_SETTINGS``; all of it: ``env_settings``), 30,000 gradient updates (MOPO and MOReL: plus their model
+phase), 3 seeds (5 for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares),
+10 chunks of 10 evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert,
+plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on
+``expert`` (``--no-extra-columns``: only the three).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
@@ -84,13 +84,12 @@ MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the poli
 # 1000 / (return range) on D4RL's MuJoCo tasks (its appendix; `normalize_rewards` uses the env's horizon for 1000).
 LOCOMOTION = ("halfcheetah", "hopper", "walker2d", "ant")
 LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
-# Settings per env and dataset, (algo, env word, kind or None for every dataset) -> fields: the papers' per-dataset
-# values, as their authors' configs set them. ReBRAC: (actor_beta, critic_beta), the same in CORL's configs (the
-# library's defaults, 0.05 and 0.01, are one pair for any data). MOPO: (h, lambda) from the MOPO authors' D4RL configs;
-# on envs that fall h is FALLING_SETTINGS' instead, and lambda is scaled to brax halfcheetah's reward by 0.25: there
-# the authors' lambda makes the penalty (u ~ 4.5 per step) 4.3x the data's reward std (~1x on hopper), as brax's
-# halfcheetah pays about a third of MuJoCo's reward per step (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25;
-# offline_model_based_diagnosis.md).
+# (env word, dataset kind) -> the papers' per-dataset values, as their authors' configs set them. ReBRAC:
+# (actor_beta, critic_beta), the same in CORL's configs (the library's defaults, 0.05 and 0.01, are one pair for any
+# data). MOPO: (h, lambda) from the MOPO authors' D4RL configs; on envs that fall h is FALLING_SETTINGS' instead,
+# and lambda is scaled to brax halfcheetah's reward by 0.25: there the authors' lambda makes the penalty (u ~ 4.5
+# per step) 4.3x the data's reward std (~1x on hopper), as brax's halfcheetah pays about a third of MuJoCo's reward
+# per step (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25; offline_model_based_diagnosis.md).
 AUTHORS_SETTINGS = {
     ("halfcheetah", "random"): {"mopo": (5, 0.5)},
     ("halfcheetah", "medium"): {"rebrac": (0.001, 0.01), "mopo": (1, 1.0)},
@@ -102,26 +101,13 @@ AUTHORS_SETTINGS = {
     ("hopper", "medium-expert"): {"rebrac": (0.1, 0.01), "mopo": (5, 1.0)},
 }
 MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
-PER_DATASET_SETTINGS = {
-    **{
-        ("rebrac", env, kind): {"actor_beta": papers["rebrac"][0], "critic_beta": papers["rebrac"][1]}
-        for (env, kind), papers in AUTHORS_SETTINGS.items()
-        if "rebrac" in papers
-    },
-    **{
-        ("mopo", env, kind): {
-            "penalty_coef": papers["mopo"][1] * MOPO_LAMBDA_SCALE.get(env, 1.0),
-            **({} if termination_fn(env) is not None else {"rollout_horizon": papers["mopo"][0]}),
-        }
-        for (env, kind), papers in AUTHORS_SETTINGS.items()
-    },
-}
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
 # the model, the learned policy falls within 5 steps of 1-2% of dataset states but within 100 of 64-72%, so 5-step
 # rollouts hardly show its falls to the critic (MOPO on hopper medium-replay: 1.8 with h = 5, 69.0 with h = 25;
 # offline_model_based_diagnosis.md).
 FALLING_SETTINGS = {algo: {"rollout_horizon": 25, "rollout_batch_size": 200} for algo in MODEL_BASED}
+
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the issue's bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
 # The lecture's MOPO table (the MOPO paper's Table 1): far above BC on random and mixed (= medium-replay) data, close
@@ -130,6 +116,29 @@ LECTURE_MOPO = {"random": "far above", "medium-replay": "far above", "medium": "
 # --quick: a budget that only checks the pipeline
 QUICK = dict(updates=200, chunks=2, eval_episodes=1, seeds=2, seeds5=2)
 QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
+
+
+def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
+    """The table's settings on ``env_name``, keyed like ``--set``'s overrides by (algorithm, dataset kind, None for
+    every dataset): ``LOCOMOTION_SETTINGS``, ``FALLING_SETTINGS`` on an env that falls, and the authors' per-dataset
+    values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's where it
+    falls)."""
+    name, falls = env_name.lower(), termination_fn(env_name) is not None
+    out: dict[tuple[str, str | None], dict] = {}
+    if any(word in name for word in LOCOMOTION):
+        out.update({(algo, None): fields for algo, fields in LOCOMOTION_SETTINGS.items()})
+    if falls:
+        out.update({(algo, None): fields for algo, fields in FALLING_SETTINGS.items()})
+    for (env, kind), papers in AUTHORS_SETTINGS.items():
+        if env not in name:
+            continue
+        if "rebrac" in papers:
+            out[("rebrac", kind)] = dict(zip(("actor_beta", "critic_beta"), papers["rebrac"]))
+        h, lam = papers["mopo"]
+        out[("mopo", kind)] = {"penalty_coef": lam * MOPO_LAMBDA_SCALE.get(env, 1.0)} | (
+            {} if falls else {"rollout_horizon": h}
+        )
+    return out
 
 
 def parse_overrides(items) -> dict[tuple[str, str | None], dict]:
@@ -370,15 +379,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if a.quick:  # a small behaviour run and dataset, enough to exercise every step
         a.size, a.behaviour_steps, a.behaviour_hidden = min(a.size, 2_000), a.behaviour_steps or 4_000, (32, 32)
     a.overrides = parse_overrides(a.set)
-    env_name = a.minari_env if a.minari_root else a.env
-    settings = LOCOMOTION_SETTINGS if any(word in env_name.lower() for word in LOCOMOTION) else {}
-    if termination_fn(env_name) is not None:
-        settings = {**settings, **FALLING_SETTINGS}
-    for algo, fields in settings.items():  # --set still wins
-        a.overrides[(algo, None)] = {**fields, **a.overrides.get((algo, None), {})}
-    for (algo, env_word, kind), fields in PER_DATASET_SETTINGS.items():
-        if env_word in env_name.lower():
-            a.overrides[(algo, kind)] = {**fields, **a.overrides.get((algo, kind), {})}
+    for key, fields in env_settings(a.minari_env if a.minari_root else a.env).items():  # --set still wins
+        a.overrides[key] = {**fields, **a.overrides.get(key, {})}
     unknown = sorted({algo for algo, _ in a.overrides} - set(ALGOS))
     if unknown:
         p.error(f"--set names algorithms {unknown} that are not columns: {list(ALGOS)}")

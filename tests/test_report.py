@@ -403,3 +403,6 @@ def test_best_leaves_out_the_model_phase_of_model_based_runs():
     model_based = rp.Run({"model_train_updates": 5_000}, ("",), steps, values)
     assert model_based.best.tolist() == [40.0]
     assert rp.Run({}, ("",), steps, values).best.tolist() == [69.0]
+    # 3,550 updates in iterations of 100: the phase ends at 3,600 env steps, so the 3,600 chunk is still untrained
+    phase = {"model_train_updates": 3_550, "updates_per_iteration": 100}
+    assert rp.Run(phase, ("",), np.array([3_600, 7_200]), np.array([[69.0], [40.0]])).best.tolist() == [40.0]

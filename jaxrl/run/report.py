@@ -55,8 +55,11 @@ class Run:
     @property
     def best(self) -> np.ndarray:
         """The best over chunks, leaving out a model-based offline run's chunks that ended inside its model phase
-        (``model_train_updates`` env steps: they evaluate the untrained actor, which is not a result)."""
-        trained = self.env_steps > self.fields.get("model_train_updates", 0)
+        (``model_train_updates`` updates, rounded up to whole iterations: they evaluate the untrained actor, which is
+        not a result)."""
+        per_iteration = self.fields.get("updates_per_iteration", 1)
+        model_phase = -(-self.fields.get("model_train_updates", 0) // per_iteration) * per_iteration
+        trained = self.env_steps > model_phase
         return (self.values[trained] if trained.any() else self.values).max(axis=0)
 
 
