@@ -14,11 +14,12 @@ mujoco/halfcheetah --kinds medium-v0,simple-v0,expert-v0``; nothing is downloade
 
 Budget (defaults): every algorithm at its own defaults, which are its paper's (256x256 networks; ReBRAC, SAC-N and
 EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper does; on locomotion, IQL's rewards
-scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``; on envs that end on a fall,
-MOPO's and MOReL's model rollouts 25 steps long: ``FALLING_SETTINGS``; ReBRAC's BC weights per dataset, as its
+scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``; MOReL's model rollouts 25
+steps long, as its halt needs: ``MOREL_LOCOMOTION_SETTINGS``, and MOPO's too on envs that end on a fall:
+``FALLING_SETTINGS``; ReBRAC's BC weights per dataset, as its
 authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax halfcheetah's reward:
 ``AUTHORS_SETTINGS``; all of it: ``env_settings``), 30,000 gradient updates (MOPO and MOReL: plus their model
-phase), 3 seeds (5 for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, whose medium-replay scores the issue compares),
+phase), 3 seeds (5 on medium-replay for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, which the issue compares there),
 10 chunks of 10 evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert,
 plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on
 ``expert`` (``--no-extra-columns``: only the three).
@@ -79,6 +80,9 @@ KINDS = ("medium", "medium-replay", "medium-expert")
 # check that behaviour cloning recovers the final policy (expert).
 EXTRA_COLUMNS = {"random": ("bc", "sac_offline", "bear", "brac_v", "mopo", "morel"), "expert": ("bc",)}
 FIVE_SEEDS = ("bc", "td3_bc", "iql", "cql", "rebrac", "edac", "awac")  # compared on medium-replay with 5 seeds
+FIVE_SEEDS_KIND = (
+    "medium-replay"  # the issue's 5 seeds are for these cells; a program holding it runs all its kinds at 5
+)
 MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the policy's
 # Settings a paper uses on locomotion data only, so they are not the library's defaults: IQL scales rewards by
 # 1000 / (return range) on D4RL's MuJoCo tasks (its appendix; `normalize_rewards` uses the env's horizon for 1000).
@@ -106,7 +110,13 @@ MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 # the model, the learned policy falls within 5 steps of 1-2% of dataset states but within 100 of 64-72%, so 5-step
 # rollouts hardly show its falls to the critic (MOPO on hopper medium-replay: 1.8 with h = 5, 69.0 with h = 25;
 # offline_model_based_diagnosis.md).
-FALLING_SETTINGS = {algo: {"rollout_horizon": 25, "rollout_batch_size": 200} for algo in MODEL_BASED}
+LONG_ROLLOUTS = {"rollout_horizon": 25, "rollout_batch_size": 200}
+FALLING_SETTINGS = {algo: LONG_ROLLOUTS for algo in MODEL_BASED}
+# MOReL rolls out 25 steps on every locomotion env, falling or not: its pessimism is the halt where the models
+# disagree, and its authors roll out whole episodes (700 steps from initial states, with NPG); 5-step branches from
+# dataset states barely leave the data (brax halfcheetah medium-replay at h = 5: the halt fired on 0.01-0.09% of
+# model steps). Set before any halfcheetah run at h = 25 (offline_model_based_diagnosis.md).
+MOREL_LOCOMOTION_SETTINGS = {"morel": LONG_ROLLOUTS}
 
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the issue's bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
@@ -120,13 +130,15 @@ QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
 
 def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
     """The table's settings on ``env_name``, keyed like ``--set``'s overrides by (algorithm, dataset kind, None for
-    every dataset): ``LOCOMOTION_SETTINGS``, ``FALLING_SETTINGS`` on an env that falls, and the authors' per-dataset
+    every dataset): ``LOCOMOTION_SETTINGS`` and ``MOREL_LOCOMOTION_SETTINGS`` on locomotion, ``FALLING_SETTINGS`` on an
+    env that falls, and the authors' per-dataset
     values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's where it
     falls)."""
     name, falls = env_name.lower(), termination_fn(env_name) is not None
     out: dict[tuple[str, str | None], dict] = {}
     if any(word in name for word in LOCOMOTION):
         out.update({(algo, None): fields for algo, fields in LOCOMOTION_SETTINGS.items()})
+        out.update({(algo, None): fields for algo, fields in MOREL_LOCOMOTION_SETTINGS.items()})
     if falls:
         out.update({(algo, None): fields for algo, fields in FALLING_SETTINGS.items()})
     for (env, kind), papers in AUTHORS_SETTINGS.items():
@@ -176,6 +188,12 @@ def cells_of(algo: str, kinds, overrides: dict, split=()) -> list[tuple[str, lis
     return [(f"{algo}@{'+'.join(ks)}", ks, cfg) for ks, cfg in by_config.values()]
 
 
+def cell_seeds(algo: str, cell_kinds, seeds: int, seeds5: int) -> int:
+    """Seeds of a cell: ``seeds5`` for the issue's 5-seed comparisons (``FIVE_SEEDS`` on ``FIVE_SEEDS_KIND``; a
+    program holding that kind runs all its kinds at it), ``seeds`` otherwise."""
+    return seeds5 if algo in FIVE_SEEDS and FIVE_SEEDS_KIND in cell_kinds else seeds
+
+
 def own_cell_kinds(algo: str, kinds, root: Path, split_all: bool) -> set[str]:
     """The kinds of ``algo`` that run as cells of their own: all with ``--split-kinds``, else those that already
     have one (so a later run of the whole column keeps them); none where the one-program cell exists."""
@@ -211,7 +229,6 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
     from jaxrl.envs.offline import load_offline_env
 
     module = algos.get(algo)
-    seeds = args.seeds5 if algo in FIVE_SEEDS else args.seeds
     dirs = []
     root = Path(args.runs) / env_slug(args.env)
     split = own_cell_kinds(algo, kinds, root, args.split_kinds)
@@ -221,6 +238,7 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
         cfg = replace(
             cfg, total_env_steps=updates, updates_per_iteration=100, **(QUICK_CONFIG if args.quick else {}), **overrides
         )
+        seeds = cell_seeds(algo, cell_kinds, args.seeds, args.seeds5)
         run_dir = root / name
         key = results_table.from_root(run_dir)
         env = load_offline_env([paths[k] for k in cell_kinds])
@@ -356,7 +374,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help=f"also these datasets for these algorithms: {EXTRA_COLUMNS}")  # fmt: skip
     p.add_argument("--algos", default=",".join(ALGOS))
     p.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 3)")
-    p.add_argument("--seeds5", type=int, default=None, help=f"seeds of {', '.join(FIVE_SEEDS)} (default 5)")
+    p.add_argument(
+        "--seeds5",
+        type=int,
+        default=None,
+        help=f"seeds of {', '.join(FIVE_SEEDS)} in a cell holding {FIVE_SEEDS_KIND} (default 5)",
+    )
     p.add_argument("--updates", type=int, default=None, help="gradient updates (default 30,000)")
     p.add_argument("--chunks", type=int, default=None, help="evaluations (and checkpoints) per run (default 10)")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 10)")
@@ -475,7 +498,8 @@ def _kind(group: dict) -> str:
 def budget_line(a) -> str:
     return (
         f"{a.updates:,} gradient updates per run (MOPO, MOReL: plus their model phase); {a.seeds} seeds ("
-        f"{a.seeds5} for {', '.join(FIVE_SEEDS)}); each algorithm at its own (its paper's) defaults, but for the "
+        f"{a.seeds5} for {', '.join(FIVE_SEEDS)} in a cell holding {FIVE_SEEDS_KIND}; each cell's count is listed with "
+        "it); each algorithm at its own (its paper's) defaults, but for the "
         "overrides listed with each cell below"
         + (" shrunk by --quick" if a.quick else "")
         + f"; {a.chunks} chunks of {a.eval_episodes} evaluation episodes; datasets: "

@@ -94,6 +94,9 @@ def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
     assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=False) == {"medium-replay"}
     names = [c[0] for c in ot.cells_of("iql", kinds, {}, split={"medium-replay"})]
     assert names == ["iql@medium+medium-expert", "iql@medium-replay"]
+    # 5 seeds where the issue compares on medium-replay; 3 on the other datasets and for the other algorithms
+    assert ot.cell_seeds("iql", ["medium-replay"], 3, 5) == ot.cell_seeds("iql", kinds, 3, 5) == 5
+    assert ot.cell_seeds("iql", ["medium", "medium-expert"], 3, 5) == ot.cell_seeds("mopo", kinds, 3, 5) == 3
     (tmp_path / "iql").mkdir()  # the one-program cell exists: it stays the only one
     assert ot.own_cell_kinds("iql", kinds, tmp_path, split_all=True) == set()
     sys.modules.pop("offline_table", None)
@@ -133,4 +136,5 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
     assert cheetah[("mopo", "medium")] == {"penalty_coef": 0.25, "rollout_horizon": 1}
     assert cheetah[("rebrac", "medium")] == {"actor_beta": 0.001, "critic_beta": 0}  # --set wins
     assert cheetah[("iql", None)] == {"normalize_rewards": True}
+    assert cheetah[("morel", None)] == hopper[("morel", None)] == {"rollout_horizon": 25, "rollout_batch_size": 200}
     assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
