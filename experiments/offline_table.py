@@ -79,9 +79,8 @@ KINDS = ("medium", "medium-replay", "medium-expert")
 # check that behaviour cloning recovers the final policy (expert).
 EXTRA_COLUMNS = {"random": ("bc", "sac_offline", "bear", "brac_v", "mopo", "morel"), "expert": ("bc",)}
 FIVE_SEEDS = ("bc", "td3_bc", "iql", "cql", "rebrac", "edac", "awac")  # compared on medium-replay with 5 seeds
-FIVE_SEEDS_KIND = (
-    "medium-replay"  # the issue's 5 seeds are for these cells; a program holding it runs all its kinds at 5
-)
+# The dataset of those comparisons: only a cell holding it gets 5 seeds (all its datasets do, one program).
+FIVE_SEEDS_KIND = "medium-replay"
 MODEL_BASED = ("mopo", "morel")  # their updates add the model phase to the policy's
 # Settings a paper uses on locomotion data only, so they are not the library's defaults: IQL scales rewards by
 # 1000 / (return range) on D4RL's MuJoCo tasks (its appendix; `normalize_rewards` uses the env's horizon for 1000).
@@ -108,12 +107,9 @@ MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
 # the model, the learned policy falls within 5 steps of 1-2% of dataset states but within 100 of 64-72%, so 5-step
 # rollouts hardly show its falls to the critic (MOPO on hopper medium-replay: 1.8 with h = 5, 69.0 with h = 25;
-# offline_model_based_diagnosis.md).
+# offline_model_based_diagnosis.md). Only there: MOReL at 25 steps on brax halfcheetah, which never falls, still hardly
+# halted and exploited the model more (medium-replay 25.4 against 32.8 at h = 5, medium -6.2).
 FALLING_SETTINGS = {algo: {"rollout_horizon": 25, "rollout_batch_size": 200} for algo in MODEL_BASED}
-# Not MOReL on every locomotion env: tried on brax halfcheetah (where its halt at 5 steps fired on 0.01-0.09% of
-# model steps), 25-step rollouts still hardly halted and let the policy exploit the model (medium-replay 25.4
-# against 32.8 at h = 5, medium -6.2; offline_model_based_diagnosis.md).
-
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the issue's bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
 # The lecture's MOPO table (the MOPO paper's Table 1): far above BC on random and mixed (= medium-replay) data, close
@@ -127,9 +123,8 @@ QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
 def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
     """The table's settings on ``env_name``, keyed like ``--set``'s overrides by (algorithm, dataset kind, None for
     every dataset): ``LOCOMOTION_SETTINGS`` on locomotion, ``FALLING_SETTINGS`` on an env that falls, and the authors'
-    per-dataset
-    values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's where it
-    falls)."""
+    per-dataset values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's
+    where it falls)."""
     name, falls = env_name.lower(), termination_fn(env_name) is not None
     out: dict[tuple[str, str | None], dict] = {}
     if any(word in name for word in LOCOMOTION):
