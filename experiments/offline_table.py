@@ -187,9 +187,28 @@ def cell_seeds(algo: str, cell_kinds, seeds: int, seeds5: int) -> int:
 def own_cell_kinds(algo: str, kinds, root: Path, split_all: bool) -> set[str]:
     """The kinds of ``algo`` that run as cells of their own: all with ``--split-kinds``, else those that already
     have one (so a later run of the whole column keeps them); none where the one-program cell exists."""
-    if (root / algo).exists():
+    if cell_exists(root, algo):
         return set()
-    return {k for k in kinds if split_all or (root / f"{algo}@{k}").exists()}
+    return {k for k in kinds if split_all or cell_exists(root, f"{algo}@{k}")}
+
+
+def cell_exists(root: Path, name: str) -> bool:
+    """Whether the cell ``name`` has a run directory under ``root``, whole or in seed parts."""
+    return (root / name).exists() or any(root.glob(f"{name}{SEED_PART}*"))
+
+
+SEED_PART = "~seeds"  # <cell>~seeds<first>-<last>: a part of a cell's seeds run as a program of its own
+
+
+def seed_parts(name: str, seeds: int, per_part: int | None, root: Path) -> list[tuple[str, int | list[int]]]:
+    """``(run directory name, seeds)`` of a cell: the whole cell (``seeds`` 0..N-1) in one program, or with
+    ``per_part`` its seeds in programs of that many, ``<name>~seeds<first>-<last>`` (each fits in a session on a
+    CPU core; ``jaxrl report`` pools a dataset's runs across them). A cell already run whole stays whole."""
+    if per_part is None or per_part >= seeds or (root / name).exists():
+        return [(name, seeds)]
+    starts = range(0, seeds, per_part)
+    parts = [list(range(a, min(a + per_part, seeds))) for a in starts]
+    return [(f"{name}{SEED_PART}{p[0]}-{p[-1]}", p) for p in parts]
 
 
 def kept_cells(root: Path, made: list[Path], store: dict) -> list[Path]:
@@ -228,28 +247,28 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
         cfg = replace(
             cfg, total_env_steps=updates, updates_per_iteration=100, **(QUICK_CONFIG if args.quick else {}), **overrides
         )
-        seeds = cell_seeds(algo, cell_kinds, args.seeds, args.seeds5)
-        run_dir = root / name
-        key = results_table.from_root(run_dir)
         env = load_offline_env([paths[k] for k in cell_kinds])
-        results_table.run_cell(
-            run_dir, algo, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(cell_kinds)))},
-            num_chunks=args.chunks, eval_episodes=args.eval_episodes, command=args.command,
-        )  # fmt: skip
-        summary = json.loads((run_dir / "summary.json").read_text())
-        recorded = run_dir / results_table.COMMAND_FILE
-        store[key] = dict(
-            command=recorded.read_text().strip() if recorded.exists() else "(not recorded)",
-            algo=algo,
-            kinds=list(cell_kinds),
-            seeds=seeds,
-            updates=updates,
-            overrides={k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
-            compile_seconds=summary["compile_seconds"],
-            run_seconds=summary["run_seconds"],
-            run_seconds_from_iteration=summary.get("run_seconds_from_iteration"),
-        )
-        dirs.append(run_dir)
+        seeds_of_cell = cell_seeds(algo, cell_kinds, args.seeds, args.seeds5)
+        for part, seeds in seed_parts(name, seeds_of_cell, args.seeds_per_cell, root):
+            run_dir = root / part
+            results_table.run_cell(
+                run_dir, algo, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(cell_kinds)))},
+                num_chunks=args.chunks, eval_episodes=args.eval_episodes, command=args.command,
+            )  # fmt: skip
+            summary = json.loads((run_dir / "summary.json").read_text())
+            recorded = run_dir / results_table.COMMAND_FILE
+            store[results_table.from_root(run_dir)] = dict(
+                command=recorded.read_text().strip() if recorded.exists() else "(not recorded)",
+                algo=algo,
+                kinds=list(cell_kinds),
+                seeds=seeds,
+                updates=updates,
+                overrides={k: (list(v) if isinstance(v, tuple) else v) for k, v in overrides.items()},
+                compile_seconds=summary["compile_seconds"],
+                run_seconds=summary["run_seconds"],
+                run_seconds_from_iteration=summary.get("run_seconds_from_iteration"),
+            )
+            dirs.append(run_dir)
     return dirs
 
 
@@ -348,12 +367,17 @@ def cell_notes(store: dict, dirs: list[Path]) -> list[str]:
     for d in dirs:
         c = store[results_table.from_root(d)]
         notes.append(
-            f"- `{d.name}`: {c['algo']} on {', '.join(c['kinds'])}; {c['seeds']} seeds; {c['updates']:,} updates; "
+            f"- `{d.name}`: {c['algo']} on {', '.join(c['kinds'])}; {_seeds_text(c['seeds'])}; "
+            f"{c['updates']:,} updates; "
             f"overrides {json.dumps(c['overrides']) if c['overrides'] else 'none'}; {c['compile_seconds']:.0f} + "
             f"{c['run_seconds']:.0f} s{results_table.resumed_seconds_caveat(c.get('run_seconds_from_iteration'))}; "
             f"`{c['command']}`{results_table.run_note(d)}"
         )
     return notes + [""]
+
+
+def _seeds_text(seeds: int | list[int]) -> str:
+    return f"{seeds} seeds" if isinstance(seeds, int) else f"seeds {', '.join(map(str, seeds))}"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -370,6 +394,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help=f"seeds of {', '.join(FIVE_SEEDS)} in a cell holding {FIVE_SEEDS_KIND} (default 5)",
     )
+    p.add_argument("--seeds-per-cell", type=int, default=None,
+                   help=f"run a cell's seeds in programs of this many, <cell>{SEED_PART}<first>-<last> (a cell too "
+                   "long for one session then lands a part at a time; the report pools them)")  # fmt: skip
     p.add_argument("--updates", type=int, default=None, help="gradient updates (default 30,000)")
     p.add_argument("--chunks", type=int, default=None, help="evaluations (and checkpoints) per run (default 10)")
     p.add_argument("--eval-episodes", type=int, default=None, help="episodes per evaluation (default 10)")
@@ -391,6 +418,8 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(a, name, QUICK[name] if a.quick else full)
     if a.quick:  # a small behaviour run and dataset, enough to exercise every step
         a.size, a.behaviour_steps, a.behaviour_hidden = min(a.size, 2_000), a.behaviour_steps or 4_000, (32, 32)
+    if a.seeds_per_cell is not None and a.seeds_per_cell < 1:
+        p.error(f"--seeds-per-cell must be >= 1, got {a.seeds_per_cell}")
     a.overrides = parse_overrides(a.set)
     for key, fields in env_settings(a.minari_env if a.minari_root else a.env).items():  # --set still wins
         a.overrides[key] = {**fields, **a.overrides.get(key, {})}
@@ -426,7 +455,7 @@ def main(argv=None) -> dict:
         algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
         dirs += run_algo(algo, algo_kinds, paths, a, store)
     dirs += kept_cells(Path(a.runs) / env_slug(a.env), dirs, store)
-    dirs.sort(key=lambda d: (ALGOS.index(d.name.split("@")[0]), d.name))  # the table's column order
+    dirs.sort(key=lambda d: (ALGOS.index(d.name.split(SEED_PART)[0].split("@")[0]), d.name))  # the column order
     # the whole table's columns, whichever cells this command ran (its finished cells are kept)
     columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
     extras = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in columns}

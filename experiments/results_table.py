@@ -90,8 +90,11 @@ def cell_differences(run_dir: Path, algo: str, env: Any, config: Any, **train_kw
         for k in sorted(set(wanted) - set(saved["config"]))
         if k in FIELDS_ADDED and FIELDS_ADDED[k] != wanted[k]
     ]
-    if "seeds" in train_kw and len(saved["seeds"]) != train_kw["seeds"]:
-        out.append(f"{len(saved['seeds'])} seeds, not {train_kw['seeds']}")
+    if "seeds" in train_kw:
+        seeds = train_kw["seeds"]
+        wanted_seeds = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+        if list(saved["seeds"]) != wanted_seeds:
+            out.append(f"seeds {saved['seeds']}, not {wanted_seeds}")
     if plain(train_kw.get("grid") or {}) != (saved.get("grid") or {}):
         out.append(f"grid {saved.get('grid')}, not {train_kw.get('grid')}")
     out += [

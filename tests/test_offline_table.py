@@ -102,6 +102,25 @@ def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
     sys.modules.pop("offline_table", None)
 
 
+def test_seed_parts_split_a_cell_and_keep_a_whole_one(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    assert ot.seed_parts("cql@medium-replay", 5, None, tmp_path) == [("cql@medium-replay", 5)]
+    assert ot.seed_parts("cql@medium-replay", 5, 2, tmp_path) == [
+        ("cql@medium-replay~seeds0-1", [0, 1]),
+        ("cql@medium-replay~seeds2-3", [2, 3]),
+        ("cql@medium-replay~seeds4-4", [4]),
+    ]
+    assert ot.seed_parts("cql", 3, 3, tmp_path) == [("cql", 3)]
+    # a part on disk marks its kind as a cell of its own; a cell already run whole is not split again
+    (tmp_path / "cql@medium-replay~seeds0-1").mkdir()
+    assert ot.own_cell_kinds("cql", ["medium", "medium-replay"], tmp_path, split_all=False) == {"medium-replay"}
+    (tmp_path / "iql@medium-replay").mkdir()
+    assert ot.seed_parts("iql@medium-replay", 5, 1, tmp_path) == [("iql@medium-replay", 5)]
+    sys.modules.pop("offline_table", None)
+
+
 def test_checks_state_the_issue_bars_and_the_lecture_mopo_ordering(monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     import offline_table as ot
