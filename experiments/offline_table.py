@@ -257,7 +257,7 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
             )  # fmt: skip
             summary = json.loads((run_dir / "summary.json").read_text())
             recorded = run_dir / results_table.COMMAND_FILE
-            store[results_table.from_root(run_dir)] = dict(
+            store[key := results_table.from_root(run_dir)] = dict(
                 command=recorded.read_text().strip() if recorded.exists() else "(not recorded)",
                 algo=algo,
                 kinds=list(cell_kinds),
@@ -268,8 +268,26 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
                 run_seconds=summary["run_seconds"],
                 run_seconds_from_iteration=summary.get("run_seconds_from_iteration"),
             )
+            record_cell(args.store_path, key, store[key])
             dirs.append(run_dir)
     return dirs
+
+
+def record_cell(store_path: Path, key: str, record: dict) -> None:
+    """Add one finished cell's record to the results JSON at once, so a command stopped before its table is written
+    (the end of a session) loses no finished cell: a later command's table shows it. Locked: both cores' commands
+    record into the same file."""
+    import fcntl
+    import os
+
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(store_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = json.loads(store_path.read_text()) if store_path.exists() else {}
+        saved.setdefault("cells", {})[key] = record
+        tmp = store_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(saved, indent=1, default=float) + "\n")
+        os.replace(tmp, store_path)
 
 
 def _fmt(row: dict | None, stat: str = "mean") -> str:
@@ -428,6 +446,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--set names algorithms {unknown} that are not columns: {list(ALGOS)}")
     a.runs = a.runs or str(RUNS / ("offline_quick" if a.quick else "offline"))
     a.out = a.out or str((Path(a.runs) if a.quick else RESULTS) / f"offline_{env_slug(a.env)}.md")
+    a.store_path = Path(a.out).with_suffix(".json")
     return a
 
 
@@ -447,7 +466,7 @@ def main(argv=None) -> dict:
         made = recipe_paths(a.env, DATA_KINDS, a.data_dir, **recipe_options(a))
         paths = dict(zip(DATA_KINDS, made))
     out = Path(a.out)
-    store_path = out.with_suffix(".json")
+    store_path = a.store_path
     saved = json.loads(store_path.read_text()) if store_path.exists() else {}
     store = saved.get("cells", {})
     dirs: list[Path] = []
