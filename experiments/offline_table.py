@@ -30,6 +30,9 @@ config runs one program per distinct config, ``<algo>@<kind>``; ``--split-kinds`
 ``--kinds medium-replay``: the cells the issue's bars compare first; a later run of the whole column keeps them). A
 finished cell is kept, a stopped one resumes from its checkpoint when the command is run again; the results file shows
 every finished cell of the env (a command for some cells adds to it) and records the command that made each.
+``--seeds-per-cell 1`` runs a cell's seeds as programs of their own (``<cell>~seeds<i>-<i>``, pooled by the report):
+a cell too long for one session (CQL: ~1 h per seed on one CPU core) then lands a seed at a time, as a
+checkpoint does not outlive the machine.
 
 GPU recipe (D4RL scale: 1M-row datasets from ``d4rl_datasets.py``'s GPU recipe, 1M updates, 5 seeds):
 
