@@ -64,7 +64,7 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str
 
 # Config fields added after finished cells were saved, with the value those cells ran as (the behaviour before the
 # field existed): a saved cell without the field matches only that value.
-FIELDS_ADDED = {"normalize_states": False, "normalize_rewards": False}
+FIELDS_ADDED = {"normalize_states": False, "normalize_rewards": False, "critic_layout": "jaxrl"}
 
 
 def cell_differences(run_dir: Path, algo: str, env: Any, config: Any, **train_kw) -> list[str]:

@@ -157,6 +157,27 @@ def test_layer_norm_critic():
     np.testing.assert_allclose(out, big, rtol=1e-2, atol=1e-2)
 
 
+def test_authors_layout_critic_matches_a_hand_computation():
+    """critic_layout='authors': Dense -> ReLU -> LayerNorm, PyTorch's uniform kernel init, bias 0.1, output ~0."""
+    q = rebrac.make_layer_norm_q((8, 8), "relu", layout="authors")
+    p = q.init(jax.random.PRNGKey(0), jnp.zeros((3,)), jnp.zeros((1,)))
+    assert np.abs(np.asarray(p["Dense_0"]["kernel"])).max() <= 4**-0.5  # fan_in 3 + 1
+    assert np.abs(np.asarray(p["Dense_1"]["kernel"])).max() <= 8**-0.5
+    np.testing.assert_array_equal(p["Dense_0"]["bias"], np.full(8, 0.1, np.float32))
+    assert np.abs(np.asarray(p["Dense_2"]["kernel"])).max() <= 3e-3 and np.abs(np.asarray(p["Dense_2"]["bias"])) <= 3e-3
+    obs, act = np.array([[0.5, -1.0, 2.0]], np.float32), np.array([[0.3]], np.float32)
+
+    def layer_norm(x, scale, bias):
+        return (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6) * scale + bias
+
+    x = np.concatenate([obs, act], axis=-1)
+    for i in range(2):
+        d, ln = p[f"Dense_{i}"], p[f"LayerNorm_{i}"]
+        x = layer_norm(np.maximum(x @ d["kernel"] + d["bias"], 0.0), ln["scale"], ln["bias"])
+    expected = (x @ p["Dense_2"]["kernel"] + p["Dense_2"]["bias"])[:, 0]
+    np.testing.assert_allclose(q.apply(p, obs, act), expected, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.integration
 def test_rebrac_layer_norm_switch(tiny_env):
     env, params = tiny_env

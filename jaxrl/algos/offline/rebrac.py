@@ -21,8 +21,9 @@ taken as defaults they make ReBRAC behaviour cloning: the BC term is summed over
 the Q term is normalised to ``|lambda Q| = 1``, so ``beta_1 = 1`` weighs BC ``2.5 A`` times more than TD3+BC's
 default (which ``beta_1 = 1 / (2.5 A)`` reproduces, 0.067 for ``A = 6``), and ``beta_2 = 1`` (reward units per
 step) swamps brax's small rewards. The critic's LayerNorm comes before the activation here (the authors' code:
-Dense -> ReLU -> LayerNorm). See ``experiments/results/offline_rebrac_edac_diagnosis.md``. One ``step`` =
-``updates_per_iteration`` gradient updates; ``total_env_steps`` counts them.
+Dense -> ReLU -> LayerNorm, with their init: ``critic_layout="authors"``). See
+``experiments/results/offline_rebrac_edac_diagnosis.md``. One ``step`` = ``updates_per_iteration`` gradient updates;
+``total_env_steps`` counts them.
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class Config(TD3Config):
         (256, 256, 256), help="hidden layer widths of the actor and the critic (the paper's deeper networks)"
     )
     critic_layer_norm: bool = static(True, choices=(True, False), help="LayerNorm after each hidden critic layer")
+    critic_layout: str = static(
+        "jaxrl",
+        choices=("jaxrl", "authors"),
+        help="the LayerNorm critic's layers: 'jaxrl' Dense -> LayerNorm -> activation, orthogonal init, zero bias; "
+        "'authors' as the ReBRAC authors' code: Dense -> activation -> LayerNorm, PyTorch's uniform init "
+        "(+-1/sqrt(fan_in)) with bias 0.1, output layer uniform in +-3e-3",
+    )
 
 
 class _LayerNormQ(nn.Module):
@@ -86,9 +94,31 @@ class _LayerNormQ(nn.Module):
         return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]
 
 
-def make_layer_norm_q(hidden: Sequence[int], activation: str) -> nets.Network:
-    """ONE critic ``apply(params, obs [B, O], action [B, A]) -> [B]`` with LayerNorm on its hidden layers."""
-    module = _LayerNormQ(tuple(hidden), activation)
+def _uniform(bound: float):
+    return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class _AuthorsLayerNormQ(nn.Module):
+    """``Q(s, a)`` laid out as the ReBRAC authors' critic: Dense -> activation -> LayerNorm per hidden layer, each
+    Dense with PyTorch's default kernel init (uniform in +-1/sqrt(fan_in)) and bias 0.1; the output layer uniform in
+    +-3e-3 (Q starts at ~0)."""
+
+    hidden: Sequence[int]
+    activation: str
+
+    @nn.compact
+    def __call__(self, obs, action):
+        x = jnp.concatenate([obs, action], axis=-1)
+        for width in self.hidden:
+            dense = nn.Dense(width, kernel_init=_uniform(x.shape[-1] ** -0.5), bias_init=nn.initializers.constant(0.1))
+            x = nn.LayerNorm()(nets.core.ACTIVATIONS[self.activation](dense(x)))
+        return nn.Dense(1, kernel_init=_uniform(3e-3), bias_init=_uniform(3e-3))(x)[..., 0]
+
+
+def make_layer_norm_q(hidden: Sequence[int], activation: str, layout: str = "jaxrl") -> nets.Network:
+    """ONE critic ``apply(params, obs [B, O], action [B, A]) -> [B]`` with LayerNorm on its hidden layers
+    (``layout``: :class:`Config`'s ``critic_layout``)."""
+    module = (_AuthorsLayerNormQ if layout == "authors" else _LayerNormQ)(tuple(hidden), activation)
     return nets.Network(
         lambda key, o, a: module.init(key, o, a)["params"], lambda params, o, a: module.apply({"params": params}, o, a)
     )
@@ -140,7 +170,9 @@ def make(config: Config, env, env_params) -> Algorithm:
         loss, m = rebrac_actor_loss(actor_params, batch, **nets_kw, beta=config.actor_beta)
         return loss, {"actor_loss": loss, "bc_penalty": m["bc_penalty"], "q_policy": m["q"], "lmbda": m["lmbda"]}
 
-    q_network = make_layer_norm_q(config.hidden, config.activation) if config.critic_layer_norm else None
+    q_network = (
+        make_layer_norm_q(config.hidden, config.activation, config.critic_layout) if config.critic_layer_norm else None
+    )
     return make_td3_like(
         config,
         env,
