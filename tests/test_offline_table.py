@@ -102,6 +102,20 @@ def test_cells_split_by_kind_and_keep_their_names(tmp_path, monkeypatch):
     sys.modules.pop("offline_table", None)
 
 
+def test_record_cell_adds_to_the_results_json(tmp_path, monkeypatch):
+    """A finished cell is in the results JSON as soon as it ends, beside what is there, not only when the table is
+    written at the end of the command."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    store = tmp_path / "offline_env.json"
+    store.write_text(json.dumps({"budget": "b", "cells": {"runs/a": {"seeds": 3}}}))
+    ot.record_cell(store, "runs/b~seeds0-0", {"seeds": [0]})
+    saved = json.loads(store.read_text())
+    assert saved["budget"] == "b" and saved["cells"] == {"runs/a": {"seeds": 3}, "runs/b~seeds0-0": {"seeds": [0]}}
+    sys.modules.pop("offline_table", None)
+
+
 def test_seed_parts_split_a_cell_and_keep_a_whole_one(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     import offline_table as ot
