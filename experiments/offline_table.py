@@ -336,9 +336,9 @@ def comparison(groups: dict[tuple[str, str], dict], env_name: str, kinds, algos)
     return lines
 
 
-def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | None]) -> list[str]:
+def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | None], seeds5: int = 5) -> list[str]:
     """The issue's bars, as measured (mean final score over seeds); ``data_scores``: each dataset's own
-    normalised return."""
+    normalised return; a bar's cells with fewer than ``seeds5`` seeds so far (seed parts still to run) say so."""
     mean = lambda a, k: groups[(a, k)]["mean"] if (a, k) in groups else None
     lines = ["## The issue's bars, as measured (mean final normalised score)", ""]
     bc = mean("bc", "medium-replay")
@@ -346,8 +346,10 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
         x = mean(a, "medium-replay")
         if bc is not None and x is not None:
             verdict = "met" if x - bc >= MARGIN_OVER_BC else "NOT met"
+            runs = groups[(a, "medium-replay")].get("runs", seeds5)
+            so_far = f" ({runs} of {seeds5} seeds so far)" if a in FIVE_SEEDS and runs < seeds5 else ""
             lines.append(
-                f"- medium-replay: {a} {x:.1f} vs BC {bc:.1f}: {x - bc:+.1f} (bar: +{MARGIN_OVER_BC}) {verdict}"
+                f"- medium-replay: {a} {x:.1f} vs BC {bc:.1f}: {x - bc:+.1f} (bar: +{MARGIN_OVER_BC}) {verdict}{so_far}"
             )
     for a, b in (("rebrac", "td3_bc"), ("edac", "sac_n")):
         ia = [groups[(a, k)]["iqm"] for k in KINDS if (a, k) in groups]
@@ -497,7 +499,7 @@ def main(argv=None) -> dict:
             if missing or absent else []
         )  # fmt: skip
         shown_algos = [n for n in ALGOS if n not in missing]
-        return [*partial, *reference_lines(a.env), *checks(groups, data_scores),
+        return [*partial, *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
                 *comparison(groups, a.env, shown_kinds, shown_algos),
                 *cell_notes(store, dirs)]  # fmt: skip
 

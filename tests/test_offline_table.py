@@ -150,6 +150,8 @@ def test_checks_state_the_issue_bars_and_the_lecture_mopo_ordering(monkeypatch):
     }
     lines = ot.checks(groups, {"medium": 35.0})
     assert "- medium-replay: mopo 55.0 vs BC 40.0: +15.0 (bar: +10) met" in lines
+    partial = ot.checks({**groups, ("cql", "medium-replay"): {"mean": 60.0, "iqm": 60.0, "runs": 1}}, {})
+    assert "- medium-replay: cql 60.0 vs BC 40.0: +20.0 (bar: +10) met (1 of 5 seeds so far)" in partial
     lecture = {line.split(":")[0].rsplit(" ", 1)[1]: line for line in lines if "lecture's MOPO table" in line}
     assert lecture["random"].endswith("+6.0 (lecture: MOPO far above BC) does NOT hold")
     assert lecture["medium-replay"].endswith("+15.0 (lecture: MOPO far above BC) holds")
