@@ -191,11 +191,7 @@ def train_behaviour(
     key, rk, xk = jax.random.split(key, 3)
     random_return = _random_return(env_obj, env_params, rk, max(eval_episodes, 20))
     expert_return = float(evaluate(state, xk, max(eval_episodes, 20)))
-    target = random_return + (expert_return - random_return) / 3.0
-    # Only chunks where learning has begun count (a warm-up policy is untrained, not "medium").
-    learned = np.asarray(sizes) > cfg.learning_starts
-    error = np.where(learned, np.abs(np.asarray(evals) - target), np.inf)
-    medium_chunk = int(np.argmin(error)) if learned.any() else len(evals) - 1
+    medium_chunk = _medium_chunk(evals, sizes, random_return, expert_return, cfg.learning_starts)
     return BehaviourRun(
         env_name,
         env_obj,
@@ -211,6 +207,15 @@ def train_behaviour(
         cfg.num_envs,
         init_params,
     )
+
+
+def _medium_chunk(evals, sizes, random_return: float, expert_return: float, learning_starts: int) -> int:
+    """The chunk whose evaluation is closest to a third of the way from the random to the expert return; only
+    chunks where learning has begun count (a warm-up policy is untrained, not "medium")."""
+    target = random_return + (expert_return - random_return) / 3.0
+    learned = np.asarray(sizes) > learning_starts
+    error = np.where(learned, np.abs(np.asarray(evals) - target), np.inf)
+    return int(np.argmin(error)) if learned.any() else len(evals) - 1
 
 
 def behaviour_snapshot(run: BehaviourRun) -> dict:
