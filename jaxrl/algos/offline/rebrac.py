@@ -79,46 +79,43 @@ class Config(TD3Config):
     )
 
 
-class _LayerNormQ(nn.Module):
-    """``Q(s, a)``: Dense -> LayerNorm -> activation per hidden layer, then a linear unit output."""
-
-    hidden: Sequence[int]
-    activation: str
-
-    @nn.compact
-    def __call__(self, obs, action):
-        x = jnp.concatenate([obs, action], axis=-1)
-        for width in self.hidden:
-            x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
-            x = nets.core.ACTIVATIONS[self.activation](nn.LayerNorm()(x))
-        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(x)[..., 0]
-
-
 def _uniform(bound: float):
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-class _AuthorsLayerNormQ(nn.Module):
-    """``Q(s, a)`` laid out as the ReBRAC authors' critic: Dense -> activation -> LayerNorm per hidden layer, each
-    Dense with PyTorch's default kernel init (uniform in +-1/sqrt(fan_in)) and bias 0.1; the output layer uniform in
+class _LayerNormQ(nn.Module):
+    """``Q(s, a)`` with LayerNorm on every hidden layer, then a linear unit output. ``layout`` "jaxrl": Dense ->
+    LayerNorm -> activation, orthogonal init, zero bias; "authors" (the ReBRAC authors' critic): Dense -> activation
+    -> LayerNorm, PyTorch's default kernel init (uniform in +-1/sqrt(fan_in)), bias 0.1, the output layer uniform in
     +-3e-3 (Q starts at ~0)."""
 
     hidden: Sequence[int]
     activation: str
+    layout: str = "jaxrl"
 
     @nn.compact
     def __call__(self, obs, action):
+        act, authors = nets.core.ACTIVATIONS[self.activation], self.layout == "authors"
         x = jnp.concatenate([obs, action], axis=-1)
         for width in self.hidden:
-            dense = nn.Dense(width, kernel_init=_uniform(x.shape[-1] ** -0.5), bias_init=nn.initializers.constant(0.1))
-            x = nn.LayerNorm()(nets.core.ACTIVATIONS[self.activation](dense(x)))
-        return nn.Dense(1, kernel_init=_uniform(3e-3), bias_init=_uniform(3e-3))(x)[..., 0]
+            if authors:
+                bound, bias = x.shape[-1] ** -0.5, nn.initializers.constant(0.1)
+                x = nn.LayerNorm()(act(nn.Dense(width, kernel_init=_uniform(bound), bias_init=bias)(x)))
+            else:
+                x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+                x = act(nn.LayerNorm()(x))
+        out = (
+            nn.Dense(1, kernel_init=_uniform(3e-3), bias_init=_uniform(3e-3))
+            if authors
+            else nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))
+        )
+        return out(x)[..., 0]
 
 
 def make_layer_norm_q(hidden: Sequence[int], activation: str, layout: str = "jaxrl") -> nets.Network:
     """ONE critic ``apply(params, obs [B, O], action [B, A]) -> [B]`` with LayerNorm on its hidden layers
     (``layout``: :class:`Config`'s ``critic_layout``)."""
-    module = (_AuthorsLayerNormQ if layout == "authors" else _LayerNormQ)(tuple(hidden), activation)
+    module = _LayerNormQ(tuple(hidden), activation, layout)
     return nets.Network(
         lambda key, o, a: module.init(key, o, a)["params"], lambda params, o, a: module.apply({"params": params}, o, a)
     )
