@@ -281,16 +281,15 @@ def record_cell(store_path: Path, key: str, record: dict) -> None:
     (the end of a session) loses no finished cell: a later command's table shows it. Locked: both cores' commands
     record into the same file."""
     import fcntl
-    import os
+
+    from jaxrl.run.checkpoint import write_atomic
 
     store_path.parent.mkdir(parents=True, exist_ok=True)
     with open(store_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         saved = json.loads(store_path.read_text()) if store_path.exists() else {}
         saved.setdefault("cells", {})[key] = record
-        tmp = store_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(saved, indent=1, default=float) + "\n")
-        os.replace(tmp, store_path)
+        write_atomic(store_path, json.dumps(saved, indent=1, default=float) + "\n")
 
 
 def _fmt(row: dict | None, stat: str = "mean") -> str:

@@ -33,6 +33,15 @@ def _commit(tmp: Path, final: Path) -> None:
         os.close(fd)
 
 
+def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
+    """Write a small file whole or not at all: a temporary sibling renamed into place (parents made)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{path.name}-{os.getpid()}")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
 def save(directory: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int = 3) -> Path:
     """Write ``state`` (any pytree; arrays are fetched to the host) and ``meta`` as checkpoint ``chunk``.
 

@@ -24,7 +24,6 @@ It trains behaviour agents with the run loop, so it lives in ``run/`` (arrows po
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -149,10 +148,8 @@ def train_behaviour(
     ``num_chunks`` (default: one per 500 steps of each env) sets how finely the medium policy, and so the end of
     medium-replay, is picked. ``log`` (e.g. ``print``) gets a line per evaluation.
 
-    ``snapshot`` (:func:`behaviour_snapshot` of an earlier run of the same recipe) rebuilds that run for a
-    fraction of its cost: only the chunks up to its medium chunk are retrained (they give the random and medium
-    policies and the medium-replay buffer, and are checked against the saved evaluations), and the final policy
-    and reference returns come from the snapshot.
+    ``snapshot`` (:func:`behaviour_snapshot` of an earlier run of the same recipe) rebuilds that run retraining
+    only the chunks up to its medium one (:func:`_from_snapshot`).
     """
     from jaxrl import envs
     from jaxrl.algos.single import sac
@@ -177,8 +174,7 @@ def train_behaviour(
     run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.step(c)[0], None), s, None, length=chunk_len)[0])
     evaluate = jax.jit(algo.evaluate, static_argnums=2)
     states, evals, sizes = [], [], []
-    chunks = cfg.num_iterations // chunk_len
-    for _ in range(chunks if snapshot is None else snapshot["medium_chunk"] + 1):
+    for _ in range(cfg.num_iterations // chunk_len if snapshot is None else snapshot["medium_chunk"] + 1):
         state = run_chunk(state)
         key, ek = jax.random.split(key)
         evals.append(float(evaluate(state, ek, eval_episodes)))
@@ -186,12 +182,15 @@ def train_behaviour(
         if log is not None:
             log(f"behaviour {env_name}: {sizes[-1]} rows, evaluation return {evals[-1]:.1f}")
         states.append(jax.tree.map(np.asarray, state.params))
-    if snapshot is not None:
-        return _rebuilt(env_name, env_obj, env_params, algo.act, states, evals, state, snapshot, cfg, init_params)
-    key, rk, xk = jax.random.split(key, 3)
-    random_return = _random_return(env_obj, env_params, rk, max(eval_episodes, 20))
-    expert_return = float(evaluate(state, xk, max(eval_episodes, 20)))
-    medium_chunk = _medium_chunk(evals, sizes, random_return, expert_return, cfg.learning_starts)
+    if snapshot is None:
+        key, rk, xk = jax.random.split(key, 3)
+        random_return = _random_return(env_obj, env_params, rk, max(eval_episodes, 20))
+        expert_return = float(evaluate(state, xk, max(eval_episodes, 20)))
+        medium_chunk = _medium_chunk(evals, sizes, random_return, expert_return, cfg.learning_starts)
+    else:
+        states, evals, sizes, random_return, expert_return, medium_chunk = _from_snapshot(
+            env_name, states, evals, snapshot
+        )
     return BehaviourRun(
         env_name,
         env_obj,
@@ -238,11 +237,9 @@ def save_snapshot(snapshot: dict, path: str | Path) -> None:
     """Write a :func:`behaviour_snapshot` (msgpack) atomically."""
     from flax import serialization
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(serialization.msgpack_serialize(snapshot))
-    os.replace(tmp, path)
+    from jaxrl.run.checkpoint import write_atomic
+
+    write_atomic(path, serialization.msgpack_serialize(snapshot))
 
 
 def load_snapshot(path: str | Path) -> dict:
@@ -251,34 +248,30 @@ def load_snapshot(path: str | Path) -> dict:
     return serialization.msgpack_restore(Path(path).read_bytes())
 
 
-def _rebuilt(env_name, env_obj, env_params, act, states, evals, state, snapshot, cfg, init_params) -> BehaviourRun:
-    """The :class:`BehaviourRun` of ``snapshot`` from its retrained first chunks (``states``, ``evals``)."""
+def _from_snapshot(env_name: str, states: list, evals: list, snapshot: dict) -> tuple:
+    """``(states, evals, sizes, random_return, expert_return, medium_chunk)`` of the run ``snapshot`` saved: the
+    retrained chunks up to the medium one (``states``, ``evals``: the random and medium policies and the
+    medium-replay buffer, checked against the saved evaluations), then the saved final actor, evaluations and
+    reference returns."""
     from flax import serialization
 
-    saved = np.asarray(snapshot["eval_returns"])[: len(evals)]
-    if not np.array_equal(np.asarray(evals, np.float64), saved):
+    saved = np.asarray(snapshot["eval_returns"])
+    if not np.array_equal(np.asarray(evals, np.float64), saved[: len(evals)]):
         raise RuntimeError(
             f"behaviour {env_name}: the retrained chunks evaluate to {np.round(evals, 2).tolist()}, the saved run "
-            f"to {np.round(saved, 2).tolist()}: this machine does not reproduce the run bit for bit; delete the "
-            "snapshot to retrain it in full"
+            f"to {np.round(saved[: len(evals)], 2).tolist()}: this machine does not reproduce the run bit for bit; "
+            "delete the snapshot to retrain it in full"
         )
     last = states[-1]
     final_actor = serialization.from_state_dict(last.actor.params, snapshot["final_actor"])
-    states.append(last._replace(actor=last.actor._replace(params=final_actor)))
-    return BehaviourRun(
-        env_name,
-        env_obj,
-        env_params,
-        act,
-        states,
-        np.asarray(snapshot["eval_returns"]),
+    final = last._replace(actor=last.actor._replace(params=final_actor))
+    return (
+        [*states, final],
+        saved,
         np.asarray(snapshot["buffer_sizes"]),
-        jax.tree.map(np.asarray, state.buffer.data),
         float(snapshot["random_return"]),
         float(snapshot["expert_return"]),
         int(snapshot["medium_chunk"]),
-        cfg.num_envs,
-        init_params,
     )
 
 

@@ -79,6 +79,10 @@ class Config(TD3Config):
     )
 
 
+# PyTorch's default Linear kernel init, uniform in +-1/sqrt(fan_in) (variance 1/(3 fan_in)).
+_TORCH_KERNEL_INIT = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
 def _uniform(bound: float):
     return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
@@ -99,8 +103,8 @@ class _LayerNormQ(nn.Module):
         x = jnp.concatenate([obs, action], axis=-1)
         for width in self.hidden:
             if authors:
-                bound, bias = x.shape[-1] ** -0.5, nn.initializers.constant(0.1)
-                x = nn.LayerNorm()(act(nn.Dense(width, kernel_init=_uniform(bound), bias_init=bias)(x)))
+                dense = nn.Dense(width, kernel_init=_TORCH_KERNEL_INIT, bias_init=nn.initializers.constant(0.1))
+                x = nn.LayerNorm()(act(dense(x)))
             else:
                 x = nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
                 x = act(nn.LayerNorm()(x))
