@@ -155,6 +155,25 @@ def test_resume_in_new_process_is_exact(alone, tmp_path):
     assert "run_seconds_from_iteration" not in summary
 
 
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    path = tmp_path / "new" / "summary.json"
+    ckpt.write_atomic(path, '{"a": 1}')
+    ckpt.write_atomic(path, b'{"a": 2}')
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in path.parent.iterdir()] == ["summary.json"]
+
+
+def test_metrics_truncated_for_a_resume_keep_the_records_before_it(tmp_path):
+    from jaxrl.run.logging import MetricsLog
+
+    log = MetricsLog(tmp_path, tensorboard=False)
+    for it in (10, 20, 30):
+        log.write({"iteration": it, "env_steps": it, "eval_return": [float(it)]})
+    log.truncate_after(20)
+    assert [r["iteration"] for r in read_metrics(tmp_path)] == [10, 20]
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.jsonl"]
+
+
 @pytest.mark.integration
 def test_killed_checkpoint_writer_leaves_previous_checkpoint(alone, tmp_path):
     straight = alone[0]

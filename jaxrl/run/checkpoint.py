@@ -34,12 +34,16 @@ def _commit(tmp: Path, final: Path) -> None:
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
-    """Write a small file whole or not at all: a temporary sibling renamed into place (parents made)."""
+    """Write a small file whole or not at all (a run's summary, its metrics after a resume, a results JSON): a
+    temporary sibling, flushed to disk, then committed as a checkpoint is. Parents are made."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{_TMP}{path.name}-{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+        f.flush()
+        os.fsync(f.fileno())
+    _commit(tmp, path)
 
 
 def save(directory: str | os.PathLike, chunk: int, state: Any, meta: dict, keep: int = 3) -> Path:

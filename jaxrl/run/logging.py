@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from jaxrl.run.checkpoint import write_atomic
+
 
 class MetricsLog:
     """Appends one JSON object per chunk; per-run values are lists in run-axis order."""
@@ -28,7 +30,8 @@ class MetricsLog:
             for line in self.path.read_text().splitlines()
             if line.strip() and json.loads(line)["iteration"] <= iteration
         ]
-        self.path.write_text("".join(line + "\n" for line in kept))
+        # atomic: a run killed during its resume keeps its history
+        write_atomic(self.path, "".join(line + "\n" for line in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as f:

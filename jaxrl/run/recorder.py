@@ -293,7 +293,7 @@ class Recorder:
                 stalled_after_seconds=round(elapsed, 1),
                 stall_bound_seconds=round(bound, 1),
             )
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            ckpt.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         where = f"in chunk {stalled_chunk} of {num_chunks}" if self._compiled else "while compiling"
         if not self.resumable:
             hint = "a host run does not resume (the host envs' state is not saved); run it again"
@@ -429,7 +429,7 @@ class Recorder:
         if self.run_dir is not None:
             if self._log is not None:
                 self._log.close()
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+            ckpt.write_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
             if self.history and plot_metric is not None:
                 from jaxrl.run.plot import plot_runs
 

@@ -478,10 +478,7 @@ def _claim(sweep: Sweep) -> None:
         return
     if out.is_dir() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not a sweep directory (no {RECORD}): choose a new out directory")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    tmp.rename(path)
+    ckpt.write_atomic(path, json.dumps(record, indent=2, default=str) + "\n")
 
 
 def _check_same(old: list[dict], new: list[dict], out: Path) -> None:
