@@ -17,10 +17,10 @@ EDAC 3x256; batch 256, ReBRAC 1024; states standardised for TD3+BC, as its paper
 scaled by the data's return range, as its paper does there: ``LOCOMOTION_SETTINGS``; on envs that end on a fall,
 MOPO's and MOReL's model rollouts 25 steps long: ``FALLING_SETTINGS``; ReBRAC's BC weights per dataset, as its
 authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax halfcheetah's reward:
-``AUTHORS_SETTINGS``; all of it: ``env_settings``), 30,000 gradient updates (MOPO and MOReL: plus their model
-phase), 3 seeds (5 on medium-replay for BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, which the issue compares there),
-10 chunks of 10 evaluation episodes. Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert,
-plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on
+``AUTHORS_SETTINGS``; SAC-N's and EDAC's ensembles of 50 on hopper: ``ENSEMBLE_SIZE``; all of it:
+``env_settings``), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5 on medium-replay for
+BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, which the issue compares there), 10 chunks of 10 evaluation episodes.
+Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on
 ``expert`` (``--no-extra-columns``: only the three).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
@@ -106,6 +106,12 @@ AUTHORS_SETTINGS = {
     ("hopper", "medium-expert"): {"rebrac": (0.1, 0.01), "mopo": (5, 1.0)},
 }
 MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
+# EDAC's ensemble size per env, its authors' (and CORL's): 10 on halfcheetah (the library's default), 50 on hopper,
+# with eta = 1 on both. Brax's per-step rewards (expert ~4.0 halfcheetah, ~1.8 hopper) lie inside the range of
+# D4RL's (~3.2 hopper to ~12 halfcheetah) over which the paper kept eta = 1, so eta is not rescaled. SAC-N runs at
+# the same N: its own paper's (200 to 500 on hopper) costs 4-10x that on a CPU, so the table compares the two at
+# equal N, which is what the diversity term changes (decided before either ran here; offline_rebrac_edac_diagnosis.md).
+ENSEMBLE_SIZE = {"hopper": 50}
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
 # the model, the learned policy falls within 5 steps of 1-2% of dataset states but within 100 of 64-72%, so 5-step
@@ -115,6 +121,7 @@ MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 FALLING_SETTINGS = {algo: {"rollout_horizon": 25, "rollout_batch_size": 200} for algo in MODEL_BASED}
 METRIC = "normalized_score"
 MARGIN_OVER_BC = 10  # the issue's bar on medium-replay for TD3+BC, IQL, CQL, ReBRAC, MOPO and MOReL
+IQM_BARS = (("rebrac", "td3_bc"), ("edac", "sac_n"))  # the issue's "A's IQM over the datasets is at least B's"
 # The lecture's MOPO table (the MOPO paper's Table 1): far above BC on random and mixed (= medium-replay) data, close
 # to it on medium. "Far above": at least MARGIN_OVER_BC; "close": within it.
 LECTURE_MOPO = {"random": "far above", "medium-replay": "far above", "medium": "close to"}
@@ -127,13 +134,16 @@ def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
     """The table's settings on ``env_name``, keyed like ``--set``'s overrides by (algorithm, dataset kind, None for
     every dataset): ``LOCOMOTION_SETTINGS`` on locomotion, ``FALLING_SETTINGS`` on an env that falls, and the authors'
     per-dataset values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's
-    where it falls)."""
+    where it falls), and SAC-N's and EDAC's ensemble size (``ENSEMBLE_SIZE``)."""
     name, falls = env_name.lower(), termination_fn(env_name) is not None
     out: dict[tuple[str, str | None], dict] = {}
     if any(word in name for word in LOCOMOTION):
         out.update({(algo, None): fields for algo, fields in LOCOMOTION_SETTINGS.items()})
     if falls:
         out.update({(algo, None): fields for algo, fields in FALLING_SETTINGS.items()})
+    for env, size in ENSEMBLE_SIZE.items():
+        if env in name:
+            out.update({(algo, None): {"num_critics": size} for algo in ("sac_n", "edac")})
     for (env, kind), papers in AUTHORS_SETTINGS.items():
         if env not in name:
             continue
@@ -350,7 +360,7 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
             lines.append(
                 f"- medium-replay: {a} {x:.1f} vs BC {bc:.1f}: {x - bc:+.1f} (bar: +{MARGIN_OVER_BC}) {verdict}{so_far}"
             )
-    for a, b in (("rebrac", "td3_bc"), ("edac", "sac_n")):
+    for a, b in IQM_BARS:
         ia = [groups[(a, k)]["iqm"] for k in KINDS if (a, k) in groups]
         ib = [groups[(b, k)]["iqm"] for k in KINDS if (b, k) in groups]
         if len(ia) == len(ib) == len(KINDS):
@@ -371,6 +381,38 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
         lines.append(
             f"- BC on medium: {x:.1f}, the medium data's own {own:.1f}: {x - own:+.1f} (bar: within 15) {verdict}"
         )
+    return lines + [""]
+
+
+def across_envs(groups: dict[tuple[str, str], dict], env_name: str, budget: str, results: Path) -> list[str]:
+    """The IQM bars over every env's three datasets: this env's ``groups`` and each other env's results store in
+    ``results`` made at the same ``budget`` (the mean of the per-dataset IQMs, as ``checks`` does for one env)."""
+    iqms = {(env_name, a, k): g["iqm"] for (a, k), g in groups.items() if k in KINDS}
+    envs = [env_name]
+    for path in sorted(results.glob("offline_*.json")):
+        store = json.loads(path.read_text())
+        if store.get("budget") != budget or not isinstance(store.get("report"), dict):
+            continue
+        for key, g in store["report"].items():
+            algo, _, dataset = key.partition(", ")
+            kind = kind_of(dataset)
+            env = dataset.removesuffix(f"-{kind}")
+            if env != env_name and kind in KINDS:
+                envs += [env] if env not in envs else []
+                iqms[(env, algo, kind)] = g["iqm"]
+    if len(envs) < 2:
+        return []
+    want = [(e, k) for e in envs for k in KINDS]
+    lines = [f"## Across envs: {', '.join(envs)} ({len(want)} datasets, the same budget)", ""]
+    for a, b in IQM_BARS:
+        have = {x: [iqms[(e, x, k)] for e, k in want if (e, x, k) in iqms] for x in (a, b)}
+        if all(len(v) == len(want) for v in have.values()):
+            x, y = np.mean(have[a]), np.mean(have[b])
+            lines.append(f"- IQM over the {len(want)} datasets (mean of the per-dataset IQMs): {a} {x:.1f} vs {b} "
+                         f"{y:.1f} (bar: {a} >= {b}) {'met' if x >= y else 'NOT met'}")  # fmt: skip
+        else:
+            lines.append(f"- IQM over the {len(want)} datasets: so far {a} has {len(have[a])} and {b} "
+                         f"{len(have[b])} of them")  # fmt: skip
     return lines + [""]
 
 
@@ -499,6 +541,7 @@ def main(argv=None) -> dict:
         )  # fmt: skip
         shown_algos = [n for n in ALGOS if n not in missing]
         return [*partial, *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
+                *across_envs(groups, a.env, budget_line(a), out.parent),
                 *comparison(groups, a.env, shown_kinds, shown_algos),
                 *cell_notes(store, dirs)]  # fmt: skip
 
@@ -532,9 +575,13 @@ def missing_algos(groups: dict[tuple[str, str], dict]) -> list[str]:
 
 
 def _kind(group: dict) -> str:
-    """The dataset kind of a report group (its dataset is named ``<env>-<kind>``)."""
-    name = str(group["fields"]["dataset"])
-    return next(k for k in sorted(DATA_KINDS, key=len, reverse=True) if name.endswith(k))
+    """The dataset kind of a report group."""
+    return kind_of(str(group["fields"]["dataset"]))
+
+
+def kind_of(dataset: str) -> str:
+    """The kind of a dataset named ``<env>-<kind>`` (the longest kind it ends with: medium-replay, not medium)."""
+    return next(k for k in sorted(DATA_KINDS, key=len, reverse=True) if dataset.endswith(k))
 
 
 def budget_line(a) -> str:

@@ -173,3 +173,33 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
     assert cheetah[("iql", None)] == {"normalize_rewards": True}
     assert ("morel", None) not in cheetah and hopper[("morel", None)] == hopper[("mopo", None)]
     assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
+
+
+def test_iqm_bars_across_envs_pool_stores_of_the_same_budget(tmp_path, monkeypatch):
+    """The issue's "A's IQM over the 6 datasets is at least B's": this env's groups plus every other env's store
+    made at the same budget (one of another budget is not pooled), only once both algorithms have every dataset."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    def report(env, iqms):
+        return {f"{a}, {env}-{k}": {"iqm": v} for (a, k), v in iqms.items()}
+
+    kinds = ot.KINDS
+    here = {(a, k): {"iqm": v} for a, v in (("rebrac", 60.0), ("td3_bc", 50.0)) for k in kinds}
+    other = {(a, k): v for a, v in (("rebrac", 30.0), ("td3_bc", 38.0)) for k in kinds}
+    (tmp_path / "offline_b.json").write_text(json.dumps({"budget": "x", "report": report("env:b", other)}))
+    (tmp_path / "offline_c.json").write_text(json.dumps({"budget": "y", "report": report("env:c", other)}))
+    lines = ot.across_envs(here, "env:a", "x", tmp_path)
+    # (60 * 3 + 30 * 3) / 6 = 45 against (50 * 3 + 38 * 3) / 6 = 44: met; env:c (budget y) is not pooled
+    assert "env:a, env:b (6 datasets" in lines[0]
+    assert "rebrac 45.0 vs td3_bc 44.0 (bar: rebrac >= td3_bc) met" in lines[2]
+    assert lines[3].endswith("so far edac has 0 and sac_n 0 of them")
+    del here[("rebrac", "medium")]
+    assert "so far rebrac has 5 and td3_bc 6" in ot.across_envs(here, "env:a", "x", tmp_path)[2]
+    assert ot.across_envs(here, "env:a", "z", tmp_path) == []  # no other env at this budget: nothing to pool
+    assert ot.kind_of("brax:hopper:positional-medium-replay") == "medium-replay"
+    # SAC-N and EDAC at the authors' ensemble of 50 on hopper, the library's 10 elsewhere
+    hopper = ot.env_settings("brax:hopper:positional")
+    assert hopper[("edac", None)] == hopper[("sac_n", None)] == {"num_critics": 50}
+    assert ("edac", None) not in ot.env_settings("brax:halfcheetah:positional")
+    sys.modules.pop("offline_table", None)
