@@ -20,8 +20,9 @@ authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax h
 ``AUTHORS_SETTINGS``; SAC-N's and EDAC's ensembles of 50 on hopper: ``ENSEMBLE_SIZE``; all of it:
 ``env_settings``), 30,000 gradient updates (MOPO and MOReL: plus their model phase), 3 seeds (5 on medium-replay for
 BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, which the issue compares there), 10 chunks of 10 evaluation episodes.
-Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset for the lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on
-``expert`` (``--no-extra-columns``: only the three).
+Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset for the
+lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert`` (``--no-extra-columns``:
+only the three).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
@@ -106,11 +107,12 @@ AUTHORS_SETTINGS = {
     ("hopper", "medium-expert"): {"rebrac": (0.1, 0.01), "mopo": (5, 1.0)},
 }
 MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
-# EDAC's ensemble size per env, its authors' (and CORL's): 10 on halfcheetah (the library's default), 50 on hopper,
-# with eta = 1 on both. Brax's per-step rewards (expert ~4.0 halfcheetah, ~1.8 hopper) lie inside the range of
-# D4RL's (~3.2 hopper to ~12 halfcheetah) over which the paper kept eta = 1, so eta is not rescaled. SAC-N runs at
-# the same N: its own paper's (200 to 500 on hopper) costs 4-10x that on a CPU, so the table compares the two at
-# equal N, which is what the diversity term changes (decided before either ran here; offline_rebrac_edac_diagnosis.md).
+# EDAC's ensemble size per env, its authors' (and CORL's): 10 on halfcheetah (the library's default), 50 on
+# hopper, with eta = 1 on both. The paper kept eta = 1 over D4RL's reward scales (expert ~3.2 per step on hopper to
+# ~12 on halfcheetah); brax's (~4.0 halfcheetah, ~1.8 hopper) are inside or near that range, so eta is not
+# rescaled. SAC-N runs at the same N: its own paper's (200 to 500 on hopper) costs 4-10x that on a CPU, so the
+# table compares the two at equal N, which is what the diversity term changes (decided before either ran here;
+# offline_rebrac_edac_diagnosis.md).
 ENSEMBLE_SIZE = {"hopper": 50}
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
