@@ -47,6 +47,7 @@ import argparse
 import ast
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import results_table
@@ -362,12 +363,7 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
             lines.append(
                 f"- medium-replay: {a} {x:.1f} vs BC {bc:.1f}: {x - bc:+.1f} (bar: +{MARGIN_OVER_BC}) {verdict}{so_far}"
             )
-    for a, b in IQM_BARS:
-        ia = [groups[(a, k)]["iqm"] for k in KINDS if (a, k) in groups]
-        ib = [groups[(b, k)]["iqm"] for k in KINDS if (b, k) in groups]
-        if len(ia) == len(ib) == len(KINDS):
-            lines.append(f"- IQM over the datasets (mean of the per-dataset IQMs): {a} {np.mean(ia):.1f} vs {b} "
-                         f"{np.mean(ib):.1f} (bar: {a} >= {b})")  # fmt: skip
+    lines += iqm_bar_lines({(a, k): g["iqm"] for (a, k), g in groups.items()}, KINDS)
     for kind, where in LECTURE_MOPO.items():
         x, b = mean("mopo", kind), mean("bc", kind)
         if x is not None and b is not None:
@@ -386,11 +382,26 @@ def checks(groups: dict[tuple[str, str], dict], data_scores: dict[str, float | N
     return lines + [""]
 
 
+def iqm_bar_lines(iqms: dict[tuple[str, Any], float], datasets) -> list[str]:
+    """The issue's IQM bars (``IQM_BARS``) over ``datasets``: the mean of the per-dataset IQMs (``iqms`` keyed by
+    (algorithm, dataset)), met or not once both algorithms have every dataset, else how many each has so far."""
+    lines = []
+    for a, b in IQM_BARS:
+        have = {x: [iqms[(x, d)] for d in datasets if (x, d) in iqms] for x in (a, b)}
+        if all(len(v) == len(datasets) for v in have.values()):
+            x, y = np.mean(have[a]), np.mean(have[b])
+            lines.append(f"- IQM over the {len(datasets)} datasets (mean of the per-dataset IQMs): {a} {x:.1f} vs {b} "
+                         f"{y:.1f} (bar: {a} >= {b}) {'met' if x >= y else 'NOT met'}")  # fmt: skip
+        else:
+            lines.append(f"- IQM over the {len(datasets)} datasets: so far {a} has {len(have[a])} and {b} "
+                         f"{len(have[b])} of them")  # fmt: skip
+    return lines
+
+
 def across_envs(groups: dict[tuple[str, str], dict], env_name: str, budget: str, results: Path) -> list[str]:
-    """The IQM bars over every env's three datasets: this env's ``groups`` and each other env's results store in
-    ``results`` made at the same ``budget`` (the mean of the per-dataset IQMs, as ``checks`` does for one env)."""
-    iqms = {(env_name, a, k): g["iqm"] for (a, k), g in groups.items() if k in KINDS}
-    envs = [env_name]
+    """``iqm_bar_lines`` over every env's three datasets: this env's ``groups`` and each other env's results store
+    in ``results`` made at the same ``budget``; nothing when no other env has one."""
+    iqms = {(a, (env_name, k)): g["iqm"] for (a, k), g in groups.items() if k in KINDS}
     for path in sorted(results.glob("offline_*.json")):
         store = json.loads(path.read_text())
         if store.get("budget") != budget or not isinstance(store.get("report"), dict):
@@ -400,22 +411,13 @@ def across_envs(groups: dict[tuple[str, str], dict], env_name: str, budget: str,
             kind = kind_of(dataset)
             env = dataset.removesuffix(f"-{kind}")
             if env != env_name and kind in KINDS:
-                envs += [env] if env not in envs else []
-                iqms[(env, algo, kind)] = g["iqm"]
+                iqms[(algo, (env, kind))] = g["iqm"]
+    envs = list(dict.fromkeys([env_name] + [env for _, (env, _) in iqms]))
     if len(envs) < 2:
         return []
-    want = [(e, k) for e in envs for k in KINDS]
-    lines = [f"## Across envs: {', '.join(envs)} ({len(want)} datasets, the same budget)", ""]
-    for a, b in IQM_BARS:
-        have = {x: [iqms[(e, x, k)] for e, k in want if (e, x, k) in iqms] for x in (a, b)}
-        if all(len(v) == len(want) for v in have.values()):
-            x, y = np.mean(have[a]), np.mean(have[b])
-            lines.append(f"- IQM over the {len(want)} datasets (mean of the per-dataset IQMs): {a} {x:.1f} vs {b} "
-                         f"{y:.1f} (bar: {a} >= {b}) {'met' if x >= y else 'NOT met'}")  # fmt: skip
-        else:
-            lines.append(f"- IQM over the {len(want)} datasets: so far {a} has {len(have[a])} and {b} "
-                         f"{len(have[b])} of them")  # fmt: skip
-    return lines + [""]
+    datasets = [(e, k) for e in envs for k in KINDS]
+    header = f"## Across envs: {', '.join(envs)} ({len(datasets)} datasets, the same budget)"
+    return [header, "", *iqm_bar_lines(iqms, datasets), ""]
 
 
 def reference_lines(env_name: str) -> list[str]:
