@@ -272,9 +272,11 @@ def main(argv=None) -> None:
             if found:  # the files were found, not made: keep the time it took to make them
                 seconds = saved["seconds"]
         made_here = snapshot_path(env_name, recipe, a.data_dir)
-        if made_here.exists() and not snapshot_path(env_name, recipe).exists():  # commit it beside the checksums
-            BEHAVIOUR.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(made_here, snapshot_path(env_name, recipe))
+        # kept beside the checksums (under --out's folder: BEHAVIOUR by default), to be committed with them
+        kept = snapshot_path(env_name, recipe, Path(a.out).parent / BEHAVIOUR.name)
+        if made_here.exists() and not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(made_here, kept)
         zero = saved.get("zero_action_return") if same_recipe else None
         store[env_name] = {
             **{k: _plain(v) for k, v in recipe.items()},

@@ -50,6 +50,9 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     assert list(facts["kinds"]) == ["random", "medium", "medium-replay", "medium-expert", "expert"]
     assert all(len(k["sha256"]) == 64 and k["validation"] == "ok" for k in facts["kinds"].values())
     assert facts["kinds"]["medium-expert"]["transitions"] == 4000 and "## Pendulum-v1" in out.read_text()
+    # the behaviour run's snapshot is kept beside --out's checksums, not in the committed results folder
+    assert [p.name for p in (tmp_path / "d4rl_behaviour").iterdir()] == ["Pendulum-v1-4000x1-h32x32-c1.msgpack"]
+    assert not (d4rl_datasets.BEHAVIOUR / "Pendulum-v1-4000x1-h32x32-c1.msgpack").exists()
     # A finished cell is kept; one asked for with other settings is refused, never overwritten.
     metrics = runs / "Pendulum-v1" / "bc" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
