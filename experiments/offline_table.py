@@ -22,7 +22,7 @@ authors tuned them, and MOPO's h and lambda per dataset, lambda scaled to brax h
 BC, TD3+BC, IQL, CQL, ReBRAC, EDAC and AWAC, which the issue compares there), 10 chunks of 10 evaluation episodes.
 Columns: the issue's 16 algorithms on medium, medium-replay and medium-expert, plus the ``random`` dataset for the
 lecture's model-based table (BC, SAC-off, BEAR, BRAC-v, MOPO, MOReL) and BC on ``expert`` (``--no-extra-columns``:
-only the three).
+run only the three; the table still shows the extra columns' finished cells).
 
 Cells: each (algorithm, env) is one program (seeds x datasets vmapped, the datasets stacked with a validity mask) in
 ``experiments/results/runs/offline/<env>/<algo>/``; ``--set ALGO.FIELD=VALUE`` overrides a field for every dataset
@@ -527,7 +527,8 @@ def main(argv=None) -> dict:
     dirs.sort(key=lambda d: (ALGOS.index(d.name.split(SEED_PART)[0].split("@")[0]), d.name))  # the column order
     # the whole table's columns, whichever cells this command ran (its finished cells are kept)
     columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
-    extras = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in columns}
+    # --no-extra-columns only changes what this command RUNS: the table still shows the finished extra columns
+    extras = {k: v for k, v in EXTRA_COLUMNS.items() if not a.minari_root and k not in columns}
     shown_kinds = columns + list(extras)
     data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in shown_kinds}
     wanted = [(n, k) for n in ALGOS for k in columns + [k for k, algos in extras.items() if n in algos]]

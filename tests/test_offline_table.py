@@ -63,6 +63,9 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     with pytest.raises(SystemExit, match="made with other settings .*grid"):
         ot.main(argv[:4] + ["bc", "--no-extra-columns"] + argv[5:])
     assert metrics.stat().st_mtime_ns == stamp
+    # a command that runs no extra column (a cell run on its own core) rewrites the table with them still shown
+    ot.main(argv[:4] + ["td3_bc", "--no-extra-columns"] + argv[5:])
+    assert "**random**" in (runs / "offline_Pendulum-v1.md").read_text()
     # A cell saved before a config field existed ran as that field's FIELDS_ADDED value: kept for it only.
     saved_path = runs / "Pendulum-v1" / "bc" / "config.json"
     saved = json.loads(saved_path.read_text())
