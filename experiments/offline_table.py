@@ -93,7 +93,8 @@ LOCOMOTION = ("halfcheetah", "hopper", "walker2d", "ant")
 LOCOMOTION_SETTINGS = {"iql": {"normalize_rewards": True}}
 # (env word, dataset kind) -> the papers' per-dataset values, as their authors' configs set them. ReBRAC:
 # (actor_beta, critic_beta), the same in CORL's configs (the library's defaults, 0.05 and 0.01, are one pair for any
-# data). MOPO: (h, lambda) from the MOPO authors' D4RL configs; on envs that fall h is FALLING_SETTINGS' instead,
+# data). EDAC: eta where the authors' (and CORL's) is not the default 1 (halfcheetah medium-expert: 5). MOPO:
+# (h, lambda) from the MOPO authors' D4RL configs; on envs that fall h is FALLING_SETTINGS' instead,
 # and lambda is scaled to brax halfcheetah's reward by 0.25: there the authors' lambda makes the penalty (u ~ 4.5
 # per step) 4.3x the data's reward std (~1x on hopper), as brax's halfcheetah pays about a third of MuJoCo's reward
 # per step (medium-replay: 30.2 at lambda = 1, 37.4 at 0.25; offline_model_based_diagnosis.md).
@@ -101,7 +102,7 @@ AUTHORS_SETTINGS = {
     ("halfcheetah", "random"): {"mopo": (5, 0.5)},
     ("halfcheetah", "medium"): {"rebrac": (0.001, 0.01), "mopo": (1, 1.0)},
     ("halfcheetah", "medium-replay"): {"rebrac": (0.01, 0.001), "mopo": (5, 1.0)},
-    ("halfcheetah", "medium-expert"): {"rebrac": (0.01, 0.1), "mopo": (5, 5.0)},
+    ("halfcheetah", "medium-expert"): {"rebrac": (0.01, 0.1), "mopo": (5, 5.0), "edac": 5.0},
     ("hopper", "random"): {"mopo": (5, 1.0)},
     ("hopper", "medium"): {"rebrac": (0.01, 0.001), "mopo": (5, 5.0)},
     ("hopper", "medium-replay"): {"rebrac": (0.05, 0.5), "mopo": (5, 1.0)},
@@ -109,11 +110,11 @@ AUTHORS_SETTINGS = {
 }
 MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 # EDAC's ensemble size per env, its authors' (and CORL's): 10 on halfcheetah (the library's default), 50 on
-# hopper, with eta = 1 on both. The paper kept eta = 1 over D4RL's reward scales (expert ~3.2 per step on hopper to
-# ~12 on halfcheetah); brax's (~4.0 halfcheetah, ~1.8 hopper) are inside or near that range, so eta is not
-# rescaled. SAC-N runs at the same N: its own paper's (200 to 500 on hopper) costs 4-10x that on a CPU, so the
-# table compares the two at equal N, which is what the diversity term changes (decided before either ran here;
-# offline_rebrac_edac_diagnosis.md).
+# hopper; eta is 1 but on halfcheetah medium-expert (5, AUTHORS_SETTINGS). The paper kept these over D4RL's reward
+# scales (expert ~3.2 per step on hopper to ~12 on halfcheetah); brax's (~4.0 halfcheetah, ~1.8 hopper) are inside
+# or near that range, so eta is not rescaled. SAC-N runs at the same N: its own paper's (200 to 500 on hopper) costs
+# 4-10x that on a CPU, so the table compares the two at equal N, which is what the diversity term changes (decided
+# before either ran here; offline_rebrac_edac_diagnosis.md).
 ENSEMBLE_SIZE = {"hopper": 50}
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
@@ -152,6 +153,8 @@ def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
             continue
         if "rebrac" in papers:
             out[("rebrac", kind)] = dict(zip(("actor_beta", "critic_beta"), papers["rebrac"]))
+        if "edac" in papers:
+            out[("edac", kind)] = {"eta": papers["edac"]}
         h, lam = papers["mopo"]
         out[("mopo", kind)] = {"penalty_coef": lam * MOPO_LAMBDA_SCALE.get(env, 1.0)} | (
             {} if falls else {"rollout_horizon": h}

@@ -177,6 +177,8 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
     assert cheetah[("mopo", "medium")] == {"penalty_coef": 0.25, "rollout_horizon": 1}
     assert cheetah[("rebrac", "medium")] == {"actor_beta": 0.001, "critic_beta": 0}  # --set wins
     assert cheetah[("iql", None)] == {"normalize_rewards": True}
+    assert cheetah[("edac", "medium-expert")] == {"eta": 5.0} and ("edac", "medium") not in cheetah  # the authors'
+    assert hopper[("edac", None)] == {"num_critics": 50} and ("edac", "medium-expert") not in hopper
     assert ("morel", None) not in cheetah and hopper[("morel", None)] == hopper[("mopo", None)]
     assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
 
