@@ -548,3 +548,18 @@ def test_one_member_q_apply_is_refused_with_a_clear_error():
     assert np.isfinite(float(loss))
     with pytest.raises(ValueError, match="Q ENSEMBLE"):
         L.iql_critic_loss(params, BATCH, q_apply=nets.make_value_network((8,), "relu").apply, **kw)
+
+
+def test_ensemble_q_samples_is_each_sample_through_the_ensemble():
+    """``[E, M, B]``: entry (e, m, b) is member e's value at state b and its m-th sampled action, the same as one
+    ensemble call per sample (the flat M x B layout must not mix samples, members or states up)."""
+    from jaxrl import nets
+
+    ensemble = nets.make_q_ensemble((8,), "relu", num_members=3)
+    params = ensemble.init(jax.random.PRNGKey(0), OBS[0], ACT[0])
+    samples = jax.random.uniform(jax.random.PRNGKey(1), (4, *ACT.shape), minval=-1, maxval=1)  # [M, B, A]
+    q = L.ensemble_q_samples(ensemble.apply, params, OBS, samples)
+    per_sample = jnp.stack([ensemble.apply(params, OBS, a) for a in samples], axis=1)  # [E, M, B]
+    assert q.shape == (3, 4, OBS.shape[0])
+    np.testing.assert_allclose(q, per_sample, rtol=1e-5, atol=1e-6)
+    assert float(jnp.std(q, axis=(0, 1)).min()) > 0  # the states, samples and members differ: a mix-up would show

@@ -133,7 +133,7 @@ def ensemble_q_samples(q_apply: Callable, q_params: Any, obs: Array, actions_mb:
 
     One ensemble call on ``M * B`` rows (the states repeated ``M`` times): its ``[E, M * B]`` output reshapes to
     ``[E, M, B]`` without a copy, where a ``vmap`` over ``M`` gives ``[M, E, B]`` and a transpose (CQL's critic
-    update ran a third faster on one CPU core this way, the same values to float rounding)."""
+    gradient took a third less time on one CPU core this way, the same values to float rounding)."""
     m, b = actions_mb.shape[:2]
     obs_mb = jnp.broadcast_to(obs, (m, *obs.shape)).reshape(m * b, *obs.shape[1:])
     q = ensemble_q(q_apply, q_params, obs_mb, actions_mb.reshape(m * b, *actions_mb.shape[2:]))
