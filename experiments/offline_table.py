@@ -510,8 +510,8 @@ def main(argv=None) -> dict:
     kinds = a.kinds.split(",")
     names = a.algos.split(",")
     # Minari's MuJoCo datasets have no random/expert of this behaviour policy: only the kinds asked for
-    extra = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in kinds}
-    all_kinds = kinds + [k for k, algos in extra.items() if set(algos) & set(names)]
+    extra_run = {k: v for k, v in EXTRA_COLUMNS.items() if a.extra_columns and not a.minari_root and k not in kinds}
+    all_kinds = kinds + [k for k, algos in extra_run.items() if set(algos) & set(names)]
     if a.minari_root:
         paths = dict(zip(all_kinds, minari_paths(a.minari_root, a.minari_env, all_kinds)))
         a.env = a.minari_env
@@ -524,17 +524,17 @@ def main(argv=None) -> dict:
     store = saved.get("cells", {})
     dirs: list[Path] = []
     for algo in names:
-        algo_kinds = kinds + [k for k, algos in extra.items() if algo in algos]
+        algo_kinds = kinds + [k for k, algos in extra_run.items() if algo in algos]
         dirs += run_algo(algo, algo_kinds, paths, a, store)
     dirs += kept_cells(Path(a.runs) / env_slug(a.env), dirs, store)
     dirs.sort(key=lambda d: (ALGOS.index(d.name.split(SEED_PART)[0].split("@")[0]), d.name))  # the column order
     # the whole table's columns, whichever cells this command ran (its finished cells are kept)
     columns = kinds if a.minari_root else list(dict.fromkeys([*KINDS, *kinds]))
     # --no-extra-columns only changes what this command RUNS: the table still shows the finished extra columns
-    extras = {k: v for k, v in EXTRA_COLUMNS.items() if not a.minari_root and k not in columns}
-    shown_kinds = columns + list(extras)
+    extra_shown = {k: v for k, v in EXTRA_COLUMNS.items() if not a.minari_root and k not in columns}
+    shown_kinds = columns + list(extra_shown)
     data_scores = {k: describe(p).get("normalized_score_of_data") for k, p in paths.items() if k in shown_kinds}
-    wanted = [(n, k) for n in ALGOS for k in columns + [k for k, algos in extras.items() if n in algos]]
+    wanted = [(n, k) for n in ALGOS for k in columns + [k for k, algos in extra_shown.items() if n in algos]]
 
     def findings(result: dict) -> list[str]:
         groups = groups_of(result)

@@ -409,26 +409,23 @@ def cql_critic_loss(
     a_nxt, logp_nxt = jax.tree.map(sg, _sample_and_log_prob(dist_tp1, k_next, num_samples))
     a_all = [a_cur, a_nxt]
     if variant == "H":
-        a_rand = jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high)
-        a_all.append(a_rand)
-    # every sampled action through the ensemble in ONE call ([E, 2M or 3M, B]), split afterwards
+        a_all.append(jax.random.uniform(k_rand, a_cur.shape, minval=action_low, maxval=action_high))
+    # every sampled action through the ensemble in ONE call: [E, 2M (+ M uniform), B]
     q_all = ensemble_q_samples(q_apply, q_params, obs, jnp.concatenate(a_all, axis=0))
-    q_cur, q_nxt = q_all[:, :num_samples], q_all[:, num_samples : 2 * num_samples]
+    q_pi, logp_pi = q_all[:, : 2 * num_samples], jnp.concatenate([logp_cur, logp_nxt], axis=0)  # pi(s) and pi(s')
     extra = {}
     if policy_q_floor is not None:
-        below = jnp.concatenate([q_cur, q_nxt], axis=1) < policy_q_floor
-        extra = dict(bound_rate=jnp.mean(below.astype(jnp.float32)))
-        q_cur, q_nxt = calql_bound(q_cur, policy_q_floor), calql_bound(q_nxt, policy_q_floor)
+        extra = dict(bound_rate=jnp.mean((q_pi < policy_q_floor).astype(jnp.float32)))
+        q_pi = calql_bound(q_pi, policy_q_floor)
     if variant == "H":
-        act_dim = batch.action.shape[-1]
-        logp_rand = jnp.full(logp_cur.shape, -act_dim * math.log(action_high - action_low))
+        logp_rand = jnp.full(logp_cur.shape, -batch.action.shape[-1] * math.log(action_high - action_low))
         pushed = cql_logsumexp(
-            jnp.concatenate([q_all[:, 2 * num_samples :], q_cur, q_nxt], axis=1),
-            jnp.concatenate([logp_rand, logp_cur, logp_nxt], axis=0),
+            jnp.concatenate([q_pi, q_all[:, 2 * num_samples :]], axis=1),
+            jnp.concatenate([logp_pi, logp_rand], axis=0),
             temperature,
         )
     else:
-        pushed = cql_rho_estimate(jnp.concatenate([q_cur, q_nxt], axis=1), temperature)
+        pushed = cql_rho_estimate(q_pi, temperature)
     gap_e = jnp.mean(pushed - q_t, axis=-1)  # [E]
     loss = td_loss + cql_alpha * jnp.sum(gap_e)
     return loss, dict(
