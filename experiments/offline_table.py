@@ -270,10 +270,11 @@ def run_algo(algo: str, kinds, paths: dict[str, str], args, store: dict) -> list
         seeds_of_cell = cell_seeds(algo, cell_kinds, args.seeds, args.seeds5)
         for part, seeds in seed_parts(name, seeds_of_cell, args.seeds_per_cell, root):
             run_dir = root / part
-            results_table.run_cell(
+            if not results_table.run_cell(
                 run_dir, algo, env, cfg, seeds=seeds, grid={"dataset_index": list(range(len(cell_kinds)))},
-                num_chunks=args.chunks, eval_episodes=args.eval_episodes, command=args.command,
-            )  # fmt: skip
+                num_chunks=args.chunks, eval_episodes=args.eval_episodes, command=args.command, skip_if_busy=True,
+            ):  # fmt: skip
+                continue  # another command (on another core) runs this part and records it
             summary = json.loads((run_dir / "summary.json").read_text())
             recorded = run_dir / results_table.COMMAND_FILE
             store[key := results_table.from_root(run_dir)] = dict(

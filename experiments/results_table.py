@@ -32,11 +32,25 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
     return "python " + shlex.join([from_root(script), *argv])
 
 
-def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str | None = None, **train_kw) -> Path:
+def run_cell(
+    run_dir: str | Path,
+    algo: str,
+    env: Any,
+    config: Any,
+    command: str | None = None,
+    skip_if_busy: bool = False,
+    **train_kw,
+) -> Path | None:
     """One resumable cell of an experiment: ``jaxrl.run.train(algo, env, config, out_dir=run_dir, **train_kw)``,
     except that a finished run directory is kept, a stopped one resumes from its last checkpoint (with ``env`` when
     it is an env object rather than a registered name) and one stopped before its first checkpoint starts again.
-    When SIGINT/SIGTERM stops the cell mid-way (it is saved), the script exits rather than start its next cell."""
+    When SIGINT/SIGTERM stops the cell mid-way (it is saved), the script exits rather than start its next cell.
+
+    While it trains, the cell holds a lock beside its directory, so two commands never write one run: a second
+    command asking for an unfinished cell that another one is running exits naming it, or with ``skip_if_busy``
+    returns None and goes on (two commands on two cores then share a cell's seed parts)."""
+    import fcntl
+
     from jaxrl.run import resume, train
     from jaxrl.run.recorder import is_finished
 
@@ -49,17 +63,34 @@ def run_cell(run_dir: str | Path, algo: str, env: Any, config: Any, command: str
         )
     if is_finished(run_dir):
         return run_dir
-    if (run_dir / "checkpoints").exists():
-        resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
-    else:
-        if run_dir.exists():
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True)
-        (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
-        train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
+    lock_path = cell_lock(run_dir)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if skip_if_busy:
+                print(f"skipping {run_dir}: another command is running it", flush=True)
+                return None
+            sys.exit(f"{run_dir} is being run by another command (it holds {lock_path}); wait for it to finish")
+        if is_finished(run_dir):  # the command that held the lock finished it meanwhile
+            return run_dir
+        if (run_dir / "checkpoints").exists():
+            resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            run_dir.mkdir(parents=True)
+            (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
+            train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
+
+
+def cell_lock(run_dir: Path) -> Path:
+    """The lock file a running cell holds: beside its run directory (which a fresh start deletes), git-ignored."""
+    return run_dir.parent / f".{run_dir.name}.lock"
 
 
 # Config fields added after finished cells were saved, with the value those cells ran as (the behaviour before the

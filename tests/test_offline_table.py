@@ -122,6 +122,26 @@ def test_record_cell_adds_to_the_results_json(tmp_path, monkeypatch):
     sys.modules.pop("offline_table", None)
 
 
+def test_a_running_cell_is_skipped_or_refused_by_a_second_command(tmp_path, monkeypatch):
+    """Two commands never write one run directory: while one holds a cell's lock, a second either skips the cell
+    (``skip_if_busy``: two cores share a cell's seed parts) or exits naming it; neither touches the directory."""
+    import fcntl
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import results_table
+
+    run_dir = tmp_path / "edac@medium-expert~seeds1-1"
+    lock_path = results_table.cell_lock(run_dir)
+    assert lock_path.parent == tmp_path and lock_path.name.startswith(".")
+    with open(lock_path, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert results_table.run_cell(run_dir, "edac", "Pendulum-v1", None, skip_if_busy=True) is None
+        with pytest.raises(SystemExit, match="being run by another command"):
+            results_table.run_cell(run_dir, "edac", "Pendulum-v1", None)
+    assert not run_dir.exists()
+    sys.modules.pop("results_table", None)
+
+
 def test_seed_parts_split_a_cell_and_keep_a_whole_one(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     import offline_table as ot
