@@ -492,6 +492,24 @@ def test_edac_critic():
     np.testing.assert_allclose(ms["td_loss"][0], np.sum(np.mean((q_ref(QP, OBS, ACT) - y) ** 2, -1)), rtol=1e-5)
     assert all(np.isfinite(NP(x)).all() for x in jax.tree.leaves(g))
     assert not np.allclose(NP(g["wa"][0]), NP(g["wa"][1]))  # the penalty has a gradient
+    q = q_ref(QP, OBS, ACT)  # the values' statistics come from the loss's own forward pass
+    np.testing.assert_allclose(ms["q_min"][1], q.min(0).mean(), rtol=1e-5)
+    np.testing.assert_allclose(ms["q_std"][1], q.std(0).mean(), rtol=1e-5)
+    # eta the number 0 is SAC-N's critic: the same loss and gradient, no similarity term computed or reported
+    (l0, m0), g0 = jax.jit(jax.value_and_grad(lambda p: loss(p, 0.0), has_aux=True))(QP)
+    assert "diversity" not in m0
+    np.testing.assert_allclose(l0, ls[0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(jax.tree.map(lambda x: x[0], g)), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_ensemble_q_and_action_grads_known_answer():
+    """Linear critics: the values are ``ensemble_q``'s and each member's action gradient is its ``wa`` at every
+    state (one forward pass per member gives both)."""
+    q, grads = jax.jit(functools.partial(L.ensemble_q_and_action_grads, q_apply))(QP, OBS, ACT)
+    np.testing.assert_allclose(q, q_ref(QP, OBS, ACT), rtol=1e-6)
+    want = np.broadcast_to(NP(QP["wa"])[:, None, :], (QP["wa"].shape[0], OBS.shape[0], ACT.shape[-1]))
+    np.testing.assert_allclose(grads, want, rtol=1e-6)
 
 
 def test_losses_on_sampled_dataset_batch():

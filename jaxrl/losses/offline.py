@@ -96,6 +96,7 @@ __all__ = [
     # SAC-N / EDAC
     "gradient_similarity",
     "edac_diversity_penalty",
+    "ensemble_q_and_action_grads",
     "edac_critic_loss",
 ]
 
@@ -138,6 +139,13 @@ def ensemble_q_samples(q_apply: Callable, q_params: Any, obs: Array, actions_mb:
     obs_mb = jnp.broadcast_to(obs, (m, *obs.shape)).reshape(m * b, *obs.shape[1:])
     q = ensemble_q(q_apply, q_params, obs_mb, actions_mb.reshape(m * b, *actions_mb.shape[2:]))
     return q.reshape(q.shape[0], m, b)
+
+
+def ensemble_value_stats(q_t: Array) -> Metrics:
+    """Metrics of ``[E, B]`` values at the data's actions, taken from the critic loss's own forward pass so that
+    reporting them costs no second ensemble call: ``q`` (mean over members), ``q_min`` (mean of the members'
+    minimum, what the targets and the actor use) and ``q_std`` (mean over states of the members' spread)."""
+    return dict(q=jnp.mean(q_t), q_min=jnp.mean(jnp.min(q_t, axis=0)), q_std=jnp.mean(jnp.std(q_t, axis=0)))
 
 
 def td_target(r_t: Array, discount: Array | float, terminal_t: Array, v_tp1: Array) -> Array:
@@ -429,8 +437,9 @@ def cql_critic_loss(
     gap_e = jnp.mean(pushed - q_t, axis=-1)  # [E]
     loss = td_loss + cql_alpha * jnp.sum(gap_e)
     return loss, dict(
-        critic_loss=loss, td_loss=td_loss, cql_gap=jnp.mean(gap_e), q=jnp.mean(q_t), target=jnp.mean(y_t), **extra
-    )
+        critic_loss=loss, td_loss=td_loss, cql_gap=jnp.mean(gap_e), target=jnp.mean(y_t), **ensemble_value_stats(q_t),
+        **extra,
+    )  # fmt: skip
 
 
 def calql_bound(q_policy: Array, reference_value: Array) -> Array:
@@ -787,14 +796,21 @@ def gradient_similarity(grads: Array, eps: float = 1e-10) -> Array:
     return off / max(e - 1, 1)
 
 
+def ensemble_q_and_action_grads(q_apply: Callable, q_params: Any, obs: Array, actions: Array) -> tuple[Array, Array]:
+    """``(q [E, B], grads [E, B, A])``: each member's values ``Q_e(s, a)`` and action gradients ``grad_a Q_e(s, a)``
+    from one forward pass per member (the gradient's backward pass starts from the values' forward pass, so EDAC's
+    critic loss needs no second ensemble call for its TD term)."""
+
+    def member(p):  # one member, through the ensemble apply on a one-member ensemble
+        q_e, pullback = jax.vjp(lambda a: q_apply(jax.tree.map(lambda x: x[None], p), obs, a)[0], actions)
+        return q_e, pullback(jnp.ones_like(q_e))[0]  # Q_e(s_b, a_b) depends on a_b alone: the vjp is per state
+
+    return jax.vmap(member)(q_params)
+
+
 def edac_diversity_penalty(q_params: Any, obs: Array, actions: Array, *, q_apply: Callable) -> Array:
     """``mean_b ES(s_b)`` (:func:`gradient_similarity`) at the dataset actions; differentiable in ``q_params``."""
-
-    def grad_a(p):  # one member's action gradient, through the ensemble apply on a one-member ensemble
-        return jax.grad(lambda a: jnp.sum(q_apply(jax.tree.map(lambda x: x[None], p), obs, a)[0]))(actions)
-
-    grads = jax.vmap(grad_a)(q_params)  # [E, B, A]
-    return jnp.mean(gradient_similarity(grads))
+    return jnp.mean(gradient_similarity(ensemble_q_and_action_grads(q_apply, q_params, obs, actions)[1]))
 
 
 def edac_critic_loss(
@@ -811,12 +827,22 @@ def edac_critic_loss(
     eta: Array | float = 0.0,
 ) -> tuple[Array, Metrics]:
     """SAC-N (``eta = 0``) / EDAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2 + eta mean_b ES(s)`` with
-    ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``."""
+    ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``.
+
+    An ``eta`` that is the number 0 (not a traced value) is SAC-N's critic: the similarity term is not computed
+    and the metrics have no ``diversity``. Otherwise the TD values come from the diversity term's own forward pass
+    (:func:`ensemble_q_and_action_grads`)."""
     a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_obs), key)
     q_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, batch.next_obs, a_tp1), axis=0)
     y_t = sg(td_target(batch.reward, discount, batch.terminated, q_tp1 - entropy_coef * logp_tp1))
-    q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
-    td = ensemble_mse(q_t, y_t)
-    div = edac_diversity_penalty(q_params, batch.obs, batch.action, q_apply=q_apply)
-    loss = td + eta * div
-    return loss, dict(critic_loss=loss, td_loss=td, diversity=div, q=jnp.mean(q_t), q_std=jnp.mean(jnp.std(q_t, 0)))
+    extra = {}
+    if isinstance(eta, (int, float)) and eta == 0:
+        q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
+        loss = td = ensemble_mse(q_t, y_t)
+    else:
+        q_t, grads = ensemble_q_and_action_grads(q_apply, q_params, batch.obs, batch.action)
+        div = jnp.mean(gradient_similarity(grads))
+        td = ensemble_mse(q_t, y_t)
+        loss = td + eta * div
+        extra = dict(diversity=div)
+    return loss, dict(critic_loss=loss, td_loss=td, **extra, **ensemble_value_stats(q_t))
