@@ -45,6 +45,7 @@ __all__ = [
     # shared
     "ensemble_q",
     "ensemble_q_samples",
+    "ensemble_value_stats",
     "first_member_q",
     "td_target",
     "ensemble_mse",

@@ -139,7 +139,7 @@ def make_keyed_update(
             **at_metrics,
             "q_policy": oc.q_at_mode(n.actor.apply, actor.params, n.critic.apply, critic.params, batch.obs),
             # the data's values as the critic loss saw them (the update's start, as TD3+BC, ReBRAC and BRAC report
-            # them): a second ensemble call after the step cost SAC-N / EDAC at N = 50 an eighth of their update
+            # them): a second ensemble call after the step cost SAC-N and EDAC at N = 50 a tenth of their update
             "q_data": c_metrics["q_min"],
             "mc_return": jnp.mean(batch.extras.mc_returns),
         }
