@@ -495,8 +495,8 @@ def test_edac_critic():
     q = q_ref(QP, OBS, ACT)  # the values' statistics come from the loss's own forward pass
     np.testing.assert_allclose(ms["q_min"][1], q.min(0).mean(), rtol=1e-5)
     np.testing.assert_allclose(ms["q_std"][1], q.std(0).mean(), rtol=1e-5)
-    # eta the number 0 is SAC-N's critic: the same loss and gradient, no similarity term computed or reported
-    (l0, m0), g0 = jax.jit(jax.value_and_grad(lambda p: loss(p, 0.0), has_aux=True))(QP)
+    # eta=None is SAC-N's critic: eta = 0's loss and gradient, no similarity term computed or reported
+    (l0, m0), g0 = jax.jit(jax.value_and_grad(lambda p: loss(p, None), has_aux=True))(QP)
     assert "diversity" not in m0
     np.testing.assert_allclose(l0, ls[0], rtol=1e-6)
     for a, b in zip(jax.tree.leaves(g0), jax.tree.leaves(jax.tree.map(lambda x: x[0], g)), strict=True):

@@ -825,19 +825,19 @@ def edac_critic_loss(
     policy_params: Any,
     discount: Array | float,
     entropy_coef: Array | float,
-    eta: Array | float = 0.0,
+    eta: Array | float | None = None,
 ) -> tuple[Array, Metrics]:
-    """SAC-N (``eta = 0``) / EDAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2 + eta mean_b ES(s)`` with
+    """SAC-N (``eta=None``) / EDAC critic: ``L = sum_e mean_b (Q_e(s, a) - y)^2 + eta mean_b ES(s)`` with
     ``y = r + discount (1 - d) sg[min_e Qhat_e(s', a') - alpha log pi(a'|s')]``, ``a' ~ pi(.|s')``.
 
-    An ``eta`` that is the number 0 (not a traced value) is SAC-N's critic: the similarity term is not computed
-    and the metrics have no ``diversity``. Otherwise the TD values come from the diversity term's own forward pass
+    ``eta=None`` is SAC-N's critic: the similarity term is neither computed nor reported. Any ``eta`` (0 included)
+    reports it as ``diversity``, and the TD values then come from that term's own forward pass
     (:func:`ensemble_q_and_action_grads`)."""
     a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_obs), key)
     q_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, batch.next_obs, a_tp1), axis=0)
     y_t = sg(td_target(batch.reward, discount, batch.terminated, q_tp1 - entropy_coef * logp_tp1))
     extra = {}
-    if isinstance(eta, (int, float)) and eta == 0:
+    if eta is None:
         q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
         loss = td = ensemble_mse(q_t, y_t)
     else:

@@ -4,7 +4,7 @@ The baseline that shows why offline RL needs conservatism: the actor maximises `
 data never tried, where nothing corrects the critic, so Q over-estimates (the metrics ``q_policy`` (Q at the
 policy's actions), ``q_data`` (Q at the dataset's actions) and ``mc_return`` (the discounted Monte-Carlo return
 of the sampled rows) show the gap grow). The actor and temperature losses are :mod:`jaxrl.losses.sac`'s; the
-critic's is SAC's on an ensemble (:func:`jaxrl.losses.offline.edac_critic_loss` at ``eta = 0``, SAC-N's). One
+critic's is SAC's on an ensemble (:func:`jaxrl.losses.offline.edac_critic_loss` with ``eta=None``, SAC-N's). One
 ``step`` = ``updates_per_iteration`` gradient updates; ``total_env_steps`` counts gradient updates.
 :mod:`jaxrl.algos.offline.cql` is this plus the conservative penalty.
 """
@@ -71,8 +71,8 @@ def _critic_loss(config, n: Networks, kind: str, lagrange: bool):
             discount=config.discount,
             entropy_coef=alpha,
         )
-        if kind != "cql":  # SAC's loss is SAC-N's (eta = 0, no diversity term computed); EDAC's adds the term
-            return edac_critic_loss(critic, batch, key, eta=config.eta if kind == "edac" else 0.0, **common)
+        if kind != "cql":  # SAC's loss is SAC-N's (eta=None: no diversity term computed); EDAC's adds the term
+            return edac_critic_loss(critic, batch, key, eta=config.eta if kind == "edac" else None, **common)
         cql_alpha = jnp.exp(cast(ts.TrainState, nets_.log_cql_alpha).params) if lagrange else config.cql_alpha
         return (calql_critic_loss if config.calibrated else cql_critic_loss)(
             critic,
