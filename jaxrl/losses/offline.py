@@ -836,14 +836,11 @@ def edac_critic_loss(
     a_tp1, logp_tp1 = _sample_and_log_prob(policy_apply(policy_params, batch.next_obs), key)
     q_tp1 = jnp.min(ensemble_q(q_apply, target_q_params, batch.next_obs, a_tp1), axis=0)
     y_t = sg(td_target(batch.reward, discount, batch.terminated, q_tp1 - entropy_coef * logp_tp1))
-    extra = {}
     if eta is None:
-        q_t = ensemble_q(q_apply, q_params, batch.obs, batch.action)
-        loss = td = ensemble_mse(q_t, y_t)
+        q_t, extra = ensemble_q(q_apply, q_params, batch.obs, batch.action), {}
     else:
         q_t, grads = ensemble_q_and_action_grads(q_apply, q_params, batch.obs, batch.action)
-        div = jnp.mean(gradient_similarity(grads))
-        td = ensemble_mse(q_t, y_t)
-        loss = td + eta * div
-        extra = dict(diversity=div)
+        extra = dict(diversity=jnp.mean(gradient_similarity(grads)))
+    td = ensemble_mse(q_t, y_t)
+    loss = td if eta is None else td + eta * extra["diversity"]
     return loss, dict(critic_loss=loss, td_loss=td, **extra, **ensemble_value_stats(q_t))
