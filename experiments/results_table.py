@@ -74,6 +74,7 @@ def run_cell(
                 return None
             sys.exit(f"{run_dir} is being run by another command (it holds {lock_path}); wait for it to finish")
         if is_finished(run_dir):  # the command that held the lock finished it meanwhile
+            lock_path.unlink(missing_ok=True)
             return run_dir
         if (run_dir / "checkpoints").exists():
             resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
@@ -83,13 +84,18 @@ def run_cell(
             run_dir.mkdir(parents=True)
             (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
             train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
+        if is_finished(run_dir):
+            # Removed while held, so a folder of results holds only run directories. A command that opened the old
+            # file meanwhile then locks the unlinked one and finds the cell finished; a stopped cell keeps its file.
+            lock_path.unlink(missing_ok=True)
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
 
 
 def cell_lock(run_dir: Path) -> Path:
-    """The lock file a running cell holds: beside its run directory (which a fresh start deletes), git-ignored."""
+    """The lock file a running cell holds: beside its run directory (which a fresh start deletes), git-ignored;
+    removed when the cell finishes."""
     return run_dir.parent / f".{run_dir.name}.lock"
 
 
