@@ -348,9 +348,9 @@ def test_edac_on_reacher_expert(reacher_expert):
     # Measured 2026-12-06 (Intel Xeon, jax 0.11.2; N = 10, eta = 1, 3 seeds), per chunk of a 10k run in 20 chunks:
     # 92.9 or more on every seed up to 3k updates; then a dip while the temperature falls (alpha 0.43 -> 0.25, Q at
     # the data's actions turning from rising to falling), down to 52.1, 96.5, 70.8 at 5k; 93 or more on every seed
-    # from 6.5k on; 103.9, 99.8, 98.0 at 10k (this test, in 10 chunks: 99.4, 97.9, 98.0). It ran at 5k until then (97.8, 97.5, 99.7 on another CPU),
-    # inside the dip on this one. Diversity falls from -1.04 to -1.11, near the minimum -N/(N-1) of the mean
-    # pairwise cosine sum (the members' action gradients spread out).
+    # from 6.5k on; 103.9, 99.8, 98.0 at 10k (this test, in 10 chunks: 99.4, 97.9, 98.0). It ran at 5k until then
+    # (97.8, 97.5, 99.7 on another CPU), inside the dip on this one. Diversity falls from -1.04 to -1.11, near the
+    # minimum -N/(N-1) of the mean pairwise cosine sum (the members' action gradients spread out).
     result, last = _learn("edac", reacher_expert, 10_000)
     assert last.mean() >= 90
     diversity = np.asarray(result.metrics["diversity"]).mean(axis=0)
