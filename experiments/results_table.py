@@ -51,7 +51,6 @@ def run_cell(
     returns None and goes on (two commands on two cores then share a cell's seed parts)."""
     import fcntl
 
-    from jaxrl.run import resume, train
     from jaxrl.run.recorder import is_finished
 
     run_dir = Path(run_dir)
@@ -73,17 +72,8 @@ def run_cell(
                 print(f"skipping {run_dir}: another command is running it", flush=True)
                 return None
             sys.exit(f"{run_dir} is being run by another command (it holds {lock_path}); wait for it to finish")
-        if is_finished(run_dir):  # the command that held the lock finished it meanwhile
-            lock_path.unlink(missing_ok=True)
-            return run_dir
-        if (run_dir / "checkpoints").exists():
-            resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
-        else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            run_dir.mkdir(parents=True)
-            (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
-            train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
+        if not is_finished(run_dir):  # (the command that held the lock may have finished it meanwhile)
+            _train_or_resume(run_dir, algo, env, config, command, **train_kw)
         if is_finished(run_dir):
             # Removed while held, so a folder of results holds only run directories. A command that opened the old
             # file meanwhile then locks the unlinked one and finds the cell finished; a stopped cell keeps its file.
@@ -91,6 +81,20 @@ def run_cell(
     if not is_finished(run_dir):
         sys.exit(f"stopped: {run_dir} saved mid-way; run the same command again to resume it")
     return run_dir
+
+
+def _train_or_resume(run_dir: Path, algo: str, env: Any, config: Any, command: str | None, **train_kw) -> None:
+    """Resume the cell from its last checkpoint, or (none yet) start it afresh in an emptied ``run_dir``."""
+    from jaxrl.run import resume, train
+
+    if (run_dir / "checkpoints").exists():
+        resume(run_dir, progress=False, tensorboard=False, **({} if isinstance(env, str) else {"env": env}))
+        return
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / COMMAND_FILE).write_text((command or command_line()) + "\n")  # the cell's record of what made it
+    train(algo, env, config, out_dir=run_dir, progress=False, tensorboard=False, **train_kw)
 
 
 def cell_lock(run_dir: Path) -> Path:

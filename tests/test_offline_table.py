@@ -142,6 +142,33 @@ def test_a_running_cell_is_skipped_or_refused_by_a_second_command(tmp_path, monk
     sys.modules.pop("results_table", None)
 
 
+def test_a_finished_cell_removes_its_lock_and_a_stopped_one_keeps_it(tmp_path, monkeypatch):
+    """A results folder holds only run directories once its cells finish (the listing the table test checks); a
+    cell stopped mid-way keeps its lock file and exits saying how to resume. ``train`` is a stand-in that writes
+    the summary a finished (or interrupted) run leaves."""
+    import jaxrl.run
+
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import results_table
+
+    interrupted = []  # empty: the stand-in run finishes
+
+    def fake_train(algo, env, config, *, out_dir, **kw):
+        (out_dir / "summary.json").write_text(json.dumps({"interrupted": bool(interrupted)}))
+
+    monkeypatch.setattr(jaxrl.run, "train", fake_train)
+    done = tmp_path / "bc"
+    assert results_table.run_cell(done, "bc", "Pendulum-v1", None, command="cmd") == done
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bc"]
+    assert (done / results_table.COMMAND_FILE).read_text() == "cmd\n"
+    stopped = tmp_path / "iql"
+    interrupted.append(True)
+    with pytest.raises(SystemExit, match="saved mid-way"):
+        results_table.run_cell(stopped, "iql", "Pendulum-v1", None)
+    assert results_table.cell_lock(stopped).exists()
+    sys.modules.pop("results_table", None)
+
+
 def test_seed_parts_split_a_cell_and_keep_a_whole_one(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     import offline_table as ot
