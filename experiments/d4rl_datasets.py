@@ -28,7 +28,9 @@ an older file; ``experiments/offline_table.py`` reads them from the same place. 
 the files it finds (nothing is retrained) and checks their checksums against the saved JSON. Each behaviour run
 leaves a snapshot (its final actor, evaluations and reference returns, a few hundred kB), committed under
 ``results/d4rl_behaviour/``: on a fresh machine the datasets are rebuilt from it by retraining the behaviour run only
-up to its medium policy (halfcheetah's 4 of 60 chunks, hopper's 20 of 100) and checked bit for bit against the run.
+up to its medium policy (halfcheetah's 4 of 60 chunks, hopper's 20 of 100) and checked bit for bit against the run
+(on a fresh 2-core machine, 2026-12-06: 487 s for halfcheetah and 1,005 s for hopper, one core each; all ten
+sha256 equal to the JSON's).
 """
 
 from __future__ import annotations
