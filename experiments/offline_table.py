@@ -1,7 +1,7 @@
 """The D4RL-style offline table: algorithms x datasets of one env, every cell through a run directory and ``jaxrl
 report`` (IQM and mean of the final normalised score with 95% stratified bootstrap CIs over seeds, final and best),
-beside CORL's published D4RL scores for the same algorithm (their ordering, not their values, is comparable: the
-simulator differs).
+beside CORL's published D4RL scores for the same algorithm and the lecture's model-based table (BC, MOPO, SAC-off, BEAR,
+BRAC-v: ``published_scores.py``; their ordering, not their values, is comparable: the simulator differs).
 
     python experiments/offline_table.py --env brax:halfcheetah:positional       # the CPU locomotion table
     python experiments/offline_table.py --env brax:hopper:positional --algos bc,td3_bc,iql --seeds 5
@@ -51,10 +51,10 @@ from typing import Any
 
 import numpy as np
 import results_table
-from corl_reference import corl_score
 from d4rl_datasets import KINDS as DATA_KINDS
 from d4rl_datasets import RESULTS as DATA_RESULTS
 from d4rl_datasets import add_recipe_args, recipe_options, recipe_paths, zero_action_line
+from published_scores import CORL, LECTURE, Reference
 from results_table import RUNS, write_results
 
 from jaxrl.envs.termination import termination_fn
@@ -129,6 +129,8 @@ IQM_BARS = (("rebrac", "td3_bc"), ("edac", "sac_n"))  # the issue's "A's IQM ove
 # The lecture's MOPO table (the MOPO paper's Table 1): far above BC on random and mixed (= medium-replay) data, close
 # to it on medium. "Far above": at least MARGIN_OVER_BC; "close": within it.
 LECTURE_MOPO = {"random": "far above", "medium-replay": "far above", "medium": "close to"}
+# The datasets of the lecture's whole model-based table (BC, MOPO, SAC-off, BEAR, BRAC-v: published_scores.LECTURE).
+LECTURE_KINDS = ("random", "medium", "medium-replay", "medium-expert")
 # --quick: a budget that only checks the pipeline
 QUICK = dict(updates=200, chunks=2, eval_episodes=1, seeds=2, seeds5=2)
 QUICK_CONFIG = dict(hidden=(16, 16), batch_size=32)
@@ -321,33 +323,40 @@ def _ranks(values: dict[str, float]) -> dict[str, int]:
     return {a: order.index(a) + 1 for a in values}
 
 
-def comparison(groups: dict[tuple[str, str], dict], env_name: str, kinds, algos) -> list[str]:
-    """Per dataset: our final score (mean [95% CI], IQM, best) per algorithm beside CORL's last / best, and both
-    rankings over the algorithms CORL also ran, with their Spearman correlation."""
-    lines = ["## Against CORL's D4RL scores (ordering only: a different simulator)", ""]
+def comparison(
+    groups: dict[tuple[str, str], dict], env_name: str, kinds, algos, ref: Reference = CORL, every_algo: bool = True
+) -> list[str]:
+    """Per dataset: our final score (mean [95% CI], IQM, best) per algorithm beside ``ref``'s published score (last,
+    and best where it has one), and both rankings over the algorithms ``ref`` also ran, with their Spearman
+    correlation. ``every_algo``: list our algorithms that ``ref`` did not run too (with ``-`` in its columns)."""
+    lines = [f"## Against {ref.title} (ordering only: a different simulator)", ""]
+    theirs_of = lambda a, kind, stat="last": ref.score(env_name, kind, a, stat)
+    stats = ("last", "best") if ref.best else ("last",)
     for kind in kinds:
         rows = {a: groups.get((a, kind)) for a in algos if groups.get((a, kind))}
-        if not rows:
+        ours = {a: r["mean"] for a, r in rows.items() if theirs_of(a, kind) is not None}
+        if not every_algo:
+            rows = {a: r for a, r in rows.items() if a in ours}
+        if not rows or (not every_algo and len(ours) < 2):
             continue
-        ours = {a: r["mean"] for a, r in rows.items() if corl_score(env_name, kind, a) is not None}
-        theirs = {a: corl_score(env_name, kind, a) for a in ours}
-        rank_ours, rank_corl = _ranks(ours), _ranks(theirs)  # type: ignore[arg-type]
+        theirs = {a: theirs_of(a, kind) for a in ours}
+        rank_ours, rank_theirs = _ranks(ours), _ranks(theirs)  # type: ignore[arg-type]
         lines += [f"**{kind}**", ""]
-        lines.append(
-            "| algorithm | final, mean [95% CI] | IQM [95% CI] | best | CORL last | CORL best | rank | CORL rank |"
-        )
-        lines.append("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+        published = " | ".join(f"{ref.label} {stat}" if ref.best else ref.label for stat in stats)
+        lines.append(f"| algorithm | final, mean [95% CI] | IQM [95% CI] | best | {published} | rank "
+                     f"| {ref.label} rank |")  # fmt: skip
+        lines.append("| --- | --- | --- | ---: | " + "---: | " * len(stats) + "---: | ---: |")
         for a, r in rows.items():
-            last, best = corl_score(env_name, kind, a), corl_score(env_name, kind, a, "best")
+            scores = [theirs_of(a, kind, stat) for stat in stats]
+            published = " | ".join("-" if x is None else f"{x:.1f}" for x in scores)
             lines.append(
-                f"| {a} | {_fmt(r)} | {_fmt(r, 'iqm')} | {r['best']:.1f} | "
-                f"{'-' if last is None else f'{last:.1f}'} | {'-' if best is None else f'{best:.1f}'} | "
-                f"{rank_ours.get(a, '-')} | {rank_corl.get(a, '-')} |"
+                f"| {a} | {_fmt(r)} | {_fmt(r, 'iqm')} | {r['best']:.1f} | {published} | "
+                f"{rank_ours.get(a, '-')} | {rank_theirs.get(a, '-')} |"
             )
         if len(ours) >= 3:
             a_list = list(ours)
-            rho = np.corrcoef([rank_ours[a] for a in a_list], [rank_corl[a] for a in a_list])[0, 1]
-            lines += ["", f"Spearman rank correlation with CORL over {len(a_list)} algorithms: {rho:.2f}."]
+            rho = np.corrcoef([rank_ours[a] for a in a_list], [rank_theirs[a] for a in a_list])[0, 1]
+            lines += ["", f"Spearman rank correlation with {ref.label} over {len(a_list)} algorithms: {rho:.2f}."]
         lines.append("")
     return lines
 
@@ -552,6 +561,7 @@ def main(argv=None) -> dict:
         return [*partial, *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
                 *across_envs(groups, a.env, budget_line(a), out.parent),
                 *comparison(groups, a.env, shown_kinds, shown_algos),
+                *comparison(groups, a.env, LECTURE_KINDS, shown_algos, LECTURE, every_algo=False),
                 *cell_notes(store, dirs)]  # fmt: skip
 
     result = write_results(

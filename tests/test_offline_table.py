@@ -75,7 +75,7 @@ def test_quick_offline_table_through_run_directories_report_and_corl(tmp_path, m
     with pytest.raises(SystemExit, match="normalize_states=False .made before the field existed., not True"):
         ot.main(argv[:4] + ["bc"] + argv[5:] + ["--set", "bc.normalize_states=True"])
     assert metrics.stat().st_mtime_ns == stamp
-    for name in ("offline_table", "d4rl_datasets", "corl_reference", "results_table"):
+    for name in ("offline_table", "d4rl_datasets", "published_scores", "results_table"):
         sys.modules.pop(name, None)
 
 
@@ -209,6 +209,31 @@ def test_checks_state_the_issue_bars_and_the_lecture_mopo_ordering(monkeypatch):
     assert lecture["random"].endswith("+6.0 (lecture: MOPO far above BC) does NOT hold")
     assert lecture["medium-replay"].endswith("+15.0 (lecture: MOPO far above BC) holds")
     assert lecture["medium"].endswith("-6.0 (lecture: MOPO close to BC) holds")
+
+
+def test_published_tables_beside_ours_with_their_rankings(monkeypatch):
+    """CORL's columns list every algorithm of a dataset; the lecture's model-based table only those it ran, ranked
+    against it (Spearman of the two rankings, hand-computed: sum of squared rank differences 24 over 5 algorithms)."""
+    monkeypatch.syspath_prepend(str(EXPERIMENTS))
+    import offline_table as ot
+
+    row = lambda m: {"mean": m, "iqm": m, "mean_ci": (m - 1, m + 1), "iqm_ci": (m - 1, m + 1), "best": m + 5}
+    ours = dict(bc=45.6, mopo=69.0, sac_offline=69.5, bear=50.2, brac_v=52.1, cql=118.4)
+    groups = {(a, "medium-replay"): row(m) for a, m in ours.items()} | {("bc", "random"): row(12.0)}
+    env = "brax:hopper:positional"
+    lines = ot.comparison(groups, env, ot.LECTURE_KINDS, ot.ALGOS, ot.LECTURE, every_algo=False)
+    assert lines[0] == f"## Against {ot.LECTURE.title} (ordering only: a different simulator)"
+    assert "**random**" not in lines and not any(line.startswith("| cql") for line in lines)  # bc alone; cql not in it
+    # ours: sac_offline 1, mopo 2, brac_v 3, bear 4, bc 5; the lecture's (hopper mixed): mopo, bc, bear, sac, brac_v
+    assert "| algorithm | final, mean [95% CI] | IQM [95% CI] | best | lecture | rank | lecture rank |" in lines
+    assert "| sac_offline | 69.5 [68.5, 70.5] | 69.5 [68.5, 70.5] | 74.5 | 1.9 | 1 | 4 |" in lines
+    assert "Spearman rank correlation with lecture over 5 algorithms: -0.20." in lines
+    corl = ot.comparison(groups, env, ["medium-replay"], ot.ALGOS)
+    header = "| algorithm | final, mean [95% CI] | IQM [95% CI] | best | CORL last | CORL best | rank | CORL rank |"
+    assert header in corl
+    assert "| cql | 118.4 [117.4, 119.4] | 118.4 [117.4, 119.4] | 123.4 | 95.1 | 101.6 | 1 | 1 |" in corl
+    assert "| bear | 50.2 [49.2, 51.2] | 50.2 [49.2, 51.2] | 55.2 | - | - | - | - |" in corl
+    sys.modules.pop("offline_table", None)
 
 
 def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
