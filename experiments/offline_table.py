@@ -342,15 +342,15 @@ def comparison(
         theirs = {a: theirs_of(a, kind) for a in ours}
         rank_ours, rank_theirs = _ranks(ours), _ranks(theirs)  # type: ignore[arg-type]
         lines += [f"**{kind}**", ""]
-        published = " | ".join(f"{ref.label} {stat}" if ref.best else ref.label for stat in stats)
-        lines.append(f"| algorithm | final, mean [95% CI] | IQM [95% CI] | best | {published} | rank "
+        their_columns = " | ".join(f"{ref.label} {stat}" if ref.best else ref.label for stat in stats)
+        lines.append(f"| algorithm | final, mean [95% CI] | IQM [95% CI] | best | {their_columns} | rank "
                      f"| {ref.label} rank |")  # fmt: skip
         lines.append("| --- | --- | --- | ---: | " + "---: | " * len(stats) + "---: | ---: |")
         for a, r in rows.items():
             scores = [theirs_of(a, kind, stat) for stat in stats]
-            published = " | ".join("-" if x is None else f"{x:.1f}" for x in scores)
+            their_cells = " | ".join("-" if x is None else f"{x:.1f}" for x in scores)
             lines.append(
-                f"| {a} | {_fmt(r)} | {_fmt(r, 'iqm')} | {r['best']:.1f} | {published} | "
+                f"| {a} | {_fmt(r)} | {_fmt(r, 'iqm')} | {r['best']:.1f} | {their_cells} | "
                 f"{rank_ours.get(a, '-')} | {rank_theirs.get(a, '-')} |"
             )
         if len(ours) >= 3:
