@@ -116,6 +116,13 @@ MOPO_LAMBDA_SCALE = {"halfcheetah": 0.25}
 # 4-10x that on a CPU, so the table compares the two at equal N, which is what the diversity term changes (decided
 # before either ran here; offline_rebrac_edac_diagnosis.md).
 ENSEMBLE_SIZE = {"hopper": 50}
+# BRAC's KL weight alpha per env, its authors' where they give one: their README trains brac_primal on HalfCheetah
+# with alpha = 0.1, for the value penalty and for policy regularisation alike (google-research,
+# behavior_regularized_offline_rl); elsewhere the library's default, 1 (their agent's default). Found after BRAC-v
+# at alpha = 1 collapsed on brax halfcheetah medium-replay (value penalty 2.7-4.8 per step against ~0.7 reward) and
+# after one diagnosis seed each at 0.25 and 0.1 had been seen (46.5, 49.5; offline_model_based_diagnosis.md): the
+# value is the authors' and is not rescaled to brax's reward, as EDAC's eta is not.
+BRAC_ALPHA = {"halfcheetah": 0.1}
 # On envs that end on a fall (hopper, walker2d, ant: jaxrl.envs.termination), MOPO's and MOReL's model rollouts run
 # 25 steps from 200 dataset states, the same 5,000 model steps per iteration as the papers' 5 steps from 1,000: in
 # the model, the learned policy falls within 5 steps of 1-2% of dataset states but within 100 of 64-72%, so 5-step
@@ -140,7 +147,7 @@ def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
     """The table's settings on ``env_name``, keyed like ``--set``'s overrides by (algorithm, dataset kind, None for
     every dataset): ``LOCOMOTION_SETTINGS`` on locomotion, ``FALLING_SETTINGS`` on an env that falls, and the authors'
     per-dataset values (``AUTHORS_SETTINGS``; MOPO's lambda times ``MOPO_LAMBDA_SCALE``, its h the falling rule's
-    where it falls), and SAC-N's and EDAC's ensemble size (``ENSEMBLE_SIZE``)."""
+    where it falls), SAC-N's and EDAC's ensemble size (``ENSEMBLE_SIZE``) and BRAC's alpha (``BRAC_ALPHA``)."""
     name, falls = env_name.lower(), termination_fn(env_name) is not None
     out: dict[tuple[str, str | None], dict] = {}
     if any(word in name for word in LOCOMOTION):
@@ -150,6 +157,9 @@ def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
     for env, size in ENSEMBLE_SIZE.items():
         if env in name:
             out.update({(algo, None): {"num_critics": size} for algo in ("sac_n", "edac")})
+    for env, alpha in BRAC_ALPHA.items():
+        if env in name:
+            out.update({(algo, None): {"alpha": alpha} for algo in ("brac_p", "brac_v")})
     for (env, kind), papers in AUTHORS_SETTINGS.items():
         if env not in name:
             continue

@@ -252,6 +252,9 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
     assert cheetah[("edac", "medium-expert")] == {"eta": 5.0} and ("edac", "medium") not in cheetah  # the authors'
     assert hopper[("edac", None)] == {"num_critics": 50} and ("edac", "medium-expert") not in hopper
     assert ("morel", None) not in cheetah and hopper[("morel", None)] == hopper[("mopo", None)]
+    # BRAC's alpha: the authors' 0.1 on halfcheetah (both variants), the library's default where they give none
+    assert cheetah[("brac_v", None)] == cheetah[("brac_p", None)] == {"alpha": 0.1}
+    assert ("brac_v", None) not in hopper and ("brac_p", None) not in hopper
     assert ot.parse_args(["--env", "Pendulum-v1"]).overrides == {}
 
 
