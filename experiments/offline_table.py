@@ -560,15 +560,8 @@ def main(argv=None) -> dict:
         groups = groups_of(result)
         missing = missing_algos(groups)
         absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
-        partial = (
-            [f"**Partial: {len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far** (missing: "
-             f"{', '.join(missing)}{'; and ' + ', '.join(absent) if absent else ''}); the others run as resumable "
-             "cells: the command without --algos runs every column, keeping the finished cells, and rewrites this "
-             "file.", ""]
-            if missing or absent else []
-        )  # fmt: skip
         shown_algos = [n for n in ALGOS if n not in missing]
-        return [*partial, *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
+        return [*partial_lines(missing, absent), *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
                 *across_envs(groups, a.env, budget_line(a), out.parent),
                 *comparison(groups, a.env, shown_kinds, shown_algos),
                 *comparison(groups, a.env, LECTURE_KINDS, shown_algos, LECTURE, every_algo=False),
@@ -591,6 +584,19 @@ def main(argv=None) -> dict:
     store = {**latest, **store}
     results_table.write_store(out, result, budget=budget_line(a), missing=missing_algos(groups), cells=store)
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
+
+
+def partial_lines(missing: list[str], absent: list[str]) -> list[str]:
+    """The table's "partial" warning: the algorithms without any cell, then the (algorithm, dataset) cells not run."""
+    if not missing and not absent:
+        return []
+    have = f"{len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far" if missing else "every algorithm"
+    gaps = [f"algorithms {', '.join(missing)}"] * bool(missing) + [", ".join(absent)] * bool(absent)
+    return [
+        f"**Partial: {have}** (missing: {'; and '.join(gaps)}); the others run as resumable cells: the command "
+        "without --algos runs every column, keeping the finished cells, and rewrites this file.",
+        "",
+    ]
 
 
 def groups_of(result: dict) -> dict[tuple[str, str], dict]:

@@ -281,6 +281,13 @@ def test_iqm_bars_across_envs_pool_stores_of_the_same_budget(tmp_path, monkeypat
     assert "so far rebrac has 5 and td3_bc 6" in ot.across_envs(here, "env:a", "x", tmp_path)[2]
     assert ot.across_envs(here, "env:a", "z", tmp_path) == []  # no other env at this budget: nothing to pool
     assert ot.kind_of("brax:hopper:positional-medium-replay") == "medium-replay"
+    assert ot.partial_lines([], []) == []
+    n = len(ot.ALGOS)
+    first = f"**Partial: {n - 1} of the {n} algorithms so far** (missing: algorithms bcq; and awr on medium);"
+    assert ot.partial_lines(["bcq"], ["awr on medium"])[0].startswith(first)
+    assert ot.partial_lines([], ["awr on medium"])[0].startswith(
+        "**Partial: every algorithm** (missing: awr on medium);"
+    )
     # SAC-N and EDAC at the authors' ensemble of 50 on hopper, the library's 10 elsewhere
     hopper = ot.env_settings("brax:hopper:positional")
     assert hopper[("edac", None)] == hopper[("sac_n", None)] == {"num_critics": 50}
