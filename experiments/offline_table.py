@@ -591,7 +591,11 @@ def partial_lines(missing: list[str], absent: list[str]) -> list[str]:
     if not missing and not absent:
         return []
     have = f"{len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far" if missing else "every algorithm"
-    gaps = [f"algorithms {', '.join(missing)}"] * bool(missing) + [", ".join(absent)] * bool(absent)
+    gaps = []
+    if missing:
+        gaps.append(f"algorithms {', '.join(missing)}")
+    if absent:
+        gaps.append(", ".join(absent))
     return [
         f"**Partial: {have}** (missing: {'; and '.join(gaps)}); the others run as resumable cells: the command "
         "without --algos runs every column, keeping the finished cells, and rewrites this file.",
