@@ -154,12 +154,12 @@ def env_settings(env_name: str) -> dict[tuple[str, str | None], dict]:
         out.update({(algo, None): fields for algo, fields in LOCOMOTION_SETTINGS.items()})
     if falls:
         out.update({(algo, None): fields for algo, fields in FALLING_SETTINGS.items()})
-    for env, size in ENSEMBLE_SIZE.items():
-        if env in name:
-            out.update({(algo, None): {"num_critics": size} for algo in ("sac_n", "edac")})
-    for env, alpha in BRAC_ALPHA.items():
-        if env in name:
-            out.update({(algo, None): {"alpha": alpha} for algo in ("brac_p", "brac_v")})
+    per_env = ((("sac_n", "edac"), "num_critics", ENSEMBLE_SIZE), (("brac_p", "brac_v"), "alpha", BRAC_ALPHA))
+    for algos_of_field, field, values in per_env:  # merged into what is already set for the algorithm
+        for env, value in values.items():
+            if env in name:
+                for algo in algos_of_field:
+                    out[(algo, None)] = {**out.get((algo, None), {}), field: value}
     for (env, kind), papers in AUTHORS_SETTINGS.items():
         if env not in name:
             continue
