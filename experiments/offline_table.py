@@ -560,8 +560,12 @@ def main(argv=None) -> dict:
         groups = groups_of(result)
         missing = missing_algos(groups)
         absent = [f"{n} on {k}" for n, k in wanted if (n, k) not in groups and n not in missing]
+        planned = {(n, k): cell_seeds(n, [k], a.seeds, a.seeds5) for n, k in groups}
+        short = [
+            f"{n} on {k} ({g['runs']} of {planned[n, k]})" for (n, k), g in groups.items() if g["runs"] < planned[n, k]
+        ]
         shown_algos = [n for n in ALGOS if n not in missing]
-        return [*partial_lines(missing, absent), *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
+        return [*partial_lines(missing, absent, short), *reference_lines(a.env), *checks(groups, data_scores, a.seeds5),
                 *across_envs(groups, a.env, budget_line(a), out.parent),
                 *comparison(groups, a.env, shown_kinds, shown_algos),
                 *comparison(groups, a.env, LECTURE_KINDS, shown_algos, LECTURE, every_algo=False),
@@ -586,9 +590,10 @@ def main(argv=None) -> dict:
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
 
 
-def partial_lines(missing: list[str], absent: list[str]) -> list[str]:
-    """The table's "partial" warning: the algorithms without any cell, then the (algorithm, dataset) cells not run."""
-    if not missing and not absent:
+def partial_lines(missing: list[str], absent: list[str], short: list[str] = ()) -> list[str]:
+    """The table's "partial" warning: the algorithms without any cell, the (algorithm, dataset) cells not run, then
+    the cells with fewer seeds so far than their plan (seed parts still to run)."""
+    if not missing and not absent and not short:
         return []
     have = f"{len(ALGOS) - len(missing)} of the {len(ALGOS)} algorithms so far" if missing else "every algorithm"
     gaps = []
@@ -596,9 +601,11 @@ def partial_lines(missing: list[str], absent: list[str]) -> list[str]:
         gaps.append(f"algorithms {', '.join(missing)}")
     if absent:
         gaps.append(", ".join(absent))
+    what = f" (missing: {'; and '.join(gaps)})" if gaps else ""
+    fewer = f" (short of their seeds: {', '.join(short)})" if short else ""
     return [
-        f"**Partial: {have}** (missing: {'; and '.join(gaps)}); the others run as resumable cells: the command "
-        "without --algos runs every column, keeping the finished cells, and rewrites this file.",
+        f"**Partial: {have}**{what}{fewer}; the others run as resumable cells: the command without --algos runs "
+        "every column, keeping the finished cells, and rewrites this file.",
         "",
     ]
 

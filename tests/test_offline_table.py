@@ -260,7 +260,8 @@ def test_env_settings_per_dataset_and_for_envs_that_fall(monkeypatch):
 
 def test_partial_line_names_missing_algorithms_then_missing_cells(monkeypatch):
     """A table with every cell says nothing; one without some algorithm counts them; one where every algorithm has a
-    cell but some datasets do not names only those (it once read "missing: ; and ...")."""
+    cell but some datasets do not names only those (it once read "missing: ; and ..."); cells short of their seeds
+    come last."""
     monkeypatch.syspath_prepend(str(EXPERIMENTS))
     import offline_table as ot
 
@@ -273,6 +274,13 @@ def test_partial_line_names_missing_algorithms_then_missing_cells(monkeypatch):
     )
     assert ot.partial_lines([], ["awr on medium"])[0].startswith(
         "**Partial: every algorithm** (missing: awr on medium);"
+    )
+    # a cell with fewer seeds than its plan is named with its count, so a pooled part never reads as the whole cell
+    assert ot.partial_lines([], [], ["bcq on medium-replay (1 of 3)"])[0].startswith(
+        "**Partial: every algorithm** (short of their seeds: bcq on medium-replay (1 of 3));"
+    )
+    assert ot.partial_lines([], ["awr on medium"], ["bcq on medium-replay (1 of 3)"])[0].startswith(
+        "**Partial: every algorithm** (missing: awr on medium) (short of their seeds: bcq on medium-replay (1 of 3));"
     )
     sys.modules.pop("offline_table", None)
 
