@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -590,7 +591,7 @@ def main(argv=None) -> dict:
     return {f"{algo}|{kind}": g for (algo, kind), g in groups.items()}
 
 
-def partial_lines(missing: list[str], absent: list[str], short: list[str] = ()) -> list[str]:
+def partial_lines(missing: list[str], absent: list[str], short: Sequence[str] = ()) -> list[str]:
     """The table's "partial" warning: the algorithms without any cell, the (algorithm, dataset) cells not run, then
     the cells with fewer seeds so far than their plan (seed parts still to run)."""
     if not missing and not absent and not short:
