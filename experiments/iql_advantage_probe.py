@@ -2,57 +2,43 @@
 
     python experiments/iql_advantage_probe.py RUN_DIR [--episodes 5]
 
-Reads a finished offline IQL run directory (its newest checkpoint, left untouched: the probe resumes a copy), and
-prints, over the dataset's rows: Q(s, a), V(s), the advantage A = Q - V and IQL's weight min(exp(beta A), w_max),
-grouped by how many steps a row lies before its episode's fall, next to the data's discounted Monte-Carlo return
-in the run's reward units; then where the weight mass sits (by data half: a medium-expert file is medium rows
-then expert rows); then rollouts of the deterministic policy. Written for the hopper medium-expert diagnosis in
-``results/offline_hopper_diagnosis.md``.
+Reads a finished offline IQL run directory (its final state, read back by ``jaxrl.run.resume``, which writes
+nothing to a finished run), and prints, over the dataset's rows: Q(s, a), V(s), the advantage A = Q - V and IQL's
+weight min(exp(beta A), w_max), grouped by how many steps a row lies before its episode's fall, next to the run's
+own discounted Monte-Carlo returns (its sampler's, in its reward units); then where the weight mass sits (by data
+half: a medium-expert file is medium rows then expert rows); then rollouts of the deterministic policy. Written for
+the hopper medium-expert diagnosis in ``results/offline_hopper_diagnosis.md``.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
-import h5py
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrl.algos.offline import iql
 from jaxrl.config import from_dict
+from jaxrl.data import dataset as ds
+from jaxrl.data import formats
+from jaxrl.data import rollout as rollout_lib
 from jaxrl.envs.registry import make
-
-train_lib = importlib.import_module("jaxrl.run.train")  # the module, not the train() that jaxrl.run re-exports
-
-
-def episode_layout(terminals: np.ndarray, timeouts: np.ndarray):
-    """Per row: steps to its episode's last row, steps since its first, whether that episode fell, its length."""
-    ends = np.where((terminals > 0) | (timeouts > 0))[0]
-    starts = np.r_[0, ends[:-1] + 1]
-    n = len(terminals)
-    to_end, since, fell, length = (np.zeros(n, int), np.zeros(n, int), np.zeros(n, bool), np.zeros(n, int))
-    for s, e in zip(starts, ends):
-        to_end[s : e + 1] = np.arange(e - s, -1, -1)
-        since[s : e + 1] = np.arange(e - s + 1)
-        fell[s : e + 1] = terminals[e] > 0
-        length[s : e + 1] = e - s + 1
-    return starts, ends, to_end, since, fell, length
+from jaxrl.envs.wrappers import VmapEnv
+from jaxrl.losses.offline import exp_advantage_weights
+from jaxrl.run import resume, take_run
 
 
-def discounted_returns(rewards: np.ndarray, starts, ends, discount: float) -> np.ndarray:
-    out = np.zeros(len(rewards))
-    for s, e in zip(starts, ends):
-        g = 0.0
-        for t in range(e, s - 1, -1):
-            g = rewards[t] + discount * g
-            out[t] = g
-    return out
+def episode_layout(data: ds.Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: steps to its episode's last row, steps since its first, whether that episode fell (ended on a
+    terminal, not a timeout), and the episode's length."""
+    ids = np.asarray(ds.episode_ids(data))
+    row = np.arange(len(ids))
+    first = np.searchsorted(ids, ids, side="left")  # ids are non-decreasing: an episode is a run of rows
+    last = np.searchsorted(ids, ids, side="right") - 1
+    return last - row, row - first, np.asarray(data.terminals)[last] > 0, last - first + 1
 
 
 def main() -> None:
@@ -64,25 +50,22 @@ def main() -> None:
     spec = json.loads((args.run_dir / "config.json").read_text())
     if spec["algo"] != "iql":
         raise SystemExit(f"{args.run_dir} is a {spec['algo']} run; this probe reads IQL runs")
-    copy = Path(tempfile.mkdtemp()) / args.run_dir.name
-    shutil.copytree(args.run_dir, copy)
-    state = train_lib.take_run(train_lib.resume(copy).state, 0)
+    state = take_run(resume(args.run_dir).state, 0)  # a finished run is read back, nothing is written
     cfg = from_dict(iql.Config, spec["config"])
-    with h5py.File(spec["env_metadata"]["dataset_paths"][0]) as f:
-        obs, act, rew, term, tout = (f[k][:] for k in ("observations", "actions", "rewards", "terminals", "timeouts"))
-    n, half = len(obs), len(obs) // 2
-    starts, ends, to_end, since, fell, length = episode_layout(term, tout)
-    ep_returns = np.array([rew[s : e + 1].sum() for s, e in zip(starts, ends)])
-    scale = 1000.0 / (ep_returns.max() - ep_returns.min()) if cfg.normalize_rewards else 1.0  # IQL's scaling
-    mc = discounted_returns(rew * scale, starts, ends, cfg.discount)
+    data = formats.load(spec["env_metadata"]["dataset_paths"][0])
+    obs, act = jnp.asarray(data.observations), jnp.asarray(data.actions)
+    n, half = data.size, data.size // 2
+    to_end, since, fell, length = episode_layout(data)
+    mc = np.asarray(state.sampler.mc_returns)[:n]  # the run's own: discounted, in its (scaled) reward units
+    scale = 1.0 if state.sampler.reward_scale is None else float(state.sampler.reward_scale)
 
     nets, params = iql.make_networks(cfg, act.shape[1]), state.nets
-    q = np.asarray(jnp.min(nets.critic.apply(params.critic.target, jnp.asarray(obs), jnp.asarray(act)), axis=0))
-    v = np.asarray(nets.value.apply(params.value.params, jnp.asarray(obs)))
+    q = np.asarray(jnp.min(nets.critic.apply(params.critic.target, obs, act), axis=0))
+    v = np.asarray(nets.value.apply(params.value.params, obs))
     adv = q - v
-    w = np.minimum(np.exp(cfg.inverse_temperature * adv), cfg.max_weight)
-
-    print(f"{n} rows, {len(ends)} episodes, {fell.mean():.3f} of rows in episodes that fell; reward scale {scale:.3f}")
+    w = np.asarray(exp_advantage_weights(adv, cfg.inverse_temperature, cfg.max_weight))  # the actor loss's own
+    episodes = int(np.sum(np.asarray(ds.episode_ends(data))))
+    print(f"{n} rows, {episodes} episodes, {fell.mean():.3f} of rows in episodes that fell; reward scale {scale:.3f}")
     print("\nsteps to a fall | Q(s,a) | V(s) | A mean | A std | MC return | mean weight | weight > 20")
     for k in (0, 1, 2, 5, 10, 20, 50, 100):
         m = fell & (to_end == k)
@@ -108,22 +91,18 @@ def main() -> None:
     )
 
     env, env_params = make(spec["env_metadata"]["env_name"])
-
-    def rollout(key):
-        o, s = env.reset(key, env_params)
-
-        def body(carry, _):
-            o, s, key, done, ret = carry
-            a = jnp.clip(nets.actor.apply(params.actor.params, o).mean(), -1.0, 1.0)
-            key, k = jax.random.split(key)
-            o, s, r, d, *_ = env.step(k, s, a, env_params)
-            return (o, s, key, jnp.maximum(done, d.astype(jnp.float32)), ret + (1.0 - done) * r), 1.0 - done
-
-        (*_, ret), alive = jax.lax.scan(body, (o, s, key, 0.0, 0.0), None, 1000)
-        return ret, alive.sum()
-
-    rets, lens = jax.jit(jax.vmap(rollout))(jax.random.split(jax.random.PRNGKey(1), args.episodes))
-    print(f"\nrollouts of the deterministic policy: returns {np.round(rets, 1)}, lengths {np.asarray(lens, int)}")
+    policy = iql.make_act(nets)
+    steps = int(getattr(env_params, "max_steps_in_episode", 1000))
+    reset_key, run_key = jax.random.split(jax.random.PRNGKey(1))
+    venv = VmapEnv(env, args.episodes)
+    o, s = venv.reset(reset_key, env_params)
+    _, _, tr, _ = rollout_lib.rollout(
+        venv, env_params, lambda o, k: (policy(state, o, k, deterministic=True), ()), s, o, run_key, steps
+    )
+    done = np.asarray(jnp.logical_or(tr.terminated, tr.truncated))  # [T, episodes]
+    lens = np.where(done.any(0), done.argmax(0) + 1, steps)
+    rets = (np.asarray(tr.reward) * (np.arange(steps)[:, None] < lens)).sum(0)
+    print(f"\nrollouts of the deterministic policy: returns {np.round(rets, 1)}, lengths {lens}")
 
 
 if __name__ == "__main__":
