@@ -101,6 +101,31 @@ def test_cql_lagrange_moves_the_weight_toward_the_target_gap(variant, tiny_env):
     assert np.isfinite(result.summary["normalized_score"]).all()
 
 
+def test_cql_backs_up_the_entropy_only_when_asked(tiny_env):
+    """backup_entropy=True: SAC's soft target ``r + g (1 - d) (min Q-hat(s', a') - alpha log pi(a'|s'))``; False:
+    the CQL authors' hard target (their script's deterministic_backup, the paper's eq. 3). With the same key the
+    two differ by exactly ``g alpha mean((1 - d) log pi(a'|s'))``; nothing else in the loss changes."""
+    from jaxrl.algos.offline import cql, sac_offline
+
+    env, env_params = tiny_env
+    key, alpha = jax.random.PRNGKey(3), 0.7
+    batch = oc.sample_batch(env, oc.init_sampler(env, np.int32(0), 0.99), jax.random.PRNGKey(4), 64)
+    metrics = {}
+    for backup in (True, False):
+        cfg = cql.Config(**TINY, backup_entropy=backup)
+        networks = sac_offline.make_networks(cfg, 1)
+        state = jax.jit(cql.make(cfg, env, env_params).init)(jax.random.PRNGKey(0))
+        loss = sac_offline._critic_loss(cfg, networks, "cql", lagrange=False)
+        metrics[backup] = jax.jit(loss)(state.nets.critic.params, batch, state.nets, alpha, key)[1]
+    # the target's next action, drawn as cql_critic_loss draws it (the first of its four keys)
+    dist = networks.actor.apply(state.nets.actor.params, batch.next_obs)
+    _, logp = dist.sample_and_log_prob(seed=jax.random.split(key, 4)[0])
+    entropy_part = cfg.discount * alpha * np.mean((1 - np.asarray(batch.terminated)) * np.asarray(logp))
+    np.testing.assert_allclose(metrics[True]["target"], metrics[False]["target"] - entropy_part, rtol=1e-5, atol=1e-5)
+    assert abs(entropy_part) > 1e-2  # the check can fail: the entropy term is not negligible here
+    np.testing.assert_allclose(metrics[True]["cql_gap"], metrics[False]["cql_gap"], rtol=1e-6)
+
+
 @pytest.mark.integration
 def test_cql_actor_warm_start_imitates_for_bc_steps_then_maximises_q(tiny_env):
     from jaxrl.algos.offline import cql

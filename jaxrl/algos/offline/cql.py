@@ -57,6 +57,12 @@ class Config(oc.EntropyConfig):
         "maximising Q (the reference code's policy_eval_start; whole iterations)",
     )
     num_samples: int = static(10, low=1, help="sampled actions per state (each of uniform / pi(s) / pi(s'))")
+    backup_entropy: bool = static(
+        True,
+        choices=(True, False),
+        help="subtract alpha log pi(a'|s') in the TD target (SAC's soft backup, as d3rlpy); the CQL authors' D4RL "
+        "script and CORL leave it out (deterministic_backup / backup_entropy=False, the paper's eq. 3)",
+    )
 
 
 def make(config: Config, env, env_params) -> Algorithm:

@@ -69,7 +69,8 @@ def _critic_loss(config, n: Networks, kind: str, lagrange: bool):
             policy_apply=n.actor.apply,
             policy_params=nets_.actor.params,
             discount=config.discount,
-            entropy_coef=alpha,
+            # SAC's soft target; CQL with backup_entropy=False: its authors' hard one
+            entropy_coef=alpha if kind != "cql" or config.backup_entropy else 0.0,
         )
         if kind != "cql":  # SAC's loss is SAC-N's (eta=None: no diversity term computed); EDAC's adds the term
             return edac_critic_loss(critic, batch, key, eta=config.eta if kind == "edac" else None, **common)
