@@ -200,14 +200,9 @@ def jaxrl_worker(job: dict) -> dict:
 def hardware() -> dict:
     import jax
 
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from jaxrl.run.recorder import host_cpu
+
+    cpu = host_cpu()
     try:
         mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError):
@@ -215,7 +210,8 @@ def hardware() -> dict:
     return {
         "devices": [str(d) for d in jax.devices()],
         "backend": jax.default_backend(),
-        "cpu_model": cpu,
+        "cpu_model": cpu["model"],
+        "cpu_isa": cpu["isa"],  # XLA:CPU compiles for these: timings and bits depend on them
         "cpu_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)),
         "memory_gb": round(mem_gb, 1) if mem_gb else None,

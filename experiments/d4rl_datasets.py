@@ -30,7 +30,8 @@ leaves a snapshot (its final actor, evaluations and reference returns, a few hun
 ``results/d4rl_behaviour/``: on a fresh machine the datasets are rebuilt from it by retraining the behaviour run only
 up to its medium policy (halfcheetah's 4 of 60 chunks, hopper's 20 of 100) and checked bit for bit against the run
 (on a fresh 2-core machine, 2026-12-06: 487 s for halfcheetah and 1,005 s for hopper, one core each; all ten
-sha256 equal to the JSON's).
+sha256 equal to the JSON's). That rerun reproduces only on a CPU with the same instruction-set extensions as the one
+that made the run (XLA:CPU compiles for the host's): :data:`REPRODUCING` says what was seen.
 """
 
 from __future__ import annotations
@@ -47,6 +48,18 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 BEHAVIOUR = RESULTS / "d4rl_behaviour"
 KINDS = ("random", "medium", "medium-replay", "medium-expert", "expert")
+# What rebuilding from the snapshots was seen to need (written into the results file under the tables).
+REPRODUCING = (
+    "**Rebuilding on another machine.** The snapshot's rerun checks each chunk's evaluation bit for bit, and XLA:CPU "
+    "compiles for the host's instruction set, so the datasets rebuild only on a CPU with the same extensions as the "
+    "one that made the run (snapshots record it from 2026-12-07 on; these two were made and rebuilt before that, on "
+    "the AVX-512 machines that `benchmarks/results` records for early December). On an AVX2-only AMD EPYC "
+    "(2026-12-07) the first chunk already differs: halfcheetah 441.2 against the saved 332.28, hopper 671.6 against "
+    "561.1 (the same with mujoco 3.17.0 in place of 4.0.1); halfcheetah's is 808.6 with XLA's XNNPACK off and "
+    "-20.9 with its platform-dependent math off. The saved final actor's expert rollouts there differ in their "
+    "bits, not in their returns (mean 3820.5 against 3810.2 on halfcheetah). On such a machine the offline tables "
+    "cannot grow: retraining in full makes other datasets, and cells on them do not pool with these."
+)
 # Behaviour SAC env steps per env on the CPU budget: enough for the final policy to be well past what standing
 # still earns (hopper's alive bonus pays ~1020 per episode for doing nothing, above a 150k-step SAC run).
 BEHAVIOUR_STEPS = {"brax:halfcheetah:positional": 300_000, "brax:hopper:positional": 500_000}
@@ -205,6 +218,8 @@ def zero_action_line(entry: dict) -> str:
 def format_results(store: dict, command: str) -> str:
     import jax
 
+    from jaxrl.run.recorder import cpu_line, host_cpu
+
     out = [
         "# D4RL-protocol datasets on brax locomotion\n",
         "Made by `experiments/d4rl_datasets.py` (one SAC behaviour run per env; `random` = the untrained policy, "
@@ -212,7 +227,7 @@ def format_results(store: dict, command: str) -> str:
         "whole replay buffer up to it, `expert` = the final policy, `medium-expert` = both). Normalised = "
         "100 (R - R_random) / (R_expert - R_random) with R_random the return of uniformly random actions and "
         "R_expert the final policy's deterministic return (both stored in every file).\n",
-        f"Command: `{command}`. Host: {platform.machine()}, {jax.devices()[0].platform}, Python "
+        f"Command: `{command}`. Host: {cpu_line(host_cpu())}, {jax.devices()[0].platform}, Python "
         f"{platform.python_version()}, jax {jax.__version__}.\n",
         "For scale, D4RL's MuJoCo v2 datasets: 1M rows for random, medium and expert (2M medium-expert); "
         "medium-replay 202k rows (halfcheetah), 402k (hopper), 302k (walker2d). A SAC run that reaches a third of "
@@ -237,6 +252,7 @@ def format_results(store: dict, command: str) -> str:
         out.append("| --- | ---: | ---: | --- | ---: | --- |")
         out += [_row(kind, facts) for kind, facts in entry["kinds"].items()]
         out.append("")
+    out += [REPRODUCING, ""]
     return "\n".join(out)
 
 

@@ -169,9 +169,11 @@ def variants_parser(
 def hardware() -> str:
     import jax
 
+    from jaxrl.run.recorder import cpu_line, host_cpu
+
     devices = ", ".join(sorted({d.device_kind for d in jax.devices()}))
     return (
-        f"{platform.processor() or platform.machine()}, {devices} ({jax.default_backend()}); "
+        f"{cpu_line(host_cpu())}, {devices} ({jax.default_backend()}); "
         f"Python {platform.python_version()}, jax {jax.__version__}"
     )
 

@@ -13,6 +13,7 @@ from jaxrl.data import formats
 from jaxrl.envs.offline import array_sha256
 from jaxrl.run import generate
 from jaxrl.run.cli import main
+from jaxrl.run.recorder import cpu_line, host_cpu
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +42,13 @@ def test_a_snapshot_rebuilds_every_kind_bit_for_bit(tiny_run, all_kinds, tmp_pat
         for field in ("observations", "actions", "rewards", "next_observations", "terminals", "timeouts"):
             np.testing.assert_array_equal(getattr(again[kind], field), getattr(d, field), err_msg=f"{kind} {field}")
         assert again[kind].info == d.info
-    # a machine that does not reproduce the run says so instead of making other datasets under the same name
+    # a machine that does not reproduce the run says so at the first chunk that differs, naming both CPUs, instead
+    # of making other datasets under the same name
+    assert snapshot["host"] == cpu_line(host_cpu())
     snapshot["eval_returns"] = np.asarray(snapshot["eval_returns"]) + 1.0
-    with pytest.raises(RuntimeError, match="does not reproduce the run bit for bit"):
+    with pytest.raises(RuntimeError, match="chunk 0 .* does not reproduce the run bit for bit") as err:
         generate.train_behaviour("Pendulum-v1", sac_config=cfg, num_chunks=4, eval_episodes=2, snapshot=snapshot)
+    assert f"this one: {cpu_line(host_cpu())}" in str(err.value) and "instruction set" in str(err.value)
 
 
 @pytest.mark.integration

@@ -111,6 +111,8 @@ def test_run_directory_contract(alone):
     spec = json.loads((run_dir / "config.json").read_text())
     assert spec["algo"] == "ppo" and spec["env"] == ENV and spec["config"]["learning_rate"] == 3e-4
     assert {"jax", "jaxrl", "gymnax"} <= set(spec["versions"])
+    # the CPU's instruction-set extensions, which XLA:CPU's floating point depends on (bit-for-bit reruns)
+    assert spec["host"]["model"] and spec["host"]["machine"] and isinstance(spec["host"]["isa"], list)
     records = read_metrics(run_dir)
     assert [r["iteration"] for r in records] == [4, 8] and records[-1]["env_steps"] == 512
     assert len(records[0]["eval_return"]) == 1 and "policy_loss" in records[0]

@@ -174,13 +174,15 @@ def train_behaviour(
     run_chunk = jax.jit(lambda s: jax.lax.scan(lambda c, _: (algo.step(c)[0], None), s, None, length=chunk_len)[0])
     evaluate = jax.jit(algo.evaluate, static_argnums=2)
     states, evals, sizes = [], [], []
-    for _ in range(cfg.num_iterations // chunk_len if snapshot is None else snapshot["medium_chunk"] + 1):
+    for chunk in range(cfg.num_iterations // chunk_len if snapshot is None else snapshot["medium_chunk"] + 1):
         state = run_chunk(state)
         key, ek = jax.random.split(key)
         evals.append(float(evaluate(state, ek, eval_episodes)))
         sizes.append(int(state.buffer.size))
         if log is not None:
             log(f"behaviour {env_name}: {sizes[-1]} rows, evaluation return {evals[-1]:.1f}")
+        if snapshot is not None:  # at the first chunk that differs, not after the whole rerun
+            _check_reproduced(env_name, chunk, evals[-1], snapshot)
         states.append(jax.tree.map(np.asarray, state.params))
     if snapshot is None:
         key, rk, xk = jax.random.split(key, 3)
@@ -188,9 +190,7 @@ def train_behaviour(
         expert_return = float(evaluate(state, xk, max(eval_episodes, 20)))
         medium_chunk = _medium_chunk(evals, sizes, random_return, expert_return, cfg.learning_starts)
     else:
-        states, evals, sizes, random_return, expert_return, medium_chunk = _from_snapshot(
-            env_name, states, evals, snapshot
-        )
+        states, evals, sizes, random_return, expert_return, medium_chunk = _from_snapshot(states, snapshot)
     return BehaviourRun(
         env_name,
         env_obj,
@@ -223,6 +223,8 @@ def behaviour_snapshot(run: BehaviourRun) -> dict:
     hour of CPU). Save it with :func:`save_snapshot`."""
     from flax import serialization
 
+    from jaxrl.run.recorder import cpu_line, host_cpu
+
     return {
         "medium_chunk": run.medium_chunk,
         "eval_returns": np.asarray(run.eval_returns, np.float64),
@@ -230,6 +232,7 @@ def behaviour_snapshot(run: BehaviourRun) -> dict:
         "random_return": run.random_return,
         "expert_return": run.expert_return,
         "final_actor": serialization.to_state_dict(run.states[-1].actor.params),
+        "host": cpu_line(host_cpu()),  # where it reproduces: a CPU with the same instruction-set extensions
     }
 
 
@@ -248,20 +251,31 @@ def load_snapshot(path: str | Path) -> dict:
     return serialization.msgpack_restore(Path(path).read_bytes())
 
 
-def _from_snapshot(env_name: str, states: list, evals: list, snapshot: dict) -> tuple:
+def _check_reproduced(env_name: str, chunk: int, value: float, snapshot: dict) -> None:
+    """Raise unless the retrained ``chunk`` evaluates to exactly what the saved run's did."""
+    from jaxrl.run.recorder import cpu_line, host_cpu
+
+    saved = float(np.asarray(snapshot["eval_returns"], np.float64)[chunk])
+    if value == saved:
+        return
+    made_on = snapshot.get("host") or "not recorded in the snapshot"
+    raise RuntimeError(
+        f"behaviour {env_name}: retrained chunk {chunk} evaluates to {value!r}, the saved run's to {saved!r}: this "
+        "machine does not reproduce the run bit for bit. XLA:CPU compiles for the host's instruction set, so the "
+        f"run reproduces only on a CPU with the same extensions (this one: {cpu_line(host_cpu())}; the run's: "
+        f"{made_on}). Rebuild the datasets on such a machine, or delete the snapshot to retrain in full: that makes "
+        "other datasets, whose checksums differ from the recorded ones (results on the two do not pool)."
+    )
+
+
+def _from_snapshot(states: list, snapshot: dict) -> tuple:
     """``(states, evals, sizes, random_return, expert_return, medium_chunk)`` of the run ``snapshot`` saved: the
-    retrained chunks up to the medium one (``states``, ``evals``: the random and medium policies and the
-    medium-replay buffer, checked against the saved evaluations), then the saved final actor, evaluations and
+    retrained chunks up to the medium one (``states``: the random and medium policies and the medium-replay buffer,
+    each chunk checked against the saved evaluation as it ran), then the saved final actor, evaluations and
     reference returns."""
     from flax import serialization
 
     saved = np.asarray(snapshot["eval_returns"])
-    if not np.array_equal(np.asarray(evals, np.float64), saved[: len(evals)]):
-        raise RuntimeError(
-            f"behaviour {env_name}: the retrained chunks evaluate to {np.round(evals, 2).tolist()}, the saved run "
-            f"to {np.round(saved[: len(evals)], 2).tolist()}: this machine does not reproduce the run bit for bit; "
-            "delete the snapshot to retrain it in full"
-        )
     last = states[-1]
     final_actor = serialization.from_state_dict(last.actor.params, snapshot["final_actor"])
     final = last._replace(actor=last.actor._replace(params=final_actor))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import signal
 import sys
 import threading
@@ -33,6 +34,9 @@ from jaxrl.run.watchdog import EXIT_STALLED, StallMonitor, Watchdog
 # Packages whose versions config.json records; host envs add theirs through their metadata (``<pkg>_version``).
 _PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "brax", "distrax", "orbax-checkpoint")
 _HOST_PACKAGES = ("metaworld", "mujoco", "gymnasium")
+# The CPU's instruction-set extensions that XLA:CPU compiles for (it targets the host): one program's floating point
+# differs between, e.g., an AVX-512 and an AVX2-only CPU, so a run reproduces bit for bit only where these match.
+_ISA_PREFIXES = ("avx", "fma", "amx", "f16c", "sse4", "asimd", "sve")
 
 
 class NonFiniteError(FloatingPointError):
@@ -74,6 +78,26 @@ def versions(env_metadata: Mapping[str, Any]) -> dict[str, str]:
         if env_metadata.get(f"{pkg}_version"):
             out[pkg] = env_metadata[f"{pkg}_version"]
     return out
+
+
+def host_cpu() -> dict[str, Any]:
+    """This machine's CPU: ``{"model", "machine", "isa"}``, ``isa`` being the instruction-set extensions XLA:CPU
+    compiles for (from ``/proc/cpuinfo``; empty where it cannot be read)."""
+    model, flags = "", set[str]()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = (part.strip() for part in line.partition(":"))
+            if key in ("model name", "Model") and not model:
+                model = value
+            elif key in ("flags", "Features") and not flags:
+                flags = set(value.split())
+    isa = sorted(f for f in flags if f.startswith(_ISA_PREFIXES))
+    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(), "isa": isa}
+
+
+def cpu_line(cpu: Mapping[str, Any]) -> str:
+    """A :func:`host_cpu` as one line: ``AMD EPYC (x86_64: avx, avx2, fma)``."""
+    return f"{cpu['model']} ({cpu['machine']}: {', '.join(cpu['isa']) or 'extensions unknown'})"
 
 
 def env_metadata(env_obj: Any) -> dict:
@@ -315,8 +339,9 @@ class Recorder:
     # ------------------------------------------------------------------ the run directory
 
     def open(self, spec: Mapping[str, Any] | None, truncate_after: int | None = None) -> None:
-        """Write config.json (``{"algo", "env", **spec, "env_metadata", "versions"}``; None: keep the one there, as
-        a resume does) and open the metrics log, dropping records past ``truncate_after``, and the W&B run."""
+        """Write config.json (``{"algo", "env", **spec, "env_metadata", "versions", "host"}``; None: keep the one
+        there, as a resume does) and open the metrics log, dropping records past ``truncate_after``, and the W&B
+        run."""
         config = None
         if spec is not None:
             config = {
@@ -325,6 +350,7 @@ class Recorder:
                 **spec,
                 "env_metadata": self.env_metadata,
                 "versions": versions(self.env_metadata),
+                "host": host_cpu(),
             }
         if self.run_dir is not None:
             if config is not None:
