@@ -7,9 +7,9 @@ import pytest
 os.environ.setdefault("JAXRL_COMPILATION_CACHE", "0")
 
 # The fast suite (pyproject's default marker expression) compiles hundreds of small programs and runs each briefly:
-# there LLVM's optimisation passes cost more than they save (on a 2-core AVX2-only EPYC, 2026-12-07: 8:07 and 8:58 at
-# XLA's default level, 5:41 at level 0, every test passing). The learning, integration and golden tests keep the
-# default: their thresholds and fixtures were measured with it, and they run long enough for it to pay.
+# there LLVM's optimisation passes cost more than they save (on a 2-core AVX2-only EPYC, 2026-12-07: 8:07 and 8:58
+# at XLA's default level, 5:41 and 5:43 at level 0, every test passing). The learning, integration and golden tests
+# keep the default: their thresholds and fixtures were measured with it, and they run long enough for it to pay.
 FAST_COMPILE_FLAG = "--xla_backend_optimization_level=0"
 
 
