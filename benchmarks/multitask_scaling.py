@@ -103,8 +103,10 @@ def run_job(job: dict, timeout: float = 1200) -> dict:
 def hardware() -> dict:
     import jax
 
+    from jaxrl.run.recorder import cpu_line, host_cpu
+
     return {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_line(host_cpu()),
         "cores": os.cpu_count(),
         "platform": platform.platform(),
         "devices": [str(d) for d in jax.devices()],

@@ -36,7 +36,7 @@ _PACKAGES = ("jax", "jaxlib", "flax", "optax", "gymnax", "brax", "distrax", "orb
 _HOST_PACKAGES = ("metaworld", "mujoco", "gymnasium")
 # The CPU's instruction-set extensions that XLA:CPU compiles for (it targets the host): one program's floating point
 # differs between, e.g., an AVX-512 and an AVX2-only CPU, so a run reproduces bit for bit only where these match.
-_ISA_PREFIXES = ("avx", "fma", "amx", "f16c", "sse4", "asimd", "sve")
+_ISA_PREFIXES = ("avx", "fma", "f16c", "amx", "sse4", "bmi", "asimd", "sve")
 
 
 class NonFiniteError(FloatingPointError):
@@ -81,18 +81,23 @@ def versions(env_metadata: Mapping[str, Any]) -> dict[str, str]:
 
 
 def host_cpu() -> dict[str, Any]:
-    """This machine's CPU: ``{"model", "machine", "isa"}``, ``isa`` being the instruction-set extensions XLA:CPU
-    compiles for (from ``/proc/cpuinfo``; empty where it cannot be read)."""
-    model, flags = "", set[str]()
+    """This machine's CPU, from the first processor of ``/proc/cpuinfo`` (fields empty where it cannot be read):
+    ``model``, ``vendor``, ``family``, ``model_number``, ``machine`` and ``isa``, the instruction-set extensions
+    XLA:CPU compiles for. The golden tests' platform signature is built from it too."""
+    info: dict[str, str] = {}
     with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = (part.strip() for part in line.partition(":"))
-            if key in ("model name", "Model") and not model:
-                model = value
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    isa = sorted(f for f in flags if f.startswith(_ISA_PREFIXES))
-    return {"model": model or platform.processor() or platform.machine(), "machine": platform.machine(), "isa": isa}
+        for line in Path("/proc/cpuinfo").read_text().split("\n\n")[0].splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    flags = (info.get("flags") or info.get("Features") or "").split()
+    return {
+        "model": info.get("model name") or info.get("Model") or platform.processor() or platform.machine(),
+        "vendor": info.get("vendor_id", ""),
+        "family": info.get("cpu family", ""),
+        "model_number": info.get("model", ""),
+        "machine": platform.machine(),
+        "isa": sorted(f for f in flags if f.startswith(_ISA_PREFIXES)),
+    }
 
 
 def cpu_line(cpu: Mapping[str, Any]) -> str:

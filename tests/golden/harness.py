@@ -51,8 +51,6 @@ RUN = dict(
 )
 # The platform facts that must all be equal for an exact comparison.
 EXACT_KEYS = ("backend", "jax", "jaxlib", "cpu_vendor", "cpu_family", "cpu_model_number", "isa_flags", "xla_flags")
-# CPU feature flags (from /proc/cpuinfo) that change the code XLA:CPU generates.
-_ISA_PREFIXES = ("avx", "fma", "f16c", "amx", "sse4", "bmi")
 
 # Reference returns of the golden dataset (as tests/conftest.py's TINY_REFS), so normalised scores are defined.
 DATASET_REFS = dict(random_return=-1200.0, expert_return=-150.0)
@@ -60,18 +58,6 @@ DATASET_ROWS = 400
 
 
 # ------------------------------------------------------------------------------------------------ platform
-
-
-def _cpuinfo() -> dict[str, str]:
-    out: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return out
-    for line in text.split("\n\n")[0].splitlines():  # the first processor
-        key, _, value = line.partition(":")
-        out.setdefault(key.strip(), value.strip())
-    return out
 
 
 def platform() -> dict[str, Any]:
@@ -82,9 +68,9 @@ def platform() -> dict[str, Any]:
     import jaxlib
 
     import jaxrl  # noqa: F401  (importing jaxrl sets its XLA_FLAGS default)
+    from jaxrl.run.recorder import host_cpu
 
-    info = _cpuinfo()
-    flags = sorted(f for f in info.get("flags", "").split() if f.startswith(_ISA_PREFIXES))
+    cpu = host_cpu()  # what a run's config.json records as "host"
     versions = {}
     for pkg in ("flax", "optax", "distrax", "gymnax"):
         try:
@@ -98,11 +84,11 @@ def platform() -> dict[str, Any]:
         "python": sys.version.split()[0],
         **versions,
         "machine": platform_lib.machine(),
-        "cpu_model": info.get("model name", platform_lib.processor() or "unknown"),
-        "cpu_vendor": info.get("vendor_id", ""),
-        "cpu_family": info.get("cpu family", ""),
-        "cpu_model_number": info.get("model", ""),
-        "isa_flags": flags,
+        "cpu_model": cpu["model"],
+        "cpu_vendor": cpu["vendor"],
+        "cpu_family": cpu["family"],
+        "cpu_model_number": cpu["model_number"],
+        "isa_flags": cpu["isa"],
         "cpu_count": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "backend": jax.default_backend(),  # the goldens are recorded on CPU; a GPU run is compared tolerantly
