@@ -338,6 +338,7 @@ MEDIUM_REPLAY_RUNS = {
 
 
 @pytest.mark.learning
+@pytest.mark.slow
 def test_offline_rl_beats_bc_on_medium_replay(pendulum_datasets):
     # measured with these lengths (2026-12-04, last evaluation per seed): BC 3.3 (-12.7, 14.8, 7.9), IQL 53.3
     # (33.8, 37.4, 88.7), CQL 56.2 (60.4, 37.4, 70.7), TD3+BC 63.5 (57.0, 62.2, 71.3); 469 s wall, about 290 s of

@@ -269,8 +269,10 @@ def test_rebrac_on_expert(pendulum_datasets):
 
 @pytest.mark.learning
 def test_awr_on_expert(pendulum_datasets):
-    # measured (10k updates, 3 seeds): 101.6, 99.4, 100.8 (above 99 from 2k updates on)
-    _, last = _learn("awr", pendulum_datasets["expert"], 4_000)
+    # 10k updates, as CRR's test: at 4k one seed of three had not settled (82.2 on an AVX-512 Intel Xeon, 74.4 on an
+    # AVX2-only AMD EPYC: mean 89.2). At 10k, seeds 0-7 end at 97.4-103.7 and every evaluation from 5k updates on is
+    # >= 96.2 (Intel Xeon, family 6 model 167).
+    _, last = _learn("awr", pendulum_datasets["expert"], 10_000)
     assert last.mean() >= 90
 
 

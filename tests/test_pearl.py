@@ -393,6 +393,7 @@ def test_defaults_are_the_learning_test_config():
 
 
 @pytest.mark.learning
+@pytest.mark.slow
 def test_pearl_posterior_beats_prior_on_point_robot():
     """On 30 held-out point-robot goals (dense reward), the mean return of the posterior's episodes (k = 1, 2)
     beats the prior's first episode (k = 0) by at least LEARNING_MARGIN, for each of 3 seeds vmapped in one

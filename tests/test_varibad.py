@@ -289,6 +289,7 @@ def _freeze_belief_at_prior(state):
 
 
 @pytest.mark.learning
+@pytest.mark.slow
 def test_varibad_adapts_on_the_point_robot():
     """Continuous actions: VariBAD with experiments/varibad_point_robot.py's config, 2.05M env steps (1,600 iterations,
     one seed), greedy meta-test on the 30 held-out goals. Per 20-step episode, the best policy that ignores the goal
