@@ -58,7 +58,10 @@ REPRODUCING = (
     "561.1 (the same with mujoco 3.17.0 in place of 4.0.1); halfcheetah's is 808.6 with XLA's XNNPACK off and "
     "-20.9 with its platform-dependent math off. The saved final actor's expert rollouts there differ in their "
     "bits, not in their returns (mean 3820.5 against 3810.2 on halfcheetah). On such a machine the offline tables "
-    "cannot grow: retraining in full makes other datasets, and cells on them do not pool with these."
+    "cannot grow: retraining in full makes other datasets, and cells on them do not pool with these. The vendor "
+    "does not matter, the extensions do: an Intel Xeon with AVX-512 (family 6 model 167, 2026-12-07) rebuilt both "
+    "envs' five files bit for bit (every chunk's evaluation and every checksum; halfcheetah 6 min, hopper 14 min on "
+    "one core each), as the AMD machines with AVX-512 did."
 )
 # Behaviour SAC env steps per env on the CPU budget: enough for the final policy to be well past what standing
 # still earns (hopper's alive bonus pays ~1020 per episode for doing nothing, above a 150k-step SAC run).
