@@ -337,6 +337,7 @@ MEDIUM_REPLAY_RUNS = {
 }
 
 
+# slow: 478 s on CI's 2 cores (stop 41), run by hand (`-m slow`)
 @pytest.mark.learning
 @pytest.mark.slow
 def test_offline_rl_beats_bc_on_medium_replay(pendulum_datasets):
